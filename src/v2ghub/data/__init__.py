@@ -1,0 +1,1 @@
+"""Package data: pilot cities, TOU tariffs and vehicle models, each figure with its source."""

@@ -1,0 +1,41 @@
+"""One city's simulation input: its fleet, sites, tariff and grid context on a time grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from v2ghub.model.fleet import Fleet
+from v2ghub.model.signals import GridSignals
+from v2ghub.model.sites import SiteLimits
+from v2ghub.model.tariff import Tariff
+from v2ghub.model.time_grid import TimeGrid
+
+
+@dataclass(frozen=True)
+class CityCase:
+    """Everything the simulator needs for one city.
+
+    ``grid`` starts at local midnight of the reported day and runs until the last session
+    has left (sessions may run past midnight). ``signals`` cover ``grid``. ``arrival_days``
+    is the number of days over which the sessions arrive: daily curves fold the grid onto
+    24 hours and divide by it.
+    """
+
+    city: str
+    grid: TimeGrid
+    fleet: Fleet
+    sites: SiteLimits
+    tariff: Tariff
+    signals: GridSignals
+    degradation_cny_per_kwh: float = 0.0
+    arrival_days: int = 1
+
+    def __post_init__(self) -> None:
+        if self.signals.base_load_kw.shape != (self.grid.length,):
+            raise ValueError(
+                f"city {self.city}: signals must cover the grid ({self.grid.length} steps)"
+            )
+        if self.fleet.n_sessions and int(self.fleet.site_index.max()) >= self.sites.n_sites:
+            raise ValueError(f"city {self.city}: a session points to an unknown site")
+        if self.arrival_days < 1:
+            raise ValueError("arrival_days must be >= 1")

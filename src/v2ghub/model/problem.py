@@ -1,0 +1,126 @@
+"""What a planner sees (:class:`Problem`) and what it returns (:class:`Schedule`).
+
+A planner never knows whether it runs in the twin or live: it gets a read-only
+``Problem`` for the vehicles plugged in now and a horizon of steps from now, and returns a
+``Schedule`` of charger power per vehicle and step (kW, + charging / - discharging).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from v2ghub.model.time_grid import TimeGrid
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The read-only planning view at one control instant.
+
+    Per-vehicle arrays have one entry per plugged vehicle; per-step arrays one entry per
+    step of ``grid`` (the horizon, which starts now); per-site arrays one per site.
+
+    Each vehicle ``i`` is plugged for steps ``0 .. departure_step[i] - 1`` of the horizon.
+    Its stored energy must stay in ``[energy_min_kwh, energy_max_kwh]`` and should reach
+    ``target_energy_kwh`` by ``departure_step``. Stored energy evolves as
+
+        e[t+1] = e[t] + charge_efficiency * max(p[t], 0) * dt_h
+                      + min(p[t], 0) * dt_h / discharge_efficiency
+
+    with ``-max_discharge_kw <= p[t] <= max_charge_kw`` (``max_discharge_kw`` is zero for
+    vehicles that did not opt in to V2G), and per site and step
+    ``-export_limit_kw <= sum of p <= import_limit_kw``.
+    """
+
+    grid: TimeGrid
+    control_steps: int
+    vehicle_index: IntArray
+    site_index: IntArray
+    energy_kwh: FloatArray
+    energy_min_kwh: FloatArray
+    energy_max_kwh: FloatArray
+    target_energy_kwh: FloatArray
+    max_charge_kw: FloatArray
+    max_discharge_kw: FloatArray
+    charge_efficiency: FloatArray
+    discharge_efficiency: FloatArray
+    departure_step: IntArray
+    import_limit_kw: FloatArray
+    export_limit_kw: FloatArray
+    import_price_cny_per_kwh: FloatArray
+    export_price_cny_per_kwh: FloatArray
+    period_kind: npt.NDArray[np.int8]
+    base_load_kw: FloatArray
+    renewable_surplus_kw: FloatArray
+    degradation_cny_per_kwh: float = 0.0
+
+    def __post_init__(self) -> None:
+        n = self.vehicle_index.shape[0]
+        horizon = self.grid.length
+        n_sites = self.import_limit_kw.shape[0]
+        per_step = {
+            "import_price_cny_per_kwh",
+            "export_price_cny_per_kwh",
+            "period_kind",
+            "base_load_kw",
+            "renewable_surplus_kw",
+        }
+        per_site = {"import_limit_kw", "export_limit_kw"}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, np.ndarray):
+                continue
+            expected = horizon if f.name in per_step else n_sites if f.name in per_site else n
+            if value.shape != (expected,):
+                raise ValueError(f"Problem.{f.name} must have shape ({expected},)")
+            value.setflags(write=False)
+        if not self.control_steps >= 1:
+            raise ValueError("Problem.control_steps must be >= 1")
+        if n and (self.departure_step.min() < 1 or self.departure_step.max() > horizon):
+            raise ValueError("Problem.departure_step must lie within 1..horizon")
+
+    @property
+    def n_vehicles(self) -> int:
+        """Number of plugged vehicles in the problem."""
+        return int(self.vehicle_index.shape[0])
+
+    @property
+    def dt_h(self) -> float:
+        """Step length in hours."""
+        return self.grid.dt_h
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Charger power per vehicle and step, kW (+ charging, - discharging).
+
+    ``power_kw`` has shape ``(n_vehicles, n_steps)``, rows in the order of the problem's
+    vehicles, columns from the problem's first step; ``n_steps`` is at least the problem's
+    ``control_steps`` (or its horizon, if shorter). ``fallback_reason`` is set when a safe
+    fallback plan replaced the planner's.
+    """
+
+    power_kw: FloatArray
+    planner: str
+    fallback_reason: str | None = None
+
+    @property
+    def n_steps(self) -> int:
+        """Number of steps the schedule covers."""
+        return int(self.power_kw.shape[1])
+
+
+class Planner(Protocol):
+    """Anything that turns a :class:`Problem` into a :class:`Schedule`."""
+
+    name: str
+
+    def plan(self, problem: Problem) -> Schedule:
+        """Plan the problem's vehicles over (at least) its control steps."""
+        ...

@@ -1,0 +1,46 @@
+"""Planners behind one interface: ``plan(Problem) -> Schedule``.
+
+Every planner keeps the guarantees of the design: charger, vehicle and site limits; the SoC
+window; departure targets whenever feasible; V2G only for vehicles that opted in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from v2ghub.model.problem import Planner, Problem, Schedule
+from v2ghub.planning.tou import TouPlanner
+from v2ghub.planning.uncontrolled import UncontrolledPlanner
+from v2ghub.planning.v2g_rules import V2gRulesPlanner
+
+PLANNERS: dict[str, Callable[[], Planner]] = {
+    "uncontrolled": UncontrolledPlanner,
+    "tou": TouPlanner,
+    "v2g-rules": V2gRulesPlanner,
+}
+
+
+def make_planner(name: str) -> Planner:
+    """The planner registered under ``name``."""
+    try:
+        return PLANNERS[name]()
+    except KeyError:
+        known = ", ".join(PLANNERS)
+        raise ValueError(f"unknown planner {name!r} (known: {known})") from None
+
+
+def safe_plan(problem: Problem, reason: str) -> Schedule:
+    """The fallback: charge-only at full power within all limits, with the reason recorded."""
+    schedule = UncontrolledPlanner().plan(problem)
+    return Schedule(power_kw=schedule.power_kw, planner="safe-fallback", fallback_reason=reason)
+
+
+__all__ = [
+    "PLANNERS",
+    "Planner",
+    "TouPlanner",
+    "UncontrolledPlanner",
+    "V2gRulesPlanner",
+    "make_planner",
+    "safe_plan",
+]

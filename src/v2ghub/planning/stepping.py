@@ -1,0 +1,140 @@
+"""Shared arithmetic of the step-by-step rule planners."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from v2ghub.model.problem import Problem
+from v2ghub.planning.limits import fit_site_limits
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass
+class FleetState:
+    """The mutable copy of stored energy a rule planner rolls forward over its steps."""
+
+    energy_kwh: FloatArray
+    charge_step_kwh: FloatArray  # stored energy gained in one step at full charging power
+    discharge_step_kwh: FloatArray  # stored energy lost in one step at full discharging power
+
+    @staticmethod
+    def of(problem: Problem) -> FleetState:
+        """Start from the problem's stored energy."""
+        dt_h = problem.dt_h
+        return FleetState(
+            energy_kwh=problem.energy_kwh.copy(),
+            charge_step_kwh=problem.max_charge_kw * problem.charge_efficiency * dt_h,
+            discharge_step_kwh=problem.max_discharge_kw * dt_h / problem.discharge_efficiency,
+        )
+
+
+def steps_to_plan(problem: Problem) -> int:
+    """How many steps a rule planner rolls out: the control interval, within the horizon."""
+    return min(problem.control_steps, problem.grid.length)
+
+
+def future_count(mask: npt.NDArray[np.bool_], step: int, departure_step: IntArray) -> IntArray:
+    """Per vehicle, the number of steps ``s`` with ``step < s < departure_step`` and ``mask[s]``."""
+    cumulative = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
+    end = np.maximum(departure_step, step + 1)
+    return np.asarray(cumulative[end] - cumulative[step + 1], dtype=np.int64)
+
+
+def stored_to_charge_kw(stored_kwh: FloatArray, problem: Problem) -> FloatArray:
+    """Charger power that stores ``stored_kwh`` in one step."""
+    return stored_kwh / (problem.charge_efficiency * problem.dt_h)
+
+
+def stored_to_discharge_kw(stored_kwh: FloatArray, problem: Problem) -> FloatArray:
+    """Charger power (magnitude) delivered to the grid when the battery gives ``stored_kwh``."""
+    return stored_kwh * problem.discharge_efficiency / problem.dt_h
+
+
+def apply_step(
+    problem: Problem,
+    state: FleetState,
+    *,
+    charge_kw: FloatArray,
+    discharge_kw: FloatArray,
+    must_charge_kw: FloatArray,
+) -> FloatArray:
+    """Fit one step into the site limits, roll the stored energy on, return signed power."""
+    charge_kw, discharge_kw = fit_site_limits(
+        charge_kw=charge_kw,
+        discharge_kw=discharge_kw,
+        must_charge_kw=must_charge_kw,
+        site_index=problem.site_index,
+        import_limit_kw=problem.import_limit_kw,
+        export_limit_kw=problem.export_limit_kw,
+    )
+    dt_h = problem.dt_h
+    state.energy_kwh += charge_kw * problem.charge_efficiency * dt_h
+    state.energy_kwh -= discharge_kw * dt_h / problem.discharge_efficiency
+    return charge_kw - discharge_kw
+
+
+def site_derating(problem: Problem, step: int) -> FloatArray:
+    """Per vehicle, the share of its charger power its site can give all plugged vehicles at once.
+
+    ``min(1, import_limit_kw / sum of max_charge_kw of the site's plugged vehicles)``: the
+    power a rule planner may count on in later steps, when every vehicle wants to charge.
+    """
+    plugged = problem.departure_step > step
+    connected_kw = np.bincount(
+        problem.site_index,
+        weights=np.where(plugged, problem.max_charge_kw, 0.0),
+        minlength=problem.import_limit_kw.shape[0],
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(connected_kw > 0, problem.import_limit_kw / connected_kw, 1.0)
+    return np.asarray(np.clip(share, 0.0, 1.0)[problem.site_index])
+
+
+def charge_toward_target(
+    problem: Problem,
+    state: FleetState,
+    step: int,
+    *,
+    price: FloatArray | None,
+) -> tuple[FloatArray, FloatArray]:
+    """Charging that reaches each vehicle's target, into the cheapest steps if ``price`` is given.
+
+    Without ``price`` a vehicle charges as fast as it can (uncontrolled). With it, a vehicle
+    leaves to the strictly cheaper steps before its departure what they can hold, and
+    spreads the rest of its need evenly over the steps as cheap as this one:
+
+        later = full_step * derate * #{s : step < s < departure, price[s] < price[step]}
+        now   = clip((need - later) / #{s : step <= s < departure, price[s] == price[step]},
+                     0, full_step)
+
+    where ``derate`` is the vehicle's :func:`site_derating`, so that a shared site's limit
+    does not leave too much for later. Spreading instead of charging at full power keeps
+    the start of the valley from becoming a new peak.
+
+    Returns
+    -------
+    (charge_kw, must_charge_kw): the power to charge now and the part of it that cannot
+    wait (what the remaining plugged steps could not deliver otherwise).
+    """
+    plugged = problem.departure_step > step
+    need_kwh = np.maximum(problem.target_energy_kwh - state.energy_kwh, 0.0)
+    full_kwh = np.minimum(state.charge_step_kwh, need_kwh)
+    later_step_kwh = state.charge_step_kwh * site_derating(problem, step)
+    if price is None:
+        now_kwh = full_kwh
+    else:
+        cheaper = price < price[step]
+        equal = price == price[step]
+        later_kwh = later_step_kwh * future_count(cheaper, step, problem.departure_step)
+        equal_steps = 1 + future_count(equal, step, problem.departure_step)
+        now_kwh = np.clip((need_kwh - later_kwh) / equal_steps, 0.0, full_kwh)
+    remaining_steps = np.maximum(problem.departure_step - step - 1, 0)
+    must_kwh = np.clip(need_kwh - later_step_kwh * remaining_steps, 0.0, full_kwh)
+    now_kwh = np.maximum(np.where(plugged, now_kwh, 0.0), np.where(plugged, must_kwh, 0.0))
+    must_kwh = np.where(plugged, must_kwh, 0.0)
+    return stored_to_charge_kw(now_kwh, problem), stored_to_charge_kw(must_kwh, problem)

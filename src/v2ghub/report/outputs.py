@@ -1,0 +1,268 @@
+"""The run's files: ``summary.json``, ``summary.csv``, ``curves.csv``, ``sessions.parquet``.
+
+``summary.json`` holds, for each planner and city (and the total over cities), the keys
+``baseline_peak_kw`` (area load without EVs), ``peak_kw``, ``valley_share``,
+``energy_charged_kwh``, ``energy_discharged_kwh``, ``unmet_energy_kwh`` and
+``owner_cost_cny`` (an exact decimal string, since money is never a float), and more.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+from v2ghub.model.fleet import ChargerKind
+from v2ghub.settlement.money import fen_to_cny
+from v2ghub.sim.metrics import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE, CityMetrics, RunResult
+
+SUMMARY_KEYS = (
+    "baseline_peak_kw",
+    "peak_kw",
+    "valley_share",
+    "energy_charged_kwh",
+    "energy_discharged_kwh",
+    "unmet_energy_kwh",
+    "owner_cost_cny",
+)
+_ADDITIVE = (
+    "sessions",
+    "v2g_sessions",
+    "energy_charged_kwh",
+    "energy_discharged_kwh",
+    "renewable_surplus_kwh",
+    "renewable_absorbed_kwh",
+    "required_energy_kwh",
+    "delivered_energy_kwh",
+    "unmet_energy_kwh",
+    "unavoidable_shortfall_kwh",
+    "vehicles_short",
+    "site_limit_violations",
+    "fallbacks",
+)
+
+
+def _jsonable(metrics: CityMetrics) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in asdict(metrics).items():
+        if key in ("city", "planner"):
+            continue
+        if isinstance(value, Decimal):
+            out[key] = str(value)
+        elif isinstance(value, float):
+            out[key] = round(value, 6)
+        else:
+            out[key] = value
+    return out
+
+
+def planner_totals(results: Sequence[RunResult], planner: str) -> dict[str, Any]:
+    """Totals over the cities of one planner (sums; the peak of the summed curves)."""
+    chosen = [r for r in results if r.run.planner == planner]
+    total: dict[str, Any] = {key: sum(getattr(r.metrics, key) for r in chosen) for key in _ADDITIVE}
+    base = sum(r.curves.base_load_kw for r in chosen)
+    with_ev = sum(r.curves.total_load_kw for r in chosen)
+    total["baseline_peak_kw"] = round(float(np.max(base)), 6) if chosen else 0.0
+    total["peak_kw"] = round(float(np.max(with_ev)), 6) if chosen else 0.0
+    charged = sum(r.metrics.energy_charged_kwh for r in chosen)
+    valley = sum(r.metrics.valley_share * r.metrics.energy_charged_kwh for r in chosen)
+    total["valley_share"] = round(valley / charged, 6) if charged > 0 else 1.0
+    total["owner_cost_cny"] = str(fen_to_cny(sum(int(r.outcomes.bill_fen.sum()) for r in chosen)))
+    for key in _ADDITIVE:
+        if isinstance(total[key], float):
+            total[key] = round(total[key], 6)
+    return total
+
+
+def summary_document(
+    results: Sequence[RunResult], *, planners: Sequence[str], scenario: dict[str, Any]
+) -> dict[str, Any]:
+    """The content of ``summary.json``."""
+    document: dict[str, Any] = {
+        "scenario": scenario,
+        "rules": {
+            "valley_share_min": VALLEY_SHARE_RULE,
+            "valley_share_private_min": VALLEY_SHARE_RULE_PRIVATE,
+        },
+        "planners": {},
+    }
+    for planner in planners:
+        cities = {r.metrics.city: _jsonable(r.metrics) for r in results if r.run.planner == planner}
+        document["planners"][planner] = {
+            "cities": cities,
+            "total": planner_totals(results, planner),
+        }
+    return document
+
+
+def write_summary_json(path: Path, document: dict[str, Any]) -> None:
+    """Write ``summary.json``."""
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_summary_csv(path: Path, results: Sequence[RunResult]) -> None:
+    """One row per city and planner, every metric."""
+    rows = [asdict(r.metrics) for r in results]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["city"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_curves_csv(path: Path, results: Sequence[RunResult]) -> None:
+    """The daily curves of every run, one row per city, planner and step (kW)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            [
+                "city",
+                "planner",
+                "time",
+                "base_load_kw",
+                "ev_load_kw",
+                "total_load_kw",
+                "charge_kw",
+                "discharge_kw",
+                "renewable_surplus_kw",
+            ]
+        )
+        for result in results:
+            grid = result.run.case.grid
+            zone = ZoneInfo(result.run.case.tariff.timezone)
+            curves = result.curves
+            # One row per time step (96 a day), never per vehicle.
+            for k in range(curves.base_load_kw.size):
+                writer.writerow(
+                    [
+                        result.metrics.city,
+                        result.run.planner,
+                        grid.time_at(k).astimezone(zone).isoformat(),
+                        f"{curves.base_load_kw[k]:.3f}",
+                        f"{curves.ev_load_kw[k]:.3f}",
+                        f"{curves.total_load_kw[k]:.3f}",
+                        f"{curves.charge_kw[k]:.3f}",
+                        f"{curves.discharge_kw[k]:.3f}",
+                        f"{curves.renewable_surplus_kw[k]:.3f}",
+                    ]
+                )
+
+
+def sessions_table(result: RunResult) -> pa.Table:
+    """Per-session outcomes of one run as an Arrow table."""
+    case = result.run.case
+    fleet = case.fleet
+    outcomes = result.outcomes
+    n = fleet.n_sessions
+    if fleet.session_ids is not None:
+        ids = pa.array(fleet.session_ids.astype(str))
+    else:
+        ids = pa.array(np.char.add(f"{case.city}-", np.arange(n).astype(str)))
+    site_names = np.array(case.sites.site_ids, dtype=object)
+    kinds = np.array([k.name.lower() for k in ChargerKind], dtype=object)
+    return pa.table(
+        {
+            "session_id": ids,
+            "city": pa.array(np.full(n, case.city, dtype=object)),
+            "planner": pa.array(np.full(n, result.run.planner, dtype=object)),
+            "site_id": pa.array(site_names[fleet.site_index]),
+            "charger_kind": pa.array(kinds[fleet.charger_kind]),
+            "v2g_opt_in": pa.array(fleet.v2g_opt_in),
+            "arrival": pa.array(fleet.arrival_s * 1_000_000, type=pa.timestamp("us", tz="UTC")),
+            "departure": pa.array(fleet.departure_s * 1_000_000, type=pa.timestamp("us", tz="UTC")),
+            "battery_kwh": pa.array(fleet.battery_kwh),
+            "energy_arrival_kwh": pa.array(fleet.energy_arrival_kwh),
+            "target_energy_kwh": pa.array(fleet.target_energy_kwh),
+            "energy_departure_kwh": pa.array(result.run.energy_final_kwh),
+            "required_kwh": pa.array(outcomes.required_kwh),
+            "delivered_kwh": pa.array(outcomes.delivered_kwh),
+            "unmet_kwh": pa.array(outcomes.unmet_kwh),
+            "unavoidable_kwh": pa.array(outcomes.unavoidable_kwh),
+            "energy_charged_kwh": pa.array(outcomes.charged_kwh),
+            "energy_discharged_kwh": pa.array(outcomes.discharged_kwh),
+            "bill_fen": pa.array(outcomes.bill_fen),
+        }
+    )
+
+
+def write_sessions_parquet(path: Path, results: Sequence[RunResult]) -> None:
+    """Per-session outcomes of every run in one Parquet file (``bill_fen``: exact fen)."""
+    writer: pq.ParquetWriter | None = None
+    try:
+        for result in results:
+            table = sessions_table(result)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _mw(kw: float) -> str:
+    return f"{kw / 1000:,.1f}"
+
+
+def print_summary(console: Console, results: Sequence[RunResult], planners: Sequence[str]) -> None:
+    """The summary table in the terminal."""
+    table = Table(title="v2ghub: one day per city and planner", show_lines=False)
+    for column, justify in (
+        ("city", "left"),
+        ("planner", "left"),
+        ("peak MW no EV", "right"),
+        ("peak MW", "right"),
+        ("vs first", "right"),
+        ("valley share", "right"),
+        ("charged MWh", "right"),
+        ("V2G MWh", "right"),
+        ("unmet kWh", "right"),
+        ("owners' cost CNY", "right"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for result in results:
+        m = result.metrics
+        table.add_row(
+            m.city,
+            m.planner,
+            _mw(m.baseline_peak_kw),
+            _mw(m.peak_kw),
+            f"{-m.peak_reduction_kw / 1000:+,.1f}",
+            f"{m.valley_share:.0%}",
+            f"{m.energy_charged_kwh / 1000:,.1f}",
+            f"{m.energy_discharged_kwh / 1000:,.1f}",
+            f"{m.unmet_energy_kwh:,.0f}",
+            f"{m.owner_cost_cny:,}",
+            end_section=m.planner == planners[-1],
+        )
+    for planner in planners:
+        total = planner_totals(results, planner)
+        table.add_row(
+            "all cities",
+            planner,
+            _mw(total["baseline_peak_kw"]),
+            _mw(total["peak_kw"]),
+            "",
+            f"{total['valley_share']:.0%}",
+            f"{total['energy_charged_kwh'] / 1000:,.1f}",
+            f"{total['energy_discharged_kwh'] / 1000:,.1f}",
+            f"{total['unmet_energy_kwh']:,.0f}",
+            f"{Decimal(total['owner_cost_cny']):,}",
+            style="bold",
+        )
+    console.print(table)
+
+
+def local_time_label(moment: datetime, timezone: str) -> str:
+    """A local time for headings."""
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")

@@ -1,0 +1,71 @@
+"""A user's site limits from CSV: ``site_id, import_limit_kw, export_limit_kw``.
+
+A blank limit means no limit. Sites of the sessions file that are not listed have no limit;
+a listed site that no session uses is refused, since it is most likely a typo.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+from v2ghub.errors import InputError
+from v2ghub.model.sites import SiteLimits
+
+COLUMNS = ("site_id", "import_limit_kw", "export_limit_kw")
+
+
+def _limit(text: str, *, path: Path, row: int, field: str) -> float:
+    if not text.strip():
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"not a number (got {text!r})", file=path, row=row, field=field) from None
+    if not value >= 0:
+        raise InputError(f"must be >= 0 (got {text!r})", file=path, row=row, field=field)
+    return value
+
+
+def load_sites_csv(path: Path, *, site_ids: tuple[str, ...]) -> SiteLimits:
+    """Limits for ``site_ids`` (the sessions' sites, in their order) from ``path``."""
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"cannot read sites file: {error.strerror}", file=path) from None
+    imports = dict.fromkeys(site_ids, math.inf)
+    exports = dict.fromkeys(site_ids, math.inf)
+    with handle:
+        reader = csv.reader(handle)
+        header = [h.strip() for h in next(reader, [])]
+        for column in COLUMNS:
+            if column not in header:
+                raise InputError("missing column", file=path, row=1, field=column)
+        for column in header:
+            if column not in COLUMNS:
+                raise InputError("unknown column", file=path, row=1, field=column)
+        position = {c: header.index(c) for c in COLUMNS}
+        seen: set[str] = set()
+        for row, cells in enumerate(reader, start=2):
+            if len(cells) != len(header):
+                raise InputError(
+                    f"expected {len(header)} cells, got {len(cells)}", file=path, row=row
+                )
+            site = cells[position["site_id"]].strip()
+            if site not in imports:
+                raise InputError(
+                    f"site {site!r} has no sessions", file=path, row=row, field="site_id"
+                )
+            if site in seen:
+                raise InputError(f"duplicate site {site!r}", file=path, row=row, field="site_id")
+            seen.add(site)
+            for column, table in (("import_limit_kw", imports), ("export_limit_kw", exports)):
+                table[site] = _limit(cells[position[column]], path=path, row=row, field=column)
+    return SiteLimits(
+        site_ids,
+        np.array([imports[s] for s in site_ids], dtype=np.float64),
+        np.array([exports[s] for s in site_ids], dtype=np.float64),
+    )

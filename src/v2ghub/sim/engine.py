@@ -1,0 +1,340 @@
+"""The twin's engine: steps a city's fleet through time, calling a planner at each control
+interval and applying its setpoints through battery physics and meters.
+
+Every operation is on whole arrays of vehicles; the only Python loop is over time steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import numpy as np
+import numpy.typing as npt
+
+from v2ghub.model.case import CityCase
+from v2ghub.model.fleet import Fleet
+from v2ghub.model.problem import Planner, Problem, Schedule
+from v2ghub.model.tariff import PriceLevels
+from v2ghub.planning import safe_plan
+from v2ghub.sim.battery import step_batteries
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+SOC_SAMPLE_SIZE = 200
+SITE_LIMIT_TOLERANCE_KW = 1e-6
+
+
+@dataclass(frozen=True)
+class SimulationRun:
+    """What one planner did to one city, step by step and per session.
+
+    Per-step arrays cover the case's grid; per-session arrays the case's fleet.
+    ``import_kwh_by_level`` and ``export_kwh_by_level`` have shape
+    ``(n_sessions, prices.n_levels)``: grid-side energy per session at each price level.
+    """
+
+    case: CityCase
+    planner: str
+    prices: PriceLevels
+    charge_kw: FloatArray
+    discharge_kw: FloatArray
+    plugged_count: IntArray
+    mean_soc: FloatArray
+    soc_sample_index: IntArray
+    soc_sample: FloatArray
+    energy_final_kwh: FloatArray
+    import_kwh_by_level: FloatArray
+    export_kwh_by_level: FloatArray
+    site_limit_violations: int
+    setpoint_cuts: int
+    fallback_reasons: tuple[str, ...]
+    planner_seconds: float
+    total_seconds: float
+
+    @property
+    def ev_load_kw(self) -> FloatArray:
+        """Net EV load per step (+ import, - export)."""
+        return self.charge_kw - self.discharge_kw
+
+    @property
+    def energy_charged_kwh(self) -> FloatArray:
+        """Grid energy drawn per session."""
+        return np.asarray(self.import_kwh_by_level.sum(axis=1))
+
+    @property
+    def energy_discharged_kwh(self) -> FloatArray:
+        """Grid energy delivered per session."""
+        return np.asarray(self.export_kwh_by_level.sum(axis=1))
+
+
+def _checked(schedule: Schedule, problem: Problem) -> Schedule:
+    """The schedule if it has the right shape and finite values; raises otherwise."""
+    needed = min(problem.control_steps, problem.grid.length)
+    shape = schedule.power_kw.shape
+    if len(shape) != 2 or shape[0] != problem.n_vehicles or shape[1] < needed:
+        raise ValueError(f"schedule shape {shape}, expected ({problem.n_vehicles}, >={needed})")
+    if not np.all(np.isfinite(schedule.power_kw)):
+        raise ValueError("schedule has non-finite power")
+    return schedule
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The schedule in force and the per-session arrays the physics needs while it runs.
+
+    ``index`` are the (arrival-ordered) sessions it drives; every array has their rows.
+    """
+
+    power_kw: FloatArray
+    index: IntArray
+    end_step: IntArray
+    site_index: IntArray
+    max_charge_kw: FloatArray
+    max_discharge_kw: FloatArray
+    charge_efficiency: FloatArray
+    discharge_efficiency: FloatArray
+    energy_min_kwh: FloatArray
+    energy_max_kwh: FloatArray
+    start_step: int
+
+    @staticmethod
+    def of(
+        problem: Problem, schedule: Schedule, index: IntArray, end_step: IntArray, step: int
+    ) -> _Plan:
+        """The plan of a schedule, reusing the problem's arrays (no copies)."""
+        return _Plan(
+            power_kw=schedule.power_kw,
+            index=index,
+            end_step=end_step,
+            site_index=problem.site_index,
+            max_charge_kw=problem.max_charge_kw,
+            max_discharge_kw=problem.max_discharge_kw,
+            charge_efficiency=problem.charge_efficiency,
+            discharge_efficiency=problem.discharge_efficiency,
+            energy_min_kwh=problem.energy_min_kwh,
+            energy_max_kwh=problem.energy_max_kwh,
+            start_step=step,
+        )
+
+    def still_plugged(self, step: int) -> _Plan:
+        """The plan without the sessions that have left by ``step``."""
+        keep = self.end_step > step
+        if keep.all():
+            return self
+        arrays = {
+            f.name: getattr(self, f.name)[keep] for f in fields(self) if f.name != "start_step"
+        }
+        return _Plan(**arrays, start_step=self.start_step)
+
+
+class Simulator:
+    """Runs one :class:`CityCase` with one planner.
+
+    Parameters
+    ----------
+    control_steps:
+        Steps between two planning calls (1 = plan every step).
+    on_step:
+        Called after every step with the number of steps done (for progress bars).
+    """
+
+    def __init__(
+        self,
+        case: CityCase,
+        planner: Planner,
+        *,
+        control_steps: int = 1,
+        on_step: Callable[[int], None] | None = None,
+        sample_seed: int = 0,
+    ) -> None:
+        if control_steps < 1:
+            raise ValueError(f"control_steps must be >= 1, got {control_steps}")
+        self.case = case
+        self.planner = planner
+        self.control_steps = control_steps
+        self.on_step = on_step
+        self.sample_seed = sample_seed
+
+    def run(self) -> SimulationRun:
+        """Step through the whole grid and return what happened."""
+        started = time.perf_counter()
+        case = self.case
+        grid = case.grid
+        n, n_steps, dt_h = case.fleet.n_sessions, grid.length, grid.dt_h
+        prices = case.tariff.price_levels(grid)
+        import_price = prices.import_series()
+        export_price = prices.export_series()
+
+        # Work in arrival order: arrivals become a slice and every gather reads memory
+        # nearly in sequence. Results are put back into the fleet's order at the end.
+        first_unsorted, _ = grid.plugged_steps(case.fleet.arrival_s, case.fleet.departure_s)
+        order = np.argsort(first_unsorted, kind="stable")
+        fleet = case.fleet.take(order)
+        first, end = grid.plugged_steps(fleet.arrival_s, fleet.departure_s)
+        end = np.minimum(end, n_steps)
+        first = np.minimum(first, end)
+        energy = fleet.energy_arrival_kwh.copy()
+        import_by_level = np.zeros((prices.n_levels, n))
+        export_by_level = np.zeros((prices.n_levels, n))
+
+        rng = np.random.default_rng(self.sample_seed)
+        sample = np.sort(rng.choice(n, size=min(n, SOC_SAMPLE_SIZE), replace=False))
+        inverse = np.empty(n, dtype=np.int64)
+        inverse[order] = np.arange(n, dtype=np.int64)
+        sample_sorted = inverse[sample]
+        soc_sample = np.full((sample.size, n_steps), np.nan)
+        charge_kw = np.zeros(n_steps)
+        discharge_kw = np.zeros(n_steps)
+        plugged_count = np.zeros(n_steps, dtype=np.int64)
+        mean_soc = np.full(n_steps, np.nan)
+        violations = 0
+        cuts = 0
+        fallbacks: list[str] = []
+        planner_seconds = 0.0
+
+        active = np.zeros(0, dtype=np.int64)
+        plan: _Plan | None = None
+        for step in range(n_steps):
+            # Newcomers come after every earlier arrival, so ``active`` stays sorted.
+            arrived_from = np.searchsorted(first, step, side="left")
+            arrived_until = np.searchsorted(first, step, side="right")
+            newcomers = np.arange(arrived_from, arrived_until, dtype=np.int64)
+            active = np.concatenate((active[end[active] > step], newcomers[end[newcomers] > step]))
+            plugged_count[step] = active.size
+
+            if step % self.control_steps == 0:
+                t0 = time.perf_counter()
+                problem = self._problem(
+                    fleet=fleet,
+                    order=order,
+                    active=active,
+                    step=step,
+                    energy=energy,
+                    end=end,
+                    prices=prices,
+                    import_price=import_price,
+                    export_price=export_price,
+                )
+                try:
+                    schedule = _checked(self.planner.plan(problem), problem)
+                except Exception as error:  # the planner failed: fall back, and say so
+                    schedule = safe_plan(problem, f"{type(error).__name__}: {error}")
+                if schedule.fallback_reason is not None:
+                    fallbacks.append(schedule.fallback_reason)
+                plan = _Plan.of(problem, schedule, active, end[active], step)
+                planner_seconds += time.perf_counter() - t0
+            else:
+                assert plan is not None  # step 0 always plans
+                plan = plan.still_plugged(step)
+
+            column = step - plan.start_step
+            setpoint = (
+                plan.power_kw[:, column]
+                if column < plan.power_kw.shape[1]
+                else np.zeros(plan.index.size)
+            )
+            new_energy, applied = step_batteries(
+                energy_kwh=energy[plan.index],
+                setpoint_kw=setpoint,
+                max_charge_kw=plan.max_charge_kw,
+                max_discharge_kw=plan.max_discharge_kw,
+                charge_efficiency=plan.charge_efficiency,
+                discharge_efficiency=plan.discharge_efficiency,
+                energy_min_kwh=plan.energy_min_kwh,
+                energy_max_kwh=plan.energy_max_kwh,
+                dt_h=dt_h,
+            )
+            cuts += int(np.count_nonzero(np.abs(applied - setpoint) > 1e-6))
+            energy[plan.index] = new_energy
+            charged = np.maximum(applied, 0.0)
+            discharged = np.maximum(-applied, 0.0)
+            level = prices.level[step]
+            import_row = import_by_level[level]
+            import_row[plan.index] += charged * dt_h
+            if discharged.any():
+                export_row = export_by_level[level]
+                export_row[plan.index] += discharged * dt_h
+            charge_kw[step] = charged.sum()
+            discharge_kw[step] = discharged.sum()
+
+            site_net = np.bincount(plan.site_index, weights=applied, minlength=case.sites.n_sites)
+            over = (site_net > case.sites.import_limit_kw + SITE_LIMIT_TOLERANCE_KW) | (
+                site_net < -case.sites.export_limit_kw - SITE_LIMIT_TOLERANCE_KW
+            )
+            violations += int(np.count_nonzero(over))
+
+            if active.size:
+                mean_soc[step] = float(np.mean(energy[active] / fleet.battery_kwh[active]))
+            sample_plugged = (first[sample_sorted] <= step) & (end[sample_sorted] > step)
+            soc_sample[:, step] = np.where(
+                sample_plugged,
+                energy[sample_sorted] / fleet.battery_kwh[sample_sorted],
+                np.nan,
+            )
+            if self.on_step is not None:
+                self.on_step(step + 1)
+
+        return SimulationRun(
+            case=case,
+            planner=self.planner.name,
+            prices=prices,
+            charge_kw=charge_kw,
+            discharge_kw=discharge_kw,
+            plugged_count=plugged_count,
+            mean_soc=mean_soc,
+            soc_sample_index=sample,
+            soc_sample=soc_sample,
+            energy_final_kwh=energy[inverse],
+            import_kwh_by_level=np.ascontiguousarray(import_by_level[:, inverse].T),
+            export_kwh_by_level=np.ascontiguousarray(export_by_level[:, inverse].T),
+            site_limit_violations=violations,
+            setpoint_cuts=cuts,
+            fallback_reasons=tuple(fallbacks),
+            planner_seconds=planner_seconds,
+            total_seconds=time.perf_counter() - started,
+        )
+
+    def _problem(
+        self,
+        *,
+        fleet: Fleet,
+        order: IntArray,
+        active: IntArray,
+        step: int,
+        energy: FloatArray,
+        end: IntArray,
+        prices: PriceLevels,
+        import_price: FloatArray,
+        export_price: FloatArray,
+    ) -> Problem:
+        case = self.case
+        departure = end[active] - step
+        horizon = int(departure.max()) if active.size else 1
+        stop = step + horizon
+        signals = case.signals
+        return Problem(
+            grid=case.grid.sub_grid(step, horizon),
+            control_steps=self.control_steps,
+            vehicle_index=order[active],
+            site_index=fleet.site_index[active],
+            energy_kwh=energy[active],
+            energy_min_kwh=fleet.energy_min_kwh[active],
+            energy_max_kwh=fleet.energy_max_kwh[active],
+            target_energy_kwh=fleet.target_energy_kwh[active],
+            max_charge_kw=fleet.max_charge_kw[active],
+            max_discharge_kw=fleet.discharge_limit_kw[active],
+            charge_efficiency=fleet.charge_efficiency[active],
+            discharge_efficiency=fleet.discharge_efficiency[active],
+            departure_step=departure,
+            import_limit_kw=case.sites.import_limit_kw,
+            export_limit_kw=case.sites.export_limit_kw,
+            import_price_cny_per_kwh=import_price[step:stop],
+            export_price_cny_per_kwh=export_price[step:stop],
+            period_kind=prices.kind[step:stop],
+            base_load_kw=signals.base_load_kw[step:stop],
+            renewable_surplus_kw=signals.renewable_surplus_kw[step:stop],
+            degradation_cny_per_kwh=case.degradation_cny_per_kwh,
+        )

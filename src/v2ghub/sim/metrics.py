@@ -1,0 +1,211 @@
+"""What a run means for the grid, the owners and the pilot rules.
+
+Daily curves fold the run's grid onto the 24 hours of the reported day: the load at
+``hh:mm`` adds every step at ``hh:mm`` of any day of the grid (sessions arriving on the
+day and leaving the next morning thus fill that day's early hours, as the previous
+night's sessions would in steady state), divided by the number of arrival days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+import numpy.typing as npt
+
+from v2ghub.model.fleet import ChargerKind
+from v2ghub.model.tariff import PeriodKind
+from v2ghub.settlement.money import bills_fen, energy_wh, fen_to_cny
+from v2ghub.sim.engine import SimulationRun
+
+FloatArray = npt.NDArray[np.float64]
+
+VALLEY_SHARE_RULE = 0.6  # pilot rule: at least 60% of charging energy in valley hours
+VALLEY_SHARE_RULE_PRIVATE = 0.8  # and 80% for private (home) chargers
+UNMET_TOLERANCE_KWH = 1e-6
+
+
+def fold_daily(values: FloatArray, steps_per_day: int, days: int) -> FloatArray:
+    """Fold a per-step series onto one day (sum over days, divided by ``days``)."""
+    n_days = -(-values.size // steps_per_day)
+    padded = np.zeros(n_days * steps_per_day)
+    padded[: values.size] = values
+    return np.asarray(padded.reshape(n_days, steps_per_day).sum(axis=0) / days)
+
+
+@dataclass(frozen=True)
+class SessionOutcomes:
+    """Per session: energy asked for, delivered and missing; bill in fen."""
+
+    required_kwh: FloatArray
+    delivered_kwh: FloatArray
+    unmet_kwh: FloatArray
+    unavoidable_kwh: FloatArray
+    charged_kwh: FloatArray
+    discharged_kwh: FloatArray
+    bill_fen: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class CityMetrics:
+    """The summary of one planner in one city (the keys of ``summary.json``)."""
+
+    city: str
+    planner: str
+    sessions: int
+    v2g_sessions: int
+    baseline_peak_kw: float
+    peak_kw: float
+    peak_reduction_kw: float  # vs the same city's uncontrolled run, filled by compare()
+    baseline_valley_kw: float
+    valley_kw: float
+    valley_fill_kw: float
+    renewable_surplus_kwh: float
+    renewable_absorbed_kwh: float
+    energy_charged_kwh: float
+    energy_discharged_kwh: float
+    valley_share: float
+    valley_share_private: float
+    valley_rule_met: bool
+    required_energy_kwh: float
+    delivered_energy_kwh: float
+    unmet_energy_kwh: float
+    unavoidable_shortfall_kwh: float
+    vehicles_short: int
+    owner_cost_cny: Decimal
+    site_limit_violations: int
+    fallbacks: int
+    planner_seconds: float
+    simulate_seconds: float
+
+
+@dataclass(frozen=True)
+class DailyCurves:
+    """A run's curves over the reported day (kW per step)."""
+
+    base_load_kw: FloatArray
+    ev_load_kw: FloatArray
+    charge_kw: FloatArray
+    discharge_kw: FloatArray
+    renewable_surplus_kw: FloatArray
+
+    @property
+    def total_load_kw(self) -> FloatArray:
+        """Base load plus the fleet's net load."""
+        return self.base_load_kw + self.ev_load_kw
+
+
+def daily_curves(run: SimulationRun) -> DailyCurves:
+    """Fold a run onto the reported day."""
+    case = run.case
+    steps_per_day = round(24 / case.grid.dt_h)
+    days = case.arrival_days
+    signals = case.signals
+    return DailyCurves(
+        base_load_kw=np.asarray(signals.base_load_kw[:steps_per_day]),
+        ev_load_kw=fold_daily(run.ev_load_kw, steps_per_day, days),
+        charge_kw=fold_daily(run.charge_kw, steps_per_day, days),
+        discharge_kw=fold_daily(run.discharge_kw, steps_per_day, days),
+        renewable_surplus_kw=np.asarray(signals.renewable_surplus_kw[:steps_per_day]),
+    )
+
+
+def session_outcomes(run: SimulationRun) -> SessionOutcomes:
+    """Energy and money per session."""
+    fleet = run.case.fleet
+    grid = run.case.grid
+    arrival = fleet.energy_arrival_kwh
+    target = fleet.target_energy_kwh
+    first, end = grid.plugged_steps(fleet.arrival_s, fleet.departure_s)
+    steps = np.clip(np.minimum(end, grid.length) - first, 0, None)
+    reachable = np.minimum(
+        fleet.energy_max_kwh,
+        arrival + fleet.max_charge_kw * fleet.charge_efficiency * grid.dt_h * steps,
+    )
+    unmet = np.maximum(target - run.energy_final_kwh, 0.0)
+    unmet = np.where(unmet > UNMET_TOLERANCE_KWH, unmet, 0.0)
+    bill = bills_fen(
+        import_wh=energy_wh(run.import_kwh_by_level),
+        export_wh=energy_wh(run.export_kwh_by_level),
+        import_price_cny_per_kwh=run.prices.import_price_cny_per_kwh,
+        export_price_cny_per_kwh=run.prices.export_price_cny_per_kwh,
+    )
+    return SessionOutcomes(
+        required_kwh=np.maximum(target - arrival, 0.0),
+        delivered_kwh=run.energy_final_kwh - arrival,
+        unmet_kwh=unmet,
+        unavoidable_kwh=np.maximum(target - reachable, 0.0),
+        charged_kwh=run.energy_charged_kwh,
+        discharged_kwh=run.energy_discharged_kwh,
+        bill_fen=bill,
+    )
+
+
+def _share(part: float, whole: float) -> float:
+    return part / whole if whole > 0 else 1.0
+
+
+def city_metrics(run: SimulationRun, outcomes: SessionOutcomes, curves: DailyCurves) -> CityMetrics:
+    """The summary of one run."""
+    fleet = run.case.fleet
+    dt_h = run.case.grid.dt_h
+    valley_levels = np.array([k == PeriodKind.VALLEY for k in run.prices.level_kind], dtype=bool)
+    valley_import = run.import_kwh_by_level[:, valley_levels].sum(axis=1)
+    private = fleet.charger_kind == ChargerKind.HOME
+    charged = outcomes.charged_kwh
+    valley_share = _share(float(valley_import.sum()), float(charged.sum()))
+    valley_share_private = _share(
+        float(valley_import[private].sum()), float(charged[private].sum())
+    )
+    total = curves.total_load_kw
+    absorbed = np.minimum(np.maximum(curves.ev_load_kw, 0.0), curves.renewable_surplus_kw)
+    return CityMetrics(
+        city=run.case.city,
+        planner=run.planner,
+        sessions=fleet.n_sessions,
+        v2g_sessions=int(np.count_nonzero(fleet.discharge_limit_kw > 0)),
+        baseline_peak_kw=float(curves.base_load_kw.max()),
+        peak_kw=float(total.max()),
+        peak_reduction_kw=0.0,
+        baseline_valley_kw=float(curves.base_load_kw.min()),
+        valley_kw=float(total.min()),
+        valley_fill_kw=float(total.min() - curves.base_load_kw.min()),
+        renewable_surplus_kwh=float(curves.renewable_surplus_kw.sum() * dt_h),
+        renewable_absorbed_kwh=float(absorbed.sum() * dt_h),
+        energy_charged_kwh=float(charged.sum()),
+        energy_discharged_kwh=float(outcomes.discharged_kwh.sum()),
+        valley_share=valley_share,
+        valley_share_private=valley_share_private,
+        valley_rule_met=valley_share >= VALLEY_SHARE_RULE
+        and valley_share_private >= VALLEY_SHARE_RULE_PRIVATE,
+        required_energy_kwh=float(outcomes.required_kwh.sum()),
+        delivered_energy_kwh=float(outcomes.delivered_kwh.sum()),
+        unmet_energy_kwh=float(outcomes.unmet_kwh.sum()),
+        unavoidable_shortfall_kwh=float(outcomes.unavoidable_kwh.sum()),
+        vehicles_short=int(np.count_nonzero(outcomes.unmet_kwh)),
+        owner_cost_cny=fen_to_cny(int(outcomes.bill_fen.sum())),
+        site_limit_violations=run.site_limit_violations,
+        fallbacks=len(run.fallback_reasons),
+        planner_seconds=run.planner_seconds,
+        simulate_seconds=run.total_seconds,
+    )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One planner in one city: the raw run and everything derived from it."""
+
+    run: SimulationRun
+    outcomes: SessionOutcomes
+    curves: DailyCurves
+    metrics: CityMetrics
+
+
+def evaluate(run: SimulationRun) -> RunResult:
+    """Derive outcomes, daily curves and metrics of a run."""
+    outcomes = session_outcomes(run)
+    curves = daily_curves(run)
+    return RunResult(
+        run=run, outcomes=outcomes, curves=curves, metrics=city_metrics(run, outcomes, curves)
+    )

@@ -1,0 +1,41 @@
+"""Units and the sign convention: the only place where quantities are converted.
+
+Quantities carry their unit in their name (``power_kw``, ``energy_kwh``, ``dt_h``,
+``price_cny_per_kwh``); ``soc`` is a fraction 0-1.
+
+Sign convention: **positive power = charging** (the vehicle imports from the grid),
+**negative power = discharging** (vehicle-to-grid export). Power is measured at the
+charger (grid side); energy stored in the battery differs by the efficiencies:
+
+    stored_kwh = charge_efficiency * charged_kwh             (charging)
+    stored_kwh = -discharged_kwh / discharge_efficiency      (discharging)
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+SECONDS_PER_HOUR = 3600
+MINUTES_PER_HOUR = 60
+WH_PER_KWH = 1000
+KW_PER_MW = 1000
+
+
+def hours(duration: timedelta) -> float:
+    """Length of ``duration`` in hours (the ``dt_h`` of a step)."""
+    return duration.total_seconds() / SECONDS_PER_HOUR
+
+
+def minutes_to_timedelta(minutes: float) -> timedelta:
+    """A duration given in minutes, as a ``timedelta``."""
+    return timedelta(minutes=minutes)
+
+
+def kwh_to_wh(energy_kwh: float) -> float:
+    """Kilowatt-hours to watt-hours."""
+    return energy_kwh * WH_PER_KWH
+
+
+def kw_to_mw(power_kw: float) -> float:
+    """Kilowatts to megawatts."""
+    return power_kw / KW_PER_MW
