@@ -276,6 +276,7 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    staging.chmod(0o755)
     try:
         with console.status("writing report"):
             _write_outputs(staging, results, scenario, notes, info)
@@ -298,7 +299,8 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``v2ghub`` command."""
     args = build_parser().parse_args(argv)
-    console = Console(stderr=False)
+    # Wide enough for the summary table when the output is a file or a pipe.
+    console = Console(width=None if sys.stdout.isatty() else 120)
     errors = Console(stderr=True)
     try:
         if args.command == "simulate":

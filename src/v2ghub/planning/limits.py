@@ -11,7 +11,7 @@ IntArray = npt.NDArray[np.int64]
 
 def _ratio(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
     """``numerator / denominator`` clipped to [0, 1], 1 where the denominator is 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ratio = np.where(denominator > 0, numerator / denominator, 1.0)
     return np.asarray(np.clip(np.nan_to_num(ratio, nan=1.0, posinf=1.0), 0.0, 1.0))
 

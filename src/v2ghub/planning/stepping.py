@@ -90,7 +90,7 @@ def site_derating(problem: Problem, step: int) -> FloatArray:
         weights=np.where(plugged, problem.max_charge_kw, 0.0),
         minlength=problem.import_limit_kw.shape[0],
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         share = np.where(connected_kw > 0, problem.import_limit_kw / connected_kw, 1.0)
     return np.asarray(np.clip(share, 0.0, 1.0)[problem.site_index])
 

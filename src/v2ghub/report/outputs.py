@@ -215,40 +215,41 @@ def _mw(kw: float) -> str:
 
 
 def print_summary(console: Console, results: Sequence[RunResult], planners: Sequence[str]) -> None:
-    """The summary table in the terminal."""
-    table = Table(title="v2ghub: one day per city and planner", show_lines=False)
+    """The summary table in the terminal: one row per city and planner, then totals."""
+    table = Table(title="v2ghub: one day per city and planner")
     for column, justify in (
         ("city", "left"),
         ("planner", "left"),
-        ("peak MW no EV", "right"),
-        ("peak MW", "right"),
-        ("vs first", "right"),
-        ("valley share", "right"),
-        ("charged MWh", "right"),
-        ("V2G MWh", "right"),
-        ("unmet kWh", "right"),
-        ("owners' cost CNY", "right"),
+        ("peak MW\nno EVs", "right"),
+        ("peak MW\nwith EVs", "right"),
+        (f"vs\n{planners[0]}", "right"),
+        ("valley\nshare", "right"),
+        ("charged\nMWh", "right"),
+        ("V2G\nMWh", "right"),
+        ("unmet\nkWh", "right"),
+        ("owners pay\nCNY", "right"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for result in results:
         m = result.metrics
+        first = m.planner == planners[0]
         table.add_row(
-            m.city,
+            m.city if first else "",
             m.planner,
             _mw(m.baseline_peak_kw),
             _mw(m.peak_kw),
-            f"{-m.peak_reduction_kw / 1000:+,.1f}",
+            "" if first else f"{-m.peak_reduction_kw / 1000:+,.1f}",
             f"{m.valley_share:.0%}",
             f"{m.energy_charged_kwh / 1000:,.1f}",
             f"{m.energy_discharged_kwh / 1000:,.1f}",
             f"{m.unmet_energy_kwh:,.0f}",
-            f"{m.owner_cost_cny:,}",
+            f"{m.owner_cost_cny:,.0f}",
             end_section=m.planner == planners[-1],
         )
     for planner in planners:
         total = planner_totals(results, planner)
         table.add_row(
-            "all cities",
+            "all" if planner == planners[0] else "",
             planner,
             _mw(total["baseline_peak_kw"]),
             _mw(total["peak_kw"]),
@@ -257,7 +258,7 @@ def print_summary(console: Console, results: Sequence[RunResult], planners: Sequ
             f"{total['energy_charged_kwh'] / 1000:,.1f}",
             f"{total['energy_discharged_kwh'] / 1000:,.1f}",
             f"{total['unmet_energy_kwh']:,.0f}",
-            f"{Decimal(total['owner_cost_cny']):,}",
+            f"{Decimal(total['owner_cost_cny']):,.0f}",
             style="bold",
         )
     console.print(table)

@@ -110,7 +110,9 @@ class FleetMix(Settings):
     def _shares(self) -> FleetMix:
         total = self.home_share + self.workplace_share + self.public_share
         if abs(total - 1) > 1e-9:
-            raise ValueError(f"home_share + workplace_share + public_share must be 1, got {total}")
+            raise ValueError(
+                f"home_share + workplace_share + public_share must be 1, got {total:g}"
+            )
         if self.soc_min > self.soc_max:
             raise ValueError("soc_min must not exceed soc_max")
         if max(self.home_soc_target, self.away_soc_target) > self.soc_max:
@@ -153,6 +155,11 @@ def _value(error: Any) -> str:
     return "" if isinstance(value, dict) else f" (got {value!r})"
 
 
+def _problem(error: Any) -> str:
+    """Pydantic's message without its "Value error, " prefix, and the value given."""
+    return str(error["msg"]).removeprefix("Value error, ") + _value(error)
+
+
 def resolve(raw: ScenarioFile, *, file: Path | str | None = None) -> Scenario:
     """Merge city overrides into the shipped data and check every name."""
     from v2ghub.planning import PLANNERS  # noqa: PLC0415 - planning sits above scenarios
@@ -182,7 +189,7 @@ def resolve(raw: ScenarioFile, *, file: Path | str | None = None) -> Scenario:
         except ValidationError as error:
             first = error.errors()[0]
             raise InputError(
-                f"{first['msg']}{_value(first)}",
+                _problem(first),
                 file=file,
                 field=_field(("cities", name, *first["loc"])),
             ) from None
@@ -210,9 +217,7 @@ def load_scenario(path: Path) -> Scenario:
         raw = ScenarioFile.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        raise InputError(
-            f"{first['msg']}{_value(first)}", file=path, field=_field(first["loc"])
-        ) from None
+        raise InputError(_problem(first), file=path, field=_field(first["loc"])) from None
     return resolve(raw, file=path)
 
 

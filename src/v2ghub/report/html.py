@@ -1,0 +1,445 @@
+"""The report as one self-contained HTML file: inline CSS, figures as base64 PNGs, no JS.
+
+Sections: a header (title, reported day, time grid), "About these figures" (the caller's
+notes), totals per planner, a table per city and planner, and the figures of
+:mod:`v2ghub.report.plots`. Every piece of text is HTML-escaped. The file is written to a
+temporary file beside ``path`` and moved into place, so a reader never sees half a report
+and a failure leaves any earlier report untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from v2ghub import __version__
+from v2ghub.report.plots import (
+    by_city_and_planner,
+    cities_of,
+    discharge_by_hour_png,
+    load_curves_png,
+    owner_cost_png,
+    planners_of,
+    soc_png,
+    valley_share_png,
+)
+from v2ghub.sim.metrics import (
+    VALLEY_SHARE_RULE,
+    VALLEY_SHARE_RULE_PRIVATE,
+    CityMetrics,
+    RunResult,
+)
+from v2ghub.units import KW_PER_MW, SECONDS_PER_HOUR
+
+REPORT_FILE_MODE = 0o644
+# Unmet energy above the unavoidable shortfall by more than this is flagged (float sums).
+SHORTFALL_FLAG_KWH = 1e-3
+DASH = "\N{EN DASH}"
+
+_CSS = """
+:root { --ink: #1f2328; --muted: #59636e; --line: #d1d9e0; --band: #f6f8fa;
+        --pass: #1a7f37; --fail: #cf222e; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto,
+       "Noto Sans", "PingFang SC", "Microsoft YaHei", sans-serif; color: var(--ink);
+       background: #fff; }
+main, header { max-width: 1240px; margin: 0 auto; padding: 0 24px; }
+header { padding-top: 28px; padding-bottom: 12px; border-bottom: 1px solid var(--line); }
+h1 { font-size: 1.7em; margin: 0 0 6px; }
+h2 { font-size: 1.25em; margin: 34px 0 10px; padding-bottom: 4px;
+     border-bottom: 1px solid var(--line); }
+.meta { color: var(--muted); margin: 2px 0; }
+.about { background: var(--band); border-left: 4px solid #0072b2; padding: 10px 18px;
+         margin-top: 18px; }
+.about h2 { border: 0; margin: 4px 0; font-size: 1.05em; }
+.about ul { margin: 4px 0 8px; padding-left: 20px; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 13px; width: 100%; }
+th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+th { background: var(--band); text-align: left; vertical-align: bottom; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tbody tr:hover { background: #fafbfc; }
+td.city { font-weight: 600; vertical-align: top; background: #fff; }
+td.ref { color: var(--muted); }
+.pass { color: var(--pass); font-weight: 600; }
+.fail { color: var(--fail); font-weight: 600; }
+.flag { color: var(--fail); }
+.caption { color: var(--muted); font-size: 13px; margin: 6px 0 0; }
+figure { margin: 26px 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
+figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
+footer { max-width: 1240px; margin: 30px auto; padding: 10px 24px; color: var(--muted);
+         font-size: 12px; border-top: 1px solid var(--line); }
+"""
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+@dataclass(frozen=True)
+class PlannerTotals:
+    """One planner summed over the cities it ran in.
+
+    ``peak_reduction_kw`` sums, over the cities that also ran the reference planner,
+    ``reference peak_kw - this planner's peak_kw``; the reference itself has 0.
+    ``valley_share`` is weighted by charged energy:
+    ``sum(valley_share_c * charged_c) / sum(charged_c)``.
+    """
+
+    planner: str
+    cities: int
+    peak_reduction_kw: float
+    energy_charged_mwh: float
+    energy_discharged_mwh: float
+    valley_share: float
+    cities_meeting_valley_rule: int
+    unmet_energy_kwh: float
+    unavoidable_shortfall_kwh: float
+    owner_cost_cny: Decimal
+    site_limit_violations: int
+    fallbacks: int
+
+
+def peak_reduction_kw(results: Sequence[RunResult]) -> dict[tuple[str, str], float]:
+    """Per ``(city, planner)``: the reference planner's peak minus this one's (kW).
+
+    The reference is the first planner in ``results``; cities without a reference run
+    are left out.
+    """
+    reference = planners_of(results)[0]
+    keyed = by_city_and_planner(results)
+    out: dict[tuple[str, str], float] = {}
+    for (city, planner), result in keyed.items():
+        if (city, reference) in keyed:
+            reference_peak = keyed[city, reference].metrics.peak_kw
+            out[city, planner] = reference_peak - result.metrics.peak_kw
+    return out
+
+
+def planner_totals(results: Sequence[RunResult]) -> list[PlannerTotals]:
+    """Totals per planner over cities, planners in the order they first appear."""
+    if not results:
+        raise ValueError("no runs to summarise")
+    reduction = peak_reduction_kw(results)
+    totals = []
+    for planner in planners_of(results):
+        runs = [r for r in results if r.metrics.planner == planner]
+        metrics = [r.metrics for r in runs]
+        charged_kwh = sum(m.energy_charged_kwh for m in metrics)
+        valley_kwh = sum(m.valley_share * m.energy_charged_kwh for m in metrics)
+        totals.append(
+            PlannerTotals(
+                planner=planner,
+                cities=len(metrics),
+                peak_reduction_kw=sum(reduction.get((m.city, planner), 0.0) for m in metrics),
+                energy_charged_mwh=charged_kwh / KW_PER_MW,
+                energy_discharged_mwh=sum(m.energy_discharged_kwh for m in metrics) / KW_PER_MW,
+                valley_share=valley_kwh / charged_kwh if charged_kwh > 0 else math.nan,
+                cities_meeting_valley_rule=sum(m.valley_rule_met for m in metrics),
+                unmet_energy_kwh=sum(m.unmet_energy_kwh for m in metrics),
+                unavoidable_shortfall_kwh=sum(m.unavoidable_shortfall_kwh for m in metrics),
+                owner_cost_cny=sum((m.owner_cost_cny for m in metrics), Decimal(0)),
+                site_limit_violations=sum(m.site_limit_violations for m in metrics),
+                fallbacks=sum(m.fallbacks for m in metrics),
+            )
+        )
+    return totals
+
+
+def _number(value: float, decimals: int = 0) -> str:
+    """``value`` with thousands separators; an en dash for NaN or infinity."""
+    return f"{value:,.{decimals}f}" if math.isfinite(value) else DASH
+
+
+def _share(value: float) -> str:
+    return f"{value:.1%}" if math.isfinite(value) else DASH
+
+
+# --------------------------------------------------------------------------- markup
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _td(text: str, css: str = "num", *, extra: str = "") -> str:
+    """A table cell; ``text`` is escaped here, ``extra`` is trusted markup of ours."""
+    attribute = f' class="{css}"' if css else ""
+    return f"<td{attribute}>{_e(text)}{extra}</td>"
+
+
+def _verdict(passed: bool) -> str:
+    return ' <span class="pass">pass</span>' if passed else ' <span class="fail">fail</span>'
+
+
+def _head(columns: Sequence[tuple[str, bool]]) -> str:
+    """A header row; each column is ``(label, numeric)``."""
+    cells = "".join(
+        f'<th class="num">{_e(label)}</th>' if numeric else f"<th>{_e(label)}</th>"
+        for label, numeric in columns
+    )
+    return f"<thead><tr>{cells}</tr></thead>"
+
+
+def _header(results: Sequence[RunResult], title: str) -> str:
+    case = results[0].run.case
+    grid = case.grid
+    zone = case.tariff.timezone
+    start = grid.start.astimezone(ZoneInfo(zone))
+    step_minutes = grid.step_s / 60
+    span_h = grid.length * grid.step_s / SECONDS_PER_HOUR
+    planners = planners_of(results)
+    cities = cities_of(results)
+    sessions = sum(r.metrics.sessions for r in results if r.metrics.planner == planners[0])
+    offset = start.strftime("%z")
+    lines = [
+        f"Reported day: {start:%A} {start.date().isoformat()}",
+        f"Time grid: from {start:%Y-%m-%d %H:%M} {zone} (UTC{offset[:3]}:{offset[3:]}), "
+        f"{step_minutes:g}-minute steps, {grid.length:,} steps ({span_h:g} h, running on "
+        "until the last session leaves)",
+        f"{len(cities)} {'city' if len(cities) == 1 else 'cities'}, "
+        f"{sessions:,} charging sessions; planners: {', '.join(planners)} "
+        f"(reference: {planners[0]})",
+    ]
+    meta = "".join(f'<p class="meta">{_e(line)}</p>' for line in lines)
+    return f"<header><h1>{_e(title)}</h1>{meta}</header>"
+
+
+def _about(notes: Sequence[str]) -> str:
+    if not notes:
+        return ""
+    items = "".join(f"<li>{_e(note)}</li>" for note in notes)
+    return f'<section class="about"><h2>About these figures</h2><ul>{items}</ul></section>'
+
+
+def _summary_table(results: Sequence[RunResult]) -> str:
+    reference = planners_of(results)[0]
+    columns = [
+        ("Planner", False),
+        ("Cities", True),
+        (f"Peak reduction vs {reference} (kW)", True),
+        ("Charged (MWh)", True),
+        ("Discharged (MWh)", True),
+        ("Valley share", True),
+        ("Cities meeting valley rules", True),
+        ("Unmet (kWh)", True),
+        ("Unavoidable (kWh)", True),
+        ("Owners' net cost (CNY)", True),
+        ("Site limit violations", True),
+        ("Fallbacks", True),
+    ]
+    rows = []
+    for t in planner_totals(results):
+        cells = [
+            _td(t.planner, "ref" if t.planner == reference else ""),
+            _td(f"{t.cities:,}"),
+            _td(_number(t.peak_reduction_kw)),
+            _td(_number(t.energy_charged_mwh, 2)),
+            _td(_number(t.energy_discharged_mwh, 2)),
+            _td(_share(t.valley_share)),
+            _td(f"{t.cities_meeting_valley_rule:,} of {t.cities:,}"),
+            _td(_number(t.unmet_energy_kwh, 1)),
+            _td(_number(t.unavoidable_shortfall_kwh, 1)),
+            _td(f"{t.owner_cost_cny:,}"),
+            _td(f"{t.site_limit_violations:,}", "num flag" if t.site_limit_violations else "num"),
+            _td(f"{t.fallbacks:,}", "num flag" if t.fallbacks else "num"),
+        ]
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    caption = (
+        "Sums over cities. Peak reduction adds each city's drop in peak load against "
+        f"{reference}; valley share is weighted by charged energy; the valley rules are "
+        f"{VALLEY_SHARE_RULE:.0%} of charging energy in valley hours overall and "
+        f"{VALLEY_SHARE_RULE_PRIVATE:.0%} on private chargers."
+    )
+    return (
+        '<section id="summary"><h2>Totals per planner</h2><div class="scroll"><table>'
+        f"{_head(columns)}<tbody>{''.join(rows)}</tbody></table></div>"
+        f'<p class="caption">{_e(caption)}</p></section>'
+    )
+
+
+def _city_cells(m: CityMetrics, reduction_kw: float | None) -> list[str]:
+    avoidable = m.unmet_energy_kwh > m.unavoidable_shortfall_kwh + SHORTFALL_FLAG_KWH
+    return [
+        _td(m.planner, ""),
+        _td(f"{m.sessions:,} ({m.v2g_sessions:,})"),
+        _td(_number(m.baseline_peak_kw)),
+        _td(_number(m.peak_kw)),
+        _td(_number(reduction_kw) if reduction_kw is not None else DASH),
+        _td(_number(m.valley_kw)),
+        _td(_share(m.valley_share), extra=_verdict(m.valley_share >= VALLEY_SHARE_RULE)),
+        _td(
+            _share(m.valley_share_private),
+            extra=_verdict(m.valley_share_private >= VALLEY_SHARE_RULE_PRIVATE),
+        ),
+        _td(_number(m.energy_charged_kwh / KW_PER_MW, 2)),
+        _td(_number(m.energy_discharged_kwh / KW_PER_MW, 2)),
+        _td(f"{_number(m.renewable_absorbed_kwh)} / {_number(m.renewable_surplus_kwh)}"),
+        _td(
+            f"{_number(m.unmet_energy_kwh, 1)} / {_number(m.unavoidable_shortfall_kwh, 1)}",
+            "num flag" if avoidable else "num",
+        ),
+        _td(str(m.owner_cost_cny)),  # exactly the Decimal, as settled
+        _td(f"{m.site_limit_violations:,}", "num flag" if m.site_limit_violations else "num"),
+        _td(f"{m.fallbacks:,}", "num flag" if m.fallbacks else "num"),
+    ]
+
+
+def _city_table(results: Sequence[RunResult]) -> str:
+    keyed = by_city_and_planner(results)
+    planners = planners_of(results)
+    reduction = peak_reduction_kw(results)
+    columns = [
+        ("City", False),
+        ("Planner", False),
+        ("Sessions (V2G)", True),
+        ("Peak, no EVs (kW)", True),
+        ("Peak (kW)", True),
+        (f"Peak reduction vs {planners[0]} (kW)", True),
+        ("Valley load (kW)", True),
+        (f"Valley share (rule {VALLEY_SHARE_RULE:.0%})", True),
+        (f"Private valley share (rule {VALLEY_SHARE_RULE_PRIVATE:.0%})", True),
+        ("Charged (MWh)", True),
+        ("Discharged (MWh)", True),
+        ("Renewable absorbed / surplus (kWh)", True),
+        ("Unmet / unavoidable (kWh)", True),
+        ("Owners' net cost (CNY)", True),
+        ("Site limit violations", True),
+        ("Fallbacks", True),
+    ]
+    rows = []
+    for city in cities_of(results):
+        city_runs = [keyed[city, p] for p in planners if (city, p) in keyed]
+        for i, result in enumerate(city_runs):
+            lead = f'<td class="city" rowspan="{len(city_runs)}">{_e(city)}</td>' if i == 0 else ""
+            cells = _city_cells(result.metrics, reduction.get((city, result.metrics.planner)))
+            rows.append(f"<tr>{lead}{''.join(cells)}</tr>")
+    caption = (
+        "Loads are over the reported day (sessions past midnight folded onto its early "
+        "hours). Unmet energy is what owners missed at departure; the unavoidable part "
+        "could not be charged even at full power from arrival (red: the planner missed "
+        "more). Owners' net cost is the exact sum of session bills, charging minus V2G "
+        "revenue."
+    )
+    return (
+        '<section id="cities"><h2>Cities</h2><div class="scroll"><table>'
+        f"{_head(columns)}<tbody>{''.join(rows)}</tbody></table></div>"
+        f'<p class="caption">{_e(caption)}</p></section>'
+    )
+
+
+_FIGURES: tuple[tuple[str, Callable[[Sequence[RunResult]], bytes], str], ...] = (
+    (
+        "Load over the reported day",
+        load_curves_png,
+        "Load per city (MW): the base load without EVs (grey, dashed), the total with "
+        "each planner's fleet, and the renewable surplus (shaded).",
+    ),
+    (
+        "State of charge",
+        soc_png,
+        "Mean state of charge of the plugged vehicles per city over the whole run, one "
+        "panel per planner; the band is the 10th-90th percentile of the first city's "
+        "sampled vehicles.",
+    ),
+    (
+        "V2G discharge by hour",
+        discharge_by_hour_png,
+        "Energy discharged to the grid in each local hour (MWh), summed over cities.",
+    ),
+    (
+        "Owners' cost",
+        owner_cost_png,
+        "Owners' net cost per city (CNY), and per-session net bills over all cities "
+        "(box: quartiles; whiskers: 5th-95th percentile).",
+    ),
+    (
+        "Valley charging",
+        valley_share_png,
+        "Share of charging energy in valley hours per city, against the pilot rules "
+        f"({VALLEY_SHARE_RULE:.0%} overall, {VALLEY_SHARE_RULE_PRIVATE:.0%} on private "
+        "chargers).",
+    ),
+)
+
+
+def _figures(results: Sequence[RunResult]) -> str:
+    parts = ['<section id="figures"><h2>Figures</h2>']
+    for heading, draw, caption in _FIGURES:
+        encoded = base64.b64encode(draw(results)).decode("ascii")
+        parts.append(
+            f'<figure><img src="data:image/png;base64,{encoded}" alt="{_e(heading)}">'
+            f"<figcaption><strong>{_e(heading)}.</strong> {_e(caption)}</figcaption></figure>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def render_html(results: Sequence[RunResult], *, title: str, notes: Sequence[str]) -> str:
+    """The whole report as one HTML document (no file written)."""
+    if not results:
+        raise ValueError("no runs to report: results is empty")
+    body = "".join(
+        (
+            _header(results, title),
+            "<main>",
+            _about(notes),
+            _summary_table(results),
+            _city_table(results),
+            _figures(results),
+            "</main>",
+            f"<footer>{_e(f'Made with v2ghub {__version__}.')}</footer>",
+        )
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+        f"<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then move it into place."""
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, REPORT_FILE_MODE)  # mkstemp makes it private (0600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_html_report(
+    path: Path, results: list[RunResult], *, title: str, notes: list[str]
+) -> None:
+    """Write the report of ``results`` to ``path`` as one self-contained HTML file.
+
+    Parameters
+    ----------
+    path:
+        The report file (its directory must exist); replaced atomically if present.
+    results:
+        One run per city and planner; the first planner is the reference.
+    title:
+        The report's title (plain text; escaped).
+    notes:
+        Plain-text notes shown under "About these figures" (escaped), for example
+        which inputs are synthetic and which tariffs are assumed.
+    """
+    document = render_html(results, title=title, notes=notes)  # before touching the disk
+    _write_atomic(Path(path), document)

@@ -1,0 +1,487 @@
+"""The report's figures: each function takes the runs of one simulation and returns a PNG.
+
+Every function draws with the non-interactive Agg backend inside its own
+``rc_context`` (so no style leaks into the caller's matplotlib settings) and closes its
+figure before returning. Runs are grouped by city and planner in the order they first
+appear in ``results``; the first planner is the reference.
+
+Energy per hour folds the reported day's power curve (kW per step) onto local hours::
+
+    energy_mwh[h] = sum(power_kw[k] * dt_h for steps k starting in hour h) / 1000
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from io import BytesIO
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # set before pyplot is imported: reports render without a display
+
+import matplotlib.pyplot as plt
+import numpy as np
+import numpy.typing as npt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, MultipleLocator, PercentFormatter
+from matplotlib.typing import RcKeyType
+
+from v2ghub.sim.metrics import (
+    VALLEY_SHARE_RULE,
+    VALLEY_SHARE_RULE_PRIVATE,
+    RunResult,
+)
+from v2ghub.units import KW_PER_MW
+
+FloatArray = npt.NDArray[np.float64]
+
+HOURS_PER_DAY = 24
+FEN_PER_CNY = 100
+DPI = 110
+PANEL_WIDTH_IN = 3.6
+PANEL_HEIGHT_IN = 2.5
+WIDE_FIGURE_IN = 10.5
+MAX_UPRIGHT_LABELS = 10  # more cities than this and their names are set at a slant
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+PLANNER_COLORS = ("#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+CITY_COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+BASE_LOAD_COLOR = "#808080"
+SURPLUS_COLOR = "#f2c12e"
+RULE_COLOR = "#333333"
+
+_STYLE: dict[RcKeyType, Any] = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#dddddd",
+    "grid.linewidth": 0.6,
+    "axes.axisbelow": True,
+    "legend.frameon": False,
+    "legend.fontsize": 8.5,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "savefig.facecolor": "white",
+    "figure.facecolor": "white",
+}
+
+
+# --------------------------------------------------------------------------- grouping
+
+
+def cities_of(results: Sequence[RunResult]) -> list[str]:
+    """Cities in the order they first appear."""
+    return list(dict.fromkeys(r.metrics.city for r in results))
+
+
+def planners_of(results: Sequence[RunResult]) -> list[str]:
+    """Planners in the order they first appear; the first is the reference."""
+    return list(dict.fromkeys(r.metrics.planner for r in results))
+
+
+def by_city_and_planner(results: Sequence[RunResult]) -> dict[tuple[str, str], RunResult]:
+    """Each run keyed by ``(city, planner)``; a repeated key is an error."""
+    keyed: dict[tuple[str, str], RunResult] = {}
+    for result in results:
+        key = (result.metrics.city, result.metrics.planner)
+        if key in keyed:
+            raise ValueError(f"two runs for city {key[0]!r} with planner {key[1]!r}")
+        keyed[key] = result
+    return keyed
+
+
+def planner_colors(planners: Sequence[str]) -> dict[str, str]:
+    """A fixed colour per planner, by position."""
+    return {p: PLANNER_COLORS[i % len(PLANNER_COLORS)] for i, p in enumerate(planners)}
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def discharge_by_hour_mwh(discharge_kw: FloatArray, *, dt_h: float) -> FloatArray:
+    """Discharge energy per local hour of the reported day (MWh, 24 values).
+
+    ``discharge_kw`` is the daily curve (one value per step from local midnight). Each
+    step counts in the hour in which it starts:
+    ``energy_mwh[h] = sum(discharge_kw[k] * dt_h, k * dt_h in [h, h + 1)) / 1000``.
+    """
+    if dt_h <= 0:
+        raise ValueError(f"dt_h must be > 0, got {dt_h}")
+    hour = np.floor(np.arange(discharge_kw.size) * dt_h + 1e-9).astype(np.int64)
+    inside = hour < HOURS_PER_DAY
+    energy_kwh = np.bincount(
+        hour[inside], weights=discharge_kw[inside] * dt_h, minlength=HOURS_PER_DAY
+    )
+    return np.asarray(energy_kwh / KW_PER_MW, dtype=np.float64)
+
+
+def soc_band(soc_sample: FloatArray, *, low: float = 10, high: float = 90) -> FloatArray:
+    """The ``low`` and ``high`` percentiles of SoC per step, ignoring unplugged (NaN).
+
+    Returns shape ``(2, n_steps)``; a step with no plugged sample vehicle is NaN (computed
+    only where a value exists, so numpy warns about nothing).
+    """
+    band = np.full((2, soc_sample.shape[1]), np.nan)
+    has_value = ~np.all(np.isnan(soc_sample), axis=0)
+    if has_value.any():
+        band[:, has_value] = np.nanpercentile(soc_sample[:, has_value], [low, high], axis=0)
+    return band
+
+
+def _step_curve(values: FloatArray, dt_h: float) -> tuple[FloatArray, FloatArray]:
+    """x (h) and y for a step plot that holds each value over its whole step."""
+    x = np.arange(values.size + 1, dtype=np.float64) * dt_h
+    y = np.append(values, values[-1] if values.size else np.nan).astype(np.float64)
+    return x, y
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+@contextmanager
+def _figure(
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    width_in: float,
+    height_in: float,
+    sharex: bool = False,
+    sharey: bool = False,
+    width_ratios: Sequence[float] | None = None,
+) -> Iterator[tuple[Figure, list[list[Axes]]]]:
+    """A figure with a grid of axes (rows of columns), in the report style, always closed."""
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(
+            nrows,
+            ncols,
+            figsize=(width_in, height_in),
+            squeeze=False,
+            sharex=sharex,
+            sharey=sharey,
+            width_ratios=width_ratios,
+            layout="constrained",
+        )
+        try:
+            yield fig, [list(row) for row in axes]
+        finally:
+            plt.close(fig)
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def _hour_axis(ax: Axes, end_h: float) -> None:
+    """Ticks every 6 h labelled as local clock time; past the day's end marked +1d."""
+    ax.set_xlim(0, end_h)
+    ticks = np.arange(0, end_h + 1e-9, 6.0)
+    ax.set_xticks(ticks)
+    labels = []
+    for tick in ticks:
+        if end_h <= HOURS_PER_DAY:
+            labels.append(f"{int(tick):02d}:00")  # one day: its end reads 24:00
+            continue
+        day, hour = divmod(int(tick), HOURS_PER_DAY)
+        labels.append(f"{hour:02d}:00" + (f"\n+{day}d" if day else ""))
+    ax.set_xticklabels(labels)
+
+
+def _thousands(value: float, _position: int | None = None) -> str:
+    return f"{value:,.0f}"
+
+
+def _grouped_bars(
+    ax: Axes,
+    categories: Sequence[str],
+    values: dict[str, FloatArray],
+    colors: dict[str, str],
+) -> None:
+    """One group per category, one bar per series (NaN bars are left out)."""
+    n = max(len(values), 1)
+    width = 0.8 / n
+    x = np.arange(len(categories))
+    for i, (name, heights) in enumerate(values.items()):
+        ax.bar(x + (i - (n - 1) / 2) * width, heights, width, label=name, color=colors[name])
+    ax.set_xticks(x)
+    rotate = len(categories) > MAX_UPRIGHT_LABELS
+    ax.set_xticklabels(categories, rotation=30 if rotate else 0, ha="right" if rotate else "center")
+    ax.grid(axis="x", visible=False)
+
+
+def _per_city(
+    results: Sequence[RunResult], field: str, scale: float = 1.0
+) -> dict[str, FloatArray]:
+    """A metric as one array over cities per planner (NaN where a run is missing)."""
+    keyed = by_city_and_planner(results)
+    cities = cities_of(results)
+    out: dict[str, FloatArray] = {}
+    for planner in planners_of(results):
+        row = [
+            float(getattr(keyed[c, planner].metrics, field)) * scale
+            if (c, planner) in keyed
+            else np.nan
+            for c in cities
+        ]
+        out[planner] = np.asarray(row, dtype=np.float64)
+    return out
+
+
+def _require(results: Sequence[RunResult]) -> None:
+    if not results:
+        raise ValueError("no runs to plot")
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def load_curves_png(results: Sequence[RunResult]) -> bytes:
+    """Load over the reported day per city: base load, total load per planner, surplus.
+
+    One panel per city (a near-square grid), MW against local hour; the base load
+    without EVs is grey and dashed, the renewable surplus a light area.
+    """
+    _require(results)
+    keyed = by_city_and_planner(results)
+    cities = cities_of(results)
+    planners = planners_of(results)
+    colors = planner_colors(planners)
+    ncols = math.ceil(math.sqrt(len(cities)))
+    nrows = math.ceil(len(cities) / ncols)
+    with _figure(
+        nrows,
+        ncols,
+        width_in=max(PANEL_WIDTH_IN * ncols, 6.0),
+        height_in=PANEL_HEIGHT_IN * nrows + 0.6,
+        sharex=True,
+    ) as (fig, axes):
+        panels = [ax for row in axes for ax in row]
+        for index, ax in enumerate(panels):
+            if index >= len(cities):
+                ax.set_visible(False)
+                continue
+            city = cities[index]
+            city_runs = [keyed[city, p] for p in planners if (city, p) in keyed]
+            first = city_runs[0]
+            dt_h = first.run.case.grid.dt_h
+            x, surplus = _step_curve(first.curves.renewable_surplus_kw / KW_PER_MW, dt_h)
+            ax.fill_between(x, 0, surplus, step="post", color=SURPLUS_COLOR, alpha=0.35, lw=0)
+            x, base = _step_curve(first.curves.base_load_kw / KW_PER_MW, dt_h)
+            ax.plot(x, base, drawstyle="steps-post", color=BASE_LOAD_COLOR, ls="--", lw=1.1)
+            for result in city_runs:
+                x, total = _step_curve(result.curves.total_load_kw / KW_PER_MW, dt_h)
+                ax.plot(
+                    x, total, drawstyle="steps-post", color=colors[result.metrics.planner], lw=1.3
+                )
+            ax.set_title(city)
+            ax.set_ylim(bottom=0)
+            _hour_axis(ax, HOURS_PER_DAY)
+        fig.supylabel("Load (MW)")
+        fig.supxlabel("Local time")
+        handles = [
+            Line2D([], [], color=BASE_LOAD_COLOR, ls="--", label="Base load (no EVs)"),
+            *[Line2D([], [], color=colors[p], lw=1.6, label=f"Total, {p}") for p in planners],
+            Patch(color=SURPLUS_COLOR, alpha=0.35, label="Renewable surplus"),
+        ]
+        legend_columns = len(handles) if ncols >= 3 else 3  # narrow figures: two rows
+        fig.legend(handles=handles, loc="outside upper center", ncols=legend_columns)
+        return _png(fig)
+
+
+def soc_png(results: Sequence[RunResult]) -> bytes:
+    """Mean SoC of plugged vehicles over the whole run, one panel per planner.
+
+    Thin lines: the mean per city. Band: the 10th-90th percentile of the first city's
+    sampled vehicles (those plugged at the step).
+    """
+    _require(results)
+    keyed = by_city_and_planner(results)
+    cities = cities_of(results)
+    planners = planners_of(results)
+    city_colors = {c: CITY_COLORS[i % len(CITY_COLORS)] for i, c in enumerate(cities)}
+    band_city = cities[0]
+    end_h = max(r.run.case.grid.length * r.run.case.grid.dt_h for r in results)
+    end_h = math.ceil(end_h / 6) * 6
+    ncols = len(planners)
+    with _figure(
+        1,
+        ncols,
+        width_in=max(3.6 * ncols, 6.0),
+        height_in=3.6,
+        sharey=True,
+    ) as (fig, axes):
+        for ax, planner in zip(axes[0], planners, strict=True):
+            band_run = keyed.get((band_city, planner))
+            if band_run is not None:
+                grid = band_run.run.case.grid
+                band = soc_band(band_run.run.soc_sample) * 100
+                x = np.arange(grid.length) * grid.dt_h
+                ax.fill_between(x, band[0], band[1], color=city_colors[band_city], alpha=0.18, lw=0)
+            for city in cities:
+                if (city, planner) not in keyed:
+                    continue
+                run = keyed[city, planner].run
+                x = np.arange(run.case.grid.length) * run.case.grid.dt_h
+                ax.plot(x, run.mean_soc * 100, color=city_colors[city], lw=0.9)
+            ax.axvline(HOURS_PER_DAY, color=RULE_COLOR, lw=0.6, ls=":")
+            ax.set_title(planner)
+            ax.set_ylim(0, 100)
+            ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+            _hour_axis(ax, end_h)
+        axes[0][0].set_ylabel("SoC of plugged vehicles")
+        fig.supxlabel("Local time (from midnight of the reported day)")
+        handles: list[Line2D | Patch] = [
+            Line2D([], [], color=city_colors[c], lw=1.2, label=c) for c in cities
+        ]
+        handles.append(
+            Patch(color=city_colors[band_city], alpha=0.18, label=f"{band_city} p10-p90")
+        )
+        fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 5))
+        return _png(fig)
+
+
+def discharge_by_hour_png(results: Sequence[RunResult]) -> bytes:
+    """V2G discharge energy per local hour, summed over cities, bars per planner (MWh)."""
+    _require(results)
+    planners = planners_of(results)
+    colors = planner_colors(planners)
+    per_planner = {p: np.zeros(HOURS_PER_DAY) for p in planners}
+    for result in results:
+        per_planner[result.metrics.planner] += discharge_by_hour_mwh(
+            result.curves.discharge_kw, dt_h=result.run.case.grid.dt_h
+        )
+    discharging = [p for p in planners if per_planner[p].any()]
+    idle = [p for p in planners if p not in discharging]
+    with _figure(width_in=WIDE_FIGURE_IN, height_in=3.6) as (fig, axes):
+        ax = axes[0][0]
+        n = max(len(discharging), 1)
+        width = 0.8 / n
+        hours = np.arange(HOURS_PER_DAY)
+        for i, planner in enumerate(discharging):
+            total = float(per_planner[planner].sum())
+            ax.bar(
+                hours + 0.5 + (i - (n - 1) / 2) * width,
+                per_planner[planner],
+                width,
+                color=colors[planner],
+                label=f"{planner} ({total:,.2f} MWh in the day)",
+            )
+        if idle:  # a legend line without a bar
+            ax.plot([], [], lw=0, label="No discharge: " + ", ".join(idle))
+        peak_mwh = max((float(per_planner[p].max()) for p in discharging), default=0.0)
+        ax.set_ylim(0, peak_mwh * 1.3 if peak_mwh > 0 else 1.0)  # room for the legend
+        ax.legend(loc="upper left")
+        ax.set_xlim(0, HOURS_PER_DAY)
+        ax.xaxis.set_major_locator(MultipleLocator(3))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{int(v):02d}:00"))
+        ax.grid(axis="x", visible=False)
+        ax.set_ylabel("Discharge (MWh per hour)")
+        ax.set_xlabel("Local hour of the reported day")
+        ax.set_title("V2G discharge to the grid, all cities")
+        return _png(fig)
+
+
+def owner_cost_png(results: Sequence[RunResult]) -> bytes:
+    """Owners' net cost per city and planner (CNY), and the spread of session bills.
+
+    Left: the sum of bills per city. Right: per-session net bills over all cities, as
+    box plots (box = quartiles, whiskers = 5th-95th percentile, outliers not drawn).
+    """
+    _require(results)
+    cities = cities_of(results)
+    planners = planners_of(results)
+    colors = planner_colors(planners)
+    cost = _per_city(results, "owner_cost_cny")
+    bills_cny = [
+        np.concatenate(
+            [r.outcomes.bill_fen / FEN_PER_CNY for r in results if r.metrics.planner == p]
+        )
+        for p in planners
+    ]
+    with _figure(
+        1,
+        2,
+        width_in=WIDE_FIGURE_IN,
+        height_in=4.0,
+        width_ratios=[max(len(cities), 2), 2],
+    ) as (fig, axes):
+        ax = axes[0][0]
+        _grouped_bars(ax, cities, cost, colors)
+        ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+        ax.axhline(0, color=RULE_COLOR, lw=0.8)
+        ax.set_ylabel("Owners' net cost (CNY)")
+        ax.set_title("Net cost of all owners per city")
+        fig.legend(loc="outside upper center", ncols=len(planners))
+
+        ax = axes[0][1]
+        boxes = ax.boxplot(
+            bills_cny,
+            tick_labels=planners,
+            whis=(5, 95),
+            showfliers=False,
+            patch_artist=True,
+            medianprops={"color": "black"},
+        )
+        for patch, planner in zip(boxes["boxes"], planners, strict=True):
+            patch.set_facecolor(colors[planner])
+            patch.set_alpha(0.7)
+        ax.axhline(0, color=RULE_COLOR, lw=0.8)
+        ax.set_ylabel("Net bill per session (CNY)")
+        ax.set_title("Session bills, all cities")
+        ax.tick_params(axis="x", rotation=30 if len(planners) > 3 else 0)
+        return _png(fig)
+
+
+def valley_share_png(results: Sequence[RunResult]) -> bytes:
+    """Share of charging energy in valley hours per city and planner, against the rules.
+
+    Top: all chargers, rule 60%. Bottom: private (home) chargers, rule 80%.
+    """
+    _require(results)
+    cities = cities_of(results)
+    colors = planner_colors(planners_of(results))
+    panels = (
+        ("valley_share", VALLEY_SHARE_RULE, "All chargers"),
+        ("valley_share_private", VALLEY_SHARE_RULE_PRIVATE, "Private (home) chargers"),
+    )
+    with _figure(2, 1, width_in=WIDE_FIGURE_IN, height_in=6.4, sharex=True) as (fig, axes):
+        for ax, (field, rule, title) in zip((row[0] for row in axes), panels, strict=True):
+            _grouped_bars(ax, cities, _per_city(results, field, scale=100), colors)
+            ax.axhline(rule * 100, color=RULE_COLOR, lw=1.2, ls="--")
+            ax.annotate(
+                f"pilot rule {rule:.0%}",
+                xy=(1, rule * 100),
+                xycoords=("axes fraction", "data"),
+                xytext=(-4, 3),
+                textcoords="offset points",
+                ha="right",
+                fontsize=8,
+            )
+            ax.set_ylim(0, 105)
+            ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+            ax.set_ylabel("Charging energy in valley")
+            ax.set_title(title)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside upper center", ncols=len(colors))
+        return _png(fig)

@@ -1,0 +1,171 @@
+"""``v2ghub simulate`` end to end: files, determinism and bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from v2ghub.cli import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+REQUIRED_KEYS = {
+    "baseline_peak_kw",
+    "peak_kw",
+    "valley_share",
+    "energy_charged_kwh",
+    "energy_discharged_kwh",
+    "unmet_energy_kwh",
+    "owner_cost_cny",
+}
+
+
+def _simulate(out: Path, *extra: str) -> int:
+    return main(["simulate", "--quiet", "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "out"
+    assert _simulate(out, "--vehicles", "60", "--cities", "Shenzhen,Kunming") == 0
+    return out
+
+
+def test_simulate_writes_every_file(small_run: Path) -> None:
+    names = {p.name for p in small_run.iterdir()}
+    assert names == {"summary.json", "summary.csv", "curves.csv", "sessions.parquet", "report.html"}
+    summary = json.loads((small_run / "summary.json").read_text(encoding="utf-8"))
+    assert list(summary["planners"]) == ["uncontrolled", "tou", "v2g-rules"]
+    for planner in summary["planners"].values():
+        assert set(planner["cities"]) == {"Shenzhen", "Kunming"}
+        for metrics in [*planner["cities"].values(), planner["total"]]:
+            assert set(metrics) >= REQUIRED_KEYS
+            # Money is an exact decimal string to the fen.
+            assert Decimal(metrics["owner_cost_cny"]).as_tuple().exponent == -2
+    total = summary["planners"]["tou"]["total"]
+    cities = summary["planners"]["tou"]["cities"].values()
+    assert total["energy_charged_kwh"] == pytest.approx(
+        sum(c["energy_charged_kwh"] for c in cities)
+    )
+    assert Decimal(total["owner_cost_cny"]) == sum(Decimal(c["owner_cost_cny"]) for c in cities)
+    sessions = pq.read_table(small_run / "sessions.parquet")
+    assert sessions.num_rows == 2 * 60 * 3
+    # Every session's bill adds up to the city's cost.
+    rows = sessions.to_pylist()
+    shenzhen_tou = [
+        r["bill_fen"] for r in rows if r["city"] == "Shenzhen" and r["planner"] == "tou"
+    ]
+    assert Decimal(sum(shenzhen_tou)) / 100 == Decimal(
+        summary["planners"]["tou"]["cities"]["Shenzhen"]["owner_cost_cny"]
+    )
+    curves = (small_run / "curves.csv").read_text(encoding="utf-8").splitlines()
+    assert len(curves) == 1 + 2 * 3 * 96
+    assert curves[1].startswith("Shenzhen,uncontrolled,2025-07-16T00:00:00+08:00,")
+
+
+def test_same_seed_same_result(small_run: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    assert _simulate(again, "--vehicles", "60", "--cities", "Shenzhen,Kunming") == 0
+    first = json.loads((small_run / "summary.json").read_text(encoding="utf-8"))
+    second = json.loads((again / "summary.json").read_text(encoding="utf-8"))
+    for doc in (first, second):
+        for planner in doc["planners"].values():
+            for metrics in planner["cities"].values():
+                metrics.pop("planner_seconds")
+                metrics.pop("simulate_seconds")
+    assert first == second
+
+
+def test_user_sessions_and_sites(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = _simulate(
+        out,
+        "--sessions",
+        str(EXAMPLES / "sessions.csv"),
+        "--sites",
+        str(EXAMPLES / "sites.csv"),
+        "--city",
+        "Shenzhen",
+    )
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    metrics = summary["planners"]["v2g-rules"]["cities"]["Shenzhen"]
+    assert metrics["sessions"] == 13
+    assert metrics["site_limit_violations"] == 0
+    assert metrics["unmet_energy_kwh"] == metrics["unavoidable_shortfall_kwh"] == 0
+    assert metrics["energy_discharged_kwh"] > 0
+
+
+def test_scenario_file_runs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _simulate(out, "--scenario", str(EXAMPLES / "scenario.toml"), "--vehicles", "50") == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert set(summary["planners"]["tou"]["cities"]) == {"Shenzhen", "Guangzhou", "Kunming"}
+    assert summary["scenario"]["vehicles_per_city"] == 50
+
+
+def _bad_sessions(tmp_path: Path) -> Path:
+    text = (EXAMPLES / "sessions.csv").read_text(encoding="utf-8").splitlines()
+    text[3] = text[3].replace("2025-07-16T17:55:00+08:00", "2025-07-18T17:55:00+08:00")
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(text) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cities", "Atlantis"], r"unknown city 'Atlantis'"),
+        (["--planners", "magic"], r"unknown planner 'magic'"),
+        (["--sessions", "{bad}", "--city", "Shenzhen"], r"bad.csv: row 4, field departure: "),
+        (["--sessions", "{missing}", "--city", "Shenzhen"], r"nope.csv"),
+        (["--sessions", str(EXAMPLES / "sessions.csv")], r"--sessions needs --city NAME"),
+        (
+            [
+                "--sessions",
+                str(EXAMPLES / "sessions.csv"),
+                "--city",
+                "Shenzhen",
+                "--vehicles",
+                "100",
+            ],
+            r"--vehicles applies to synthetic fleets",
+        ),
+        (["--sites", str(EXAMPLES / "sites.csv")], r"--sites applies to --sessions only"),
+    ],
+)
+def test_bad_input_exits_with_one_line_and_no_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    bad = str(_bad_sessions(tmp_path))
+    args = [a.replace("{bad}", bad).replace("{missing}", str(tmp_path / "nope.csv")) for a in args]
+    out = tmp_path / "out"
+    assert _simulate(out, *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ")
+    assert len(err.splitlines()) == 1
+
+    assert re.search(message, err), err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_a_failed_run_keeps_the_previous_output(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("{}", encoding="utf-8")
+    assert _simulate(out, "--cities", "Atlantis") == 2
+    assert (out / "summary.json").read_text(encoding="utf-8") == "{}"
+
+
+def test_a_new_run_replaces_the_old_output(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("old", encoding="utf-8")
+    assert _simulate(out, "--vehicles", "10", "--cities", "Haikou", "--planners", "tou") == 0
+    assert not (out / "stale.txt").exists()
+    assert (out / "summary.json").exists()
