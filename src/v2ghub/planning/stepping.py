@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from v2ghub.model.problem import Problem
+from v2ghub.model.problem import Problem, Schedule
 from v2ghub.planning.limits import fit_site_limits
 
 FloatArray = npt.NDArray[np.float64]
@@ -138,3 +138,27 @@ def charge_toward_target(
     now_kwh = np.maximum(np.where(plugged, now_kwh, 0.0), np.where(plugged, must_kwh, 0.0))
     must_kwh = np.where(plugged, must_kwh, 0.0)
     return stored_to_charge_kw(now_kwh, problem), stored_to_charge_kw(must_kwh, problem)
+
+
+def charge_only_schedule(
+    problem: Problem, *, name: str, price: FloatArray | None, urgent_first: bool
+) -> Schedule:
+    """Roll :func:`charge_toward_target` over the planner's steps, without discharge.
+
+    ``urgent_first`` gives energy that cannot wait priority at a full site; otherwise the
+    site shares its capacity pro rata, as a plain load manager does.
+    """
+    steps = steps_to_plan(problem)
+    state = FleetState.of(problem)
+    power_kw = np.zeros((problem.n_vehicles, steps))
+    no_discharge = np.zeros(problem.n_vehicles)
+    for step in range(steps):
+        charge_kw, must_kw = charge_toward_target(problem, state, step, price=price)
+        power_kw[:, step] = apply_step(
+            problem,
+            state,
+            charge_kw=charge_kw,
+            discharge_kw=no_discharge,
+            must_charge_kw=must_kw if urgent_first else charge_kw,
+        )
+    return Schedule(power_kw=power_kw, planner=name)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from v2ghub.model.problem import Problem, Schedule
-from v2ghub.planning.stepping import FleetState, apply_step, charge_toward_target, steps_to_plan
+from v2ghub.planning.stepping import charge_only_schedule
 
 
 class TouPlanner:
@@ -22,18 +20,6 @@ class TouPlanner:
 
     def plan(self, problem: Problem) -> Schedule:
         """Plan charging into valley hours."""
-        steps = steps_to_plan(problem)
-        state = FleetState.of(problem)
-        price = problem.import_price_cny_per_kwh
-        power_kw = np.zeros((problem.n_vehicles, steps))
-        no_discharge = np.zeros(problem.n_vehicles)
-        for step in range(steps):
-            charge_kw, must_kw = charge_toward_target(problem, state, step, price=price)
-            power_kw[:, step] = apply_step(
-                problem,
-                state,
-                charge_kw=charge_kw,
-                discharge_kw=no_discharge,
-                must_charge_kw=must_kw,
-            )
-        return Schedule(power_kw=power_kw, planner=self.name)
+        return charge_only_schedule(
+            problem, name=self.name, price=problem.import_price_cny_per_kwh, urgent_first=True
+        )

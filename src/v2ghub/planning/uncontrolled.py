@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from v2ghub.model.problem import Problem, Schedule
-from v2ghub.planning.stepping import FleetState, apply_step, charge_toward_target, steps_to_plan
+from v2ghub.planning.stepping import charge_only_schedule
 
 
 class UncontrolledPlanner:
@@ -19,17 +17,4 @@ class UncontrolledPlanner:
 
     def plan(self, problem: Problem) -> Schedule:
         """Charge every plugged vehicle at full power until it holds its target energy."""
-        steps = steps_to_plan(problem)
-        state = FleetState.of(problem)
-        power_kw = np.zeros((problem.n_vehicles, steps))
-        no_discharge = np.zeros(problem.n_vehicles)
-        for step in range(steps):
-            charge_kw, _ = charge_toward_target(problem, state, step, price=None)
-            power_kw[:, step] = apply_step(
-                problem,
-                state,
-                charge_kw=charge_kw,
-                discharge_kw=no_discharge,
-                must_charge_kw=charge_kw,
-            )
-        return Schedule(power_kw=power_kw, planner=self.name)
+        return charge_only_schedule(problem, name=self.name, price=None, urgent_first=False)

@@ -28,15 +28,6 @@ from v2ghub.model.fleet import ChargerKind
 from v2ghub.settlement.money import fen_to_cny
 from v2ghub.sim.metrics import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE, CityMetrics, RunResult
 
-SUMMARY_KEYS = (
-    "baseline_peak_kw",
-    "peak_kw",
-    "valley_share",
-    "energy_charged_kwh",
-    "energy_discharged_kwh",
-    "unmet_energy_kwh",
-    "owner_cost_cny",
-)
 _ADDITIVE = (
     "sessions",
     "v2g_sessions",
