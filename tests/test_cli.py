@@ -169,3 +169,15 @@ def test_a_new_run_replaces_the_old_output(tmp_path: Path) -> None:
     assert _simulate(out, "--vehicles", "10", "--cities", "Haikou", "--planners", "tou") == 0
     assert not (out / "stale.txt").exists()
     assert (out / "summary.json").exists()
+
+
+def test_summary_table_and_progress_go_to_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["simulate", "--out", str(out), "--vehicles", "30", "--cities", "Haikou"]) == 0
+    printed = capsys.readouterr().out
+    assert "v2ghub: one day per city and planner" in printed
+    for planner in ("uncontrolled", "tou", "v2g-rules"):
+        assert planner in printed
+    assert f"wrote {out}/report.html" in printed

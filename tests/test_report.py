@@ -30,12 +30,13 @@ from v2ghub.report.plots import (
 )
 from v2ghub.scenarios.build import synthetic_cases
 from v2ghub.scenarios.config import ScenarioFile, SimulationSettings, resolve
+from v2ghub.sim import metrics
 from v2ghub.sim.engine import Simulator
-from v2ghub.sim.metrics import RunResult, evaluate
+from v2ghub.sim.metrics import RunSummary, evaluate, summarise
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CITIES = ("Shenzhen", "Kunming")
-PLOTS: tuple[Callable[[Sequence[RunResult]], bytes], ...] = (
+PLOTS: tuple[Callable[[Sequence[RunSummary]], bytes], ...] = (
     load_curves_png,
     soc_png,
     discharge_by_hour_png,
@@ -46,19 +47,19 @@ NOTES = ["Base load and solar are synthetic", "Tariffs are <b>assumed</b> & simp
 
 
 @pytest.fixture(scope="module")
-def results() -> list[RunResult]:
+def results() -> list[RunSummary]:
     """Every default planner in two cities, 200 vehicles each, from the real simulator."""
     settings = SimulationSettings(vehicles_per_city=200, cities=CITIES)
     scenario = resolve(ScenarioFile(simulation=settings))
     return [
-        evaluate(Simulator(case, make_planner(planner)).run())
+        summarise(evaluate(Simulator(case, make_planner(planner)).run()))
         for case in synthetic_cases(scenario)
         for planner in scenario.simulation.planners
     ]
 
 
 @pytest.fixture(scope="module")
-def report(results: list[RunResult], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def report(results: list[RunSummary], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report of ``results``, written once, alone in its directory."""
     path = tmp_path_factory.mktemp("report") / "report.html"
     write_html_report(path, results, title="Pilot <cities> & V2G", notes=NOTES)
@@ -71,7 +72,7 @@ def _image(png: bytes) -> npt.NDArray[np.float64]:
 
 @pytest.mark.parametrize("plot", PLOTS, ids=lambda plot: plot.__name__)
 def test_plot_is_a_png_of_report_size(
-    plot: Callable[[Sequence[RunResult]], bytes], results: list[RunResult]
+    plot: Callable[[Sequence[RunSummary]], bytes], results: list[RunSummary]
 ) -> None:
     style_before = dict(mpl.rcParams)
     png = plot(results)
@@ -88,13 +89,13 @@ def test_plot_is_a_png_of_report_size(
 
 @pytest.mark.parametrize("plot", PLOTS, ids=lambda plot: plot.__name__)
 def test_plot_of_a_single_run(
-    plot: Callable[[Sequence[RunResult]], bytes], results: list[RunResult]
+    plot: Callable[[Sequence[RunSummary]], bytes], results: list[RunSummary]
 ) -> None:
     assert _image(plot(results[:1])).shape[0] >= 300
 
 
 @pytest.mark.parametrize("plot", PLOTS, ids=lambda plot: plot.__name__)
-def test_plot_refuses_no_runs(plot: Callable[[Sequence[RunResult]], bytes]) -> None:
+def test_plot_refuses_no_runs(plot: Callable[[Sequence[RunSummary]], bytes]) -> None:
     with pytest.raises(ValueError, match="no runs to plot"):
         plot([])
 
@@ -122,16 +123,15 @@ def test_discharge_by_hour_counts_a_step_in_the_hour_it_starts() -> None:
     assert energy_mwh.sum() == pytest.approx(1.2)
 
 
-def test_discharge_by_hour_matches_the_run(results: list[RunResult]) -> None:
+def test_discharge_by_hour_matches_the_run(results: list[RunSummary]) -> None:
     discharged = [r for r in results if r.metrics.energy_discharged_kwh > 1.0]
     assert discharged, "the v2g planner should discharge in the test case"
     for result in results:
-        dt_h = result.run.case.grid.dt_h
+        dt_h = result.grid.dt_h
         by_hour = discharge_by_hour_mwh(result.curves.discharge_kw, dt_h=dt_h)
         assert by_hour.shape == (24,)
         assert by_hour.sum() == pytest.approx(result.curves.discharge_kw.sum() * dt_h / 1000)
         # One arrival day: the folded day holds all of the run's discharge.
-        assert result.run.case.arrival_days == 1
         assert by_hour.sum() * 1000 == pytest.approx(result.metrics.energy_discharged_kwh)
 
 
@@ -151,11 +151,9 @@ def test_soc_band_skips_unplugged_steps_without_warnings() -> None:
     np.testing.assert_allclose(band[:, 2], [0.5, 0.5])
 
 
-def test_planner_totals(results: list[RunResult]) -> None:
+def test_planner_totals(results: list[RunSummary]) -> None:
     totals = planner_totals(results)
-    reference = {
-        r.metrics.city: r.metrics.peak_kw for r in results if r.run.planner == "uncontrolled"
-    }
+    reference = {r.metrics.city: r.metrics.peak_kw for r in results if r.planner == "uncontrolled"}
     assert [t.planner for t in totals] == ["uncontrolled", "tou", "v2g-rules"]
     assert totals[0].peak_reduction_kw == 0.0
     for total in totals:
@@ -171,7 +169,7 @@ def test_planner_totals(results: list[RunResult]) -> None:
         assert 0 <= total.valley_share <= 1
 
 
-def test_report_holds_every_city_planner_and_cost(report: Path, results: list[RunResult]) -> None:
+def test_report_holds_every_city_planner_and_cost(report: Path, results: list[RunSummary]) -> None:
     text = report.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
     for city in CITIES:
@@ -207,7 +205,7 @@ def test_report_leaves_no_temporary_file(report: Path) -> None:
     assert sorted(p.name for p in report.parent.iterdir()) == ["report.html"]
 
 
-def test_report_replaces_an_old_one(tmp_path: Path, results: list[RunResult]) -> None:
+def test_report_replaces_an_old_one(tmp_path: Path, results: list[RunSummary]) -> None:
     path = tmp_path / "report.html"
     path.write_text("old", encoding="utf-8")
     write_html_report(path, results[:3], title="New", notes=[])
@@ -216,7 +214,7 @@ def test_report_replaces_an_old_one(tmp_path: Path, results: list[RunResult]) ->
 
 
 def test_failed_write_keeps_the_old_report(
-    tmp_path: Path, results: list[RunResult], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, results: list[RunSummary], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "report.html"
     path.write_text("old", encoding="utf-8")
@@ -235,3 +233,18 @@ def test_report_refuses_no_runs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no runs to report"):
         write_html_report(tmp_path / "report.html", [], title="Empty", notes=[])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_summary_samples_bills_but_keeps_the_exact_total(monkeypatch: pytest.MonkeyPatch) -> None:
+    scenario = resolve(
+        ScenarioFile(simulation=SimulationSettings(vehicles_per_city=300, cities=("Haikou",)))
+    )
+    result = evaluate(Simulator(synthetic_cases(scenario)[0], make_planner("tou")).run())
+    summary = summarise(result)
+    assert summary.total_bill_fen == int(result.outcomes.bill_fen.sum())
+    np.testing.assert_array_equal(summary.bill_sample_fen, result.outcomes.bill_fen)
+    monkeypatch.setattr(metrics, "BILL_SAMPLE_SIZE", 50)
+    sampled = summarise(result)
+    assert sampled.bill_sample_fen.size == 50
+    assert set(sampled.bill_sample_fen.tolist()) <= set(result.outcomes.bill_fen.tolist())
+    assert sampled.total_bill_fen == summary.total_bill_fen

@@ -174,3 +174,25 @@ def test_base_load_follows_kunmings_midday_valley() -> None:
     assert case.signals.renewable_surplus_kw[13 * steps_per_hour] > 0
     assert case.signals.renewable_surplus_kw[2 * steps_per_hour] == 0
     assert case.signals.label == "synthetic"
+
+
+def test_scenario_replaces_the_vehicle_models(tmp_path: Path) -> None:
+    text = (
+        '[simulation]\ncities = ["Haikou"]\nvehicles_per_city = 200\n'
+        '[[vehicles]]\nmodel = "Test car"\nbattery_kwh = 50\nac_max_kw = 6.6\n'
+        'dc_max_kw = 30\nv2g_capable = true\nshare = 1\nsource = "test"\n'
+    )
+    scenario = load_scenario(_write(tmp_path, text))
+    case = synthetic_cases(scenario)[0]
+    np.testing.assert_allclose(case.fleet.battery_kwh, 50.0)
+    home = case.fleet.charger_kind == ChargerKind.HOME
+    np.testing.assert_allclose(case.fleet.max_charge_kw[home], 6.6)
+
+
+def test_vehicle_shares_must_sum_to_one(tmp_path: Path) -> None:
+    text = (
+        '[[vehicles]]\nmodel = "Half"\nbattery_kwh = 50\nac_max_kw = 7\n'
+        'dc_max_kw = 30\nv2g_capable = true\nshare = 0.5\nsource = "test"\n'
+    )
+    with pytest.raises(InputError, match=r"field vehicles: vehicle shares must sum to 1, got 0.5"):
+        load_scenario(_write(tmp_path, text))

@@ -7,19 +7,24 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from v2ghub import __version__
 from v2ghub.errors import InputError
 from v2ghub.model.case import CityCase
 from v2ghub.model.sites import SiteLimits
-from v2ghub.scenarios.build import arrival_day_count, city_case, local_midnight, synthetic_cases
+from v2ghub.scenarios.build import (
+    arrival_day_count,
+    city_case,
+    iter_synthetic_cases,
+    local_midnight,
+)
 from v2ghub.scenarios.config import (
     MAX_VEHICLES,
     Scenario,
@@ -30,8 +35,8 @@ from v2ghub.scenarios.config import (
 )
 from v2ghub.scenarios.sessions_csv import load_sessions_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
-from v2ghub.sim.metrics import RunResult
-from v2ghub.sim.runner import run_all, with_peak_reduction
+from v2ghub.sim.metrics import RunSummary
+from v2ghub.sim.runner import run_cases, with_peak_reduction
 
 DEFAULT_OUT = Path("v2ghub-out")
 
@@ -140,6 +145,7 @@ def _scenario(args: argparse.Namespace) -> Scenario:
                 "fleet": scenario.fleet.model_dump(),
                 "grid": scenario.grid.model_dump(),
                 "cities": {k: v for k, v in overrides.items() if k in settings["cities"]},
+                "vehicles": [m.model_dump() for m in scenario.vehicle_models],
             }
         )
     except Exception as error:
@@ -147,12 +153,13 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     return resolve(raw)
 
 
-def _cases(args: argparse.Namespace, scenario: Scenario, console: Console) -> list[CityCase]:
+def _cases(args: argparse.Namespace, scenario: Scenario) -> Iterable[CityCase]:
+    """The cases to simulate: the user's sessions (read and checked now) or synthetic
+    fleets (generated one city at a time, as the run reaches them)."""
     if args.sessions is None:
         if args.sites is not None:
             raise InputError("--sites applies to --sessions only")
-        with console.status("generating fleets"):
-            return synthetic_cases(scenario)
+        return iter_synthetic_cases(scenario)
     if args.vehicles is not None:
         raise InputError("--vehicles applies to synthetic fleets, not to --sessions")
     if len(scenario.simulation.cities) != 1:
@@ -177,7 +184,7 @@ def _cases(args: argparse.Namespace, scenario: Scenario, console: Console) -> li
     ]
 
 
-def _notes(scenario: Scenario, cases: Sequence[CityCase], synthetic: bool) -> list[str]:
+def _notes(scenario: Scenario, cities: Sequence[str], synthetic: bool) -> list[str]:
     notes = [
         "Base load and renewable surplus are synthetic shapes built from each city's TOU "
         "hours; they are not measured data.",
@@ -191,8 +198,8 @@ def _notes(scenario: Scenario, cases: Sequence[CityCase], synthetic: bool) -> li
             f"Fleets are synthetic ({scenario.simulation.vehicles_per_city:,} vehicles per "
             f"city, seed {scenario.simulation.seed}); see v2ghub.scenarios.synthetic."
         )
-    for case in cases:
-        data = scenario.city_data[case.city]
+    for city in cities:
+        data = scenario.city_data[city]
         flags = []
         if data.tariff_assumed:
             flags.append("TOU tariff")
@@ -201,85 +208,87 @@ def _notes(scenario: Scenario, cases: Sequence[CityCase], synthetic: bool) -> li
         if data.discharge.assumed:
             flags.append("discharge price")
         if flags:
-            notes.append(f"{case.city}: assumed {', '.join(flags)} (see data/cities.toml).")
+            notes.append(f"{city}: assumed {', '.join(flags)} (see data/cities.toml).")
     return notes
 
 
-def _write_outputs(
+def _write_summaries(
     out: Path,
-    results: list[RunResult],
-    scenario: Scenario,
+    summaries: list[RunSummary],
+    planners: Sequence[str],
     notes: list[str],
-    scenario_info: dict[str, Any],
+    info: dict[str, Any],
 ) -> None:
     from v2ghub.report import outputs  # noqa: PLC0415 - heavy imports only when writing
     from v2ghub.report.html import write_html_report  # noqa: PLC0415
 
-    planners = scenario.simulation.planners
     outputs.write_summary_json(
         out / "summary.json",
-        outputs.summary_document(results, planners=planners, scenario=scenario_info),
+        outputs.summary_document(summaries, planners=planners, scenario=info),
     )
-    outputs.write_summary_csv(out / "summary.csv", results)
-    outputs.write_curves_csv(out / "curves.csv", results)
-    outputs.write_sessions_parquet(out / "sessions.parquet", results)
-    write_html_report(out / "report.html", results, title="v2ghub: a day of V2G", notes=notes)
+    outputs.write_summary_csv(out / "summary.csv", summaries)
+    outputs.write_curves_csv(out / "curves.csv", summaries)
+    write_html_report(out / "report.html", summaries, title="v2ghub: a day of V2G", notes=notes)
 
 
 def simulate(args: argparse.Namespace, console: Console) -> None:
     """Run ``v2ghub simulate``."""
+    from v2ghub.report.outputs import SessionsWriter, print_summary  # noqa: PLC0415
+
     started = time.perf_counter()
     scenario = _scenario(args)
-    cases = _cases(args, scenario, console)
-    planners = scenario.simulation.planners
-    total_steps = sum(case.grid.length for case in cases) * len(planners)
-    progress = Progress(
-        TextColumn("{task.description:<28}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=args.quiet,
-        transient=True,
-    )
-    finished_runs: dict[str, int] = {}
-    with progress:
-        task = progress.add_task("simulating", total=total_steps)
+    cases = _cases(args, scenario)
+    settings = scenario.simulation
+    planners = settings.planners
+    cities = [c.city for c in cases] if isinstance(cases, list) else list(settings.cities)
+    n_runs = len(cities) * len(planners)
 
-        def on_progress(label: str, done: int) -> None:
-            # Steps of the runs before this one, fixed when the run starts.
-            before = finished_runs.setdefault(label, int(progress.tasks[0].completed))
-            progress.update(task, completed=before + done, description=label)
-
-        results = run_all(
-            cases,
-            planners,
-            control_steps=scenario.simulation.control_steps,
-            on_progress=on_progress,
-        )
-    results = with_peak_reduction(results, planners[0])
-    info = {
-        "date": cases[0].grid.start.date().isoformat() if cases else None,
-        "step_minutes": scenario.simulation.step_minutes,
-        "control_interval_minutes": scenario.simulation.control_interval_minutes,
-        "seed": scenario.simulation.seed,
-        "vehicles_per_city": None if args.sessions else scenario.simulation.vehicles_per_city,
-        "sessions_file": str(args.sessions) if args.sessions else None,
-        "cities": [case.city for case in cases],
-        "planners": list(planners),
-        "version": __version__,
-    }
-    notes = _notes(scenario, cases, synthetic=args.sessions is None)
-
-    # Write into a fresh folder beside the target, then swap it in: a failed run leaves
-    # no half-written output that could pass for a result.
+    # Write into a fresh folder beside the target and swap it in at the end: a failed or
+    # interrupted run leaves no half-written output that could pass for a result.
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     staging.chmod(0o755)
     try:
+        progress = Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=args.quiet,
+            transient=True,
+        )
+        run_starts: dict[str, int] = {}
+        with progress, SessionsWriter(staging / "sessions.parquet") as sessions:
+            task = progress.add_task("simulating", total=n_runs)
+
+            def on_step(label: str, share: float) -> None:
+                first = run_starts.setdefault(label, len(run_starts))
+                progress.update(task, completed=first + share, description=label)
+
+            summaries = run_cases(
+                cases,
+                planners,
+                control_steps=settings.control_steps,
+                on_step=on_step,
+                on_result=sessions.write,
+            )
+        summaries = with_peak_reduction(summaries, planners[0])
+        info = {
+            "date": summaries[0].grid.start.date().isoformat() if summaries else None,
+            "step_minutes": settings.step_minutes,
+            "control_interval_minutes": settings.control_interval_minutes,
+            "seed": settings.seed,
+            "vehicles_per_city": None if args.sessions else settings.vehicles_per_city,
+            "sessions_file": str(args.sessions) if args.sessions else None,
+            "cities": cities,
+            "planners": list(planners),
+            "version": __version__,
+        }
+        notes = _notes(scenario, cities, synthetic=args.sessions is None)
         with console.status("writing report"):
-            _write_outputs(staging, results, scenario, notes, info)
+            _write_summaries(staging, summaries, planners, notes, info)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -287,9 +296,7 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if not args.quiet:
-        from v2ghub.report.outputs import print_summary  # noqa: PLC0415
-
-        print_summary(console, results, planners)
+        print_summary(console, summaries, planners)
     console.print(
         f"wrote {out}/report.html, summary.json, summary.csv, curves.csv, sessions.parquet "
         f"in {time.perf_counter() - started:.1f} s"

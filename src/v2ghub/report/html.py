@@ -35,7 +35,7 @@ from v2ghub.sim.metrics import (
     VALLEY_SHARE_RULE,
     VALLEY_SHARE_RULE_PRIVATE,
     CityMetrics,
-    RunResult,
+    RunSummary,
 )
 from v2ghub.units import KW_PER_MW, SECONDS_PER_HOUR
 
@@ -108,7 +108,7 @@ class PlannerTotals:
     fallbacks: int
 
 
-def peak_reduction_kw(results: Sequence[RunResult]) -> dict[tuple[str, str], float]:
+def peak_reduction_kw(results: Sequence[RunSummary]) -> dict[tuple[str, str], float]:
     """Per ``(city, planner)``: the reference planner's peak minus this one's (kW).
 
     The reference is the first planner in ``results``; cities without a reference run
@@ -124,7 +124,7 @@ def peak_reduction_kw(results: Sequence[RunResult]) -> dict[tuple[str, str], flo
     return out
 
 
-def planner_totals(results: Sequence[RunResult]) -> list[PlannerTotals]:
+def planner_totals(results: Sequence[RunSummary]) -> list[PlannerTotals]:
     """Totals per planner over cities, planners in the order they first appear."""
     if not results:
         raise ValueError("no runs to summarise")
@@ -189,10 +189,9 @@ def _head(columns: Sequence[tuple[str, bool]]) -> str:
     return f"<thead><tr>{cells}</tr></thead>"
 
 
-def _header(results: Sequence[RunResult], title: str) -> str:
-    case = results[0].run.case
-    grid = case.grid
-    zone = case.tariff.timezone
+def _header(results: Sequence[RunSummary], title: str) -> str:
+    grid = results[0].grid
+    zone = results[0].timezone
     start = grid.start.astimezone(ZoneInfo(zone))
     step_minutes = grid.step_s / 60
     span_h = grid.length * grid.step_s / SECONDS_PER_HOUR
@@ -220,7 +219,7 @@ def _about(notes: Sequence[str]) -> str:
     return f'<section class="about"><h2>About these figures</h2><ul>{items}</ul></section>'
 
 
-def _summary_table(results: Sequence[RunResult]) -> str:
+def _summary_table(results: Sequence[RunSummary]) -> str:
     reference = planners_of(results)[0]
     columns = [
         ("Planner", False),
@@ -293,7 +292,7 @@ def _city_cells(m: CityMetrics, reduction_kw: float | None) -> list[str]:
     ]
 
 
-def _city_table(results: Sequence[RunResult]) -> str:
+def _city_table(results: Sequence[RunSummary]) -> str:
     keyed = by_city_and_planner(results)
     planners = planners_of(results)
     reduction = peak_reduction_kw(results)
@@ -336,7 +335,7 @@ def _city_table(results: Sequence[RunResult]) -> str:
     )
 
 
-_FIGURES: tuple[tuple[str, Callable[[Sequence[RunResult]], bytes], str], ...] = (
+_FIGURES: tuple[tuple[str, Callable[[Sequence[RunSummary]], bytes], str], ...] = (
     (
         "Load over the reported day",
         load_curves_png,
@@ -371,7 +370,7 @@ _FIGURES: tuple[tuple[str, Callable[[Sequence[RunResult]], bytes], str], ...] = 
 )
 
 
-def _figures(results: Sequence[RunResult]) -> str:
+def _figures(results: Sequence[RunSummary]) -> str:
     parts = ['<section id="figures"><h2>Figures</h2>']
     for heading, draw, caption in _FIGURES:
         encoded = base64.b64encode(draw(results)).decode("ascii")
@@ -383,7 +382,7 @@ def _figures(results: Sequence[RunResult]) -> str:
     return "".join(parts)
 
 
-def render_html(results: Sequence[RunResult], *, title: str, notes: Sequence[str]) -> str:
+def render_html(results: Sequence[RunSummary], *, title: str, notes: Sequence[str]) -> str:
     """The whole report as one HTML document (no file written)."""
     if not results:
         raise ValueError("no runs to report: results is empty")
@@ -425,7 +424,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_html_report(
-    path: Path, results: list[RunResult], *, title: str, notes: list[str]
+    path: Path, results: list[RunSummary], *, title: str, notes: list[str]
 ) -> None:
     """Write the report of ``results`` to ``path`` as one self-contained HTML file.
 

@@ -26,7 +26,13 @@ from rich.table import Table
 
 from v2ghub.model.fleet import ChargerKind
 from v2ghub.settlement.money import fen_to_cny
-from v2ghub.sim.metrics import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE, CityMetrics, RunResult
+from v2ghub.sim.metrics import (
+    VALLEY_SHARE_RULE,
+    VALLEY_SHARE_RULE_PRIVATE,
+    CityMetrics,
+    RunResult,
+    RunSummary,
+)
 
 _ADDITIVE = (
     "sessions",
@@ -59,9 +65,9 @@ def _jsonable(metrics: CityMetrics) -> dict[str, Any]:
     return out
 
 
-def planner_totals(results: Sequence[RunResult], planner: str) -> dict[str, Any]:
+def planner_totals(results: Sequence[RunSummary], planner: str) -> dict[str, Any]:
     """Totals over the cities of one planner (sums; the peak of the summed curves)."""
-    chosen = [r for r in results if r.run.planner == planner]
+    chosen = [r for r in results if r.planner == planner]
     total: dict[str, Any] = {key: sum(getattr(r.metrics, key) for r in chosen) for key in _ADDITIVE}
     base = sum(r.curves.base_load_kw for r in chosen)
     with_ev = sum(r.curves.total_load_kw for r in chosen)
@@ -70,7 +76,7 @@ def planner_totals(results: Sequence[RunResult], planner: str) -> dict[str, Any]
     charged = sum(r.metrics.energy_charged_kwh for r in chosen)
     valley = sum(r.metrics.valley_share * r.metrics.energy_charged_kwh for r in chosen)
     total["valley_share"] = round(valley / charged, 6) if charged > 0 else 1.0
-    total["owner_cost_cny"] = str(fen_to_cny(sum(int(r.outcomes.bill_fen.sum()) for r in chosen)))
+    total["owner_cost_cny"] = str(fen_to_cny(sum(r.total_bill_fen for r in chosen)))
     for key in _ADDITIVE:
         if isinstance(total[key], float):
             total[key] = round(total[key], 6)
@@ -78,7 +84,7 @@ def planner_totals(results: Sequence[RunResult], planner: str) -> dict[str, Any]
 
 
 def summary_document(
-    results: Sequence[RunResult], *, planners: Sequence[str], scenario: dict[str, Any]
+    results: Sequence[RunSummary], *, planners: Sequence[str], scenario: dict[str, Any]
 ) -> dict[str, Any]:
     """The content of ``summary.json``."""
     document: dict[str, Any] = {
@@ -90,7 +96,7 @@ def summary_document(
         "planners": {},
     }
     for planner in planners:
-        cities = {r.metrics.city: _jsonable(r.metrics) for r in results if r.run.planner == planner}
+        cities = {r.metrics.city: _jsonable(r.metrics) for r in results if r.planner == planner}
         document["planners"][planner] = {
             "cities": cities,
             "total": planner_totals(results, planner),
@@ -103,7 +109,7 @@ def write_summary_json(path: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def write_summary_csv(path: Path, results: Sequence[RunResult]) -> None:
+def write_summary_csv(path: Path, results: Sequence[RunSummary]) -> None:
     """One row per city and planner, every metric."""
     rows = [asdict(r.metrics) for r in results]
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -112,7 +118,7 @@ def write_summary_csv(path: Path, results: Sequence[RunResult]) -> None:
         writer.writerows(rows)
 
 
-def write_curves_csv(path: Path, results: Sequence[RunResult]) -> None:
+def write_curves_csv(path: Path, results: Sequence[RunSummary]) -> None:
     """The daily curves of every run, one row per city, planner and step (kW)."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -130,15 +136,15 @@ def write_curves_csv(path: Path, results: Sequence[RunResult]) -> None:
             ]
         )
         for result in results:
-            grid = result.run.case.grid
-            zone = ZoneInfo(result.run.case.tariff.timezone)
+            grid = result.grid
+            zone = ZoneInfo(result.timezone)
             curves = result.curves
             # One row per time step (96 a day), never per vehicle.
             for k in range(curves.base_load_kw.size):
                 writer.writerow(
                     [
                         result.metrics.city,
-                        result.run.planner,
+                        result.planner,
                         grid.time_at(k).astimezone(zone).isoformat(),
                         f"{curves.base_load_kw[k]:.3f}",
                         f"{curves.ev_load_kw[k]:.3f}",
@@ -187,25 +193,36 @@ def sessions_table(result: RunResult) -> pa.Table:
     )
 
 
-def write_sessions_parquet(path: Path, results: Sequence[RunResult]) -> None:
-    """Per-session outcomes of every run in one Parquet file (``bill_fen``: exact fen)."""
-    writer: pq.ParquetWriter | None = None
-    try:
-        for result in results:
-            table = sessions_table(result)
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema)
-            writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
+class SessionsWriter:
+    """Appends each run's per-session outcomes to one Parquet file as the runs finish.
+
+    ``bill_fen`` is the exact bill in fen. Use as a context manager.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, result: RunResult) -> None:
+        """Append one run."""
+        table = sessions_table(result)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema)
+        self._writer.write_table(table)
+
+    def __enter__(self) -> SessionsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _mw(kw: float) -> str:
     return f"{kw / 1000:,.1f}"
 
 
-def print_summary(console: Console, results: Sequence[RunResult], planners: Sequence[str]) -> None:
+def print_summary(console: Console, results: Sequence[RunSummary], planners: Sequence[str]) -> None:
     """The summary table in the terminal: one row per city and planner, then totals."""
     table = Table(title="v2ghub: one day per city and planner")
     for column, justify in (

@@ -35,7 +35,7 @@ from matplotlib.typing import RcKeyType
 from v2ghub.sim.metrics import (
     VALLEY_SHARE_RULE,
     VALLEY_SHARE_RULE_PRIVATE,
-    RunResult,
+    RunSummary,
 )
 from v2ghub.units import KW_PER_MW
 
@@ -89,19 +89,19 @@ _STYLE: dict[RcKeyType, Any] = {
 # --------------------------------------------------------------------------- grouping
 
 
-def cities_of(results: Sequence[RunResult]) -> list[str]:
+def cities_of(results: Sequence[RunSummary]) -> list[str]:
     """Cities in the order they first appear."""
     return list(dict.fromkeys(r.metrics.city for r in results))
 
 
-def planners_of(results: Sequence[RunResult]) -> list[str]:
+def planners_of(results: Sequence[RunSummary]) -> list[str]:
     """Planners in the order they first appear; the first is the reference."""
     return list(dict.fromkeys(r.metrics.planner for r in results))
 
 
-def by_city_and_planner(results: Sequence[RunResult]) -> dict[tuple[str, str], RunResult]:
+def by_city_and_planner(results: Sequence[RunSummary]) -> dict[tuple[str, str], RunSummary]:
     """Each run keyed by ``(city, planner)``; a repeated key is an error."""
-    keyed: dict[tuple[str, str], RunResult] = {}
+    keyed: dict[tuple[str, str], RunSummary] = {}
     for result in results:
         key = (result.metrics.city, result.metrics.planner)
         if key in keyed:
@@ -231,7 +231,7 @@ def _grouped_bars(
 
 
 def _per_city(
-    results: Sequence[RunResult], field: str, scale: float = 1.0
+    results: Sequence[RunSummary], field: str, scale: float = 1.0
 ) -> dict[str, FloatArray]:
     """A metric as one array over cities per planner (NaN where a run is missing)."""
     keyed = by_city_and_planner(results)
@@ -248,7 +248,7 @@ def _per_city(
     return out
 
 
-def _require(results: Sequence[RunResult]) -> None:
+def _require(results: Sequence[RunSummary]) -> None:
     if not results:
         raise ValueError("no runs to plot")
 
@@ -256,7 +256,7 @@ def _require(results: Sequence[RunResult]) -> None:
 # --------------------------------------------------------------------------- figures
 
 
-def load_curves_png(results: Sequence[RunResult]) -> bytes:
+def load_curves_png(results: Sequence[RunSummary]) -> bytes:
     """Load over the reported day per city: base load, total load per planner, surplus.
 
     One panel per city (a near-square grid), MW against local hour; the base load
@@ -284,7 +284,7 @@ def load_curves_png(results: Sequence[RunResult]) -> bytes:
             city = cities[index]
             city_runs = [keyed[city, p] for p in planners if (city, p) in keyed]
             first = city_runs[0]
-            dt_h = first.run.case.grid.dt_h
+            dt_h = first.grid.dt_h
             x, surplus = _step_curve(first.curves.renewable_surplus_kw / KW_PER_MW, dt_h)
             ax.fill_between(x, 0, surplus, step="post", color=SURPLUS_COLOR, alpha=0.35, lw=0)
             x, base = _step_curve(first.curves.base_load_kw / KW_PER_MW, dt_h)
@@ -309,7 +309,7 @@ def load_curves_png(results: Sequence[RunResult]) -> bytes:
         return _png(fig)
 
 
-def soc_png(results: Sequence[RunResult]) -> bytes:
+def soc_png(results: Sequence[RunSummary]) -> bytes:
     """Mean SoC of plugged vehicles over the whole run, one panel per planner.
 
     Thin lines: the mean per city. Band: the 10th-90th percentile of the first city's
@@ -321,7 +321,7 @@ def soc_png(results: Sequence[RunResult]) -> bytes:
     planners = planners_of(results)
     city_colors = {c: CITY_COLORS[i % len(CITY_COLORS)] for i, c in enumerate(cities)}
     band_city = cities[0]
-    end_h = max(r.run.case.grid.length * r.run.case.grid.dt_h for r in results)
+    end_h = max(r.grid.length * r.grid.dt_h for r in results)
     end_h = math.ceil(end_h / 6) * 6
     ncols = len(planners)
     with _figure(
@@ -334,15 +334,15 @@ def soc_png(results: Sequence[RunResult]) -> bytes:
         for ax, planner in zip(axes[0], planners, strict=True):
             band_run = keyed.get((band_city, planner))
             if band_run is not None:
-                grid = band_run.run.case.grid
-                band = soc_band(band_run.run.soc_sample) * 100
+                grid = band_run.grid
+                band = soc_band(band_run.soc_sample) * 100
                 x = np.arange(grid.length) * grid.dt_h
                 ax.fill_between(x, band[0], band[1], color=city_colors[band_city], alpha=0.18, lw=0)
             for city in cities:
                 if (city, planner) not in keyed:
                     continue
-                run = keyed[city, planner].run
-                x = np.arange(run.case.grid.length) * run.case.grid.dt_h
+                run = keyed[city, planner]
+                x = np.arange(run.grid.length) * run.grid.dt_h
                 ax.plot(x, run.mean_soc * 100, color=city_colors[city], lw=0.9)
             ax.axvline(HOURS_PER_DAY, color=RULE_COLOR, lw=0.6, ls=":")
             ax.set_title(planner)
@@ -361,7 +361,7 @@ def soc_png(results: Sequence[RunResult]) -> bytes:
         return _png(fig)
 
 
-def discharge_by_hour_png(results: Sequence[RunResult]) -> bytes:
+def discharge_by_hour_png(results: Sequence[RunSummary]) -> bytes:
     """V2G discharge energy per local hour, summed over cities, bars per planner (MWh)."""
     _require(results)
     planners = planners_of(results)
@@ -369,7 +369,7 @@ def discharge_by_hour_png(results: Sequence[RunResult]) -> bytes:
     per_planner = {p: np.zeros(HOURS_PER_DAY) for p in planners}
     for result in results:
         per_planner[result.metrics.planner] += discharge_by_hour_mwh(
-            result.curves.discharge_kw, dt_h=result.run.case.grid.dt_h
+            result.curves.discharge_kw, dt_h=result.grid.dt_h
         )
     discharging = [p for p in planners if per_planner[p].any()]
     idle = [p for p in planners if p not in discharging]
@@ -402,7 +402,7 @@ def discharge_by_hour_png(results: Sequence[RunResult]) -> bytes:
         return _png(fig)
 
 
-def owner_cost_png(results: Sequence[RunResult]) -> bytes:
+def owner_cost_png(results: Sequence[RunSummary]) -> bytes:
     """Owners' net cost per city and planner (CNY), and the spread of session bills.
 
     Left: the sum of bills per city. Right: per-session net bills over all cities, as
@@ -414,9 +414,7 @@ def owner_cost_png(results: Sequence[RunResult]) -> bytes:
     colors = planner_colors(planners)
     cost = _per_city(results, "owner_cost_cny")
     bills_cny = [
-        np.concatenate(
-            [r.outcomes.bill_fen / FEN_PER_CNY for r in results if r.metrics.planner == p]
-        )
+        np.concatenate([r.bill_sample_fen / FEN_PER_CNY for r in results if r.metrics.planner == p])
         for p in planners
     ]
     with _figure(
@@ -453,7 +451,7 @@ def owner_cost_png(results: Sequence[RunResult]) -> bytes:
         return _png(fig)
 
 
-def valley_share_png(results: Sequence[RunResult]) -> bytes:
+def valley_share_png(results: Sequence[RunSummary]) -> bytes:
     """Share of charging energy in valley hours per city and planner, against the rules.
 
     Top: all chargers, rule 60%. Bottom: private (home) chargers, rule 80%.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,7 +12,7 @@ from v2ghub.model.case import CityCase
 from v2ghub.model.fleet import Fleet
 from v2ghub.model.sites import SiteLimits
 from v2ghub.model.time_grid import TimeGrid
-from v2ghub.scenarios.catalog import CityData, vehicle_models
+from v2ghub.scenarios.catalog import CityData
 from v2ghub.scenarios.config import Scenario
 from v2ghub.scenarios.load_shapes import grid_signals
 from v2ghub.scenarios.synthetic import generate_fleet
@@ -57,12 +57,9 @@ def city_case(
     )
 
 
-def synthetic_cases(
-    scenario: Scenario, *, on_city: Callable[[str], None] | None = None
-) -> list[CityCase]:
-    """One seeded synthetic case per city of the scenario."""
+def iter_synthetic_cases(scenario: Scenario) -> Iterator[CityCase]:
+    """One seeded synthetic case per city of the scenario, generated when asked for."""
     settings = scenario.simulation
-    cases = []
     for number, name in enumerate(settings.cities):
         data = scenario.city_data[name]
         midnight = datetime(
@@ -79,21 +76,21 @@ def synthetic_cases(
             day=settings.date,
             timezone=data.timezone,
             mix=scenario.fleet,
-            models=vehicle_models(),
+            models=scenario.vehicle_models,
             rng=rng,
         )
-        cases.append(
-            city_case(
-                data=data,
-                scenario=scenario,
-                fleet=generated.fleet,
-                sites=generated.sites,
-                midnight=midnight,
-            )
+        yield city_case(
+            data=data,
+            scenario=scenario,
+            fleet=generated.fleet,
+            sites=generated.sites,
+            midnight=midnight,
         )
-        if on_city is not None:
-            on_city(name)
-    return cases
+
+
+def synthetic_cases(scenario: Scenario) -> list[CityCase]:
+    """All the scenario's synthetic cases at once (small fleets; tests and notebooks)."""
+    return list(iter_synthetic_cases(scenario))
 
 
 def local_midnight(moment: datetime, timezone: str) -> datetime:

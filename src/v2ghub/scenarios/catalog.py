@@ -205,10 +205,15 @@ class VehicleTable(Strict):
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> VehicleTable:
-        total = sum(v.share for v in self.vehicle)
-        if abs(total - 1) > 1e-6:
-            raise ValueError(f"vehicle shares must sum to 1, got {total}")
+        self.check_shares(self.vehicle)
         return self
+
+    @staticmethod
+    def check_shares(vehicles: list[VehicleModelData]) -> None:
+        """Refuse a mix whose shares do not sum to 1."""
+        total = sum(v.share for v in vehicles)
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"vehicle shares must sum to 1, got {total:g}")
 
 
 def _read(name: str) -> dict[str, object]:

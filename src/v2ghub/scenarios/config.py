@@ -6,6 +6,7 @@ A scenario file has up to four tables, all optional::
     [fleet]                 # the synthetic fleet mix (see FleetMix)
     [grid]                  # synthetic base load and solar shapes (see GridShape)
     [cities.NAME]           # overrides of a shipped city's data, or a whole new city
+    [[vehicles]]            # replaces the shipped vehicle models (shares must sum to 1)
 
 Every key is checked: an unknown key, an unknown city or planner, or a value out of range
 ends with one line naming the file and the field.
@@ -18,10 +19,23 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from v2ghub.errors import InputError
-from v2ghub.scenarios.catalog import CityData, pilot_cities
+from v2ghub.scenarios.catalog import (
+    CityData,
+    VehicleModelData,
+    VehicleTable,
+    pilot_cities,
+    vehicle_models,
+)
 
 Share = Annotated[float, Field(ge=0, le=1)]
 PositiveKw = Annotated[float, Field(gt=0)]
@@ -135,6 +149,16 @@ class ScenarioFile(Settings):
     fleet: FleetMix = FleetMix()
     grid: GridShape = GridShape()
     cities: dict[str, dict[str, Any]] = {}
+    vehicles: list[VehicleModelData] | None = None
+
+    @field_validator("vehicles")
+    @classmethod
+    def _vehicle_shares(
+        cls, vehicles: list[VehicleModelData] | None
+    ) -> list[VehicleModelData] | None:
+        if vehicles is not None:
+            VehicleTable.check_shares(vehicles)
+        return vehicles
 
 
 class Scenario(Settings):
@@ -144,6 +168,7 @@ class Scenario(Settings):
     fleet: FleetMix
     grid: GridShape
     city_data: dict[str, CityData]
+    vehicle_models: tuple[VehicleModelData, ...]
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -200,7 +225,14 @@ def resolve(raw: ScenarioFile, *, file: Path | str | None = None) -> Scenario:
                 file=file,
                 field=f"cities.{name}",
             )
-    return Scenario(simulation=raw.simulation, fleet=raw.fleet, grid=raw.grid, city_data=city_data)
+    models = tuple(raw.vehicles) if raw.vehicles is not None else vehicle_models()
+    return Scenario(
+        simulation=raw.simulation,
+        fleet=raw.fleet,
+        grid=raw.grid,
+        city_data=city_data,
+        vehicle_models=models,
+    )
 
 
 def load_scenario(path: Path) -> Scenario:

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from v2ghub.model.fleet import ChargerKind
 from v2ghub.model.tariff import PeriodKind
+from v2ghub.model.time_grid import TimeGrid
 from v2ghub.settlement.money import bills_fen, energy_wh, fen_to_cny
 from v2ghub.sim.engine import SimulationRun
 
@@ -208,4 +209,50 @@ def evaluate(run: SimulationRun) -> RunResult:
     curves = daily_curves(run)
     return RunResult(
         run=run, outcomes=outcomes, curves=curves, metrics=city_metrics(run, outcomes, curves)
+    )
+
+
+BILL_SAMPLE_SIZE = 20_000
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What the report keeps of a run: small whatever the fleet size.
+
+    Per-session detail goes to ``sessions.parquet`` as each run finishes; the summary keeps
+    the metrics, the daily curves, the SoC traces and a seeded sample of session bills.
+    """
+
+    city: str
+    planner: str
+    grid: TimeGrid
+    timezone: str
+    metrics: CityMetrics
+    curves: DailyCurves
+    mean_soc: FloatArray
+    soc_sample: FloatArray
+    bill_sample_fen: npt.NDArray[np.int64]
+    total_bill_fen: int
+
+
+def summarise(result: RunResult, *, seed: int = 0) -> RunSummary:
+    """The light summary of a run (bills sampled down to ``BILL_SAMPLE_SIZE`` sessions)."""
+    bills = result.outcomes.bill_fen
+    if bills.size > BILL_SAMPLE_SIZE:
+        chosen = np.random.default_rng(seed).choice(bills.size, BILL_SAMPLE_SIZE, replace=False)
+        sample = bills[np.sort(chosen)]
+    else:
+        sample = bills.copy()
+    case = result.run.case
+    return RunSummary(
+        city=case.city,
+        planner=result.run.planner,
+        grid=case.grid,
+        timezone=case.tariff.timezone,
+        metrics=result.metrics,
+        curves=result.curves,
+        mean_soc=result.run.mean_soc,
+        soc_sample=result.run.soc_sample,
+        bill_sample_fen=sample,
+        total_bill_fen=int(bills.sum()),
     )

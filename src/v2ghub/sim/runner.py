@@ -1,48 +1,61 @@
-"""Run every city of a scenario with every planner."""
+"""Run every city of a scenario with every planner, one city in memory at a time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from functools import partial
 
 from v2ghub.model.case import CityCase
 from v2ghub.planning import make_planner
 from v2ghub.sim.engine import Simulator
-from v2ghub.sim.metrics import RunResult, evaluate
+from v2ghub.sim.metrics import RunResult, RunSummary, evaluate, summarise
 
 
-def run_all(
-    cases: Sequence[CityCase],
+def _share_done(report: Callable[[str, float], None], label: str, length: int, done: int) -> None:
+    report(label, done / length)
+
+
+def run_cases(
+    cases: Iterable[CityCase],
     planners: Sequence[str],
     *,
     control_steps: int = 1,
-    on_progress: Callable[[str, int], None] | None = None,
-) -> list[RunResult]:
-    """One evaluated run per city and planner, cities in order, planners within each city.
+    on_step: Callable[[str, float], None] | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> list[RunSummary]:
+    """Simulate each case with each planner; cities in order, planners within each city.
 
-    ``on_progress(label, steps_done)`` is told after each simulated step.
+    ``cases`` may be a generator: each case and its full results are dropped once
+    ``on_result`` (which may write per-session detail) has seen them, so memory holds one
+    city at a time. ``on_step(label, share)`` is told the share (0-1) of the current run
+    done after each step.
     """
-    results = []
+    summaries = []
     for case in cases:
         for name in planners:
-            planner = make_planner(name)
             label = f"{case.city} / {name}"
-            step_hook = partial(on_progress, label) if on_progress is not None else None
-            run = Simulator(case, planner, control_steps=control_steps, on_step=step_hook).run()
-            results.append(evaluate(run))
-    return results
+            hook = (
+                partial(_share_done, on_step, label, max(case.grid.length, 1))
+                if on_step is not None
+                else None
+            )
+            run = Simulator(
+                case, make_planner(name), control_steps=control_steps, on_step=hook
+            ).run()
+            result = evaluate(run)
+            if on_result is not None:
+                on_result(result)
+            summaries.append(summarise(result))
+    return summaries
 
 
-def with_peak_reduction(results: list[RunResult], reference: str) -> list[RunResult]:
-    """Results with ``peak_reduction_kw`` set against each city's ``reference`` planner."""
-
-    reference_peak = {
-        r.metrics.city: r.metrics.peak_kw for r in results if r.run.planner == reference
-    }
+def with_peak_reduction(results: list[RunSummary], reference: str) -> list[RunSummary]:
+    """Summaries with ``peak_reduction_kw`` set against each city's ``reference`` planner."""
+    reference_peak = {r.city: r.metrics.peak_kw for r in results if r.planner == reference}
     updated = []
     for result in results:
-        base = reference_peak.get(result.metrics.city, result.metrics.peak_kw)
+        base = reference_peak.get(result.city, result.metrics.peak_kw)
         metrics = replace(result.metrics, peak_reduction_kw=base - result.metrics.peak_kw)
         updated.append(replace(result, metrics=metrics))
     return updated
