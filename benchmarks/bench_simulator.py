@@ -55,7 +55,8 @@ def main() -> None:
             run = Simulator(case, make_planner(name)).run()
             seconds = time.perf_counter() - started
             rate = n * steps / seconds
-            ok = "yes" if rate >= GOAL_VEHICLE_STEPS_PER_S or n < 1_000_000 else "NO"
+            # The goal is stated for a million vehicles; smaller fleets only show the trend.
+            ok = ("yes" if rate >= GOAL_VEHICLE_STEPS_PER_S else "NO") if n >= 1_000_000 else "-"
             print(
                 f"{n:>10,} {name:>13} {steps:>6} {seconds:>8.2f} {run.planner_seconds:>9.2f} "
                 f"{rate / 1e6:>13.1f} {seconds / floor_s:>8.0f}x {ok:>8}"

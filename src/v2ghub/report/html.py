@@ -37,7 +37,7 @@ from v2ghub.sim.metrics import (
     CityMetrics,
     RunSummary,
 )
-from v2ghub.units import KW_PER_MW, SECONDS_PER_HOUR
+from v2ghub.units import KW_PER_MW, SECONDS_PER_HOUR, SECONDS_PER_MINUTE
 
 REPORT_FILE_MODE = 0o644
 # Unmet energy above the unavoidable shortfall by more than this is flagged (float sums).
@@ -193,7 +193,7 @@ def _header(results: Sequence[RunSummary], title: str) -> str:
     grid = results[0].grid
     zone = results[0].timezone
     start = grid.start.astimezone(ZoneInfo(zone))
-    step_minutes = grid.step_s / 60
+    step_minutes = grid.step_s / SECONDS_PER_MINUTE
     span_h = grid.length * grid.step_s / SECONDS_PER_HOUR
     planners = planners_of(results)
     cities = cities_of(results)

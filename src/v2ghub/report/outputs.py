@@ -33,6 +33,7 @@ from v2ghub.sim.metrics import (
     RunResult,
     RunSummary,
 )
+from v2ghub.units import KW_PER_MW, KWH_PER_MWH, MICROSECONDS_PER_SECOND
 
 _ADDITIVE = (
     "sessions",
@@ -168,6 +169,7 @@ def sessions_table(result: RunResult) -> pa.Table:
         ids = pa.array(np.char.add(f"{case.city}-", np.arange(n).astype(str)))
     site_names = np.array(case.sites.site_ids, dtype=object)
     kinds = np.array([k.name.lower() for k in ChargerKind], dtype=object)
+    utc_us = pa.timestamp("us", tz="UTC")
     return pa.table(
         {
             "session_id": ids,
@@ -176,8 +178,8 @@ def sessions_table(result: RunResult) -> pa.Table:
             "site_id": pa.array(site_names[fleet.site_index]),
             "charger_kind": pa.array(kinds[fleet.charger_kind]),
             "v2g_opt_in": pa.array(fleet.v2g_opt_in),
-            "arrival": pa.array(fleet.arrival_s * 1_000_000, type=pa.timestamp("us", tz="UTC")),
-            "departure": pa.array(fleet.departure_s * 1_000_000, type=pa.timestamp("us", tz="UTC")),
+            "arrival": pa.array(fleet.arrival_s * MICROSECONDS_PER_SECOND, type=utc_us),
+            "departure": pa.array(fleet.departure_s * MICROSECONDS_PER_SECOND, type=utc_us),
             "battery_kwh": pa.array(fleet.battery_kwh),
             "energy_arrival_kwh": pa.array(fleet.energy_arrival_kwh),
             "target_energy_kwh": pa.array(fleet.target_energy_kwh),
@@ -219,7 +221,7 @@ class SessionsWriter:
 
 
 def _mw(kw: float) -> str:
-    return f"{kw / 1000:,.1f}"
+    return f"{kw / KW_PER_MW:,.1f}"
 
 
 def print_summary(console: Console, results: Sequence[RunSummary], planners: Sequence[str]) -> None:
@@ -246,10 +248,10 @@ def print_summary(console: Console, results: Sequence[RunSummary], planners: Seq
             m.planner,
             _mw(m.baseline_peak_kw),
             _mw(m.peak_kw),
-            "" if first else f"{-m.peak_reduction_kw / 1000:+,.1f}",
+            "" if first else f"{-m.peak_reduction_kw / KW_PER_MW:+,.1f}",
             f"{m.valley_share:.0%}",
-            f"{m.energy_charged_kwh / 1000:,.1f}",
-            f"{m.energy_discharged_kwh / 1000:,.1f}",
+            f"{m.energy_charged_kwh / KWH_PER_MWH:,.1f}",
+            f"{m.energy_discharged_kwh / KWH_PER_MWH:,.1f}",
             f"{m.unmet_energy_kwh:,.0f}",
             f"{m.owner_cost_cny:,.0f}",
             end_section=m.planner == planners[-1],
@@ -263,8 +265,8 @@ def print_summary(console: Console, results: Sequence[RunSummary], planners: Seq
             _mw(total["peak_kw"]),
             "",
             f"{total['valley_share']:.0%}",
-            f"{total['energy_charged_kwh'] / 1000:,.1f}",
-            f"{total['energy_discharged_kwh'] / 1000:,.1f}",
+            f"{total['energy_charged_kwh'] / KWH_PER_MWH:,.1f}",
+            f"{total['energy_discharged_kwh'] / KWH_PER_MWH:,.1f}",
             f"{total['unmet_energy_kwh']:,.0f}",
             f"{Decimal(total['owner_cost_cny']):,.0f}",
             style="bold",

@@ -16,6 +16,7 @@ from v2ghub.scenarios.catalog import CityData
 from v2ghub.scenarios.config import Scenario
 from v2ghub.scenarios.load_shapes import grid_signals
 from v2ghub.scenarios.synthetic import generate_fleet
+from v2ghub.units import SECONDS_PER_DAY
 
 
 def _grid_until_last_departure(midnight: datetime, fleet: Fleet, step: timedelta) -> TimeGrid:
@@ -105,5 +106,5 @@ def arrival_day_count(fleet: Fleet, timezone: str) -> int:
     # The offset at the first arrival: exact for zones without daylight saving (all of China).
     offset = datetime.fromtimestamp(int(fleet.arrival_s.min()), tz=zone).utcoffset()
     offset_s = int(offset.total_seconds()) if offset is not None else 0
-    days = np.unique((fleet.arrival_s + offset_s) // 86_400)
+    days = np.unique((fleet.arrival_s + offset_s) // SECONDS_PER_DAY)
     return int(days.size)

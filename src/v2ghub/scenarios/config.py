@@ -36,6 +36,7 @@ from v2ghub.scenarios.catalog import (
     pilot_cities,
     vehicle_models,
 )
+from v2ghub.units import MINUTES_PER_DAY
 
 Share = Annotated[float, Field(ge=0, le=1)]
 PositiveKw = Annotated[float, Field(gt=0)]
@@ -75,7 +76,7 @@ class SimulationSettings(Settings):
 
     @model_validator(mode="after")
     def _whole_steps(self) -> SimulationSettings:
-        if (24 * 60) % self.step_minutes:
+        if MINUTES_PER_DAY % self.step_minutes:
             raise ValueError("step_minutes must divide a day (1440 minutes)")
         if self.control_interval_minutes % self.step_minutes:
             raise ValueError("control_interval_minutes must be a multiple of step_minutes")

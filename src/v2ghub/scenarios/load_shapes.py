@@ -21,6 +21,7 @@ from v2ghub.model.signals import GridSignals
 from v2ghub.model.tariff import PeriodKind, Tariff
 from v2ghub.model.time_grid import TimeGrid
 from v2ghub.scenarios.config import GridShape
+from v2ghub.units import MINUTES_PER_HOUR
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -62,7 +63,7 @@ def grid_signals(
     day_kw = base_peak_kw * shaped / shaped.max()
     base_load_kw = np.resize(day_kw, grid.length)
 
-    offset_h = grid.start.hour + grid.start.minute / 60
+    offset_h = grid.start.hour + grid.start.minute / MINUTES_PER_HOUR
     hour_of_day = (offset_h + (np.arange(grid.length) + 0.5) * grid.dt_h) % 24
     daylight = np.clip((hour_of_day - SUNRISE_H) / (SUNSET_H - SUNRISE_H), 0.0, 1.0)
     solar_kw = solar_peak_share * base_peak_kw * np.sin(np.pi * daylight) ** 1.5

@@ -43,7 +43,7 @@ from v2ghub.model.fleet import ChargerKind, Fleet
 from v2ghub.model.sites import SiteLimits
 from v2ghub.scenarios.catalog import VehicleModelData
 from v2ghub.scenarios.config import FleetMix
-from v2ghub.units import SECONDS_PER_HOUR
+from v2ghub.units import MINUTES_PER_HOUR, SECONDS_PER_HOUR, SECONDS_PER_MINUTE
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -141,8 +141,10 @@ def generate_fleet(
     midnight = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone))
     start_s = int(midnight.timestamp())
     # Times to the whole minute, as chargers report them.
-    arrival_s = start_s + np.round(arrival_h * 60).astype(np.int64) * 60
-    departure_s = arrival_s + np.maximum(np.round(stay_h * 60).astype(np.int64), 1) * 60
+    arrival_min = np.round(arrival_h * MINUTES_PER_HOUR).astype(np.int64)
+    stay_min = np.maximum(np.round(stay_h * MINUTES_PER_HOUR).astype(np.int64), 1)
+    arrival_s = start_s + arrival_min * SECONDS_PER_MINUTE
+    departure_s = arrival_s + stay_min * SECONDS_PER_MINUTE
 
     # Sites: consecutive sessions of a kind share a transformer, workplace or station.
     site_index = np.zeros(n, dtype=np.int64)

@@ -17,6 +17,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 import numpy.typing as npt
 
+from v2ghub.units import WH_PER_KWH
+
 FEN = Decimal("0.01")
 NANO_PER_CNY = 10**9
 PICO_PER_FEN = 10**10
@@ -30,7 +32,7 @@ def round_fen(amount_cny: Decimal) -> Decimal:
 
 def energy_wh(energy_kwh: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     """Meter reading: kWh to integer Wh, half away from zero."""
-    wh = np.sign(energy_kwh) * np.floor(np.abs(energy_kwh) * 1000 + 0.5)
+    wh = np.sign(energy_kwh) * np.floor(np.abs(energy_kwh) * WH_PER_KWH + 0.5)
     return wh.astype(np.int64)
 
 
