@@ -26,9 +26,12 @@ class Problem:
     Per-vehicle arrays have one entry per plugged vehicle; per-step arrays one entry per
     step of ``grid`` (the horizon, which starts now); per-site arrays one per site.
 
-    Each vehicle ``i`` is plugged for steps ``0 .. departure_step[i] - 1`` of the horizon.
-    Its stored energy must stay in ``[energy_min_kwh, energy_max_kwh]`` and should reach
-    ``target_energy_kwh`` by ``departure_step``. Stored energy evolves as
+    Each vehicle ``i`` is plugged for steps ``arrival_step[i] .. departure_step[i] - 1`` of
+    the horizon (in the twin every vehicle is plugged now: ``arrival_step`` is 0; a
+    day-ahead plan also holds vehicles that arrive later). ``energy_kwh`` is its stored
+    energy when it plugs in. Its stored energy must stay in
+    ``[energy_min_kwh, energy_max_kwh]`` and should reach ``target_energy_kwh`` by
+    ``departure_step``. Stored energy evolves as
 
         e[t+1] = e[t] + charge_efficiency * max(p[t], 0) * dt_h
                       + min(p[t], 0) * dt_h / discharge_efficiency
@@ -51,6 +54,7 @@ class Problem:
     charge_efficiency: FloatArray
     discharge_efficiency: FloatArray
     departure_step: IntArray
+    arrival_step: IntArray
     import_limit_kw: FloatArray
     export_limit_kw: FloatArray
     import_price_cny_per_kwh: FloatArray
@@ -84,6 +88,9 @@ class Problem:
             raise ValueError("Problem.control_steps must be >= 1")
         if n and (self.departure_step.min() < 1 or self.departure_step.max() > horizon):
             raise ValueError("Problem.departure_step must lie within 1..horizon")
+        arrival = self.arrival_step
+        if n and (arrival.min() < 0 or np.any(arrival >= self.departure_step)):
+            raise ValueError("Problem.arrival_step must lie within 0..departure_step - 1")
 
     @property
     def n_vehicles(self) -> int:

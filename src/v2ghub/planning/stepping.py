@@ -38,6 +38,11 @@ def steps_to_plan(problem: Problem) -> int:
     return min(problem.control_steps, problem.grid.length)
 
 
+def plugged_at(problem: Problem, step: int) -> npt.NDArray[np.bool_]:
+    """Which vehicles are plugged during ``step``."""
+    return (problem.arrival_step <= step) & (problem.departure_step > step)
+
+
 def future_count(mask: npt.NDArray[np.bool_], step: int, departure_step: IntArray) -> IntArray:
     """Per vehicle, the number of steps ``s`` with ``step < s < departure_step`` and ``mask[s]``."""
     cumulative = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
@@ -84,7 +89,7 @@ def site_derating(problem: Problem, step: int) -> FloatArray:
     ``min(1, import_limit_kw / sum of max_charge_kw of the site's plugged vehicles)``: the
     power a rule planner may count on in later steps, when every vehicle wants to charge.
     """
-    plugged = problem.departure_step > step
+    plugged = plugged_at(problem, step)
     connected_kw = np.bincount(
         problem.site_index,
         weights=np.where(plugged, problem.max_charge_kw, 0.0),
@@ -121,7 +126,7 @@ def charge_toward_target(
     (charge_kw, must_charge_kw): the power to charge now and the part of it that cannot
     wait (what the remaining plugged steps could not deliver otherwise).
     """
-    plugged = problem.departure_step > step
+    plugged = plugged_at(problem, step)
     need_kwh = np.maximum(problem.target_energy_kwh - state.energy_kwh, 0.0)
     full_kwh = np.minimum(state.charge_step_kwh, need_kwh)
     later_step_kwh = state.charge_step_kwh * site_derating(problem, step)

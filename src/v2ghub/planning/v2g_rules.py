@@ -12,6 +12,7 @@ from v2ghub.planning.stepping import (
     apply_step,
     charge_toward_target,
     future_count,
+    plugged_at,
     site_derating,
     steps_to_plan,
     stored_to_discharge_kw,
@@ -55,7 +56,7 @@ class V2gRulesPlanner:
         round_trip = problem.charge_efficiency * problem.discharge_efficiency
         power_kw = np.zeros((problem.n_vehicles, steps))
         for step in range(steps):
-            plugged = problem.departure_step > step
+            plugged = plugged_at(problem, step)
             margin = problem.export_price_cny_per_kwh[step] - problem.degradation_cny_per_kwh
             refill_pays = (
                 margin > cheapest_future_price(price, step, problem.departure_step) / round_trip

@@ -329,6 +329,7 @@ class Simulator:
             charge_efficiency=fleet.charge_efficiency[active],
             discharge_efficiency=fleet.discharge_efficiency[active],
             departure_step=departure,
+            arrival_step=np.zeros(active.size, dtype=np.int64),
             import_limit_kw=case.sites.import_limit_kw,
             export_limit_kw=case.sites.export_limit_kw,
             import_price_cny_per_kwh=import_price[step:stop],

@@ -1,0 +1,74 @@
+"""What a schedule costs under a problem's prices: the yardstick every planner is held to.
+
+Float CNY, for comparing plans; money that is paid is settled exactly elsewhere
+(:mod:`v2ghub.settlement.money`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from v2ghub.model.problem import Problem
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ScheduleCost:
+    """The parts of the planning objective (CNY) and the peak it reaches (kW)."""
+
+    energy_cost_cny: float
+    export_revenue_cny: float
+    degradation_cost_cny: float
+    peak_kw: float
+    peak_cost_cny: float
+
+    @property
+    def objective_cny(self) -> float:
+        """``energy cost - export revenue + degradation + peak cost``."""
+        return (
+            self.energy_cost_cny
+            - self.export_revenue_cny
+            + self.degradation_cost_cny
+            + self.peak_cost_cny
+        )
+
+
+def schedule_cost(
+    problem: Problem, power_kw: FloatArray, *, peak_price_cny_per_kw: float = 0.0
+) -> ScheduleCost:
+    """Cost of ``power_kw`` (vehicles x steps, from the problem's first step).
+
+    ``sum dt_h * (import_price * max(p, 0) - export_price * max(-p, 0)
+    + degradation * max(-p, 0)) + peak_price * max_t (base_load + sum_i p)``.
+    """
+    steps = power_kw.shape[1]
+    dt_h = problem.dt_h
+    charge_kwh = np.maximum(power_kw, 0.0).sum(axis=0) * dt_h
+    discharge_kwh = np.maximum(-power_kw, 0.0).sum(axis=0) * dt_h
+    net_kw = power_kw.sum(axis=0)
+    peak_kw = float(np.max(problem.base_load_kw[:steps] + net_kw)) if steps else 0.0
+    return ScheduleCost(
+        energy_cost_cny=float(charge_kwh @ problem.import_price_cny_per_kwh[:steps]),
+        export_revenue_cny=float(discharge_kwh @ problem.export_price_cny_per_kwh[:steps]),
+        degradation_cost_cny=float(discharge_kwh.sum() * problem.degradation_cny_per_kwh),
+        peak_kw=peak_kw,
+        peak_cost_cny=peak_price_cny_per_kw * peak_kw if peak_price_cny_per_kw > 0 else 0.0,
+    )
+
+
+def final_energy_kwh(problem: Problem, power_kw: FloatArray) -> FloatArray:
+    """Stored energy each vehicle would leave with under ``power_kw``."""
+    dt_h = problem.dt_h
+    stored = (
+        np.maximum(power_kw, 0.0) * problem.charge_efficiency[:, None]
+        - np.maximum(-power_kw, 0.0) / problem.discharge_efficiency[:, None]
+    ) * dt_h
+    steps = np.arange(power_kw.shape[1])
+    plugged = (steps[None, :] < problem.departure_step[:, None]) & (
+        steps[None, :] >= problem.arrival_step[:, None]
+    )
+    return np.asarray(problem.energy_kwh + np.where(plugged, stored, 0.0).sum(axis=1))
