@@ -8,7 +8,7 @@ from decimal import Decimal
 import numpy as np
 from hypothesis import strategies as st
 
-from v2ghub.model import CityCase, Fleet, GridSignals, SiteLimits, TimeGrid
+from v2ghub.model import CityCase, Fleet, GridSignals, Problem, SiteLimits, TimeGrid
 from v2ghub.model.fleet import ChargerKind
 from v2ghub.model.tariff import DischargePriceRule, DischargeRuleKind, PeriodKind, Tariff
 
@@ -106,5 +106,68 @@ def cases(draw: st.DrawFn, *, limited_sites: bool | None = None) -> CityCase:
         sites=sites,
         tariff=guangdong_like_tariff(),
         signals=GridSignals(base, np.zeros(grid.length)),
+        degradation_cny_per_kwh=draw(st.sampled_from([0.0, 0.2])),
+    )
+
+
+@st.composite
+def problems(draw: st.DrawFn, *, limited_sites: bool | None = None, horizon: int = 12) -> Problem:
+    """A day-ahead problem: 1-8 vehicles arriving and leaving within ``horizon`` steps."""
+    n = draw(st.integers(1, 8))
+    n_sites = draw(st.integers(1, 2))
+    arrival = np.array(draw(st.lists(st.integers(0, horizon - 1), min_size=n, max_size=n)))
+    stay = np.array(draw(st.lists(st.integers(1, horizon), min_size=n, max_size=n)))
+    departure = np.minimum(arrival + stay, horizon)
+    battery = np.array(draw(st.lists(st.floats(10.0, 80.0), min_size=n, max_size=n)))
+    fractions = st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n)
+    soc_arrival = np.array(draw(fractions))
+    soc_min = np.array(draw(st.lists(st.floats(0.0, 0.4), min_size=n, max_size=n)))
+    soc_max = np.array(draw(st.lists(st.floats(0.6, 1.0), min_size=n, max_size=n)))
+    soc_target = np.array(draw(fractions)) * soc_max
+    power = st.lists(st.floats(1.0, 50.0), min_size=n, max_size=n)
+    opt_in = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    eff = st.lists(st.floats(0.8, 0.98), min_size=n, max_size=n)
+    prices = draw(
+        st.lists(st.sampled_from([0.2, 0.3, 0.65, 1.1, 1.4]), min_size=horizon, max_size=horizon)
+    )
+    import_price = np.array(prices)
+    export_price = import_price * draw(st.sampled_from([0.5, 0.7, 1.0]))
+    limited = draw(st.booleans()) if limited_sites is None else limited_sites
+    if limited:
+        limits = st.lists(st.floats(0.0, 100.0), min_size=n_sites, max_size=n_sites)
+        import_kw, export_kw = np.array(draw(limits)), np.array(draw(limits))
+    else:
+        import_kw, export_kw = np.full(n_sites, np.inf), np.full(n_sites, np.inf)
+    kinds = np.where(
+        import_price >= 1.1,
+        PeriodKind.PEAK,
+        np.where(import_price <= 0.3, PeriodKind.VALLEY, PeriodKind.FLAT),
+    )
+    return Problem(
+        grid=TimeGrid(START, timedelta(hours=1), horizon),
+        control_steps=horizon,
+        vehicle_index=np.arange(n, dtype=np.int64),
+        site_index=np.array(
+            draw(st.lists(st.integers(0, n_sites - 1), min_size=n, max_size=n)), dtype=np.int64
+        ),
+        energy_kwh=soc_arrival * battery,
+        energy_min_kwh=np.minimum(soc_arrival, soc_min) * battery,
+        energy_max_kwh=np.maximum(soc_arrival, soc_max) * battery,
+        target_energy_kwh=soc_target * battery,
+        max_charge_kw=np.array(draw(power)),
+        max_discharge_kw=np.where(opt_in, np.array(draw(power)), 0.0),
+        charge_efficiency=np.array(draw(eff)),
+        discharge_efficiency=np.array(draw(eff)),
+        departure_step=departure.astype(np.int64),
+        arrival_step=arrival.astype(np.int64),
+        import_limit_kw=import_kw,
+        export_limit_kw=export_kw,
+        import_price_cny_per_kwh=import_price,
+        export_price_cny_per_kwh=export_price,
+        period_kind=kinds.astype(np.int8),
+        base_load_kw=np.array(
+            draw(st.lists(st.floats(0.0, 200.0), min_size=horizon, max_size=horizon))
+        ),
+        renewable_surplus_kw=np.zeros(horizon),
         degradation_cny_per_kwh=draw(st.sampled_from([0.0, 0.2])),
     )

@@ -1,24 +1,32 @@
-"""The command line: ``v2ghub simulate`` (the digital twin)."""
+"""The command line: ``v2ghub simulate`` (the digital twin) and ``v2ghub plan`` (a plan from
+files)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from datetime import date
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from v2ghub import __version__
 from v2ghub.errors import InputError
 from v2ghub.model.case import CityCase
+from v2ghub.model.problem import Planner, Problem, Schedule
 from v2ghub.model.sites import SiteLimits
+from v2ghub.planning import PLANNERS, make_planner
+from v2ghub.planning.lp import LpPlanner, PlanningError
 from v2ghub.scenarios.build import (
     arrival_day_count,
     city_case,
@@ -33,12 +41,19 @@ from v2ghub.scenarios.config import (
     load_scenario,
     resolve,
 )
+from v2ghub.scenarios.day_ahead import check_prices_for_lp, day_ahead_problem
+from v2ghub.scenarios.prices_csv import load_prices_csv
 from v2ghub.scenarios.sessions_csv import load_sessions_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
 from v2ghub.sim.metrics import RunSummary
 from v2ghub.sim.runner import run_cases, with_peak_reduction
 
 DEFAULT_OUT = Path("v2ghub-out")
+PLAN_PLANNERS = tuple(dict.fromkeys(("lp", *PLANNERS)))
+"""Planners of ``v2ghub plan``: the exact LP and the rule planners."""
+DEFAULT_PLAN_PLANNER = "lp"
+DEFAULT_DEGRADATION_CNY_PER_KWH = "0.2"
+"""Battery wear per kWh discharged when ``--degradation-cny-per-kwh`` is not given."""
 
 
 def _positive_vehicles(text: str) -> int:
@@ -116,7 +131,75 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"output folder, replaced if it exists (default: ./{DEFAULT_OUT})",
     )
     simulate.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    _add_plan_parser(commands)
     return parser
+
+
+def _add_plan_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plan_parser = commands.add_parser(
+        "plan",
+        help="plan every session of a file over a price series; write schedule.csv",
+        description="Plan the charging and V2G discharging of every session in a sessions "
+        "file over the steps of a prices file, all at once (day-ahead), and write the "
+        "schedule as CSV (session_id, start, power_kw; + charging, - discharging) with one "
+        "row per session and step it is plugged for, and optionally a JSON summary of the "
+        "exact cost. Sessions must lie within the prices' steps.",
+    )
+    plan_parser.add_argument(
+        "--sessions",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="sessions CSV (columns in the README, as for simulate --sessions)",
+    )
+    plan_parser.add_argument(
+        "--prices",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="prices CSV: start (ISO 8601 with UTC offset), import_price_cny_per_kwh, "
+        "export_price_cny_per_kwh, optional base_load_kw; equal steps; prices >= 0",
+    )
+    plan_parser.add_argument(
+        "--sites",
+        type=Path,
+        metavar="FILE",
+        help="site limits CSV (site_id, import_limit_kw, export_limit_kw); default: no limits",
+    )
+    plan_parser.add_argument(
+        "--planner",
+        default=DEFAULT_PLAN_PLANNER,
+        metavar="NAME",
+        help=f"one of {', '.join(PLAN_PLANNERS)} (default {DEFAULT_PLAN_PLANNER}: the exact "
+        "cost-optimal linear programme)",
+    )
+    plan_parser.add_argument(
+        "--degradation-cny-per-kwh",
+        default=DEFAULT_DEGRADATION_CNY_PER_KWH,
+        metavar="CNY",
+        help="battery wear cost per kWh discharged, >= 0 "
+        f"(default {DEFAULT_DEGRADATION_CNY_PER_KWH})",
+    )
+    plan_parser.add_argument(
+        "--peak-price-cny-per-kw",
+        metavar="CNY",
+        help="price of the highest base load plus fleet load over the horizon, CNY/kW, >= 0; "
+        "--planner lp only (default 0: no peak price)",
+    )
+    plan_parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the schedule CSV to write (replaced only when planning succeeds)",
+    )
+    plan_parser.add_argument(
+        "--summary",
+        type=Path,
+        metavar="FILE",
+        help="also write a JSON summary: energy cost, export revenue, degradation, peak, "
+        "objective (exact CNY strings), unmet energy, solve time",
+    )
 
 
 def _scenario(args: argparse.Namespace) -> Scenario:
@@ -303,6 +386,139 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
     )
 
 
+def _non_negative(text: str, option: str) -> float:
+    """The value of a numeric option: a finite number >= 0."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise InputError(f"{option}: not a number: {text!r}") from None
+    if not (value.is_finite() and value >= 0 and math.isfinite(float(value))):
+        raise InputError(f"{option}: must be a finite number >= 0, got {text!r}")
+    return float(value)
+
+
+def _check_plan_options(args: argparse.Namespace) -> tuple[float, float]:
+    """The degradation (CNY/kWh) and peak price (CNY/kW) options, checked with the rest."""
+    if args.planner not in PLAN_PLANNERS:
+        raise InputError(
+            f"--planner: unknown planner {args.planner!r} (known: {', '.join(PLAN_PLANNERS)})"
+        )
+    degradation = _non_negative(args.degradation_cny_per_kwh, "--degradation-cny-per-kwh")
+    peak_price = 0.0
+    if args.peak_price_cny_per_kw is not None:
+        if args.planner != "lp":
+            raise InputError(
+                f"--peak-price-cny-per-kw applies to --planner lp only, not {args.planner!r}"
+            )
+        peak_price = _non_negative(args.peak_price_cny_per_kw, "--peak-price-cny-per-kw")
+    outputs = [args.out] + ([args.summary] if args.summary is not None else [])
+    inputs = [p for p in (args.sessions, args.prices, args.sites) if p is not None]
+    for output in outputs:
+        if output.is_dir():
+            raise InputError("is a folder; give the name of the file to write", file=output)
+        if any(output.resolve() == source.resolve() for source in inputs):
+            raise InputError("is also an input file; write the output elsewhere", file=output)
+    if args.summary is not None and args.summary.resolve() == args.out.resolve():
+        raise InputError("--summary and --out name the same file", file=args.out)
+    return degradation, peak_price
+
+
+def _check_schedule(schedule: Schedule, problem: Problem) -> None:
+    """A planner's schedule must cover every step, be finite and be zero when unplugged."""
+    expected = (problem.n_vehicles, problem.grid.length)
+    power = schedule.power_kw
+    if power.shape != expected:
+        raise PlanningError(
+            f"planner {schedule.planner} returned power of shape {power.shape}, not {expected}"
+        )
+    if not np.all(np.isfinite(power)):
+        raise PlanningError(f"planner {schedule.planner} returned power that is not finite")
+    steps = np.arange(problem.grid.length)
+    unplugged = (steps[None, :] < problem.arrival_step[:, None]) | (
+        steps[None, :] >= problem.departure_step[:, None]
+    )
+    if np.any(power[unplugged] != 0):
+        raise PlanningError(f"planner {schedule.planner} set power for an unplugged vehicle")
+
+
+def plan(args: argparse.Namespace, console: Console) -> None:
+    """Run ``v2ghub plan``: read, plan, check, then write the schedule (and summary)."""
+    from v2ghub.report.schedule_files import (  # noqa: PLC0415 - only this command writes them
+        atomic_text,
+        plan_summary,
+        write_schedule_rows,
+        write_summary,
+    )
+
+    degradation, peak_price = _check_plan_options(args)
+    sessions = load_sessions_csv(args.sessions)
+    sites = (
+        load_sites_csv(args.sites, site_ids=sessions.site_ids)
+        if args.sites is not None
+        else SiteLimits.unlimited(sessions.site_ids)
+    )
+    prices = load_prices_csv(args.prices)
+    problem = day_ahead_problem(
+        fleet=sessions.fleet,
+        sites=sites,
+        prices=prices,
+        degradation_cny_per_kwh=degradation,
+        sessions_file=args.sessions,
+    )
+    planner: Planner
+    if args.planner == "lp":
+        check_prices_for_lp(problem, prices=prices, prices_file=args.prices)
+        planner = LpPlanner(peak_price_cny_per_kw=peak_price)
+    else:
+        planner = make_planner(args.planner)
+    started = time.perf_counter()
+    schedule = planner.plan(problem)
+    solve_seconds = time.perf_counter() - started
+    _check_schedule(schedule, problem)
+    summary = plan_summary(
+        problem=problem,
+        power_kw=schedule.power_kw,
+        prices=prices,
+        planner=args.planner,
+        solve_seconds=solve_seconds,
+        peak_price_cny_per_kw=peak_price,
+    )
+    fleet = sessions.fleet
+    session_ids = (
+        fleet.session_ids
+        if fleet.session_ids is not None
+        else np.char.add("#", np.arange(fleet.n_sessions).astype(np.str_))
+    )
+    outputs: list[Path] = [args.out] + ([args.summary] if args.summary is not None else [])
+    for output in outputs:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    # Both files are written to temporary files and renamed at the end: a failure in
+    # either leaves neither half-written.
+    with contextlib.ExitStack() as files:
+        schedule_file = files.enter_context(atomic_text(args.out))
+        summary_file = (
+            files.enter_context(atomic_text(args.summary)) if args.summary is not None else None
+        )
+        write_schedule_rows(
+            schedule_file,
+            problem=problem,
+            power_kw=schedule.power_kw,
+            session_ids=session_ids,
+            grid=problem.grid,
+        )
+        if summary_file is not None:
+            write_summary(summary_file, summary)
+    unmet = summary["unmet_energy_kwh"]
+    also = f" and {args.summary}" if args.summary is not None else ""
+    console.print(
+        f"wrote {args.out}{also}: {args.planner} plan for {summary['sessions']} sessions, "
+        f"objective {summary['objective_cny']} CNY, unmet energy {unmet:g} kWh",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``v2ghub`` command."""
     args = build_parser().parse_args(argv)
@@ -312,9 +528,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             simulate(args, console)
+        elif args.command == "plan":
+            plan(args, console)
     except InputError as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return 2
+    except PlanningError as error:
+        message = " ".join(str(error).split())
+        errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        return 1
     except KeyboardInterrupt:
         errors.print("interrupted")
         return 130

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from v2ghub.model.problem import Planner, Problem, Schedule
+from v2ghub.planning.lp import LpPlanner
 from v2ghub.planning.tou import TouPlanner
 from v2ghub.planning.uncontrolled import UncontrolledPlanner
 from v2ghub.planning.v2g_rules import V2gRulesPlanner
@@ -17,6 +18,7 @@ PLANNERS: dict[str, Callable[[], Planner]] = {
     "uncontrolled": UncontrolledPlanner,
     "tou": TouPlanner,
     "v2g-rules": V2gRulesPlanner,
+    "lp": LpPlanner,  # exact; small fleets (about a thousand plugged vehicles)
 }
 
 
@@ -37,6 +39,7 @@ def safe_plan(problem: Problem, reason: str) -> Schedule:
 
 __all__ = [
     "PLANNERS",
+    "LpPlanner",
     "Planner",
     "TouPlanner",
     "UncontrolledPlanner",

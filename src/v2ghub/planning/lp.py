@@ -24,6 +24,8 @@ binary variables are needed; the schedule is the net power ``c - d``.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -33,6 +35,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from v2ghub.model.problem import Problem, Schedule
+from v2ghub.planning.stepping import make_feasible
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -116,8 +119,9 @@ class LpPlanner:
         self.solver = solver
 
     def plan(self, problem: Problem) -> Schedule:
-        """Solve and return the whole-horizon schedule."""
-        return Schedule(power_kw=self.solve(problem).power_kw, planner=self.name)
+        """Solve and return the whole-horizon schedule, exactly within every limit."""
+        power_kw = make_feasible(problem, self.solve(problem).power_kw)
+        return Schedule(power_kw=power_kw, planner=self.name)
 
     def solve(self, problem: Problem) -> LpResult:
         """Solve the programme; raises :class:`PlanningError` if HiGHS finds no optimum."""
@@ -163,7 +167,7 @@ class LpPlanner:
     def _run(
         self, model: _Model, shortfall_upper: FloatArray, *, minimise_shortfall: bool
     ) -> FloatArray | None:
-        highs = highspy.Highs()
+        highs = _quiet_highs()
         highs.setOptionValue("output_flag", False)
         highs.setOptionValue("time_limit", float(self.time_limit_s))
         highs.setOptionValue("solver", self.solver)
@@ -195,6 +199,28 @@ class LpPlanner:
         ):
             return None
         raise PlanningError(f"HiGHS stopped with status {highs.modelStatusToString(status)}")
+
+
+def _quiet_highs() -> highspy.Highs:
+    """A HiGHS instance, without the banner its first construction prints to stdout.
+
+    The banner comes from C++ straight to file descriptor 1, so Python's ``sys.stdout``
+    cannot catch it: the descriptor is pointed at /dev/null for the construction only.
+    """
+    try:
+        stdout_fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real descriptor (captured output)
+        return highspy.Highs()
+    sys.stdout.flush()
+    saved = os.dup(stdout_fd)
+    try:
+        with open(os.devnull, "w", encoding="utf-8") as null:
+            os.dup2(null.fileno(), stdout_fd)
+            highs = highspy.Highs()
+    finally:
+        os.dup2(saved, stdout_fd)
+        os.close(saved)
+    return highs
 
 
 @dataclass(frozen=True)

@@ -167,3 +167,43 @@ def charge_only_schedule(
             must_charge_kw=must_kw if urgent_first else charge_kw,
         )
     return Schedule(power_kw=power_kw, planner=name)
+
+
+def make_feasible(problem: Problem, power_kw: FloatArray) -> FloatArray:
+    """``power_kw`` cut, where needed, to the exact limits: charger power, the energy
+    window along the path, and the sites.
+
+    Solvers return values within their tolerances (an interior point without crossover
+    may stand a hair outside a bound); this rolls the plan forward as the battery would
+    and cuts what would cross a limit, so a schedule is feasible to the last digit.
+    """
+    steps = power_kw.shape[1]
+    out = np.zeros_like(power_kw)
+    energy = problem.energy_kwh.copy()
+    dt_h = problem.dt_h
+    for step in range(steps):  # steps, never vehicles
+        plugged = plugged_at(problem, step)
+        power = np.where(plugged, power_kw[:, step], 0.0)
+        power = np.clip(power, -problem.max_discharge_kw, problem.max_charge_kw)
+        room_kwh = np.maximum(problem.energy_max_kwh - energy, 0.0)
+        available_kwh = np.maximum(energy - problem.energy_min_kwh, 0.0)
+        charge_kw = np.minimum(
+            np.maximum(power, 0.0), room_kwh / (problem.charge_efficiency * dt_h)
+        )
+        discharge_kw = np.minimum(
+            np.maximum(-power, 0.0), available_kwh * problem.discharge_efficiency / dt_h
+        )
+        charge_kw, discharge_kw = fit_site_limits(
+            charge_kw=charge_kw,
+            discharge_kw=discharge_kw,
+            must_charge_kw=charge_kw,
+            site_index=problem.site_index,
+            import_limit_kw=problem.import_limit_kw,
+            export_limit_kw=problem.export_limit_kw,
+        )
+        energy += (
+            charge_kw * problem.charge_efficiency * dt_h
+            - discharge_kw * dt_h / problem.discharge_efficiency
+        )
+        out[:, step] = charge_kw - discharge_kw
+    return out

@@ -50,9 +50,6 @@ the file, the row as a spreadsheet shows it (the header is row 1) and the column
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +60,7 @@ import numpy as np
 
 from v2ghub.errors import InputError
 from v2ghub.model.fleet import ChargerKind, Fleet
+from v2ghub.scenarios.csv_files import CsvRow, check_header, read_rows
 
 DEFAULT_SOC_MIN = 0.2
 """SoC floor for V2G discharge when ``soc_min`` is absent or blank."""
@@ -163,8 +161,8 @@ def load_sessions_csv(path: Path) -> SessionsFile:
         repeats or adds a column, or a value is missing, malformed or breaks a rule. The
         message names the file, the row (header = row 1) and the column.
     """
-    rows = _read_rows(path)
-    header = _check_header(rows[0] if rows else [], path)
+    rows = read_rows(path, content="sessions")
+    header = check_header(rows[0] if rows else [], path, columns=COLUMNS, required=REQUIRED_COLUMNS)
     numbers: dict[str, list[float]] = {name: [] for name in _NUMBER_RULES}
     arrival_s: list[int] = []
     departure_s: list[int] = []
@@ -239,135 +237,39 @@ def load_sessions_csv(path: Path) -> SessionsFile:
     return SessionsFile(fleet=fleet, site_ids=tuple(site_ids), first_arrival=first_arrival)
 
 
-def _read_rows(path: Path) -> list[list[str]]:
-    """All records of the file, header first; a record's index + 1 is its row."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as error:
-        raise InputError("no such file", file=path) from error
-    except OSError as error:
-        raise InputError(f"cannot read the file ({error.strerror})", file=path) from error
-    data = data.removeprefix(codecs.BOM_UTF8)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        row = data[: error.start].count(b"\n") + 1
-        byte = data[error.start : error.start + 1]
-        raise InputError(
-            f"not UTF-8 text (byte 0x{byte.hex()}); save the file as CSV UTF-8",
-            file=path,
-            row=row,
-        ) from error
-    if not text.strip():
-        raise InputError("the file is empty; it needs a header row and sessions", file=path)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    rows: list[list[str]] = []
-    try:
-        rows.extend(reader)
-    except csv.Error as error:
-        raise InputError(f"not valid CSV ({error})", file=path, row=len(rows) + 1) from error
-    return rows
-
-
-def _check_header(cells: list[str], path: Path) -> list[str]:
-    """The header's column names, stripped, once each checked against :data:`COLUMNS`."""
-    header = [cell.strip() for cell in cells]
-    if not any(header):
-        raise InputError(
-            f"the first row is blank; it must be the header ({', '.join(REQUIRED_COLUMNS)})",
-            file=path,
-            row=1,
-        )
-    seen: dict[str, int] = {}
-    for number, name in enumerate(header, start=1):
-        if not name:
-            raise InputError(f"column {number} has no name", file=path, row=1)
-        if name in seen:
-            raise InputError(
-                f"duplicate column (columns {seen[name]} and {number})",
-                file=path,
-                row=1,
-                field=name,
-            )
-        if name not in COLUMNS:
-            raise InputError(
-                f"unknown column {name!r}; the columns are {', '.join(COLUMNS)}",
-                file=path,
-                row=1,
-                field=name,
-            )
-        seen[name] = number
-    for name in REQUIRED_COLUMNS:
-        if name not in seen:
-            raise InputError("missing column", file=path, row=1, field=name)
-    return header
-
-
 def _epoch_seconds(time: datetime) -> int:
     """Whole UTC epoch seconds of an aware, whole-second time (exact, no float)."""
     return (time - _EPOCH) // _ONE_SECOND
 
 
-class _RowParser:
-    """Typed values of one data row, raising :class:`InputError` at the row's first fault."""
-
-    def __init__(self, cells: dict[str, str], path: Path, row: int) -> None:
-        self._cells = cells
-        self._path = path
-        self._row = row
-
-    def _error(self, problem: str, name: str) -> InputError:
-        return InputError(problem, file=self._path, row=self._row, field=name)
-
-    def _required(self, name: str) -> str:
-        text = self._cells[name]
-        if not text:
-            raise self._error("blank; a value is required", name)
-        return text
+class _RowParser(CsvRow):
+    """Typed values of one sessions row."""
 
     def text(self, name: str) -> str:
         """A required text cell."""
-        return self._required(name)
-
-    def time(self, name: str) -> datetime:
-        """A required ISO 8601 time with a UTC offset, in whole seconds."""
-        text = self._required(name)
-        try:
-            time = datetime.fromisoformat(text)
-        except ValueError:
-            raise self._error(
-                f"{text!r} is not an ISO 8601 time like 2025-07-16T18:30:00+08:00", name
-            ) from None
-        if time.utcoffset() is None:
-            raise self._error(
-                f"{text!r} has no UTC offset; add one, as in 2025-07-16T18:30:00+08:00 or Z",
-                name,
-            )
-        if time.microsecond:
-            raise self._error(f"{text!r} has fractional seconds; give whole seconds", name)
-        return time
+        return self.required(name)
 
     def number(self, name: str) -> float:
         """A finite number obeying its rule; a blank optional cell gives the default."""
         text = self._cells.get(name, "")
         if not text and name in NUMBER_DEFAULTS:
             return NUMBER_DEFAULTS[name]
-        text = self._required(name)
+        text = self.required(name)
         try:
             value = float(text)
         except ValueError:
-            raise self._error(f"{text!r} is not a number", name) from None
+            raise self.error(f"{text!r} is not a number", name) from None
         if not math.isfinite(value):
-            raise self._error(f"{text!r} is not a finite number", name)
+            raise self.error(f"{text!r} is not a finite number", name)
         check, rule = _NUMBER_RULES[name]
         if not check(value):
-            raise self._error(f"{rule}, got {text}", name)
+            raise self.error(f"{rule}, got {text}", name)
         return value
 
     def no_more_than(self, name: str, limit: str, values: dict[str, float]) -> None:
         """Check ``values[name] <= values[limit]``, saying which value was a default."""
         if values[name] > values[limit]:
-            raise self._error(
+            raise self.error(
                 f"{self._shown(name, values)} exceeds {limit} {self._shown(limit, values)}",
                 name,
             )
@@ -383,5 +285,5 @@ class _RowParser:
             return DEFAULT_CHARGER_KIND
         kind = _CHARGER_KINDS.get(text.lower())
         if kind is None:
-            raise self._error(f"{text!r} is not one of {', '.join(_CHARGER_KINDS)}", "charger_kind")
+            raise self.error(f"{text!r} is not one of {', '.join(_CHARGER_KINDS)}", "charger_kind")
         return kind

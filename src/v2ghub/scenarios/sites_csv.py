@@ -7,6 +7,7 @@ a listed site that no session uses is refused, since it is most likely a typo.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
@@ -33,12 +34,15 @@ def _limit(text: str, *, path: Path, row: int, field: str) -> float:
 def load_sites_csv(path: Path, *, site_ids: tuple[str, ...]) -> SiteLimits:
     """Limits for ``site_ids`` (the sessions' sites, in their order) from ``path``."""
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        # utf-8-sig: a byte-order mark, as spreadsheets write, is not part of the header.
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as error:
         raise InputError(f"cannot read sites file: {error.strerror}", file=path) from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"not UTF-8 text ({error.reason})", file=path) from None
     imports = dict.fromkeys(site_ids, math.inf)
     exports = dict.fromkeys(site_ids, math.inf)
-    with handle:
+    with io.StringIO(text, newline="") as handle:
         reader = csv.reader(handle)
         header = [h.strip() for h in next(reader, [])]
         for column in COLUMNS:

@@ -137,6 +137,9 @@ class Simulator:
     ----------
     control_steps:
         Steps between two planning calls (1 = plan every step).
+    replan_on_arrival:
+        Also plan at a step where vehicles have arrived, so that none waits for the next
+        control instant (as the live aggregator re-plans on a new vehicle's needs).
     on_step:
         Called after every step with the number of steps done (for progress bars).
     """
@@ -149,6 +152,7 @@ class Simulator:
         control_steps: int = 1,
         on_step: Callable[[int], None] | None = None,
         sample_seed: int = 0,
+        replan_on_arrival: bool = True,
     ) -> None:
         if control_steps < 1:
             raise ValueError(f"control_steps must be >= 1, got {control_steps}")
@@ -157,6 +161,7 @@ class Simulator:
         self.control_steps = control_steps
         self.on_step = on_step
         self.sample_seed = sample_seed
+        self.replan_on_arrival = replan_on_arrival
 
     def run(self) -> SimulationRun:
         """Step through the whole grid and return what happened."""
@@ -202,10 +207,12 @@ class Simulator:
             arrived_from = np.searchsorted(first, step, side="left")
             arrived_until = np.searchsorted(first, step, side="right")
             newcomers = np.arange(arrived_from, arrived_until, dtype=np.int64)
-            active = np.concatenate((active[end[active] > step], newcomers[end[newcomers] > step]))
+            newcomers = newcomers[end[newcomers] > step]
+            active = np.concatenate((active[end[active] > step], newcomers))
             plugged_count[step] = active.size
 
-            if step % self.control_steps == 0:
+            arrivals = self.replan_on_arrival and newcomers.size > 0
+            if step % self.control_steps == 0 or arrivals:
                 t0 = time.perf_counter()
                 problem = self._problem(
                     fleet=fleet,

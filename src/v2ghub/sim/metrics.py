@@ -24,7 +24,7 @@ FloatArray = npt.NDArray[np.float64]
 
 VALLEY_SHARE_RULE = 0.6  # pilot rule: at least 60% of charging energy in valley hours
 VALLEY_SHARE_RULE_PRIVATE = 0.8  # and 80% for private (home) chargers
-UNMET_TOLERANCE_KWH = 1e-6
+UNMET_TOLERANCE_KWH = 1e-3  # a watt-hour: the meter's resolution, and above solver tolerances
 
 
 def fold_daily(values: FloatArray, steps_per_day: int, days: int) -> FloatArray:

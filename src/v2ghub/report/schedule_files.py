@@ -1,0 +1,316 @@
+"""The files of ``v2ghub plan``: ``schedule.csv`` and the summary, written atomically.
+
+``schedule.csv`` has one row per session and step it is plugged for, in the sessions'
+order and then in time order::
+
+    session_id,start,power_kw
+    home-001,2025-07-16T19:00:00+08:00,7.0000
+
+``start`` is the step's start in the UTC offset of the prices file's first start;
+``power_kw`` is the charger power in kW to 0.1 W (4 decimals), + charging, - discharging.
+
+The summary prices the schedule as written, so that anyone can recompute it from
+``schedule.csv``. Each written power ``p`` (kW, 4 decimals) is metered over its step as
+integer Wh, charging and discharging apart, rounded half away from zero in integer
+arithmetic (``p * dt_h * 1000`` exactly, with no float in between; the rule of
+:func:`~v2ghub.settlement.money.energy_wh`). A session's Wh are summed per distinct price
+and billed with :func:`~v2ghub.settlement.money.bills_fen`: each session's energy cost and
+its export revenue rounded once to the fen, the totals their sums. Battery wear is the
+discharged energy times the degradation price, and the peak cost the peak price times the
+peak (kW, as reported), each rounded once to the fen; the objective adds them up:
+
+    objective = energy_cost - export_revenue + degradation_cost + peak_cost
+
+The unmet energy comes from the plan itself (full precision): rounding powers to 0.1 W
+moves a session's final energy by at most 0.05 W times its plugged hours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import numpy.typing as npt
+
+from v2ghub.errors import InputError
+from v2ghub.model.problem import Problem
+from v2ghub.model.time_grid import TimeGrid
+from v2ghub.planning.objective import final_energy_kwh, schedule_cost
+from v2ghub.scenarios.prices_csv import PriceSeries
+from v2ghub.settlement.money import bills_fen, fen_to_cny, round_fen
+from v2ghub.units import SECONDS_PER_HOUR, SECONDS_PER_MINUTE, WH_PER_KWH
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+SCHEDULE_COLUMNS = ("session_id", "start", "power_kw")
+POWER_DECIMALS = 4
+"""Decimals of ``power_kw`` in ``schedule.csv`` (0.1 W)."""
+POWER_UNITS_PER_KW = 10**POWER_DECIMALS
+"""Written powers are whole units of 1e-4 kW (0.1 W)."""
+_UNIT_SECONDS_PER_WH = SECONDS_PER_HOUR * POWER_UNITS_PER_KW // WH_PER_KWH
+"""One Wh is this many (0.1 W units x seconds): 36,000."""
+SHORTFALL_TOLERANCE_KWH = 1e-6
+"""A session ending this close below its target counts as served (solver round-off)."""
+PEAK_DECIMALS = 4
+"""Decimals of ``peak_kw`` in the summary; the peak cost uses the value as reported."""
+
+
+def plugged_pairs(problem: Problem) -> tuple[IntArray, IntArray]:
+    """Every (vehicle, step) a vehicle is plugged for, vehicle by vehicle, steps in order.
+
+    Returns
+    -------
+    (vehicle, step)
+        Two arrays of length ``sum(departure_step - arrival_step)``.
+    """
+    steps = (problem.departure_step - problem.arrival_step).astype(np.int64)
+    vehicle = np.repeat(np.arange(problem.n_vehicles, dtype=np.int64), steps)
+    first_pair = np.cumsum(steps) - steps
+    pair = np.arange(int(steps.sum()), dtype=np.int64)
+    step = pair - first_pair[vehicle] + problem.arrival_step[vehicle]
+    return vehicle, np.asarray(step, dtype=np.int64)
+
+
+def written_power(power_kw: FloatArray) -> IntArray:
+    """Power as ``schedule.csv`` shows it: whole units of 1e-4 kW (0.1 W), nearest."""
+    return np.asarray(np.rint(power_kw * POWER_UNITS_PER_KW), dtype=np.int64)
+
+
+def format_power(units: int) -> str:
+    """``70000`` -> ``"7.0000"``: a written power in kW, exactly, never ``-0.0000``."""
+    sign = "-" if units < 0 else ""
+    whole, fraction = divmod(abs(units), POWER_UNITS_PER_KW)
+    return f"{sign}{whole}.{fraction:0{POWER_DECIMALS}d}"
+
+
+def metered_wh(power_units: IntArray, *, step_s: int) -> IntArray:
+    """Integer Wh of each step at each written power, rounded half away from zero.
+
+    ``Wh = power_units * 1e-4 kW * step_s / 3600 s/h * 1000 Wh/kWh
+    = power_units * step_s / 36000``, computed in integers, so exactly.
+    """
+    twice = 2 * np.abs(power_units) * step_s + _UNIT_SECONDS_PER_WH
+    magnitude = twice // (2 * _UNIT_SECONDS_PER_WH)
+    return np.asarray(np.sign(power_units) * magnitude, dtype=np.int64)
+
+
+@contextlib.contextmanager
+def atomic_text(path: Path) -> Iterator[TextIO]:
+    """A text handle whose content replaces ``path`` only when the block succeeds.
+
+    Writes to a hidden temporary file in the same folder and renames it over ``path`` at
+    the end (:func:`os.replace`, atomic on one file system); on any error the temporary
+    file is removed and ``path`` is left as it was.
+
+    Raises
+    ------
+    InputError
+        The file cannot be created or written (naming the file and the reason).
+    """
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise InputError(f"cannot write the file ({error.strerror})", file=path) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; outputs are ordinary files
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise InputError(f"cannot write the file ({error.strerror})", file=path) from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_schedule_rows(
+    handle: TextIO,
+    *,
+    problem: Problem,
+    power_kw: FloatArray,
+    session_ids: Sequence[str] | npt.NDArray[np.str_],
+    grid: TimeGrid,
+) -> int:
+    """Write the header and one row per plugged (session, step) to ``handle``.
+
+    Parameters
+    ----------
+    handle
+        An open text file (newline translation off, as :mod:`csv` wants).
+    problem
+        The planned problem; its plugged steps select the rows.
+    power_kw
+        Charger power, kW, shape ``(n_vehicles, grid.length)``; + charging.
+    session_ids
+        Id of each vehicle's session.
+    grid
+        The steps; starts are written in the UTC offset of ``grid.start``.
+
+    Returns
+    -------
+    int
+        Number of data rows written.
+    """
+    if power_kw.shape != (problem.n_vehicles, grid.length):
+        raise ValueError(
+            f"power_kw must have shape ({problem.n_vehicles}, {grid.length}), got {power_kw.shape}"
+        )
+    if len(session_ids) != problem.n_vehicles:
+        raise ValueError(f"need {problem.n_vehicles} session ids, got {len(session_ids)}")
+    vehicle, step = plugged_pairs(problem)
+    power = written_power(power_kw[vehicle, step])
+    starts = [t.isoformat() for t in grid.step_starts()]
+    ids = [str(s) for s in session_ids]
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(SCHEDULE_COLUMNS)
+    # One Python iteration per row written: the only per-vehicle loop, at the I/O edge.
+    for v, k, p in zip(vehicle.tolist(), step.tolist(), power.tolist(), strict=True):
+        writer.writerow((ids[v], starts[k], format_power(p)))
+    return int(vehicle.size)
+
+
+def write_schedule_csv(
+    path: Path,
+    *,
+    problem: Problem,
+    power_kw: FloatArray,
+    session_ids: Sequence[str] | npt.NDArray[np.str_],
+    grid: TimeGrid,
+) -> int:
+    """Write ``schedule.csv`` atomically (see :func:`write_schedule_rows`); returns the rows."""
+    with atomic_text(path) as handle:
+        return write_schedule_rows(
+            handle, problem=problem, power_kw=power_kw, session_ids=session_ids, grid=grid
+        )
+
+
+def write_summary(handle: TextIO, summary: dict[str, Any]) -> None:
+    """Write the summary (from :func:`plan_summary`) as indented JSON to ``handle``."""
+    handle.write(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_summary_json(path: Path, summary: dict[str, Any]) -> None:
+    """Write the summary as indented JSON, atomically."""
+    with atomic_text(path) as handle:
+        write_summary(handle, summary)
+
+
+def _by_level(
+    energy_wh_per_step: IntArray, prices: Sequence[Decimal]
+) -> tuple[IntArray, tuple[Decimal, ...]]:
+    """Per vehicle, the Wh at each distinct price, and those prices.
+
+    ``energy_wh_per_step`` is ``(n_vehicles, n_steps)``; the result ``(n_vehicles, n_levels)``.
+    """
+    levels: dict[Decimal, int] = {}
+    # One Python iteration per step (hundreds), never per vehicle.
+    level = np.array([levels.setdefault(p, len(levels)) for p in prices], dtype=np.int64)
+    one_hot = np.zeros((len(prices), len(levels)), dtype=np.int64)
+    one_hot[np.arange(len(prices)), level] = 1
+    return np.asarray(energy_wh_per_step @ one_hot, dtype=np.int64), tuple(levels)
+
+
+def _cost_fen(wh_by_level: IntArray, prices: tuple[Decimal, ...]) -> int:
+    """Sum over vehicles of each vehicle's cost of ``wh_by_level`` at ``prices``, in fen."""
+    bills = bills_fen(
+        import_wh=wh_by_level,
+        export_wh=np.zeros_like(wh_by_level),
+        import_price_cny_per_kwh=prices,
+        export_price_cny_per_kwh=prices,
+    )
+    return int(bills.sum())
+
+
+def _decimal(value: float) -> Decimal:
+    """The shortest decimal that reads back as ``value`` (``0.2``, not 0.2000000000000000111)."""
+    return Decimal(repr(float(value)))
+
+
+def plan_summary(
+    *,
+    problem: Problem,
+    power_kw: FloatArray,
+    prices: PriceSeries,
+    planner: str,
+    solve_seconds: float,
+    peak_price_cny_per_kw: float = 0.0,
+) -> dict[str, Any]:
+    """What a plan costs, exactly, and what it delivers (rules in the module docstring).
+
+    Parameters
+    ----------
+    problem
+        The planned problem (float prices, degradation in CNY/kWh discharged).
+    power_kw
+        Charger power, kW, ``(n_vehicles, n_steps)``; + charging, - discharging.
+    prices
+        The exact prices of ``problem``'s steps, CNY/kWh.
+    planner
+        The planner's name.
+    solve_seconds
+        Wall-clock time the planner took, s.
+    peak_price_cny_per_kw
+        Price of the peak of base load plus fleet load, CNY/kW; 0 for none.
+
+    Returns
+    -------
+    dict
+        ``planner``, ``sessions``, ``steps``, ``step_minutes``, ``energy_charged_kwh``,
+        ``energy_discharged_kwh``, ``energy_cost_cny``, ``export_revenue_cny``,
+        ``degradation_cost_cny``, ``peak_kw``, ``peak_cost_cny``, ``objective_cny``,
+        ``unmet_energy_kwh``, ``sessions_short``, ``solve_seconds``, and the prices used
+        (``degradation_cny_per_kwh``, ``peak_price_cny_per_kw``). Money is a decimal
+        string to the fen.
+    """
+    written = written_power(power_kw)
+    step_s = problem.grid.step_s
+    charged_wh = metered_wh(np.maximum(written, 0), step_s=step_s)
+    discharged_wh = metered_wh(np.maximum(-written, 0), step_s=step_s)
+    import_wh, import_levels = _by_level(charged_wh, prices.import_price_cny_per_kwh)
+    export_wh, export_levels = _by_level(discharged_wh, prices.export_price_cny_per_kwh)
+    energy_cost = fen_to_cny(_cost_fen(import_wh, import_levels))
+    export_revenue = fen_to_cny(_cost_fen(export_wh, export_levels))
+    total_discharged_wh = int(discharged_wh.sum())
+    degradation = _decimal(problem.degradation_cny_per_kwh)
+    degradation_cost = round_fen(Decimal(total_discharged_wh) * degradation / WH_PER_KWH)
+
+    written_kw = written.astype(np.float64) / POWER_UNITS_PER_KW
+    peak_kw = round(schedule_cost(problem, written_kw).peak_kw, PEAK_DECIMALS) + 0.0
+    peak_price = _decimal(peak_price_cny_per_kw)
+    peak_cost = round_fen(peak_price * Decimal(f"{peak_kw:.{PEAK_DECIMALS}f}"))
+    objective = round_fen(energy_cost - export_revenue + degradation_cost + peak_cost)
+
+    short_kwh = np.maximum(problem.target_energy_kwh - final_energy_kwh(problem, power_kw), 0.0)
+    short_kwh = np.where(short_kwh > SHORTFALL_TOLERANCE_KWH, short_kwh, 0.0)
+    step_minutes = problem.grid.step_s / SECONDS_PER_MINUTE
+    return {
+        "planner": planner,
+        "sessions": problem.n_vehicles,
+        "steps": problem.grid.length,
+        "step_minutes": int(step_minutes) if step_minutes.is_integer() else step_minutes,
+        "start": problem.grid.start.isoformat(),
+        "end": problem.grid.end.isoformat(),
+        "energy_charged_kwh": int(charged_wh.sum()) / WH_PER_KWH,
+        "energy_discharged_kwh": total_discharged_wh / WH_PER_KWH,
+        "energy_cost_cny": str(energy_cost),
+        "export_revenue_cny": str(export_revenue),
+        "degradation_cost_cny": str(degradation_cost),
+        "peak_kw": peak_kw,
+        "peak_cost_cny": str(peak_cost),
+        "objective_cny": str(objective),
+        "unmet_energy_kwh": round(float(short_kwh.sum()), 6),
+        "sessions_short": int(np.count_nonzero(short_kwh)),
+        "solve_seconds": round(solve_seconds, 6),
+        "degradation_cny_per_kwh": str(degradation),
+        "peak_price_cny_per_kw": str(peak_price),
+    }

@@ -1,0 +1,241 @@
+"""A day-ahead planning problem: every session of a file, planned at once over a price series.
+
+Unlike the twin, which re-plans the vehicles plugged in at each control instant, a
+day-ahead plan sees the whole horizon of the prices file up front: each session becomes a
+vehicle of one :class:`~v2ghub.model.problem.Problem` that is plugged from its arrival step
+to its departure step, and a planner fixes its power in every step at once.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from v2ghub.errors import InputError
+from v2ghub.model.fleet import Fleet
+from v2ghub.model.problem import Problem
+from v2ghub.model.sites import SiteLimits
+from v2ghub.model.tariff import PeriodKind
+from v2ghub.model.time_grid import TimeGrid
+from v2ghub.scenarios.prices_csv import PriceSeries
+from v2ghub.units import SECONDS_PER_MINUTE
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+def period_kinds(import_price_cny_per_kwh: FloatArray) -> npt.NDArray[np.int8]:
+    """TOU period kind of each step, read off the import prices alone.
+
+    A prices file says what each step costs, not which tariff period it belongs to, so the
+    kinds are derived from the distinct price levels: the steps at the highest level are
+    :attr:`~PeriodKind.PEAK`, those at the lowest :attr:`~PeriodKind.VALLEY`, all others
+    :attr:`~PeriodKind.FLAT`. With a single level every step is FLAT (there is no peak to
+    shave). Only the ``v2g-rules`` planner reads the kinds: it discharges at PEAK steps.
+    With a TOU tariff that has a critical peak, that is the critical peak alone.
+
+    Parameters
+    ----------
+    import_price_cny_per_kwh
+        Import price of each step, CNY/kWh.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int8`` :class:`PeriodKind` per step.
+    """
+    kinds = np.full(import_price_cny_per_kwh.shape, PeriodKind.FLAT, dtype=np.int8)
+    if import_price_cny_per_kwh.size == 0:
+        return kinds
+    highest = import_price_cny_per_kwh.max()
+    lowest = import_price_cny_per_kwh.min()
+    if highest > lowest:
+        kinds[import_price_cny_per_kwh == highest] = PeriodKind.PEAK
+        kinds[import_price_cny_per_kwh == lowest] = PeriodKind.VALLEY
+    return kinds
+
+
+def day_ahead_problem(
+    *,
+    fleet: Fleet,
+    sites: SiteLimits,
+    prices: PriceSeries,
+    degradation_cny_per_kwh: float,
+    sessions_file: Path,
+) -> Problem:
+    """Every session of ``fleet`` as a vehicle of one problem over the prices' grid.
+
+    Vehicle ``i`` is session ``i``. It is plugged for the whole steps within its stay:
+    ``arrival_step`` is the first step starting at or after its arrival and
+    ``departure_step`` the last step boundary at or before its departure
+    (:meth:`TimeGrid.plugged_steps`). ``control_steps`` is the whole horizon, so the rule
+    planners roll out every step. Prices become float copies of the exact ones; the base
+    load is the file's (zeros without one); there is no renewable surplus.
+
+    Parameters
+    ----------
+    fleet
+        The sessions, in file order (times in UTC epoch seconds).
+    sites
+        Import and export limits (kW) of the sites ``fleet.site_index`` points into.
+    prices
+        The price series; its grid is the problem's horizon.
+    degradation_cny_per_kwh
+        Battery wear per kWh discharged (at the charger), CNY/kWh, >= 0.
+    sessions_file
+        The file the sessions came from, named in errors.
+
+    Returns
+    -------
+    Problem
+        The problem; its own checks have passed.
+
+    Raises
+    ------
+    InputError
+        A session arrives before the first step starts or leaves after the last one ends,
+        or is plugged for less than one whole step. The message names the sessions file,
+        the session's row (data row ``i`` is row ``i + 2``; the loader skips blank rows, so
+        the session id is named too) and the field.
+    """
+    if not (math.isfinite(degradation_cny_per_kwh) and degradation_cny_per_kwh >= 0):
+        raise ValueError(f"degradation_cny_per_kwh must be >= 0, got {degradation_cny_per_kwh}")
+    n = fleet.n_sessions
+    if n and int(fleet.site_index.max()) >= sites.n_sites:
+        raise ValueError("fleet.site_index points past the sites' limits")
+    grid = prices.grid
+    arrival_step, departure_step = grid.plugged_steps(fleet.arrival_s, fleet.departure_s)
+    _check_sessions(fleet, grid, departure_step <= arrival_step, sessions_file)
+    import_price = prices.import_series()
+    base_load_kw = (
+        np.array(prices.base_load_kw, dtype=np.float64)
+        if prices.base_load_kw is not None
+        else np.zeros(grid.length)
+    )
+    return Problem(
+        grid=grid,
+        control_steps=grid.length,
+        vehicle_index=np.arange(n, dtype=np.int64),
+        site_index=fleet.site_index.copy(),
+        energy_kwh=fleet.energy_arrival_kwh.copy(),
+        energy_min_kwh=fleet.energy_min_kwh.copy(),
+        energy_max_kwh=fleet.energy_max_kwh.copy(),
+        target_energy_kwh=fleet.target_energy_kwh.copy(),
+        max_charge_kw=fleet.max_charge_kw.copy(),
+        max_discharge_kw=fleet.discharge_limit_kw.copy(),
+        charge_efficiency=fleet.charge_efficiency.copy(),
+        discharge_efficiency=fleet.discharge_efficiency.copy(),
+        departure_step=departure_step,
+        arrival_step=arrival_step,
+        import_limit_kw=sites.import_limit_kw.copy(),
+        export_limit_kw=sites.export_limit_kw.copy(),
+        import_price_cny_per_kwh=import_price,
+        export_price_cny_per_kwh=prices.export_series(),
+        period_kind=period_kinds(import_price),
+        base_load_kw=base_load_kw,
+        renewable_surplus_kw=np.zeros(grid.length),
+        degradation_cny_per_kwh=float(degradation_cny_per_kwh),
+    )
+
+
+def check_prices_for_lp(problem: Problem, *, prices: PriceSeries, prices_file: Path) -> None:
+    """Refuse prices at which the LP would charge and discharge a vehicle in the same step.
+
+    The LP (:mod:`v2ghub.planning.lp`) gives each vehicle a charging power ``c`` and a
+    discharging power ``d`` and reports ``c - d``. Raising both by amounts that leave the
+    stored energy unchanged (``d = charge_efficiency * discharge_efficiency * c``) changes
+    the cost by ``c * dt_h * (import_price - round_trip * (export_price - degradation))``,
+    so the LP's optimum is something a charger can do only when that is never negative:
+
+        export_price - degradation <= import_price / round_trip
+
+    in every step, for the highest round trip ``charge_efficiency * discharge_efficiency``
+    of the vehicles that may discharge. Non-negative prices alone do not ensure it (a step
+    that pays more for export than it charges for import breaks it).
+
+    Parameters
+    ----------
+    problem
+        The day-ahead problem (its prices are the float copies of ``prices``).
+    prices
+        The exact prices, named in the error.
+    prices_file
+        The prices file, named in the error; step ``k`` is on row ``k + 2``.
+
+    Raises
+    ------
+    InputError
+        Naming the prices file, the first step's row and ``export_price_cny_per_kwh``.
+    """
+    may_discharge = problem.max_discharge_kw > 0
+    if not may_discharge.any():
+        return
+    round_trip = float(
+        np.max(
+            problem.charge_efficiency[may_discharge] * problem.discharge_efficiency[may_discharge]
+        )
+    )
+    margin = problem.export_price_cny_per_kwh - problem.degradation_cny_per_kwh
+    bad = np.flatnonzero(margin * round_trip > problem.import_price_cny_per_kwh)
+    if bad.size:
+        k = int(bad[0])
+        raise InputError(
+            f"at {problem.grid.time_at(k).isoformat()} the export price "
+            f"{prices.export_price_cny_per_kwh[k]} minus degradation "
+            f"{problem.degradation_cny_per_kwh:g} exceeds the import price "
+            f"{prices.import_price_cny_per_kwh[k]} / round trip {round_trip:.4g}: the LP would "
+            "charge and discharge at once; use --planner tou or v2g-rules for such prices",
+            file=prices_file,
+            row=k + 2,
+            field="export_price_cny_per_kwh",
+        )
+
+
+def _time(epoch_s: int, grid: TimeGrid) -> str:
+    """An instant in the UTC offset of the grid's start, ISO 8601."""
+    return datetime.fromtimestamp(epoch_s, tz=grid.start.tzinfo).isoformat()
+
+
+def _check_sessions(
+    fleet: Fleet, grid: TimeGrid, no_step: npt.NDArray[np.bool_], sessions_file: Path
+) -> None:
+    """Every session must lie within the grid and hold a whole step; the first faulty row
+    raises (within a row: arrival, then departure, then the length of the stay)."""
+    early = fleet.arrival_s < grid.start_s
+    late = fleet.departure_s > grid.start_s + grid.step_s * grid.length
+    bad = np.flatnonzero(early | late | no_step)
+    if not bad.size:
+        return
+    i = int(bad[0])
+    label = repr(fleet.label(i))
+    arrival, departure = (
+        _time(int(fleet.arrival_s[i]), grid),
+        _time(int(fleet.departure_s[i]), grid),
+    )
+    if early[i]:
+        raise InputError(
+            f"session {label} arrives at {arrival}, "
+            f"before the first price step starts ({grid.start.isoformat()})",
+            file=sessions_file,
+            row=i + 2,
+            field="arrival",
+        )
+    if late[i]:
+        raise InputError(
+            f"session {label} leaves at {departure}, "
+            f"after the last price step ends ({grid.end.isoformat()})",
+            file=sessions_file,
+            row=i + 2,
+            field="departure",
+        )
+    raise InputError(
+        f"session {label} is plugged for less than one whole step ({arrival} to {departure}, "
+        f"steps of {grid.step_s / SECONDS_PER_MINUTE:g} min from {grid.start.isoformat()})",
+        file=sessions_file,
+        row=i + 2,
+        field="departure",
+    )
