@@ -181,3 +181,28 @@ def test_summary_table_and_progress_go_to_the_terminal(
     for planner in ("uncontrolled", "tou", "v2g-rules"):
         assert planner in printed
     assert f"wrote {out}/report.html" in printed
+
+
+def test_lp_in_the_twin_is_for_small_fleets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert _simulate(out, "--planners", "lp", "--vehicles", "5000", "--cities", "Haikou") == 2
+    assert "the lp planner plans at most 2,000 sessions per city" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_lp_beats_the_rules_on_a_small_fleet(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = _simulate(out, "--planners", "v2g-rules,lp", "--vehicles", "40", "--cities", "Shenzhen")
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    rules = summary["planners"]["v2g-rules"]["cities"]["Shenzhen"]
+    lp = summary["planners"]["lp"]["cities"]["Shenzhen"]
+    assert lp["site_limit_violations"] == 0
+    assert lp["fallbacks"] == 0
+    assert lp["unmet_energy_kwh"] <= rules["unmet_energy_kwh"] + 1e-3
+    # Owners pay less under the optimiser (cost includes what discharge earns them).
+    assert Decimal(lp["owner_cost_cny"]) + Decimal(lp["degradation_cost_cny"]) <= Decimal(
+        rules["owner_cost_cny"]
+    ) + Decimal(rules["degradation_cost_cny"])

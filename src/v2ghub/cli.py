@@ -26,7 +26,7 @@ from v2ghub.model.case import CityCase
 from v2ghub.model.problem import Planner, Problem, Schedule
 from v2ghub.model.sites import SiteLimits
 from v2ghub.planning import PLANNERS, make_planner
-from v2ghub.planning.lp import LpPlanner, PlanningError
+from v2ghub.planning.lp import TWIN_MAX_SESSIONS, LpPlanner, PlanningError
 from v2ghub.scenarios.build import (
     arrival_day_count,
     city_case,
@@ -324,6 +324,17 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
     settings = scenario.simulation
     planners = settings.planners
     cities = [c.city for c in cases] if isinstance(cases, list) else list(settings.cities)
+    sessions_per_city = (
+        max(c.fleet.n_sessions for c in cases)
+        if isinstance(cases, list)
+        else settings.vehicles_per_city
+    )
+    if "lp" in planners and sessions_per_city > TWIN_MAX_SESSIONS:
+        raise InputError(
+            f"the lp planner plans at most {TWIN_MAX_SESSIONS:,} sessions per city in the "
+            f"twin ({sessions_per_city:,} asked); use fewer --vehicles, or v2ghub plan for "
+            "one day-ahead solve"
+        )
     n_runs = len(cities) * len(planners)
 
     # Write into a fresh folder beside the target and swap it in at the end: a failed or

@@ -41,6 +41,9 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 INF = highspy.kHighsInf
+# The twin calls a planner at every control instant: beyond this many sessions per city
+# the LP takes minutes a call (about 5 s at 1,000 vehicles, ~N^1.7).
+TWIN_MAX_SESSIONS = 2_000
 SHORTFALL_SLACK_KWH = 1e-6
 
 

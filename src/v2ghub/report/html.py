@@ -104,6 +104,9 @@ class PlannerTotals:
     unmet_energy_kwh: float
     unavoidable_shortfall_kwh: float
     owner_cost_cny: Decimal
+    degradation_cost_cny: Decimal
+    planner_seconds: float
+    simulate_seconds: float
     site_limit_violations: int
     fallbacks: int
 
@@ -147,6 +150,9 @@ def planner_totals(results: Sequence[RunSummary]) -> list[PlannerTotals]:
                 unmet_energy_kwh=sum(m.unmet_energy_kwh for m in metrics),
                 unavoidable_shortfall_kwh=sum(m.unavoidable_shortfall_kwh for m in metrics),
                 owner_cost_cny=sum((m.owner_cost_cny for m in metrics), Decimal(0)),
+                degradation_cost_cny=sum((m.degradation_cost_cny for m in metrics), Decimal(0)),
+                planner_seconds=sum(m.planner_seconds for m in metrics),
+                simulate_seconds=sum(m.simulate_seconds for m in metrics),
                 site_limit_violations=sum(m.site_limit_violations for m in metrics),
                 fallbacks=sum(m.fallbacks for m in metrics),
             )
@@ -232,6 +238,9 @@ def _summary_table(results: Sequence[RunSummary]) -> str:
         ("Unmet (kWh)", True),
         ("Unavoidable (kWh)", True),
         ("Owners' net cost (CNY)", True),
+        ("Battery wear (CNY)", True),
+        ("Planning (s)", True),
+        ("Simulation (s)", True),
         ("Site limit violations", True),
         ("Fallbacks", True),
     ]
@@ -248,6 +257,9 @@ def _summary_table(results: Sequence[RunSummary]) -> str:
             _td(_number(t.unmet_energy_kwh, 1)),
             _td(_number(t.unavoidable_shortfall_kwh, 1)),
             _td(f"{t.owner_cost_cny:,}"),
+            _td(f"{t.degradation_cost_cny:,}"),
+            _td(_number(t.planner_seconds, 2)),
+            _td(_number(t.simulate_seconds, 2)),
             _td(f"{t.site_limit_violations:,}", "num flag" if t.site_limit_violations else "num"),
             _td(f"{t.fallbacks:,}", "num flag" if t.fallbacks else "num"),
         ]
@@ -311,6 +323,9 @@ def _city_table(results: Sequence[RunSummary]) -> str:
         ("Renewable absorbed / surplus (kWh)", True),
         ("Unmet / unavoidable (kWh)", True),
         ("Owners' net cost (CNY)", True),
+        ("Battery wear (CNY)", True),
+        ("Planning (s)", True),
+        ("Simulation (s)", True),
         ("Site limit violations", True),
         ("Fallbacks", True),
     ]

@@ -78,6 +78,10 @@ def planner_totals(results: Sequence[RunSummary], planner: str) -> dict[str, Any
     valley = sum(r.metrics.valley_share * r.metrics.energy_charged_kwh for r in chosen)
     total["valley_share"] = round(valley / charged, 6) if charged > 0 else 1.0
     total["owner_cost_cny"] = str(fen_to_cny(sum(r.total_bill_fen for r in chosen)))
+    total["degradation_cost_cny"] = str(
+        sum((r.metrics.degradation_cost_cny for r in chosen), Decimal(0))
+    )
+    total["planner_seconds"] = round(sum(r.metrics.planner_seconds for r in chosen), 6)
     for key in _ADDITIVE:
         if isinstance(total[key], float):
             total[key] = round(total[key], 6)

@@ -17,8 +17,9 @@ import numpy.typing as npt
 from v2ghub.model.fleet import ChargerKind
 from v2ghub.model.tariff import PeriodKind
 from v2ghub.model.time_grid import TimeGrid
-from v2ghub.settlement.money import bills_fen, energy_wh, fen_to_cny
+from v2ghub.settlement.money import bills_fen, energy_wh, fen_to_cny, round_fen
 from v2ghub.sim.engine import SimulationRun
+from v2ghub.units import WH_PER_KWH
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -75,6 +76,7 @@ class CityMetrics:
     unavoidable_shortfall_kwh: float
     vehicles_short: int
     owner_cost_cny: Decimal
+    degradation_cost_cny: Decimal  # battery wear of the discharge, at the planning rate
     site_limit_violations: int
     fallbacks: int
     planner_seconds: float
@@ -186,6 +188,11 @@ def city_metrics(run: SimulationRun, outcomes: SessionOutcomes, curves: DailyCur
         unavoidable_shortfall_kwh=float(outcomes.unavoidable_kwh.sum()),
         vehicles_short=int(np.count_nonzero(outcomes.unmet_kwh)),
         owner_cost_cny=fen_to_cny(int(outcomes.bill_fen.sum())),
+        degradation_cost_cny=round_fen(
+            Decimal(int(energy_wh(outcomes.discharged_kwh).sum()))
+            * Decimal(str(run.case.degradation_cny_per_kwh))
+            / WH_PER_KWH
+        ),
         site_limit_violations=run.site_limit_violations,
         fallbacks=len(run.fallback_reasons),
         planner_seconds=run.planner_seconds,
