@@ -190,6 +190,8 @@ def test_lp_in_the_twin_is_for_small_fleets(
     out = tmp_path / "out"
     assert _simulate(out, "--planners", "lp", "--vehicles", "5000", "--cities", "Haikou") == 2
     assert "the lp planner plans at most 2,000 sessions per city" in capsys.readouterr().err
+    assert _simulate(out, "--planners", "tou,mpc", "--vehicles", "2001", "--cities", "Haikou") == 2
+    assert "the mpc planner plans at most 2,000" in capsys.readouterr().err
     assert not out.exists()
 
 

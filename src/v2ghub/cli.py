@@ -329,11 +329,12 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
         if isinstance(cases, list)
         else settings.vehicles_per_city
     )
-    if "lp" in planners and sessions_per_city > TWIN_MAX_SESSIONS:
+    exact = sorted({"lp", "mpc"} & set(planners))
+    if exact and sessions_per_city > TWIN_MAX_SESSIONS:
         raise InputError(
-            f"the lp planner plans at most {TWIN_MAX_SESSIONS:,} sessions per city in the "
-            f"twin ({sessions_per_city:,} asked); use fewer --vehicles, or v2ghub plan for "
-            "one day-ahead solve"
+            f"the {' and '.join(exact)} planner plans at most {TWIN_MAX_SESSIONS:,} "
+            f"sessions per city in the twin ({sessions_per_city:,} asked); use fewer "
+            "--vehicles, or v2ghub plan for one day-ahead solve"
         )
     n_runs = len(cities) * len(planners)
 

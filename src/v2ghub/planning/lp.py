@@ -168,13 +168,19 @@ class LpPlanner:
         )
 
     def _run(
-        self, model: _Model, shortfall_upper: FloatArray, *, minimise_shortfall: bool
+        self,
+        model: _Model,
+        shortfall_upper: FloatArray,
+        *,
+        minimise_shortfall: bool,
+        solver: str | None = None,
     ) -> FloatArray | None:
+        solver = solver or self.solver
         highs = _quiet_highs()
         highs.setOptionValue("output_flag", False)
         highs.setOptionValue("time_limit", float(self.time_limit_s))
-        highs.setOptionValue("solver", self.solver)
-        if self.solver == "ipm":
+        highs.setOptionValue("solver", solver)
+        if solver == "ipm":
             highs.setOptionValue("run_crossover", "off")
         upper = model.col_upper.copy()
         upper[model.layout.shortfall(model.n_vehicles)] = shortfall_upper
@@ -201,6 +207,12 @@ class LpPlanner:
             highspy.HighsModelStatus.kUnboundedOrInfeasible,
         ):
             return None
+        if solver == "ipm" and status != highspy.HighsModelStatus.kTimeLimit:
+            # Without crossover the interior point can end undecided on a degenerate
+            # problem; the simplex method settles it.
+            return self._run(
+                model, shortfall_upper, minimise_shortfall=minimise_shortfall, solver="simplex"
+            )
         raise PlanningError(f"HiGHS stopped with status {highs.modelStatusToString(status)}")
 
 
