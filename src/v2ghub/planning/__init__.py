@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from v2ghub.model.problem import Planner, Problem, Schedule
+from v2ghub.planning.fast import FastPlanner
 from v2ghub.planning.lp import LpPlanner
 from v2ghub.planning.mpc import RecedingHorizonPlanner
 from v2ghub.planning.tou import TouPlanner
@@ -24,6 +25,7 @@ PLANNERS: dict[str, Callable[[], Planner]] = {
     "tou": TouPlanner,
     "v2g-rules": V2gRulesPlanner,
     "lp": LpPlanner,  # exact; small fleets (about a thousand plugged vehicles)
+    "fast": FastPlanner,  # exact per vehicle, sites by passes; for millions
     "mpc": lambda: RecedingHorizonPlanner(
         LpPlanner(peak_price_cny_per_kw=MPC_PEAK_PRICE_CNY_PER_KW), name="mpc"
     ),
@@ -47,6 +49,7 @@ def safe_plan(problem: Problem, reason: str) -> Schedule:
 
 __all__ = [
     "PLANNERS",
+    "FastPlanner",
     "LpPlanner",
     "Planner",
     "RecedingHorizonPlanner",

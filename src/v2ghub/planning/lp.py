@@ -10,9 +10,12 @@ step (``e[i,-1]`` is the energy now)::
     e[i,last] + u[i] >= target_energy_kwh                 (u: shortfall, reported)
     -export_limit_kw[s] <= sum over i at site s of (c - d)[i,t] <= import_limit_kw[s]
     peak >= base_load_kw[t] + sum over i of (c - d)[i,t]  (only with a peak price)
+    floor <= base_load_kw[t] + sum over i of (c - d)[i,t] (only with a valley price)
+    0 <= absorbed[t] <= renewable_surplus_kw[t],  absorbed[t] <= sum over i of (c - d)[i,t]
 
     minimise  sum dt_h * (import_price[t] * c - export_price[t] * d + degradation * d)
-              + peak_price_cny_per_kw * peak
+              + peak_price_cny_per_kw * peak - valley_price_cny_per_kw * floor
+              - surplus_price_cny_per_kwh * dt_h * sum absorbed
 
 The shortfall ``u`` is zero whenever the targets can be met. When they cannot, a first
 solve minimises the total shortfall, and the cost is then minimised with each vehicle's
@@ -45,6 +48,24 @@ INF = highspy.kHighsInf
 # the LP takes minutes a call (about 5 s at 1,000 vehicles, ~N^1.7).
 TWIN_MAX_SESSIONS = 2_000
 SHORTFALL_SLACK_KWH = 1e-6
+
+
+@dataclass(frozen=True)
+class GridTerms:
+    """Optional objective terms on the area's load (base load + fleet), all >= 0."""
+
+    peak_price_cny_per_kw: float = 0.0
+    valley_price_cny_per_kw: float = 0.0
+    surplus_price_cny_per_kwh: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "peak_price_cny_per_kw",
+            "valley_price_cny_per_kw",
+            "surplus_price_cny_per_kwh",
+        ):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 class PlanningError(RuntimeError):
@@ -99,6 +120,10 @@ class LpPlanner:
     ----------
     peak_price_cny_per_kw:
         Price of the peak of base load plus fleet load over the horizon; 0 leaves it out.
+    valley_price_cny_per_kw:
+        Reward per kW of the lowest base load plus fleet load (valley filling); 0 = none.
+    surplus_price_cny_per_kwh:
+        Reward per kWh of renewable surplus the fleet's net charging absorbs; 0 = none.
     time_limit_s:
         HiGHS time limit; when it is hit the planner raises and the caller falls back.
     solver:
@@ -112,11 +137,16 @@ class LpPlanner:
         self,
         *,
         peak_price_cny_per_kw: float = 0.0,
+        valley_price_cny_per_kw: float = 0.0,
+        surplus_price_cny_per_kwh: float = 0.0,
         time_limit_s: float = 300.0,
         solver: str = "ipm",
     ) -> None:
-        if peak_price_cny_per_kw < 0:
-            raise ValueError(f"peak_price_cny_per_kw must be >= 0, got {peak_price_cny_per_kw}")
+        self.terms = GridTerms(
+            peak_price_cny_per_kw=peak_price_cny_per_kw,
+            valley_price_cny_per_kw=valley_price_cny_per_kw,
+            surplus_price_cny_per_kwh=surplus_price_cny_per_kwh,
+        )
         self.peak_price_cny_per_kw = peak_price_cny_per_kw
         self.time_limit_s = time_limit_s
         self.solver = solver
@@ -132,7 +162,7 @@ class LpPlanner:
         n, horizon = problem.n_vehicles, problem.grid.length
         if n == 0:
             return LpResult(np.zeros((0, horizon)), np.zeros(0), 0.0, 0.0)
-        model = _Model.build(problem, self.peak_price_cny_per_kw)
+        model = _Model.build(problem, self.terms)
         # Shortfall no charger could avoid, even alone at full power, is known up front.
         reachable = np.minimum(
             problem.energy_max_kwh,
@@ -256,13 +286,22 @@ class _Model:
     matrix: sp.csc_matrix
 
     @staticmethod
-    def build(problem: Problem, peak_price_cny_per_kw: float) -> _Model:
+    def build(problem: Problem, terms: GridTerms) -> _Model:
         layout = _Layout.of(problem)
         n, horizon, dt_h = problem.n_vehicles, problem.grid.length, problem.dt_h
         k = layout.n_pairs
         veh, step = layout.vehicle, layout.step
-        with_peak = peak_price_cny_per_kw > 0
-        n_cols = 3 * k + n + (1 if with_peak else 0)
+        with_peak = terms.peak_price_cny_per_kw > 0
+        with_valley = terms.valley_price_cny_per_kw > 0
+        with_surplus = terms.surplus_price_cny_per_kwh > 0
+        n_cols = 3 * k + n
+        peak_col = valley_col = n_cols
+        if with_peak:
+            peak_col, n_cols = n_cols, n_cols + 1
+        if with_valley:
+            valley_col, n_cols = n_cols, n_cols + 1
+        surplus_cols = np.arange(n_cols, n_cols + horizon * with_surplus, dtype=np.int64)
+        n_cols += surplus_cols.size
         c_idx, d_idx, e_idx = layout.charge(), layout.discharge(), layout.energy()
         u_idx = layout.shortfall(n)
 
@@ -272,7 +311,10 @@ class _Model:
             problem.degradation_cny_per_kwh - problem.export_price_cny_per_kwh[step]
         )
         if with_peak:
-            cost[-1] = peak_price_cny_per_kw
+            cost[peak_col] = terms.peak_price_cny_per_kw
+        if with_valley:
+            cost[valley_col] = -terms.valley_price_cny_per_kw
+        cost[surplus_cols] = -terms.surplus_price_cny_per_kwh * dt_h
         shortfall_cost = np.zeros(n_cols)
         shortfall_cost[u_idx] = 1.0
 
@@ -285,7 +327,10 @@ class _Model:
         cap = np.maximum(problem.target_energy_kwh - problem.energy_min_kwh, 0.0)
         upper[u_idx] = cap
         if with_peak:
-            lower[-1] = -INF
+            lower[peak_col] = -INF
+        if with_valley:
+            lower[valley_col] = -INF
+        upper[surplus_cols] = problem.renewable_surplus_kw[: surplus_cols.size]
 
         rows: list[IntArray] = []
         cols: list[IntArray] = []
@@ -339,10 +384,30 @@ class _Model:
         if with_peak:
             peak_rows = next_row + np.arange(horizon, dtype=np.int64)
             rows += [peak_rows, next_row + step, next_row + step]
-            cols += [np.full(horizon, n_cols - 1, dtype=np.int64), c_idx, d_idx]
+            cols += [np.full(horizon, peak_col, dtype=np.int64), c_idx, d_idx]
             vals += [np.ones(horizon), -np.ones(k), np.ones(k)]
             row_lower.append(problem.base_load_kw.astype(np.float64))
             row_upper.append(np.full(horizon, INF))
+            next_row += horizon
+
+        # Valley filling: floor - sum(c - d)[t] <= base_load[t]; the floor is rewarded.
+        if with_valley:
+            valley_rows = next_row + np.arange(horizon, dtype=np.int64)
+            rows += [valley_rows, next_row + step, next_row + step]
+            cols += [np.full(horizon, valley_col, dtype=np.int64), c_idx, d_idx]
+            vals += [np.ones(horizon), -np.ones(k), np.ones(k)]
+            row_lower.append(np.full(horizon, -INF))
+            row_upper.append(problem.base_load_kw.astype(np.float64))
+            next_row += horizon
+
+        # Surplus absorbed: absorbed[t] - sum(c - d)[t] <= 0, absorbed[t] <= surplus[t].
+        if with_surplus:
+            surplus_rows = next_row + np.arange(horizon, dtype=np.int64)
+            rows += [surplus_rows, next_row + step, next_row + step]
+            cols += [surplus_cols, c_idx, d_idx]
+            vals += [np.ones(horizon), -np.ones(k), np.ones(k)]
+            row_lower.append(np.full(horizon, -INF))
+            row_upper.append(np.zeros(horizon))
             next_row += horizon
 
         matrix = sp.csc_matrix(

@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from v2ghub.model.problem import Problem, Schedule
+from v2ghub.planning._feasible_kernel import feasible_power
 from v2ghub.planning.limits import fit_site_limits
 
 FloatArray = npt.NDArray[np.float64]
@@ -175,35 +176,34 @@ def make_feasible(problem: Problem, power_kw: FloatArray) -> FloatArray:
 
     Solvers return values within their tolerances (an interior point without crossover
     may stand a hair outside a bound); this rolls the plan forward as the battery would
-    and cuts what would cross a limit, so a schedule is feasible to the last digit.
+    and cuts what would cross a limit, so a schedule is feasible to the last digit. A
+    site over its limit is scaled pro rata, discharge into the export limit first, then
+    charging into the import limit plus what the remaining discharge frees (as
+    :func:`~v2ghub.planning.limits.fit_site_limits` without priorities). Compiled: it
+    walks every vehicle at every step. Returns a column-major array.
     """
-    steps = power_kw.shape[1]
-    out = np.zeros_like(power_kw)
-    energy = problem.energy_kwh.copy()
-    dt_h = problem.dt_h
-    for step in range(steps):  # steps, never vehicles
-        plugged = plugged_at(problem, step)
-        power = np.where(plugged, power_kw[:, step], 0.0)
-        power = np.clip(power, -problem.max_discharge_kw, problem.max_charge_kw)
-        room_kwh = np.maximum(problem.energy_max_kwh - energy, 0.0)
-        available_kwh = np.maximum(energy - problem.energy_min_kwh, 0.0)
-        charge_kw = np.minimum(
-            np.maximum(power, 0.0), room_kwh / (problem.charge_efficiency * dt_h)
+
+    def floats(values: FloatArray) -> FloatArray:
+        return np.ascontiguousarray(values, dtype=np.float64)
+
+    def ints(values: IntArray) -> IntArray:
+        return np.ascontiguousarray(values, dtype=np.int64)
+
+    return np.asarray(
+        feasible_power(
+            np.asfortranarray(power_kw, dtype=np.float64),
+            ints(problem.arrival_step),
+            ints(problem.departure_step),
+            floats(problem.max_charge_kw),
+            floats(problem.max_discharge_kw),
+            floats(problem.charge_efficiency),
+            floats(problem.discharge_efficiency),
+            floats(problem.energy_kwh),
+            floats(problem.energy_min_kwh),
+            floats(problem.energy_max_kwh),
+            ints(problem.site_index),
+            floats(problem.import_limit_kw),
+            floats(problem.export_limit_kw),
+            float(problem.dt_h),
         )
-        discharge_kw = np.minimum(
-            np.maximum(-power, 0.0), available_kwh * problem.discharge_efficiency / dt_h
-        )
-        charge_kw, discharge_kw = fit_site_limits(
-            charge_kw=charge_kw,
-            discharge_kw=discharge_kw,
-            must_charge_kw=charge_kw,
-            site_index=problem.site_index,
-            import_limit_kw=problem.import_limit_kw,
-            export_limit_kw=problem.export_limit_kw,
-        )
-        energy += (
-            charge_kw * problem.charge_efficiency * dt_h
-            - discharge_kw * dt_h / problem.discharge_efficiency
-        )
-        out[:, step] = charge_kw - discharge_kw
-    return out
+    )

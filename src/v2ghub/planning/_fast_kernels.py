@@ -1,0 +1,373 @@
+"""Compiled kernels of the fast planner (numba): one exact battery DP per vehicle, by site.
+
+Everything here works in *stored* energy (kWh in the battery). A step's change
+``x = e[t+1] - e[t]`` costs ``f_t(x) = buy[t] * x`` when charging (``x > 0``) and
+``sell[t] * x`` when discharging (``x < 0``), with
+
+    buy[t]  = import_price[t] / charge_efficiency                      (CNY per kWh stored)
+    sell[t] = min((export_price[t] - degradation) * discharge_efficiency, buy[t])
+
+so ``f_t`` is convex. The cost-to-go ``V_t(e)`` (the least cost from step ``t`` on with
+``e`` stored, plus ``M`` per kWh short of the target at departure, ``M`` above every price)
+is convex and piecewise linear, and ``V_t = (V_{t+1} infimal-convolved with f_t reflected)``
+restricted to the energy window. It is kept as a list of slopes (sorted, ascending) with
+the energy length each slope spans, so one step of the backward recursion inserts two
+segments (slope ``-buy[t]`` of length ``C_t``, slope ``-sell[t]`` of length ``D_t``) and cuts
+the ends that leave ``[energy_min, energy_max]``. All vehicles share the step prices, so a
+vehicle has at most ``2 L + 2`` distinct slopes for ``L`` distinct (import, export) price
+levels: a step costs O(L), a vehicle O(H L).
+
+The forward pass needs, per step, only where the slope of ``V_{t+1}`` crosses ``-buy[t]``
+and ``-sell[t]``: charge up to the first, discharge down to the second (the threshold
+structure of the optimum), within the step's power bounds. Energy at exactly the
+crossing price (a tie: equally cheap later steps) is spread evenly over the tied steps,
+which leaves room at shared sites without changing the cost.
+
+Numba kernels carry no type information for mypy; the typed wrapper is
+:func:`plan_by_site`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit, prange
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@njit(cache=True)
+def _stored_change(power_kw: float, eta_c: float, eta_d: float, dt_h: float) -> float:
+    """Stored-energy change (kWh) of one step at ``power_kw``."""
+    if power_kw >= 0.0:
+        return power_kw * eta_c * dt_h
+    return power_kw * dt_h / eta_d
+
+
+@njit(cache=True)
+def _slope_ranks(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
+    buy_level: FloatArray,
+    sell_level: FloatArray,
+    buy_rank: IntArray,
+    sell_rank: IntArray,
+    values: FloatArray,
+    order: IntArray,
+) -> int:
+    """Rank the vehicle's distinct slopes; rank 0 is the shortfall slope ``-M``.
+
+    Fills ``buy_rank``/``sell_rank`` (per price level) and returns the number of ranks;
+    the slope 0 (energy above the target) gets a rank of its own unless a price equals it.
+    """
+    n_levels = buy_level.shape[0]
+    n_values = 2 * n_levels + 1
+    for level in range(n_levels):
+        values[level] = -buy_level[level]
+        values[n_levels + level] = -sell_level[level]
+    values[2 * n_levels] = 0.0
+    # Insertion sort: a handful of TOU levels; many levels fall back to argsort.
+    if n_values <= 24:
+        for j in range(n_values):
+            order[j] = j
+        for j in range(1, n_values):
+            key = order[j]
+            k = j - 1
+            while k >= 0 and values[order[k]] > values[key]:
+                order[k + 1] = order[k]
+                k -= 1
+            order[k + 1] = key
+    else:
+        sorted_index = np.argsort(values[:n_values])
+        for j in range(n_values):
+            order[j] = sorted_index[j]
+    rank = 0
+    zero_rank = 0
+    for j in range(n_values):
+        if j > 0 and values[order[j]] != values[order[j - 1]]:
+            rank += 1
+        index = order[j]
+        if index < n_levels:
+            buy_rank[index] = rank + 1
+        elif index < 2 * n_levels:
+            sell_rank[index - n_levels] = rank + 1
+        else:
+            zero_rank = rank + 1
+    values[0] = zero_rank  # returned through the scratch: the rank of slope 0
+    return rank + 2
+
+
+@njit(cache=True)
+def _solve_vehicle(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
+    first: int,
+    end: int,
+    energy_kwh: float,
+    energy_min_kwh: float,
+    energy_max_kwh: float,
+    target_kwh: float,
+    eta_c: float,
+    eta_d: float,
+    dt_h: float,
+    step_level: IntArray,
+    buy_rank: IntArray,
+    sell_rank: IntArray,
+    n_ranks: int,
+    zero_rank: int,
+    low_kw: FloatArray,
+    high_kw: FloatArray,
+    lengths: FloatArray,
+    thresholds: FloatArray,
+    power_out: FloatArray,
+) -> None:
+    """Exact cost-optimal powers of one vehicle for steps ``first .. end-1``.
+
+    ``low_kw[t] <= p[t] <= high_kw[t]`` bound the power (charger and, at a shared site, the
+    room the other vehicles leave). ``thresholds`` is scratch of shape (horizon, 8).
+    """
+    for r in range(n_ranks):
+        lengths[r] = 0.0
+    low_e = energy_min_kwh
+    high_e = energy_max_kwh
+    reachable_target = min(max(target_kwh, energy_min_kwh), energy_max_kwh)
+    lengths[0] = reachable_target - energy_min_kwh
+    lengths[zero_rank] += energy_max_kwh - reachable_target
+    for t in range(end - 1, first - 1, -1):
+        rb = buy_rank[step_level[t]]
+        rs = sell_rank[step_level[t]]
+        top = max(rb, rs)
+        position = low_e
+        a_strict = a_tied = b_loose = b_strict = low_e
+        for r in range(top + 1):
+            if r == rb:
+                a_strict = position
+                a_tied = position + lengths[r]
+            if r == rs:
+                b_loose = position
+                b_strict = position + lengths[r]
+            position += lengths[r]
+        low_x = _stored_change(low_kw[t], eta_c, eta_d, dt_h)
+        high_x = _stored_change(high_kw[t], eta_c, eta_d, dt_h)
+        thresholds[t, 0] = a_strict
+        thresholds[t, 1] = a_tied
+        thresholds[t, 2] = b_loose
+        thresholds[t, 3] = b_strict
+        thresholds[t, 4] = low_e
+        thresholds[t, 5] = high_e
+        thresholds[t, 6] = low_x
+        thresholds[t, 7] = high_x
+        # Infimal convolution with this step's cost, then the energy window.
+        lengths[rb] += max(high_x, 0.0) - max(low_x, 0.0)
+        lengths[rs] += min(high_x, 0.0) - min(low_x, 0.0)
+        low_e -= high_x
+        high_e -= low_x
+        if low_e < energy_min_kwh:
+            cut = energy_min_kwh - low_e
+            r = 0
+            while cut > 0.0 and r < n_ranks:
+                take = min(lengths[r], cut)
+                lengths[r] -= take
+                cut -= take
+                r += 1
+            low_e = energy_min_kwh
+        if high_e > energy_max_kwh:
+            cut = high_e - energy_max_kwh
+            r = n_ranks - 1
+            while cut > 0.0 and r >= 0:
+                take = min(lengths[r], cut)
+                lengths[r] -= take
+                cut -= take
+                r -= 1
+            high_e = energy_max_kwh
+        # No feasible energy left happens only with bounds that force a limit: keep a point.
+        high_e = max(high_e, low_e)
+    energy = energy_kwh
+    for t in range(first, end):
+        a_strict = thresholds[t, 0]
+        a_tied = thresholds[t, 1]
+        b_loose = thresholds[t, 2]
+        b_strict = thresholds[t, 3]
+        low_x = thresholds[t, 6]
+        high_x = thresholds[t, 7]
+        lowest = max(energy + low_x, thresholds[t, 4])
+        highest = min(energy + high_x, thresholds[t, 5])
+        if lowest > highest:  # infeasible start: stay as close to the window as the bounds allow
+            lowest = highest = min(max(energy, energy + low_x), energy + high_x)
+        if energy < a_strict:
+            wanted = a_strict
+        elif energy > b_strict:
+            wanted = b_strict
+        else:
+            wanted = energy
+        after = min(max(wanted, lowest), highest)
+        if after >= energy and after < a_tied and highest > after:
+            # A tie with later equally cheap steps: take this step's even share.
+            room = highest - after
+            after += room * (a_tied - after) / (room + (a_tied - a_strict))
+        elif after <= energy and after > b_loose and lowest < after:
+            room = after - lowest
+            after -= room * (after - b_loose) / (room + (b_strict - b_loose))
+        change = after - energy
+        if change >= 0.0:
+            power_out[t] = change / (eta_c * dt_h)
+        else:
+            power_out[t] = change * eta_d / dt_h
+        energy = after
+
+
+@njit(cache=True, parallel=True)
+def _plan_sites(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
+    vehicle_order: IntArray,
+    site_start: IntArray,
+    site_limited: BoolArray,
+    import_limit_kw: FloatArray,
+    export_limit_kw: FloatArray,
+    arrival_step: IntArray,
+    departure_step: IntArray,
+    energy_kwh: FloatArray,
+    energy_min_kwh: FloatArray,
+    energy_max_kwh: FloatArray,
+    target_energy_kwh: FloatArray,
+    max_charge_kw: FloatArray,
+    max_discharge_kw: FloatArray,
+    charge_efficiency: FloatArray,
+    discharge_efficiency: FloatArray,
+    step_level: IntArray,
+    import_level: FloatArray,
+    export_level: FloatArray,
+    degradation_cny_per_kwh: float,
+    dt_h: float,
+    passes: int,
+    power_kw: FloatArray,
+) -> None:
+    n_sites = site_start.shape[0] - 1
+    horizon = step_level.shape[0]
+    n_levels = import_level.shape[0]
+    n_values = 2 * n_levels + 1
+    for site in prange(n_sites):
+        buy_level = np.empty(n_levels)
+        sell_level = np.empty(n_levels)
+        buy_rank = np.empty(n_levels, dtype=np.int64)
+        sell_rank = np.empty(n_levels, dtype=np.int64)
+        values = np.empty(n_values)
+        order = np.empty(n_values, dtype=np.int64)
+        lengths = np.empty(n_values + 1)
+        thresholds = np.empty((horizon, 8))
+        low_kw = np.empty(horizon)
+        high_kw = np.empty(horizon)
+        row = np.empty(horizon)
+        net_kw = np.zeros(horizon)
+        limited = site_limited[site]
+        rounds = passes if limited else 1
+        for round_number in range(rounds):
+            for k in range(site_start[site], site_start[site + 1]):
+                i = vehicle_order[k]
+                first = arrival_step[i]
+                end = departure_step[i]
+                if round_number > 0:
+                    for t in range(first, end):
+                        net_kw[t] -= power_kw[i, t]
+                for t in range(first, end):
+                    high = max_charge_kw[i]
+                    # The first pass secures every target: no discharge, so no vehicle's
+                    # arbitrage takes the room another needs to reach its target.
+                    low = -max_discharge_kw[i] if round_number > 0 or not limited else 0.0
+                    if limited:
+                        high = min(high, import_limit_kw[site] - net_kw[t])
+                        low = max(low, -export_limit_kw[site] - net_kw[t])
+                        if low > high:
+                            low = high = power_kw[i, t] if round_number > 0 else 0.0
+                    low_kw[t] = low
+                    high_kw[t] = high
+                eta_c = charge_efficiency[i]
+                eta_d = discharge_efficiency[i]
+                for level in range(n_levels):
+                    buy = import_level[level] / eta_c
+                    buy_level[level] = buy
+                    sell_level[level] = min(
+                        (export_level[level] - degradation_cny_per_kwh) * eta_d, buy
+                    )
+                n_ranks = _slope_ranks(buy_level, sell_level, buy_rank, sell_rank, values, order)
+                zero_rank = int(values[0])
+                _solve_vehicle(
+                    first,
+                    end,
+                    energy_kwh[i],
+                    energy_min_kwh[i],
+                    energy_max_kwh[i],
+                    target_energy_kwh[i],
+                    eta_c,
+                    eta_d,
+                    dt_h,
+                    step_level,
+                    buy_rank,
+                    sell_rank,
+                    n_ranks,
+                    zero_rank,
+                    low_kw,
+                    high_kw,
+                    lengths,
+                    thresholds,
+                    row,
+                )
+                for t in range(first, end):
+                    power_kw[i, t] = row[t]
+                    net_kw[t] += row[t]
+
+
+def plan_by_site(
+    *,
+    vehicle_order: IntArray,
+    site_start: IntArray,
+    site_limited: BoolArray,
+    import_limit_kw: FloatArray,
+    export_limit_kw: FloatArray,
+    arrival_step: IntArray,
+    departure_step: IntArray,
+    energy_kwh: FloatArray,
+    energy_min_kwh: FloatArray,
+    energy_max_kwh: FloatArray,
+    target_energy_kwh: FloatArray,
+    max_charge_kw: FloatArray,
+    max_discharge_kw: FloatArray,
+    charge_efficiency: FloatArray,
+    discharge_efficiency: FloatArray,
+    step_level: IntArray,
+    import_level_cny_per_kwh: FloatArray,
+    export_level_cny_per_kwh: FloatArray,
+    degradation_cny_per_kwh: float,
+    dt_h: float,
+    passes: int,
+    power_kw: FloatArray,
+) -> None:
+    """Fill ``power_kw`` (vehicles x steps, zeros outside each stay) site by site.
+
+    Sites run in parallel. Within a limited site, vehicles are planned one after another
+    in ``vehicle_order``, each exactly (see the module docstring) within the room the
+    others leave: ``-export_limit_kw - others <= p[t] <= import_limit_kw - others``; each
+    further pass re-plans every vehicle against the others' latest plans, which never
+    raises the site's cost. Unlimited sites need one pass.
+    """
+    _plan_sites(
+        vehicle_order,
+        site_start,
+        site_limited,
+        import_limit_kw,
+        export_limit_kw,
+        arrival_step,
+        departure_step,
+        energy_kwh,
+        energy_min_kwh,
+        energy_max_kwh,
+        target_energy_kwh,
+        max_charge_kw,
+        max_discharge_kw,
+        charge_efficiency,
+        discharge_efficiency,
+        step_level,
+        import_level_cny_per_kwh,
+        export_level_cny_per_kwh,
+        degradation_cny_per_kwh,
+        dt_h,
+        passes,
+        power_kw,
+    )

@@ -1,0 +1,157 @@
+"""The planner for millions: an exact battery optimum per vehicle, coupled site by site.
+
+Without site limits the planning LP (:mod:`v2ghub.planning.lp`) falls apart into one small
+LP per vehicle: with ``x[t]`` the change of stored energy in step ``t`` (kWh),
+
+    minimise   sum_t f_t(x[t])  +  M * max(target - e[departure], 0)
+    subject to e[t+1] = e[t] + x[t],  energy_min <= e[t] <= energy_max,
+               -max_discharge_kw * dt_h / discharge_efficiency <= x[t]
+                                         <= max_charge_kw * charge_efficiency * dt_h,
+
+where ``f_t(x) = import_price[t] / charge_efficiency * x`` for ``x > 0`` and
+``(export_price[t] - degradation) * discharge_efficiency * x`` for ``x < 0`` is the LP's
+cost of the step written in stored energy, and ``M`` (above every price) puts delivering
+the target first, as the LP's shortfall pass does. Each such problem is solved exactly by
+a backward recursion on the convex, piecewise-linear cost-to-go and a forward pass (see
+:mod:`v2ghub.planning._fast_kernels`): O(H L) per vehicle for ``L`` distinct price levels,
+compiled with numba and parallel over sites. So without site limits the plan is
+LP-optimal (cost and every vehicle's shortfall), up to rounding.
+
+Site limits ``-export_limit_kw <= sum_i p[i, t] <= import_limit_kw`` couple the vehicles of
+a site. Within a limited site the vehicles are planned one after another (earliest
+slack first: the vehicles whose need fills most of their charger's capacity over the stay;
+then earliest departure), each exactly within the room the earlier ones leave, and then
+re-planned ``passes - 1`` times against all the others (block coordinate descent: the
+site's cost never rises and every pass stays within the limits). Equally cheap steps are
+shared evenly, which leaves room for the others.
+
+A peak price is not modelled by this planner (``schedule_cost`` still charges it when
+asked); use the LP when the peak is priced.
+
+The result is finally passed through :func:`~v2ghub.planning.stepping.make_feasible`, which
+only cuts what would cross a limit; by construction it has (almost) nothing to cut.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from v2ghub.model.problem import Problem, Schedule
+from v2ghub.planning._fast_kernels import plan_by_site
+from v2ghub.planning.stepping import make_feasible
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+def price_levels(problem: Problem) -> tuple[IntArray, FloatArray, FloatArray]:
+    """The distinct (import, export) price pairs of the horizon and each step's pair.
+
+    Returns
+    -------
+    (step_level, import_level_cny_per_kwh, export_level_cny_per_kwh): ``step_level[t]`` is
+    the index of step ``t``'s pair in the two level arrays.
+    """
+    pairs = np.stack((problem.import_price_cny_per_kwh, problem.export_price_cny_per_kwh), axis=1)
+    levels, step_level = np.unique(pairs, axis=0, return_inverse=True)
+    return (
+        np.asarray(step_level, dtype=np.int64).reshape(-1),
+        np.ascontiguousarray(levels[:, 0], dtype=np.float64),
+        np.ascontiguousarray(levels[:, 1], dtype=np.float64),
+    )
+
+
+def site_groups(problem: Problem) -> tuple[IntArray, IntArray]:
+    """Vehicles grouped by site, the least slack first within a site.
+
+    Slack is read off ``need / (max_charge_kw * charge_efficiency * dt_h * plugged steps)``
+    (highest first), then the earliest departure: the vehicles that can least move their
+    charging plan first, so the others fit around them.
+
+    Returns
+    -------
+    (vehicle_order, site_start): the vehicles of site ``s`` are
+    ``vehicle_order[site_start[s]:site_start[s + 1]]``.
+    """
+    n_sites = problem.import_limit_kw.shape[0]
+    steps = problem.departure_step - problem.arrival_step
+    need_kwh = np.maximum(problem.target_energy_kwh - problem.energy_kwh, 0.0)
+    capacity_kwh = problem.max_charge_kw * problem.charge_efficiency * problem.dt_h * steps
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tightness = np.where(capacity_kwh > 0, need_kwh / capacity_kwh, 0.0)
+    vehicle_order = np.lexsort((problem.departure_step, -tightness, problem.site_index)).astype(
+        np.int64
+    )
+    counts = np.bincount(problem.site_index, minlength=n_sites)
+    site_start = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    return vehicle_order, site_start
+
+
+class FastPlanner:
+    """Near-LP-optimal V2G schedules for millions of vehicles (see the module docstring).
+
+    Parameters
+    ----------
+    passes:
+        Planning passes over the vehicles of a limited site: the first plans each vehicle
+        within the room the earlier ones leave, each further one re-plans every vehicle
+        against all the others. At least 1.
+    """
+
+    name = "fast"
+
+    def __init__(self, *, passes: int = 3) -> None:
+        if passes < 1:
+            raise ValueError(f"passes must be >= 1, got {passes}")
+        self.passes = passes
+
+    def plan(self, problem: Problem) -> Schedule:
+        """Plan every vehicle over the whole horizon, within every limit."""
+        return Schedule(power_kw=make_feasible(problem, self.solve(problem)), planner=self.name)
+
+    def solve(self, problem: Problem) -> FloatArray:
+        """The planned power (kW, vehicles x horizon) before the final feasibility cut.
+
+        The array is column-major (each step's powers are contiguous), which is what the
+        step-by-step feasibility cut reads.
+        """
+        horizon = problem.grid.length
+        power_kw = np.zeros((problem.n_vehicles, horizon), order="F")
+        if problem.n_vehicles == 0 or horizon == 0:
+            return power_kw
+        step_level, import_level, export_level = price_levels(problem)
+        vehicle_order, site_start = site_groups(problem)
+        site_limited = np.isfinite(problem.import_limit_kw) | np.isfinite(problem.export_limit_kw)
+
+        def floats(values: FloatArray) -> FloatArray:
+            return np.ascontiguousarray(values, dtype=np.float64)
+
+        def ints(values: IntArray) -> IntArray:
+            return np.ascontiguousarray(values, dtype=np.int64)
+
+        plan_by_site(
+            vehicle_order=vehicle_order,
+            site_start=site_start,
+            site_limited=np.ascontiguousarray(site_limited),
+            import_limit_kw=floats(problem.import_limit_kw),
+            export_limit_kw=floats(problem.export_limit_kw),
+            arrival_step=ints(problem.arrival_step),
+            departure_step=ints(problem.departure_step),
+            energy_kwh=floats(problem.energy_kwh),
+            energy_min_kwh=floats(problem.energy_min_kwh),
+            energy_max_kwh=floats(problem.energy_max_kwh),
+            target_energy_kwh=floats(problem.target_energy_kwh),
+            max_charge_kw=floats(problem.max_charge_kw),
+            max_discharge_kw=floats(problem.max_discharge_kw),
+            charge_efficiency=floats(problem.charge_efficiency),
+            discharge_efficiency=floats(problem.discharge_efficiency),
+            step_level=step_level,
+            import_level_cny_per_kwh=import_level,
+            export_level_cny_per_kwh=export_level,
+            degradation_cny_per_kwh=float(problem.degradation_cny_per_kwh),
+            dt_h=problem.dt_h,
+            passes=self.passes,
+            power_kw=power_kw,
+        )
+        return power_kw
