@@ -33,7 +33,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SESSIONS = EXAMPLES / "sessions.csv"
 PRICES = EXAMPLES / "prices.csv"
 SITES = EXAMPLES / "sites.csv"
-PLANNER_NAMES = ("lp", "tou", "uncontrolled", "v2g-rules")
+PLANNER_NAMES = ("lp", "fast", "tou", "uncontrolled", "v2g-rules")
 SUMMARY_KEYS = {
     "energy_cost_cny",
     "export_revenue_cny",
@@ -233,7 +233,7 @@ def test_summary_money_is_exact(
     )
 
 
-@pytest.mark.parametrize("other", ["tou", "uncontrolled", "v2g-rules"])
+@pytest.mark.parametrize("other", ["fast", "tou", "uncontrolled", "v2g-rules"])
 def test_lp_is_cheapest(plans: dict[str, Planned], other: str) -> None:
     assert Decimal(plans["lp"].summary["objective_cny"]) <= Decimal(
         plans[other].summary["objective_cny"]

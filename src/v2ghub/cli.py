@@ -49,8 +49,9 @@ from v2ghub.sim.metrics import RunSummary
 from v2ghub.sim.runner import run_cases, with_peak_reduction
 
 DEFAULT_OUT = Path("v2ghub-out")
-PLAN_PLANNERS = tuple(dict.fromkeys(("lp", *PLANNERS)))
-"""Planners of ``v2ghub plan``: the exact LP and the rule planners."""
+PLAN_PLANNERS = tuple(name for name in dict.fromkeys(("lp", *PLANNERS)) if name != "mpc")
+"""Planners of ``v2ghub plan``: the exact LP, the fast planner and the rule planners
+(``mpc`` re-plans a running day; a day-ahead plan is a single solve)."""
 DEFAULT_PLAN_PLANNER = "lp"
 DEFAULT_DEGRADATION_CNY_PER_KWH = "0.2"
 """Battery wear per kWh discharged when ``--degradation-cny-per-kwh`` is not given."""
