@@ -118,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--planners",
         metavar="LIST",
-        help="comma-separated planners to compare (default uncontrolled,tou,v2g-rules); "
-        "the first is the reference for peak reduction",
+        help="comma-separated planners to compare (default uncontrolled,tou,v2g-rules; "
+        f"available: {', '.join(PLANNERS)}; lp and mpc for up to {TWIN_MAX_SESSIONS:,} "
+        "sessions a city); the first is the reference for peak reduction",
     )
     simulate.add_argument(
         "--cities", metavar="LIST", help="comma-separated cities (default: the nine pilots)"
