@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from v2ghub.model.problem import Problem, Schedule
 from v2ghub.planning._fast_kernels import plan_by_site
-from v2ghub.planning.stepping import make_feasible
+from v2ghub.planning.stepping import guard_departures, make_feasible
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -107,8 +107,16 @@ class FastPlanner:
         self.passes = passes
 
     def plan(self, problem: Problem) -> Schedule:
-        """Plan every vehicle over the whole horizon, within every limit."""
-        return Schedule(power_kw=make_feasible(problem, self.solve(problem)), planner=self.name)
+        """Plan every vehicle over the whole horizon, within every limit.
+
+        When only the first control steps will be applied (the twin, receding horizon),
+        those steps put each vehicle's urgent energy first (:func:`guard_departures`):
+        vehicles still to arrive will share the site's cheap hours.
+        """
+        power_kw = make_feasible(problem, self.solve(problem))
+        if problem.control_steps < problem.grid.length:
+            power_kw = guard_departures(problem, power_kw, problem.control_steps)
+        return Schedule(power_kw=power_kw, planner=self.name)
 
     def solve(self, problem: Problem) -> FloatArray:
         """The planned power (kW, vehicles x horizon) before the final feasibility cut.

@@ -207,3 +207,28 @@ def make_feasible(problem: Problem, power_kw: FloatArray) -> FloatArray:
             float(problem.dt_h),
         )
     )
+
+
+def guard_departures(problem: Problem, power_kw: FloatArray, steps: int) -> FloatArray:
+    """The first ``steps`` of a plan, with every vehicle's urgent energy put first.
+
+    A planner that sees only the vehicles plugged in now can fill a shared site's cheap
+    hours with them and leave too little for what comes later. Before the plan's first
+    steps are applied, this rolls them forward and, at each, charges at least what a
+    vehicle could no longer make up later at its share of its site
+    (:func:`charge_toward_target`'s urgent part), in place of any discharge; at a full
+    site the urgent energy keeps its share first (:func:`~v2ghub.planning.limits.fit_site_limits`).
+    Steps after ``steps`` are returned unchanged.
+    """
+    out = np.array(power_kw, dtype=np.float64, order="F", copy=True)
+    state = FleetState.of(problem)
+    for step in range(min(steps, out.shape[1])):  # steps, never vehicles
+        _, must_kw = charge_toward_target(problem, state, step, price=None)
+        planned = out[:, step]
+        urgent = must_kw > 0
+        charge_kw = np.where(urgent, np.maximum(planned, must_kw), np.maximum(planned, 0.0))
+        discharge_kw = np.where(urgent, 0.0, np.maximum(-planned, 0.0))
+        out[:, step] = apply_step(
+            problem, state, charge_kw=charge_kw, discharge_kw=discharge_kw, must_charge_kw=must_kw
+        )
+    return out
