@@ -28,6 +28,7 @@ from v2ghub.planning.objective import final_energy_kwh, schedule_cost
 from v2ghub.planning.stepping import make_feasible
 from v2ghub.scenarios.build import synthetic_cases
 from v2ghub.scenarios.config import ScenarioFile, SimulationSettings, resolve
+from v2ghub.scenarios.day_ahead import case_day_ahead_problem
 
 FloatArray = npt.NDArray[np.float64]
 BYTES_PER_GB = 1e9
@@ -46,40 +47,7 @@ def shenzhen_day_ahead(n_vehicles: int, horizon_steps: int | None = None) -> Pro
             simulation=SimulationSettings(vehicles_per_city=n_vehicles, cities=("Shenzhen",))
         )
     )
-    case = synthetic_cases(scenario)[0]
-    grid = case.grid
-    if horizon_steps is not None:
-        grid = grid.sub_grid(0, min(horizon_steps, grid.length))
-    arrival, departure = grid.plugged_steps(case.fleet.arrival_s, case.fleet.departure_s)
-    departure = np.minimum(departure, grid.length)
-    keep = np.flatnonzero(departure > arrival)  # a stay shorter than a step gets no step
-    fleet = case.fleet.take(keep)
-    prices = case.tariff.price_levels(grid)
-    steps = grid.length
-    return Problem(
-        grid=grid,
-        control_steps=steps,
-        vehicle_index=np.arange(keep.size, dtype=np.int64),
-        site_index=fleet.site_index.copy(),
-        energy_kwh=fleet.energy_arrival_kwh.copy(),
-        energy_min_kwh=fleet.energy_min_kwh.copy(),
-        energy_max_kwh=fleet.energy_max_kwh.copy(),
-        target_energy_kwh=fleet.target_energy_kwh.copy(),
-        max_charge_kw=fleet.max_charge_kw.copy(),
-        max_discharge_kw=fleet.discharge_limit_kw.copy(),
-        charge_efficiency=fleet.charge_efficiency.copy(),
-        discharge_efficiency=fleet.discharge_efficiency.copy(),
-        departure_step=departure[keep],
-        arrival_step=arrival[keep],
-        import_limit_kw=case.sites.import_limit_kw.copy(),
-        export_limit_kw=case.sites.export_limit_kw.copy(),
-        import_price_cny_per_kwh=prices.import_series(),
-        export_price_cny_per_kwh=prices.export_series(),
-        period_kind=prices.kind.copy(),
-        base_load_kw=case.signals.base_load_kw[:steps].copy(),
-        renewable_surplus_kw=case.signals.renewable_surplus_kw[:steps].copy(),
-        degradation_cny_per_kwh=case.degradation_cny_per_kwh,
-    )
+    return case_day_ahead_problem(synthetic_cases(scenario)[0], horizon_steps=horizon_steps)
 
 
 def greedy_charge_only(problem: Problem) -> FloatArray:

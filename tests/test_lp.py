@@ -13,6 +13,7 @@ from v2ghub.planning import make_planner
 from v2ghub.planning.lp import LpPlanner
 from v2ghub.planning.objective import final_energy_kwh, schedule_cost
 
+from .guarantees import check_guarantees
 from .strategies import problems
 
 TOLERANCE = 1e-5
@@ -86,32 +87,11 @@ def test_peak_price_flattens_the_peak() -> None:
     assert schedule_cost(problem, plain.power_kw).peak_kw >= 3.5 - 1e-9
 
 
-def _check_guarantees(problem: Problem, power_kw: np.ndarray) -> None:
-    steps = np.arange(problem.grid.length)
-    plugged = (steps >= problem.arrival_step[:, None]) & (steps < problem.departure_step[:, None])
-    assert np.all(power_kw[~plugged] == 0)
-    assert np.all(power_kw <= problem.max_charge_kw[:, None] + TOLERANCE)
-    assert np.all(power_kw >= -problem.max_discharge_kw[:, None] - TOLERANCE)
-    dt_h = problem.dt_h
-    stored = (
-        np.maximum(power_kw, 0) * problem.charge_efficiency[:, None]
-        - np.maximum(-power_kw, 0) / problem.discharge_efficiency[:, None]
-    ) * dt_h
-    path = problem.energy_kwh[:, None] + np.cumsum(stored, axis=1)
-    assert np.all(path >= problem.energy_min_kwh[:, None] - TOLERANCE)
-    assert np.all(path <= problem.energy_max_kwh[:, None] + TOLERANCE)
-    n_sites = problem.import_limit_kw.shape[0]
-    for step in range(problem.grid.length):  # steps and sites are few here
-        site_kw = np.bincount(problem.site_index, weights=power_kw[:, step], minlength=n_sites)
-        assert np.all(site_kw <= problem.import_limit_kw + TOLERANCE)
-        assert np.all(site_kw >= -problem.export_limit_kw - TOLERANCE)
-
-
 @LP_SETTINGS
 @given(problem=problems())
 def test_lp_keeps_every_guarantee(problem: Problem) -> None:
     result = LpPlanner().solve(problem)
-    _check_guarantees(problem, result.power_kw)
+    check_guarantees(problem, result.power_kw)
     final = final_energy_kwh(problem, result.power_kw)
     np.testing.assert_allclose(
         np.maximum(problem.target_energy_kwh - final, 0.0), result.shortfall_kwh, atol=1e-4
@@ -128,7 +108,7 @@ def test_lp_keeps_every_guarantee(problem: Problem) -> None:
 def test_no_planner_beats_the_lp(name: str, problem: Problem) -> None:
     lp = LpPlanner().solve(problem)
     schedule = make_planner(name).plan(problem)
-    _check_guarantees(problem, schedule.power_kw)
+    check_guarantees(problem, schedule.power_kw)
     rules_final = final_energy_kwh(problem, schedule.power_kw)
     rules_short = np.maximum(problem.target_energy_kwh - rules_final, 0.0)
     # The LP delivers at least as much energy to every vehicle as any rule planner ...

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from v2ghub.errors import InputError
+from v2ghub.model.case import CityCase
 from v2ghub.model.fleet import Fleet
 from v2ghub.model.problem import Problem
 from v2ghub.model.sites import SiteLimits
@@ -238,4 +239,47 @@ def _check_sessions(
         file=sessions_file,
         row=i + 2,
         field="departure",
+    )
+
+
+def case_day_ahead_problem(case: CityCase, *, horizon_steps: int | None = None) -> Problem:
+    """A twin case's whole fleet as one day-ahead problem over the case's grid.
+
+    Prices, period kinds, base load and surplus come from the case (its tariff in local
+    time). With ``horizon_steps`` the problem ends after that many steps: sessions still
+    plugged then leave at the horizon and those arriving after it are left out. Sessions
+    shorter than one whole step are left out too (they get no step).
+    """
+    grid = case.grid
+    if horizon_steps is not None:
+        grid = grid.sub_grid(0, min(horizon_steps, grid.length))
+    arrival, departure = grid.plugged_steps(case.fleet.arrival_s, case.fleet.departure_s)
+    departure = np.minimum(departure, grid.length)
+    keep = np.flatnonzero(departure > arrival)
+    fleet = case.fleet.take(keep)
+    prices = case.tariff.price_levels(grid)
+    steps = grid.length
+    return Problem(
+        grid=grid,
+        control_steps=steps,
+        vehicle_index=keep.astype(np.int64),
+        site_index=fleet.site_index.copy(),
+        energy_kwh=fleet.energy_arrival_kwh.copy(),
+        energy_min_kwh=fleet.energy_min_kwh.copy(),
+        energy_max_kwh=fleet.energy_max_kwh.copy(),
+        target_energy_kwh=fleet.target_energy_kwh.copy(),
+        max_charge_kw=fleet.max_charge_kw.copy(),
+        max_discharge_kw=fleet.discharge_limit_kw.copy(),
+        charge_efficiency=fleet.charge_efficiency.copy(),
+        discharge_efficiency=fleet.discharge_efficiency.copy(),
+        departure_step=departure[keep],
+        arrival_step=arrival[keep],
+        import_limit_kw=case.sites.import_limit_kw.copy(),
+        export_limit_kw=case.sites.export_limit_kw.copy(),
+        import_price_cny_per_kwh=prices.import_series(),
+        export_price_cny_per_kwh=prices.export_series(),
+        period_kind=prices.kind.copy(),
+        base_load_kw=case.signals.base_load_kw[:steps].copy(),
+        renewable_surplus_kw=case.signals.renewable_surplus_kw[:steps].copy(),
+        degradation_cny_per_kwh=case.degradation_cny_per_kwh,
     )
