@@ -19,7 +19,6 @@ from v2ghub.sim.metrics import session_outcomes
 from .guarantees import check_guarantees, shortfall_kwh
 from .strategies import problems
 
-TOLERANCE = 1e-5
 FAST_SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -16,7 +16,6 @@ from v2ghub.planning.objective import final_energy_kwh, schedule_cost
 from .guarantees import check_guarantees
 from .strategies import problems
 
-TOLERANCE = 1e-5
 LP_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
