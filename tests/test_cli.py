@@ -166,6 +166,7 @@ def test_a_failed_run_keeps_the_previous_output(tmp_path: Path) -> None:
 def test_a_new_run_replaces_the_old_output(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
+    (out / "summary.json").write_text("{}", encoding="utf-8")
     (out / "stale.txt").write_text("old", encoding="utf-8")
     assert _simulate(out, "--vehicles", "10", "--cities", "Haikou", "--planners", "tou") == 0
     assert not (out / "stale.txt").exists()
@@ -209,3 +210,35 @@ def test_lp_beats_the_rules_on_a_small_fleet(tmp_path: Path) -> None:
     assert Decimal(lp["owner_cost_cny"]) + Decimal(lp["degradation_cost_cny"]) <= Decimal(
         rules["owner_cost_cny"]
     ) + Decimal(rules["degradation_cost_cny"])
+
+
+@pytest.mark.parametrize("where", ["cwd", "parent", "foreign", "file", "holds-input"])
+def test_out_that_would_destroy_other_files_is_refused(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine", encoding="utf-8")
+    sessions = work / "sessions.csv"
+    sessions.write_text((EXAMPLES / "sessions.csv").read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.chdir(work)
+    out = {
+        "cwd": Path("."),
+        "parent": Path(".."),
+        "foreign": work,
+        "file": work / "notes.txt",
+        "holds-input": work,
+    }[where]
+    if where == "holds-input":  # looks like an old result, but holds this run's input
+        (work / "summary.json").write_text("{}", encoding="utf-8")
+        extra = ["--sessions", str(sessions), "--city", "Shenzhen"]
+    else:
+        extra = ["--vehicles", "10"]
+    code = main(["simulate", "--quiet", "--out", str(out), *extra])
+    assert code == 2
+    assert "--out" in capsys.readouterr().err
+    assert (work / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert sessions.exists()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from v2ghub.model import Problem
 from v2ghub.planning.fast import FastPlanner
@@ -95,3 +98,15 @@ def test_fast_in_the_twin_keeps_promises_at_shared_sites() -> None:
     assert run.site_limit_violations == 0
     assert run.setpoint_cuts == 0
     np.testing.assert_allclose(outcomes.unmet_kwh, outcomes.unavoidable_kwh, atol=1e-3)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problem=problems(limited_sites=True), data=st.data())
+def test_fast_with_a_short_control_interval_keeps_the_window(
+    problem: Problem, data: st.DataObject
+) -> None:
+    # In the twin only the first control steps are applied, and they put urgent energy
+    # first; the whole returned schedule must still keep every limit.
+    control_steps = data.draw(st.integers(1, problem.grid.length - 1))
+    power_kw = FastPlanner().plan(replace(problem, control_steps=control_steps)).power_kw
+    check_guarantees(problem, power_kw)

@@ -316,6 +316,40 @@ def _write_summaries(
     write_html_report(out / "report.html", summaries, title="v2ghub: a day of V2G", notes=notes)
 
 
+def _check_out(out: Path, inputs: Sequence[Path | None]) -> None:
+    """Refuse an output folder whose replacement would destroy anything but old results."""
+    target = out.resolve()
+    here = Path.cwd().resolve()
+    if target == here or target in here.parents:
+        raise InputError(f"--out {out} is the current folder or holds it; name a results folder")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; name a folder")
+    for given in inputs:
+        if given is not None and target in given.resolve().parents:
+            raise InputError(f"--out {out} holds the input file {given}; name another folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").is_file():
+        raise InputError(
+            f"--out {out} holds files that are not a v2ghub result (no summary.json); "
+            "name a new or empty folder"
+        )
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Put ``staging`` in place of ``out``; the old results go only once the new are in."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
+    old.rmdir()
+    out.rename(old)
+    try:
+        staging.rename(out)
+    except OSError:
+        old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def simulate(args: argparse.Namespace, console: Console) -> None:
     """Run ``v2ghub simulate``."""
     from v2ghub.report.outputs import SessionsWriter, print_summary  # noqa: PLC0415
@@ -343,6 +377,7 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
     # Write into a fresh folder beside the target and swap it in at the end: a failed or
     # interrupted run leaves no half-written output that could pass for a result.
     out: Path = args.out
+    _check_out(out, [args.scenario, args.sessions, args.sites])
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     staging.chmod(0o755)
@@ -386,9 +421,7 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
         notes = _notes(scenario, cities, synthetic=args.sessions is None)
         with console.status("writing report"):
             _write_summaries(staging, summaries, planners, notes, info)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        _swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

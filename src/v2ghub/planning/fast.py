@@ -115,7 +115,11 @@ class FastPlanner:
         """
         power_kw = make_feasible(problem, self.solve(problem))
         if problem.control_steps < problem.grid.length:
-            power_kw = guard_departures(problem, power_kw, problem.control_steps)
+            # Putting urgent energy first cuts others' charging, which can leave their later
+            # planned discharge beyond the energy window: cut again to the exact limits.
+            power_kw = make_feasible(
+                problem, guard_departures(problem, power_kw, problem.control_steps)
+            )
         return Schedule(power_kw=power_kw, planner=self.name)
 
     def solve(self, problem: Problem) -> FloatArray:

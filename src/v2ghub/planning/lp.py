@@ -20,9 +20,12 @@ step (``e[i,-1]`` is the energy now)::
 The shortfall ``u`` is zero whenever the targets can be met. When they cannot, a first
 solve minimises the total shortfall, and the cost is then minimised with each vehicle's
 delivery held there. The matrix is built with whole-array operations (no loop over
-vehicles or steps) and passed to HiGHS in compressed-column form. With non-negative prices
-and efficiencies below 1 an optimum never charges and discharges a vehicle at once, so no
-binary variables are needed; the schedule is the net power ``c - d``.
+vehicles or steps) and passed to HiGHS in compressed-column form. No binary variables are
+needed to keep a vehicle from charging and discharging in one step: that only pays where
+``export_price - degradation > import_price / (charge_efficiency * discharge_efficiency)``
+in the same step, so discharge is valued at no more than that bound (a tariff paying more,
+such as a discharge price above the import price, is planned as if it paid the bound;
+settlement still pays the real price). The schedule is the net power ``c - d``.
 """
 
 from __future__ import annotations
@@ -307,9 +310,15 @@ class _Model:
 
         cost = np.zeros(n_cols)
         cost[c_idx] = dt_h * problem.import_price_cny_per_kwh[step]
-        cost[d_idx] = dt_h * (
-            problem.degradation_cny_per_kwh - problem.export_price_cny_per_kwh[step]
+        # Charging and discharging a vehicle in one step (which no charger does: it sets
+        # one net power) must never pay, so discharge is valued at no more than what
+        # buying the energy back in the same step would cost.
+        round_trip = problem.charge_efficiency[veh] * problem.discharge_efficiency[veh]
+        export_value = np.minimum(
+            problem.export_price_cny_per_kwh[step],
+            problem.import_price_cny_per_kwh[step] / round_trip + problem.degradation_cny_per_kwh,
         )
+        cost[d_idx] = dt_h * (problem.degradation_cny_per_kwh - export_value)
         if with_peak:
             cost[peak_col] = terms.peak_price_cny_per_kw
         if with_valley:
