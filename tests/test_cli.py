@@ -242,3 +242,16 @@ def test_out_that_would_destroy_other_files_is_refused(
     assert "--out" in capsys.readouterr().err
     assert (work / "notes.txt").read_text(encoding="utf-8") == "mine"
     assert sessions.exists()
+
+
+def test_a_mistyped_year_is_refused_before_it_builds_a_huge_grid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (EXAMPLES / "sessions.csv").read_text(encoding="utf-8")
+    far = tmp_path / "far.csv"
+    far.write_text(
+        text.replace("2025-07-17T08:10:00+08:00", "2205-07-17T08:10:00+08:00"), encoding="utf-8"
+    )
+    assert _simulate(tmp_path / "out", "--sessions", str(far), "--city", "Shenzhen") == 2
+    err = capsys.readouterr().err
+    assert "field departure: the sessions span 65,744 days (session home-002 leaves last)" in err

@@ -47,8 +47,10 @@ from v2ghub.scenarios.sessions_csv import load_sessions_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
 from v2ghub.sim.metrics import RunSummary
 from v2ghub.sim.runner import run_cases, with_peak_reduction
+from v2ghub.units import SECONDS_PER_DAY
 
 DEFAULT_OUT = Path("v2ghub-out")
+MAX_SPAN_DAYS = 31  # a month of sessions; a longer span is most likely a mistyped date
 PLAN_PLANNERS = tuple(name for name in dict.fromkeys(("lp", *PLANNERS)) if name != "mpc")
 """Planners of ``v2ghub plan``: the exact LP, the fast planner and the rule planners
 (``mpc`` re-plans a running day; a day-ahead plan is a single solve)."""
@@ -251,6 +253,17 @@ def _cases(args: argparse.Namespace, scenario: Scenario) -> Iterable[CityCase]:
         raise InputError("--sessions needs --city NAME (the city whose tariff applies)")
     data = scenario.city_data[scenario.simulation.cities[0]]
     sessions = load_sessions_csv(args.sessions)
+    fleet = sessions.fleet
+    span_s = int(fleet.departure_s.max()) - int(fleet.arrival_s.min())
+    if span_s > MAX_SPAN_DAYS * SECONDS_PER_DAY:
+        latest = int(np.argmax(fleet.departure_s))
+        raise InputError(
+            f"the sessions span {span_s / SECONDS_PER_DAY:,.0f} days (session "
+            f"{fleet.label(latest)} leaves last); the twin simulates up to {MAX_SPAN_DAYS} "
+            "days: check its departure",
+            file=args.sessions,
+            field="departure",
+        )
     sites = (
         load_sites_csv(args.sites, site_ids=sessions.site_ids)
         if args.sites is not None
