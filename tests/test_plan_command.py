@@ -605,3 +605,23 @@ def test_prices_round_trip(tmp_path: Path, series: PriceSeries, shuffle_columns:
     else:
         assert loaded.base_load_kw is not None
         np.testing.assert_array_equal(loaded.base_load_kw, series.base_load_kw)
+
+
+def test_a_session_outside_the_prices_names_its_row_past_blank_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sessions = tmp_path / "blank-rows.csv"
+    sessions.write_text(
+        "session_id,site_id,arrival,departure,battery_kwh,soc_arrival,soc_target,"
+        "max_charge_kw,max_discharge_kw\n"
+        "\n"
+        "s1,a,2025-07-16T01:00:00+08:00,2025-07-16T05:00:00+08:00,60,0.3,0.8,7,7\n"
+        "\n"
+        "s2,a,2025-07-15T18:00:00+08:00,2025-07-16T05:00:00+08:00,60,0.3,0.8,7,7\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "schedule.csv"
+    assert _plan(out, "--sessions", str(sessions), "--prices", str(EXAMPLES / "prices.csv")) == 2
+    err = capsys.readouterr().err
+    assert "blank-rows.csv: row 5, field arrival: session 's2' arrives at" in err
+    assert not out.exists()

@@ -524,6 +524,7 @@ def plan(args: argparse.Namespace, console: Console) -> None:
         prices=prices,
         degradation_cny_per_kwh=degradation,
         sessions_file=args.sessions,
+        session_rows=sessions.rows,
     )
     planner: Planner
     if args.planner == "lp":

@@ -9,6 +9,7 @@ to its departure step, and a planner fixes its power in every step at once.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def day_ahead_problem(
     prices: PriceSeries,
     degradation_cny_per_kwh: float,
     sessions_file: Path,
+    session_rows: Sequence[int] = (),
 ) -> Problem:
     """Every session of ``fleet`` as a vehicle of one problem over the prices' grid.
 
@@ -100,8 +102,8 @@ def day_ahead_problem(
     InputError
         A session arrives before the first step starts or leaves after the last one ends,
         or is plugged for less than one whole step. The message names the sessions file,
-        the session's row (data row ``i`` is row ``i + 2``; the loader skips blank rows, so
-        the session id is named too) and the field.
+        the session's row (from ``session_rows``, as the loader read them; without them
+        data row ``i`` is taken as row ``i + 2``), the session id and the field.
     """
     if not (math.isfinite(degradation_cny_per_kwh) and degradation_cny_per_kwh >= 0):
         raise ValueError(f"degradation_cny_per_kwh must be >= 0, got {degradation_cny_per_kwh}")
@@ -110,7 +112,7 @@ def day_ahead_problem(
         raise ValueError("fleet.site_index points past the sites' limits")
     grid = prices.grid
     arrival_step, departure_step = grid.plugged_steps(fleet.arrival_s, fleet.departure_s)
-    _check_sessions(fleet, grid, departure_step <= arrival_step, sessions_file)
+    _check_sessions(fleet, grid, departure_step <= arrival_step, sessions_file, session_rows)
     import_price = prices.import_series()
     base_load_kw = (
         np.array(prices.base_load_kw, dtype=np.float64)
@@ -202,7 +204,11 @@ def _time(epoch_s: int, grid: TimeGrid) -> str:
 
 
 def _check_sessions(
-    fleet: Fleet, grid: TimeGrid, no_step: npt.NDArray[np.bool_], sessions_file: Path
+    fleet: Fleet,
+    grid: TimeGrid,
+    no_step: npt.NDArray[np.bool_],
+    sessions_file: Path,
+    session_rows: Sequence[int],
 ) -> None:
     """Every session must lie within the grid and hold a whole step; the first faulty row
     raises (within a row: arrival, then departure, then the length of the stay)."""
@@ -212,6 +218,7 @@ def _check_sessions(
     if not bad.size:
         return
     i = int(bad[0])
+    row = session_rows[i] if i < len(session_rows) else i + 2
     label = repr(fleet.label(i))
     arrival, departure = (
         _time(int(fleet.arrival_s[i]), grid),
@@ -222,7 +229,7 @@ def _check_sessions(
             f"session {label} arrives at {arrival}, "
             f"before the first price step starts ({grid.start.isoformat()})",
             file=sessions_file,
-            row=i + 2,
+            row=row,
             field="arrival",
         )
     if late[i]:
@@ -230,14 +237,14 @@ def _check_sessions(
             f"session {label} leaves at {departure}, "
             f"after the last price step ends ({grid.end.isoformat()})",
             file=sessions_file,
-            row=i + 2,
+            row=row,
             field="departure",
         )
     raise InputError(
         f"session {label} is plugged for less than one whole step ({arrival} to {departure}, "
         f"steps of {grid.step_s / SECONDS_PER_MINUTE:g} min from {grid.start.isoformat()})",
         file=sessions_file,
-        row=i + 2,
+        row=row,
         field="departure",
     )
 

@@ -134,11 +134,15 @@ class SessionsFile:
     first_arrival
         The earliest arrival, with the UTC offset it was written with (the first such row
         on a tie).
+    rows
+        The row of each session as a spreadsheet shows it (header = row 1), for errors
+        found after loading.
     """
 
     fleet: Fleet
     site_ids: tuple[str, ...]
     first_arrival: datetime
+    rows: tuple[int, ...] = ()
 
 
 def load_sessions_csv(path: Path) -> SessionsFile:
@@ -234,7 +238,12 @@ def load_sessions_csv(path: Path) -> SessionsFile:
         charger_kind=np.array(charger_kind, dtype=np.int8),
         session_ids=np.array(list(session_rows), dtype=np.str_),
     )
-    return SessionsFile(fleet=fleet, site_ids=tuple(site_ids), first_arrival=first_arrival)
+    return SessionsFile(
+        fleet=fleet,
+        site_ids=tuple(site_ids),
+        first_arrival=first_arrival,
+        rows=tuple(session_rows.values()),
+    )
 
 
 def _epoch_seconds(time: datetime) -> int:

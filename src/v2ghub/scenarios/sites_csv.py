@@ -26,7 +26,14 @@ def _limit(text: str, *, path: Path, row: int, field: str) -> float:
         value = float(text)
     except ValueError:
         raise InputError(f"not a number (got {text!r})", file=path, row=row, field=field) from None
-    if not value >= 0:
+    if not math.isfinite(value):
+        raise InputError(
+            f"must be a finite number; leave the cell blank for no limit (got {text!r})",
+            file=path,
+            row=row,
+            field=field,
+        )
+    if value < 0:
         raise InputError(f"must be >= 0 (got {text!r})", file=path, row=row, field=field)
     return value
 
