@@ -119,23 +119,13 @@ def day_ahead_problem(
         if prices.base_load_kw is not None
         else np.zeros(grid.length)
     )
-    return Problem(
+    return _fleet_problem(
         grid=grid,
-        control_steps=grid.length,
+        fleet=fleet,
+        sites=sites,
         vehicle_index=np.arange(n, dtype=np.int64),
-        site_index=fleet.site_index.copy(),
-        energy_kwh=fleet.energy_arrival_kwh.copy(),
-        energy_min_kwh=fleet.energy_min_kwh.copy(),
-        energy_max_kwh=fleet.energy_max_kwh.copy(),
-        target_energy_kwh=fleet.target_energy_kwh.copy(),
-        max_charge_kw=fleet.max_charge_kw.copy(),
-        max_discharge_kw=fleet.discharge_limit_kw.copy(),
-        charge_efficiency=fleet.charge_efficiency.copy(),
-        discharge_efficiency=fleet.discharge_efficiency.copy(),
-        departure_step=departure_step,
         arrival_step=arrival_step,
-        import_limit_kw=sites.import_limit_kw.copy(),
-        export_limit_kw=sites.export_limit_kw.copy(),
+        departure_step=departure_step,
         import_price_cny_per_kwh=import_price,
         export_price_cny_per_kwh=prices.export_series(),
         period_kind=period_kinds(import_price),
@@ -266,10 +256,42 @@ def case_day_ahead_problem(case: CityCase, *, horizon_steps: int | None = None) 
     fleet = case.fleet.take(keep)
     prices = case.tariff.price_levels(grid)
     steps = grid.length
+    return _fleet_problem(
+        grid=grid,
+        fleet=fleet,
+        sites=case.sites,
+        vehicle_index=keep.astype(np.int64),
+        arrival_step=arrival[keep],
+        departure_step=departure[keep],
+        import_price_cny_per_kwh=prices.import_series(),
+        export_price_cny_per_kwh=prices.export_series(),
+        period_kind=prices.kind.copy(),
+        base_load_kw=case.signals.base_load_kw[:steps].copy(),
+        renewable_surplus_kw=case.signals.renewable_surplus_kw[:steps].copy(),
+        degradation_cny_per_kwh=case.degradation_cny_per_kwh,
+    )
+
+
+def _fleet_problem(
+    *,
+    grid: TimeGrid,
+    fleet: Fleet,
+    sites: SiteLimits,
+    vehicle_index: IntArray,
+    arrival_step: IntArray,
+    departure_step: IntArray,
+    import_price_cny_per_kwh: FloatArray,
+    export_price_cny_per_kwh: FloatArray,
+    period_kind: npt.NDArray[np.int8],
+    base_load_kw: FloatArray,
+    renewable_surplus_kw: FloatArray,
+    degradation_cny_per_kwh: float,
+) -> Problem:
+    """Every session of ``fleet`` as a vehicle of one whole-horizon problem on ``grid``."""
     return Problem(
         grid=grid,
-        control_steps=steps,
-        vehicle_index=keep.astype(np.int64),
+        control_steps=grid.length,
+        vehicle_index=vehicle_index,
         site_index=fleet.site_index.copy(),
         energy_kwh=fleet.energy_arrival_kwh.copy(),
         energy_min_kwh=fleet.energy_min_kwh.copy(),
@@ -279,14 +301,14 @@ def case_day_ahead_problem(case: CityCase, *, horizon_steps: int | None = None) 
         max_discharge_kw=fleet.discharge_limit_kw.copy(),
         charge_efficiency=fleet.charge_efficiency.copy(),
         discharge_efficiency=fleet.discharge_efficiency.copy(),
-        departure_step=departure[keep],
-        arrival_step=arrival[keep],
-        import_limit_kw=case.sites.import_limit_kw.copy(),
-        export_limit_kw=case.sites.export_limit_kw.copy(),
-        import_price_cny_per_kwh=prices.import_series(),
-        export_price_cny_per_kwh=prices.export_series(),
-        period_kind=prices.kind.copy(),
-        base_load_kw=case.signals.base_load_kw[:steps].copy(),
-        renewable_surplus_kw=case.signals.renewable_surplus_kw[:steps].copy(),
-        degradation_cny_per_kwh=case.degradation_cny_per_kwh,
+        departure_step=departure_step,
+        arrival_step=arrival_step,
+        import_limit_kw=sites.import_limit_kw.copy(),
+        export_limit_kw=sites.export_limit_kw.copy(),
+        import_price_cny_per_kwh=import_price_cny_per_kwh,
+        export_price_cny_per_kwh=export_price_cny_per_kwh,
+        period_kind=period_kind,
+        base_load_kw=base_load_kw,
+        renewable_surplus_kw=renewable_surplus_kw,
+        degradation_cny_per_kwh=degradation_cny_per_kwh,
     )
