@@ -39,7 +39,12 @@ import numpy.typing as npt
 
 from v2ghub.model.problem import Problem, Schedule
 from v2ghub.planning._fast_kernels import plan_by_site
-from v2ghub.planning.stepping import guard_departures, make_feasible
+from v2ghub.planning.stepping import (
+    contiguous_floats,
+    contiguous_ints,
+    guard_departures,
+    make_feasible,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -136,28 +141,22 @@ class FastPlanner:
         vehicle_order, site_start = site_groups(problem)
         site_limited = np.isfinite(problem.import_limit_kw) | np.isfinite(problem.export_limit_kw)
 
-        def floats(values: FloatArray) -> FloatArray:
-            return np.ascontiguousarray(values, dtype=np.float64)
-
-        def ints(values: IntArray) -> IntArray:
-            return np.ascontiguousarray(values, dtype=np.int64)
-
         plan_by_site(
             vehicle_order=vehicle_order,
             site_start=site_start,
             site_limited=np.ascontiguousarray(site_limited),
-            import_limit_kw=floats(problem.import_limit_kw),
-            export_limit_kw=floats(problem.export_limit_kw),
-            arrival_step=ints(problem.arrival_step),
-            departure_step=ints(problem.departure_step),
-            energy_kwh=floats(problem.energy_kwh),
-            energy_min_kwh=floats(problem.energy_min_kwh),
-            energy_max_kwh=floats(problem.energy_max_kwh),
-            target_energy_kwh=floats(problem.target_energy_kwh),
-            max_charge_kw=floats(problem.max_charge_kw),
-            max_discharge_kw=floats(problem.max_discharge_kw),
-            charge_efficiency=floats(problem.charge_efficiency),
-            discharge_efficiency=floats(problem.discharge_efficiency),
+            import_limit_kw=contiguous_floats(problem.import_limit_kw),
+            export_limit_kw=contiguous_floats(problem.export_limit_kw),
+            arrival_step=contiguous_ints(problem.arrival_step),
+            departure_step=contiguous_ints(problem.departure_step),
+            energy_kwh=contiguous_floats(problem.energy_kwh),
+            energy_min_kwh=contiguous_floats(problem.energy_min_kwh),
+            energy_max_kwh=contiguous_floats(problem.energy_max_kwh),
+            target_energy_kwh=contiguous_floats(problem.target_energy_kwh),
+            max_charge_kw=contiguous_floats(problem.max_charge_kw),
+            max_discharge_kw=contiguous_floats(problem.max_discharge_kw),
+            charge_efficiency=contiguous_floats(problem.charge_efficiency),
+            discharge_efficiency=contiguous_floats(problem.discharge_efficiency),
             step_level=step_level,
             import_level_cny_per_kwh=import_level,
             export_level_cny_per_kwh=export_level,

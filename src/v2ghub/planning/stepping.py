@@ -39,6 +39,16 @@ def steps_to_plan(problem: Problem) -> int:
     return min(problem.control_steps, problem.grid.length)
 
 
+def contiguous_floats(values: npt.ArrayLike) -> FloatArray:
+    """A C-contiguous float64 array, as compiled kernels take (no copy if it already is)."""
+    return np.ascontiguousarray(values, dtype=np.float64)
+
+
+def contiguous_ints(values: npt.ArrayLike) -> IntArray:
+    """A C-contiguous int64 array, as compiled kernels take (no copy if it already is)."""
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
 def plugged_at(problem: Problem, step: int) -> npt.NDArray[np.bool_]:
     """Which vehicles are plugged during ``step``."""
     return (problem.arrival_step <= step) & (problem.departure_step > step)
@@ -183,27 +193,21 @@ def make_feasible(problem: Problem, power_kw: FloatArray) -> FloatArray:
     walks every vehicle at every step. Returns a column-major array.
     """
 
-    def floats(values: FloatArray) -> FloatArray:
-        return np.ascontiguousarray(values, dtype=np.float64)
-
-    def ints(values: IntArray) -> IntArray:
-        return np.ascontiguousarray(values, dtype=np.int64)
-
     return np.asarray(
         feasible_power(
             np.asfortranarray(power_kw, dtype=np.float64),
-            ints(problem.arrival_step),
-            ints(problem.departure_step),
-            floats(problem.max_charge_kw),
-            floats(problem.max_discharge_kw),
-            floats(problem.charge_efficiency),
-            floats(problem.discharge_efficiency),
-            floats(problem.energy_kwh),
-            floats(problem.energy_min_kwh),
-            floats(problem.energy_max_kwh),
-            ints(problem.site_index),
-            floats(problem.import_limit_kw),
-            floats(problem.export_limit_kw),
+            contiguous_ints(problem.arrival_step),
+            contiguous_ints(problem.departure_step),
+            contiguous_floats(problem.max_charge_kw),
+            contiguous_floats(problem.max_discharge_kw),
+            contiguous_floats(problem.charge_efficiency),
+            contiguous_floats(problem.discharge_efficiency),
+            contiguous_floats(problem.energy_kwh),
+            contiguous_floats(problem.energy_min_kwh),
+            contiguous_floats(problem.energy_max_kwh),
+            contiguous_ints(problem.site_index),
+            contiguous_floats(problem.import_limit_kw),
+            contiguous_floats(problem.export_limit_kw),
             float(problem.dt_h),
         )
     )
