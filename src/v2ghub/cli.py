@@ -34,6 +34,7 @@ from v2ghub.scenarios.build import (
     local_midnight,
 )
 from v2ghub.scenarios.config import (
+    DEFAULT_DEGRADATION_CNY_PER_KWH,
     MAX_VEHICLES,
     Scenario,
     ScenarioFile,
@@ -55,8 +56,6 @@ PLAN_PLANNERS = tuple(name for name in dict.fromkeys(("lp", *PLANNERS)) if name 
 """Planners of ``v2ghub plan``: the exact LP, the fast planner and the rule planners
 (``mpc`` re-plans a running day; a day-ahead plan is a single solve)."""
 DEFAULT_PLAN_PLANNER = "lp"
-DEFAULT_DEGRADATION_CNY_PER_KWH = "0.2"
-"""Battery wear per kWh discharged when ``--degradation-cny-per-kwh`` is not given."""
 
 
 def _positive_vehicles(text: str) -> int:

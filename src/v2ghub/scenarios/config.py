@@ -54,6 +54,9 @@ PILOT_CITIES = (
 )
 DEFAULT_PLANNERS = ("uncontrolled", "tou", "v2g-rules")
 MAX_VEHICLES = 10_000_000
+# Battery wear per kWh discharged: an LFP pack of ~600 CNY/kWh over 3,000 cycles
+# (FACTS.md, degradation [M]); a parameter, overridable in a scenario or on `v2ghub plan`.
+DEFAULT_DEGRADATION_CNY_PER_KWH = "0.2"
 
 
 class Settings(BaseModel):
@@ -72,7 +75,7 @@ class SimulationSettings(Settings):
     vehicles_per_city: Annotated[int, Field(ge=10, le=MAX_VEHICLES)] = 10_000
     cities: tuple[str, ...] = PILOT_CITIES
     planners: tuple[str, ...] = DEFAULT_PLANNERS
-    degradation_cny_per_kwh: Annotated[float, Field(ge=0)] = 0.2
+    degradation_cny_per_kwh: Annotated[float, Field(ge=0)] = float(DEFAULT_DEGRADATION_CNY_PER_KWH)
 
     @model_validator(mode="after")
     def _whole_steps(self) -> SimulationSettings:
