@@ -377,13 +377,14 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
         if isinstance(cases, list)
         else settings.vehicles_per_city
     )
-    exact = sorted({"lp", "mpc"} & set(planners))
-    if exact and sessions_per_city > TWIN_MAX_SESSIONS:
-        raise InputError(
-            f"the {' and '.join(exact)} planner plans at most {TWIN_MAX_SESSIONS:,} "
-            f"sessions per city in the twin ({sessions_per_city:,} asked); use fewer "
-            "--vehicles, or v2ghub plan for one day-ahead solve"
-        )
+    for name in planners:
+        most = getattr(make_planner(name), "twin_max_sessions", None)
+        if most is not None and sessions_per_city > most:
+            raise InputError(
+                f"the {name} planner plans at most {most:,} sessions per city in the twin "
+                f"({sessions_per_city:,} asked); use fewer --vehicles, or v2ghub plan for "
+                "one day-ahead solve"
+            )
     n_runs = len(cities) * len(planners)
 
     # Write into a fresh folder beside the target and swap it in at the end: a failed or

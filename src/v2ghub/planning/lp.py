@@ -135,6 +135,7 @@ class LpPlanner:
     """
 
     name = "lp"
+    twin_max_sessions = TWIN_MAX_SESSIONS  # the twin calls it at every control instant
 
     def __init__(
         self,

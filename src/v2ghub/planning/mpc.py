@@ -49,6 +49,8 @@ class RecedingHorizonPlanner:
         self.base_load_error = base_load_error
         self.seed = seed
         self.name = name or f"mpc-{inner.name}"
+        # As many sessions as the wrapped planner can take at every control instant.
+        self.twin_max_sessions: int | None = getattr(inner, "twin_max_sessions", None)
 
     def forecast(self, problem: Problem) -> Problem:
         """The problem with base load and surplus replaced by their forecasts."""
