@@ -39,7 +39,7 @@ def test_simulate_writes_every_file(small_run: Path) -> None:
     names = {p.name for p in small_run.iterdir()}
     assert names == {"summary.json", "summary.csv", "curves.csv", "sessions.parquet", "report.html"}
     summary = json.loads((small_run / "summary.json").read_text(encoding="utf-8"))
-    assert list(summary["planners"]) == ["uncontrolled", "tou", "v2g-rules"]
+    assert list(summary["planners"]) == ["uncontrolled", "tou", "v2g-rules", "mpc"]
     for planner in summary["planners"].values():
         assert set(planner["cities"]) == {"Shenzhen", "Kunming"}
         for metrics in [*planner["cities"].values(), planner["total"]]:
@@ -53,7 +53,7 @@ def test_simulate_writes_every_file(small_run: Path) -> None:
     )
     assert Decimal(total["owner_cost_cny"]) == sum(Decimal(c["owner_cost_cny"]) for c in cities)
     sessions = pq.read_table(small_run / "sessions.parquet")
-    assert sessions.num_rows == 2 * 60 * 3
+    assert sessions.num_rows == 2 * 60 * 4  # cities x vehicles x planners
     # Every session's bill adds up to the city's cost.
     rows = sessions.to_pylist()
     shenzhen_tou = [
@@ -63,7 +63,7 @@ def test_simulate_writes_every_file(small_run: Path) -> None:
         summary["planners"]["tou"]["cities"]["Shenzhen"]["owner_cost_cny"]
     )
     curves = (small_run / "curves.csv").read_text(encoding="utf-8").splitlines()
-    assert len(curves) == 1 + 2 * 3 * 96
+    assert len(curves) == 1 + 2 * 4 * 96  # header, cities x planners x steps
     assert curves[1].startswith("Shenzhen,uncontrolled,2025-07-16T00:00:00+08:00,")
 
 
@@ -180,7 +180,7 @@ def test_summary_table_and_progress_go_to_the_terminal(
     assert main(["simulate", "--out", str(out), "--vehicles", "30", "--cities", "Haikou"]) == 0
     printed = capsys.readouterr().out
     assert "v2ghub: one day per city and planner" in printed
-    for planner in ("uncontrolled", "tou", "v2g-rules"):
+    for planner in ("uncontrolled", "tou", "v2g-rules", "mpc"):
         assert planner in printed
     assert f"wrote {out}/report.html" in printed
 
@@ -191,8 +191,10 @@ def test_lp_in_the_twin_is_for_small_fleets(
     out = tmp_path / "out"
     assert _simulate(out, "--planners", "lp", "--vehicles", "5000", "--cities", "Haikou") == 2
     assert "the lp planner plans at most 2,000 sessions per city" in capsys.readouterr().err
-    assert _simulate(out, "--planners", "tou,mpc", "--vehicles", "2001", "--cities", "Haikou") == 2
-    assert "the mpc planner plans at most 2,000" in capsys.readouterr().err
+    assert (
+        _simulate(out, "--planners", "tou,mpc-lp", "--vehicles", "2001", "--cities", "Haikou") == 2
+    )
+    assert "the mpc-lp planner plans at most 2,000" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -15,8 +15,8 @@ from .strategies import cases
 
 TOLERANCE_KWH = 1e-6
 METER_KWH = 1e-3
-# The exact planners (lp, and mpc around it) run fewer examples: test_lp.py, test_mpc.py.
-RULE_PLANNERS = sorted(set(PLANNERS) - {"lp", "mpc"})
+# The exact planners (lp, and mpc-lp around it) run fewer examples: test_lp.py, test_mpc.py.
+RULE_PLANNERS = sorted(set(PLANNERS) - {"lp", "mpc-lp"})
 LP_IN_THE_TWIN = settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -154,7 +154,7 @@ def test_soc_band_skips_unplugged_steps_without_warnings() -> None:
 def test_planner_totals(results: list[RunSummary]) -> None:
     totals = planner_totals(results)
     reference = {r.metrics.city: r.metrics.peak_kw for r in results if r.planner == "uncontrolled"}
-    assert [t.planner for t in totals] == ["uncontrolled", "tou", "v2g-rules"]
+    assert [t.planner for t in totals] == ["uncontrolled", "tou", "v2g-rules", "mpc"]
     assert totals[0].peak_reduction_kw == 0.0
     for total in totals:
         runs = [r.metrics for r in results if r.metrics.planner == total.planner]
@@ -174,7 +174,7 @@ def test_report_holds_every_city_planner_and_cost(report: Path, results: list[Ru
     assert text.startswith("<!DOCTYPE html>")
     for city in CITIES:
         assert city in text
-    for planner in ("uncontrolled", "tou", "v2g-rules"):
+    for planner in ("uncontrolled", "tou", "v2g-rules", "mpc"):
         assert planner in text
     for result in results:
         assert f">{result.metrics.owner_cost_cny}<" in text  # the exact Decimal string

@@ -52,9 +52,11 @@ from v2ghub.units import SECONDS_PER_DAY
 
 DEFAULT_OUT = Path("v2ghub-out")
 MAX_SPAN_DAYS = 31  # a month of sessions; a longer span is most likely a mistyped date
-PLAN_PLANNERS = tuple(name for name in dict.fromkeys(("lp", *PLANNERS)) if name != "mpc")
+PLAN_PLANNERS = tuple(
+    name for name in dict.fromkeys(("lp", *PLANNERS)) if not name.startswith("mpc")
+)
 """Planners of ``v2ghub plan``: the exact LP, the fast planner and the rule planners
-(``mpc`` re-plans a running day; a day-ahead plan is a single solve)."""
+(``mpc`` and ``mpc-lp`` re-plan a running day; a day-ahead plan is a single solve)."""
 DEFAULT_PLAN_PLANNER = "lp"
 
 
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate one day of V2G for each city and planner, then write "
         "summary.json, summary.csv, curves.csv, sessions.parquet and report.html. With no "
         "arguments: one weekday, the nine pilot cities, 10,000 synthetic vehicles each, "
-        "planners uncontrolled, tou and v2g-rules.",
+        "planners uncontrolled, tou, v2g-rules and mpc.",
     )
     simulate.add_argument("--scenario", type=Path, metavar="FILE", help="a TOML scenario file")
     simulate.add_argument(
@@ -119,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--planners",
         metavar="LIST",
-        help="comma-separated planners to compare (default uncontrolled,tou,v2g-rules; "
-        f"available: {', '.join(PLANNERS)}; lp and mpc for up to {TWIN_MAX_SESSIONS:,} "
+        help="comma-separated planners to compare (default uncontrolled,tou,v2g-rules,mpc; "
+        f"available: {', '.join(PLANNERS)}; lp and mpc-lp for up to {TWIN_MAX_SESSIONS:,} "
         "sessions a city); the first is the reference for peak reduction",
     )
     simulate.add_argument(

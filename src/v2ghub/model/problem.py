@@ -39,6 +39,12 @@ class Problem:
     with ``-max_discharge_kw <= p[t] <= max_charge_kw`` (``max_discharge_kw`` is zero for
     vehicles that did not opt in to V2G), and per site and step
     ``-export_limit_kw <= sum of p <= import_limit_kw``.
+
+    The last ``expected_count`` rows are not vehicles but a forecast: each stands for a
+    group of sessions expected to plug in later at one site (``arrival_step >= 1``), with
+    their summed energies and charger power and no V2G. Planners plan them like vehicles,
+    so that the vehicles plugged in now leave the site room for them; their power is
+    never sent to a charger.
     """
 
     grid: TimeGrid
@@ -63,6 +69,7 @@ class Problem:
     base_load_kw: FloatArray
     renewable_surplus_kw: FloatArray
     degradation_cny_per_kwh: float = 0.0
+    expected_count: int = 0
 
     def __post_init__(self) -> None:
         n = self.vehicle_index.shape[0]
@@ -84,6 +91,8 @@ class Problem:
             if value.shape != (expected,):
                 raise ValueError(f"Problem.{f.name} must have shape ({expected},)")
             value.setflags(write=False)
+        if not 0 <= self.expected_count <= n:
+            raise ValueError("Problem.expected_count must lie within 0..number of rows")
         if not self.control_steps >= 1:
             raise ValueError("Problem.control_steps must be >= 1")
         if n and (self.departure_step.min() < 1 or self.departure_step.max() > horizon):
@@ -96,6 +105,11 @@ class Problem:
     def n_vehicles(self) -> int:
         """Number of plugged vehicles in the problem."""
         return int(self.vehicle_index.shape[0])
+
+    @property
+    def n_plugged(self) -> int:
+        """Number of rows that are vehicles (the forecast rows excluded)."""
+        return self.n_vehicles - self.expected_count
 
     @property
     def dt_h(self) -> float:

@@ -26,8 +26,10 @@ PLANNERS: dict[str, Callable[[], Planner]] = {
     "v2g-rules": V2gRulesPlanner,
     "lp": LpPlanner,  # exact; small fleets (about a thousand plugged vehicles)
     "fast": FastPlanner,  # exact per vehicle, sites by passes; for millions
-    "mpc": lambda: RecedingHorizonPlanner(
-        LpPlanner(peak_price_cny_per_kw=MPC_PEAK_PRICE_CNY_PER_KW), name="mpc"
+    # Receding horizon with forecasts of the base load and of the arrivals to come.
+    "mpc": lambda: RecedingHorizonPlanner(FastPlanner(), name="mpc"),
+    "mpc-lp": lambda: RecedingHorizonPlanner(
+        LpPlanner(peak_price_cny_per_kw=MPC_PEAK_PRICE_CNY_PER_KW), name="mpc-lp"
     ),
 }
 

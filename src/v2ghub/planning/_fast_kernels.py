@@ -214,6 +214,221 @@ def _solve_vehicle(  # noqa: PLR0917 - numba kernels take no keyword-only argume
         energy = after
 
 
+@njit(cache=True)
+def _site_shortfall_kwh(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
+    vehicles: IntArray,
+    arrival_step: IntArray,
+    departure_step: IntArray,
+    energy_kwh: FloatArray,
+    target_energy_kwh: FloatArray,
+    charge_efficiency: FloatArray,
+    discharge_efficiency: FloatArray,
+    dt_h: float,
+    power_kw: FloatArray,
+) -> float:
+    """Energy the site's vehicles would leave short of their targets under ``power_kw``."""
+    total = 0.0
+    for i in vehicles:
+        energy = energy_kwh[i]
+        for t in range(arrival_step[i], departure_step[i]):
+            energy += _stored_change(
+                power_kw[i, t], charge_efficiency[i], discharge_efficiency[i], dt_h
+            )
+        total += max(target_energy_kwh[i] - energy, 0.0)
+    return total
+
+
+@njit(cache=True)
+def _deadline_first_fill(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
+    vehicles: IntArray,
+    import_limit_kw: float,
+    arrival_step: IntArray,
+    departure_step: IntArray,
+    energy_kwh: FloatArray,
+    energy_max_kwh: FloatArray,
+    target_energy_kwh: FloatArray,
+    max_charge_kw: FloatArray,
+    charge_efficiency: FloatArray,
+    dt_h: float,
+    net_kw: FloatArray,
+    power_kw: FloatArray,
+) -> None:
+    """Charge-only, earliest departure first, each as late as its stay and the site allow.
+
+    A vehicle that leaves early gets the steps it needs before the others fill them; one
+    that stays long charges after the early leavers have gone. This delivers every target
+    a shared site can deliver in the common case where the vehicles are plugged in now;
+    it ignores prices (the passes after it restore them).
+    """
+    for i in vehicles[np.argsort(departure_step[vehicles], kind="mergesort")]:
+        eta_c = charge_efficiency[i]
+        need = max(min(target_energy_kwh[i], energy_max_kwh[i]) - energy_kwh[i], 0.0)
+        for t in range(departure_step[i] - 1, arrival_step[i] - 1, -1):
+            if need <= 0.0:
+                break
+            room = min(max_charge_kw[i], import_limit_kw - net_kw[t])
+            if room <= 0.0:
+                continue
+            stored = min(need, room * eta_c * dt_h)
+            power_kw[i, t] = stored / (eta_c * dt_h)
+            net_kw[t] += power_kw[i, t]
+            need -= stored
+
+
+@njit(cache=True)
+def _least_laxity_fill(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
+    vehicles: IntArray,
+    import_limit_kw: float,
+    arrival_step: IntArray,
+    departure_step: IntArray,
+    energy_kwh: FloatArray,
+    energy_max_kwh: FloatArray,
+    target_energy_kwh: FloatArray,
+    max_charge_kw: FloatArray,
+    charge_efficiency: FloatArray,
+    dt_h: float,
+    net_kw: FloatArray,
+    power_kw: FloatArray,
+) -> None:
+    """Charge-only, step by step: the plugged vehicles with the least slack charge first.
+
+    A vehicle's slack (laxity) is the number of steps it could still spare: the steps left
+    of its stay less those its remaining need takes at full power. Serving the least slack
+    first keeps a vehicle that must charge every step of its stay from being crowded out
+    by others that merely leave sooner. It ignores prices (the passes after it restore them).
+    """
+    n = vehicles.shape[0]
+    need = np.empty(n)
+    for k in range(n):
+        i = vehicles[k]
+        need[k] = max(min(target_energy_kwh[i], energy_max_kwh[i]) - energy_kwh[i], 0.0)
+    slack = np.empty(n)
+    horizon = power_kw.shape[1]
+    for t in range(horizon):
+        for k in range(n):
+            i = vehicles[k]
+            full = max_charge_kw[i] * charge_efficiency[i] * dt_h
+            if arrival_step[i] <= t < departure_step[i] and need[k] > 0.0 and full > 0.0:
+                slack[k] = (departure_step[i] - t) - need[k] / full
+            else:
+                slack[k] = np.inf
+        for k in np.argsort(slack, kind="mergesort"):
+            if slack[k] == np.inf:
+                break
+            i = vehicles[k]
+            room = min(max_charge_kw[i], import_limit_kw - net_kw[t])
+            if room <= 0.0:
+                break
+            eta_c = charge_efficiency[i]
+            stored = min(need[k], room * eta_c * dt_h)
+            power_kw[i, t] = stored / (eta_c * dt_h)
+            net_kw[t] += power_kw[i, t]
+            need[k] -= stored
+
+
+@njit(cache=True)
+def _copy_rows(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
+    vehicles: IntArray,
+    arrival_step: IntArray,
+    departure_step: IntArray,
+    power_kw: FloatArray,
+    rows: FloatArray,
+    to_rows: bool,
+) -> None:
+    """Copy the vehicles' stays from ``power_kw`` into ``rows`` (or back)."""
+    for k in range(vehicles.shape[0]):
+        i = vehicles[k]
+        for t in range(arrival_step[i], departure_step[i]):
+            if to_rows:
+                rows[k, t] = power_kw[i, t]
+            else:
+                power_kw[i, t] = rows[k, t]
+
+
+@njit(cache=True)
+def _deliver_first_if_better(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
+    vehicles: IntArray,
+    import_limit_kw: float,
+    arrival_step: IntArray,
+    departure_step: IntArray,
+    energy_kwh: FloatArray,
+    energy_max_kwh: FloatArray,
+    target_energy_kwh: FloatArray,
+    max_charge_kw: FloatArray,
+    charge_efficiency: FloatArray,
+    discharge_efficiency: FloatArray,
+    dt_h: float,
+    net_kw: FloatArray,
+    power_kw: FloatArray,
+) -> None:
+    """After the first pass at a limited site: if a vehicle is left short, try
+    :func:`_deadline_first_fill` and :func:`_least_laxity_fill` instead and keep whichever
+    of the three leaves least short.
+
+    Planning one vehicle after another can give the steps a later vehicle cannot do
+    without to an earlier one. The passes that follow re-plan each vehicle exactly within
+    the room the others leave, which never makes it shorter: the delivery chosen here is
+    kept, and the cost is brought back down.
+    """
+    short = _site_shortfall_kwh(
+        vehicles,
+        arrival_step,
+        departure_step,
+        energy_kwh,
+        target_energy_kwh,
+        charge_efficiency,
+        discharge_efficiency,
+        dt_h,
+        power_kw,
+    )
+    if short <= 1e-9:
+        return
+    best = np.empty((vehicles.shape[0], power_kw.shape[1]))
+    best_net = net_kw.copy()
+    _copy_rows(vehicles, arrival_step, departure_step, power_kw, best, to_rows=True)
+    for fill in range(2):
+        for k in range(vehicles.shape[0]):
+            i = vehicles[k]
+            for t in range(arrival_step[i], departure_step[i]):
+                net_kw[t] -= power_kw[i, t]
+                power_kw[i, t] = 0.0
+        fill_args = (
+            vehicles,
+            import_limit_kw,
+            arrival_step,
+            departure_step,
+            energy_kwh,
+            energy_max_kwh,
+            target_energy_kwh,
+            max_charge_kw,
+            charge_efficiency,
+            dt_h,
+            net_kw,
+            power_kw,
+        )
+        if fill == 0:
+            _deadline_first_fill(*fill_args)
+        else:
+            _least_laxity_fill(*fill_args)
+        filled = _site_shortfall_kwh(
+            vehicles,
+            arrival_step,
+            departure_step,
+            energy_kwh,
+            target_energy_kwh,
+            charge_efficiency,
+            discharge_efficiency,
+            dt_h,
+            power_kw,
+        )
+        if filled < short - 1e-9:
+            short = filled
+            _copy_rows(vehicles, arrival_step, departure_step, power_kw, best, to_rows=True)
+            best_net[:] = net_kw
+    _copy_rows(vehicles, arrival_step, departure_step, power_kw, best, to_rows=False)
+    net_kw[:] = best_net
+
+
 @njit(cache=True, parallel=True)
 def _plan_sites(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
     vehicle_order: IntArray,
@@ -312,6 +527,22 @@ def _plan_sites(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
                 for t in range(first, end):
                     power_kw[i, t] = row[t]
                     net_kw[t] += row[t]
+            if limited and round_number == 0:
+                _deliver_first_if_better(
+                    vehicle_order[site_start[site] : site_start[site + 1]],
+                    import_limit_kw[site],
+                    arrival_step,
+                    departure_step,
+                    energy_kwh,
+                    energy_max_kwh,
+                    target_energy_kwh,
+                    max_charge_kw,
+                    charge_efficiency,
+                    discharge_efficiency,
+                    dt_h,
+                    net_kw,
+                    power_kw,
+                )
 
 
 def plan_by_site(

@@ -1,15 +1,18 @@
 """Receding horizon (model-predictive) planning around any planner.
 
 At every control instant the wrapped planner plans the whole horizon from what is known
-now: the vehicles plugged in (later arrivals are unknown until they come), their needs, the
-prices, and a *forecast* of the area's base load and renewable surplus. Only the first
-control interval of the plan is applied; the next instant plans again with fresh
-information. The twin's simulator calls planners this way; this wrapper adds the forecast
-(the base load is not known exactly ahead of time) and keeps only the applied steps.
+now: the vehicles plugged in, their needs, the prices, a *forecast* of the area's base load
+and renewable surplus and, when the caller supplies them, the groups of sessions expected
+to arrive later at the sites with a limit (``Problem.expected_count``; the twin's
+:mod:`v2ghub.sim.expected_arrivals`). Which vehicle arrives when is unknown until it does.
+Only the first control interval of the plan is applied; the next instant plans again with
+fresh information.
 
 Forecast error: the base load and the surplus ``k`` steps ahead are the true values times
-``1 + base_load_error * sqrt(k / steps_per_hour) * z_k`` with ``z_k`` standard normal,
-seeded by the instant, so the error grows with lead time and a run is repeatable.
+``1 + base_load_error * sqrt(k / steps_per_hour) * z_k``, and each expected group's
+energies and charger power are scaled by ``max(0, 1 + arrival_error * z_g)``, with ``z``
+standard normal seeded by the instant, so the error grows with lead time and a run is
+repeatable.
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ class RecedingHorizonPlanner:
         The planner that solves each instant's problem (``lp``, ``fast``, a rule planner).
     base_load_error:
         Relative standard deviation of the base-load forecast one hour ahead (0 = perfect).
+    arrival_error:
+        Relative standard deviation of each expected group of arrivals (0 = perfect).
+    expected_arrivals:
+        Ask the caller for the groups of sessions expected to arrive
+        (``wants_expected_arrivals``), so that the plugged vehicles leave room for them.
+        Off by default: in the synthetic cities the fast planner's own site repair already
+        delivers every target it can, and the reservation only cost money (measured in
+        ``benchmarks/bench_twin_planners.py``).
     seed:
         Seed of the forecast errors.
     """
@@ -40,38 +51,57 @@ class RecedingHorizonPlanner:
         inner: Planner,
         *,
         base_load_error: float = 0.05,
+        arrival_error: float = 0.1,
+        expected_arrivals: bool = False,
         seed: int = 0,
         name: str | None = None,
     ) -> None:
         if base_load_error < 0:
             raise ValueError(f"base_load_error must be >= 0, got {base_load_error}")
+        if arrival_error < 0:
+            raise ValueError(f"arrival_error must be >= 0, got {arrival_error}")
         self.inner = inner
         self.base_load_error = base_load_error
+        self.arrival_error = arrival_error
+        self.wants_expected_arrivals = expected_arrivals
         self.seed = seed
         self.name = name or f"mpc-{inner.name}"
         # As many sessions as the wrapped planner can take at every control instant.
         self.twin_max_sessions: int | None = getattr(inner, "twin_max_sessions", None)
 
     def forecast(self, problem: Problem) -> Problem:
-        """The problem with base load and surplus replaced by their forecasts."""
-        if self.base_load_error == 0:
-            return problem
+        """The problem with base load, surplus and expected arrivals replaced by forecasts."""
+        rng = np.random.default_rng([self.seed, problem.grid.start_s])
         horizon = problem.grid.length
         steps_per_hour = max(1.0, 1.0 / problem.dt_h)
         lead = np.sqrt(np.arange(horizon) / steps_per_hour)
-        rng = np.random.default_rng([self.seed, problem.grid.start_s])
-        factor = 1.0 + self.base_load_error * lead * rng.standard_normal(horizon)
+        load_factor = 1.0 + self.base_load_error * lead * rng.standard_normal(horizon)
+        groups = problem.expected_count
+        group_factor = np.ones(problem.n_vehicles)
+        if groups:
+            group_factor[problem.n_plugged :] = np.maximum(
+                1.0 + self.arrival_error * rng.standard_normal(groups), 0.0
+            )
         return replace(
             problem,
-            base_load_kw=problem.base_load_kw * factor,
-            renewable_surplus_kw=np.maximum(problem.renewable_surplus_kw * factor, 0.0),
+            base_load_kw=problem.base_load_kw * load_factor,
+            renewable_surplus_kw=np.maximum(problem.renewable_surplus_kw * load_factor, 0.0),
+            energy_kwh=problem.energy_kwh * group_factor,
+            energy_min_kwh=problem.energy_min_kwh * group_factor,
+            energy_max_kwh=problem.energy_max_kwh * group_factor,
+            target_energy_kwh=problem.target_energy_kwh * group_factor,
+            max_charge_kw=problem.max_charge_kw * group_factor,
         )
 
     def plan(self, problem: Problem) -> Schedule:
         """Plan on the forecast; return the control interval, exactly within the limits."""
-        schedule = self.inner.plan(self.forecast(problem))
+        forecast = self.forecast(problem)
+        schedule = self.inner.plan(forecast)
         keep = min(problem.control_steps, problem.grid.length, schedule.n_steps)
-        power_kw = make_feasible(problem, schedule.power_kw[:, :keep])
+        power_kw = np.array(schedule.power_kw[:, :keep], dtype=np.float64)
+        # The expected groups only reserve room: none of their power is ever applied.
+        power_kw[problem.n_plugged :] = 0.0
+        power_kw = make_feasible(forecast, power_kw)
         return Schedule(
             power_kw=power_kw, planner=self.name, fallback_reason=schedule.fallback_reason
         )

@@ -52,7 +52,7 @@ PILOT_CITIES = (
     "Chongqing",
     "Kunming",
 )
-DEFAULT_PLANNERS = ("uncontrolled", "tou", "v2g-rules")
+DEFAULT_PLANNERS = ("uncontrolled", "tou", "v2g-rules", "mpc")
 MAX_VEHICLES = 10_000_000
 # Battery wear per kWh discharged: an LFP pack of ~600 CNY/kWh over 3,000 cycles
 # (FACTS.md, degradation [M]); a parameter, overridable in a scenario or on `v2ghub plan`.
@@ -258,5 +258,5 @@ def load_scenario(path: Path) -> Scenario:
 
 
 def default_scenario() -> Scenario:
-    """The main job's scenario: one weekday, the nine pilot cities, the three planners."""
+    """The main job's scenario: one weekday, the nine pilot cities, the four planners."""
     return resolve(ScenarioFile())

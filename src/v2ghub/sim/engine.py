@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,7 @@ from v2ghub.model.problem import Planner, Problem, Schedule
 from v2ghub.model.tariff import PriceLevels
 from v2ghub.planning import safe_plan
 from v2ghub.sim.battery import step_batteries
+from v2ghub.sim.expected_arrivals import ExpectedArrivals, ExpectedGroups
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -104,18 +106,19 @@ class _Plan:
     def of(
         problem: Problem, schedule: Schedule, index: IntArray, end_step: IntArray, step: int
     ) -> _Plan:
-        """The plan of a schedule, reusing the problem's arrays (no copies)."""
+        """The plan of a schedule for the plugged vehicles (the forecast rows dropped)."""
+        n = problem.n_plugged
         return _Plan(
-            power_kw=schedule.power_kw,
+            power_kw=schedule.power_kw[:n],
             index=index,
             end_step=end_step,
-            site_index=problem.site_index,
-            max_charge_kw=problem.max_charge_kw,
-            max_discharge_kw=problem.max_discharge_kw,
-            charge_efficiency=problem.charge_efficiency,
-            discharge_efficiency=problem.discharge_efficiency,
-            energy_min_kwh=problem.energy_min_kwh,
-            energy_max_kwh=problem.energy_max_kwh,
+            site_index=problem.site_index[:n],
+            max_charge_kw=problem.max_charge_kw[:n],
+            max_discharge_kw=problem.max_discharge_kw[:n],
+            charge_efficiency=problem.charge_efficiency[:n],
+            discharge_efficiency=problem.discharge_efficiency[:n],
+            energy_min_kwh=problem.energy_min_kwh[:n],
+            energy_max_kwh=problem.energy_max_kwh[:n],
             start_step=step,
         )
 
@@ -195,6 +198,18 @@ class Simulator:
         discharge_kw = np.zeros(n_steps)
         plugged_count = np.zeros(n_steps, dtype=np.int64)
         mean_soc = np.full(n_steps, np.nan)
+        expected = (
+            ExpectedArrivals(
+                fleet=fleet,
+                first_step=first,
+                end_step=end,
+                site_limited=np.isfinite(case.sites.import_limit_kw)
+                | np.isfinite(case.sites.export_limit_kw),
+                steps_per_group=max(1, round(1 / dt_h)),
+            )
+            if getattr(self.planner, "wants_expected_arrivals", False)
+            else None
+        )
         violations = 0
         cuts = 0
         fallbacks: list[str] = []
@@ -224,6 +239,7 @@ class Simulator:
                     prices=prices,
                     import_price=import_price,
                     export_price=export_price,
+                    expected=expected.after(step) if expected is not None else None,
                 )
                 try:
                     schedule = _checked(self.planner.plan(problem), problem)
@@ -316,27 +332,44 @@ class Simulator:
         prices: PriceLevels,
         import_price: FloatArray,
         export_price: FloatArray,
+        expected: ExpectedGroups | None = None,
     ) -> Problem:
+        """The problem of the plugged vehicles, then the groups expected to come, if any."""
         case = self.case
+        groups = expected if expected is not None and expected.n_groups else None
         departure = end[active] - step
         horizon = int(departure.max()) if active.size else 1
+        if groups is not None:
+            horizon = max(horizon, int(groups.departure_step.max()))
         stop = step + horizon
         signals = case.signals
+
+        def rows(plugged: npt.NDArray[Any], forecast: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return plugged if groups is None else np.concatenate((plugged, forecast))
+
+        no_discharge = np.zeros(groups.n_groups if groups is not None else 0)
         return Problem(
             grid=case.grid.sub_grid(step, horizon),
             control_steps=self.control_steps,
-            vehicle_index=order[active],
-            site_index=fleet.site_index[active],
-            energy_kwh=energy[active],
-            energy_min_kwh=fleet.energy_min_kwh[active],
-            energy_max_kwh=fleet.energy_max_kwh[active],
-            target_energy_kwh=fleet.target_energy_kwh[active],
-            max_charge_kw=fleet.max_charge_kw[active],
-            max_discharge_kw=fleet.discharge_limit_kw[active],
-            charge_efficiency=fleet.charge_efficiency[active],
-            discharge_efficiency=fleet.discharge_efficiency[active],
-            departure_step=departure,
-            arrival_step=np.zeros(active.size, dtype=np.int64),
+            vehicle_index=rows(order[active], np.full(no_discharge.size, -1, dtype=np.int64)),
+            site_index=rows(fleet.site_index[active], _of(groups, "site_index")),
+            energy_kwh=rows(energy[active], _of(groups, "energy_kwh")),
+            energy_min_kwh=rows(fleet.energy_min_kwh[active], _of(groups, "energy_min_kwh")),
+            energy_max_kwh=rows(fleet.energy_max_kwh[active], _of(groups, "energy_max_kwh")),
+            target_energy_kwh=rows(
+                fleet.target_energy_kwh[active], _of(groups, "target_energy_kwh")
+            ),
+            max_charge_kw=rows(fleet.max_charge_kw[active], _of(groups, "max_charge_kw")),
+            max_discharge_kw=rows(fleet.discharge_limit_kw[active], no_discharge),
+            charge_efficiency=rows(
+                fleet.charge_efficiency[active], _of(groups, "charge_efficiency")
+            ),
+            discharge_efficiency=rows(
+                fleet.discharge_efficiency[active], _of(groups, "discharge_efficiency")
+            ),
+            departure_step=rows(departure, _of(groups, "departure_step")),
+            arrival_step=rows(np.zeros(active.size, dtype=np.int64), _of(groups, "arrival_step")),
+            expected_count=no_discharge.size,
             import_limit_kw=case.sites.import_limit_kw,
             export_limit_kw=case.sites.export_limit_kw,
             import_price_cny_per_kwh=import_price[step:stop],
@@ -346,3 +379,8 @@ class Simulator:
             renewable_surplus_kw=signals.renewable_surplus_kw[step:stop],
             degradation_cny_per_kwh=case.degradation_cny_per_kwh,
         )
+
+
+def _of(groups: ExpectedGroups | None, name: str) -> npt.NDArray[Any]:
+    """One array of the expected groups (empty without them)."""
+    return np.asarray(getattr(groups, name)) if groups is not None else np.zeros(0)
