@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 
 from v2ghub.model import CityCase, Problem
 from v2ghub.planning import make_planner
+from v2ghub.planning.fast import FastPlanner
 from v2ghub.planning.lp import LpPlanner
 from v2ghub.planning.mpc import RecedingHorizonPlanner
 from v2ghub.sim.engine import Simulator
@@ -51,3 +54,46 @@ def test_mpc_in_the_twin_keeps_the_limits(case: CityCase) -> None:
     fleet = case.fleet
     assert np.all(run.energy_final_kwh <= fleet.energy_max_kwh + 1e-6)
     assert np.all(run.energy_final_kwh >= fleet.energy_min_kwh - 1e-6)
+
+
+@FEW
+@given(problem=problems())
+def test_expected_groups_are_forecast_and_never_applied(problem: Problem) -> None:
+    # Treat the vehicles that arrive later as the forecast groups of arrivals to come.
+    later = problem.arrival_step > 0
+    order = np.argsort(later, kind="stable")  # plugged vehicles first, then the groups
+    arrays = {
+        name: getattr(problem, name)[order]
+        for name in (
+            "vehicle_index",
+            "site_index",
+            "energy_kwh",
+            "energy_min_kwh",
+            "energy_max_kwh",
+            "target_energy_kwh",
+            "max_charge_kw",
+            "max_discharge_kw",
+            "charge_efficiency",
+            "discharge_efficiency",
+            "departure_step",
+            "arrival_step",
+        )
+    }
+    grouped = replace(problem, **arrays, expected_count=int(later.sum()))
+    planner = RecedingHorizonPlanner(FastPlanner(), arrival_error=0.3, seed=5)
+    forecast = planner.forecast(grouped)
+    plugged = grouped.n_plugged
+    # The plugged vehicles are known exactly; the groups are scaled, never negative.
+    np.testing.assert_array_equal(forecast.energy_kwh[:plugged], grouped.energy_kwh[:plugged])
+    factor = np.divide(
+        forecast.max_charge_kw[plugged:],
+        grouped.max_charge_kw[plugged:],
+        out=np.ones(grouped.expected_count),
+        where=grouped.max_charge_kw[plugged:] > 0,
+    )
+    assert np.all(factor >= 0)
+    np.testing.assert_allclose(
+        forecast.target_energy_kwh[plugged:], grouped.target_energy_kwh[plugged:] * factor
+    )
+    schedule = planner.plan(grouped)
+    assert np.all(schedule.power_kw[plugged:] == 0.0)
