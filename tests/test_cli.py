@@ -37,7 +37,15 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_simulate_writes_every_file(small_run: Path) -> None:
     names = {p.name for p in small_run.iterdir()}
-    assert names == {"summary.json", "summary.csv", "curves.csv", "sessions.parquet", "report.html"}
+    assert names == {
+        "summary.json",
+        "summary.csv",
+        "curves.csv",
+        "sessions.parquet",
+        "meter.parquet",
+        "settlement.json",
+        "report.html",
+    }
     summary = json.loads((small_run / "summary.json").read_text(encoding="utf-8"))
     assert list(summary["planners"]) == ["uncontrolled", "tou", "v2g-rules", "mpc"]
     for planner in summary["planners"].values():

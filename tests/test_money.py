@@ -1,4 +1,4 @@
-"""Exact money: integer Wh, Decimal prices, one rounding to the fen per bill."""
+"""Exact money: integer Wh, Decimal prices, one rounding to the fen per bill line."""
 
 from __future__ import annotations
 
@@ -17,16 +17,16 @@ def test_meter_rounds_half_away_from_zero() -> None:
 
 
 def test_hand_worked_bill() -> None:
-    # 12.345 kWh at 0.247 + 3 kWh at 1.105 - 2 kWh discharged at 0.77
-    # = 3.049215 + 3.315 - 1.54 = 4.824215 CNY -> 4.82 CNY.
+    # Each line rounded to the fen: 12.345 kWh at 0.247 = 3.049215 -> 3.05; 3 kWh at
+    # 1.105 = 3.315 -> 3.32; 2 kWh discharged at 0.77 = 1.54. Bill 3.05 + 3.32 - 1.54 = 4.83.
     bill = bills_fen(
         import_wh=np.array([[12_345, 3_000]], dtype=np.int64),
         export_wh=np.array([[0, 2_000]], dtype=np.int64),
         import_price_cny_per_kwh=[Decimal("0.247"), Decimal("1.105")],
         export_price_cny_per_kwh=[Decimal("0.17214"), Decimal("0.77")],
     )
-    assert bill.tolist() == [482]
-    assert fen_to_cny(int(bill[0])) == Decimal("4.82")
+    assert bill.tolist() == [483]
+    assert fen_to_cny(int(bill[0])) == Decimal("4.83")
 
 
 def test_half_fen_rounds_away_from_zero() -> None:
@@ -78,13 +78,17 @@ def test_vectorised_bill_equals_decimal_arithmetic(
     export_prices = [data.draw(prices) for _ in range(n_levels)]
     imports = np.array([[e[0] for e in energies]], dtype=np.int64)
     exports = np.array([[e[1] for e in energies]], dtype=np.int64)
-    expected = sum(
-        (Decimal(i) * p - Decimal(x) * q) / 1000
-        for (i, x), p, q in zip(energies, import_prices, export_prices, strict=True)
+
+    def line(energy: int, price: Decimal) -> Decimal:
+        return (Decimal(energy) * price / 1000).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+    rounded = sum(
+        (
+            line(i, p) - line(x, q)
+            for (i, x), p, q in zip(energies, import_prices, export_prices, strict=True)
+        ),
+        Decimal(0),
     )
-    assert isinstance(expected, Decimal)
-    rounded = expected.copy_abs().quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    rounded = rounded if expected >= 0 else -rounded
     bill = bills_fen(
         import_wh=imports,
         export_wh=exports,

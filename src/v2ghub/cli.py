@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
@@ -46,9 +47,12 @@ from v2ghub.scenarios.day_ahead import check_prices_for_lp, day_ahead_problem
 from v2ghub.scenarios.prices_csv import load_prices_csv
 from v2ghub.scenarios.sessions_csv import load_sessions_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
-from v2ghub.sim.metrics import RunSummary
+from v2ghub.sim.metrics import RunResult, RunSummary
 from v2ghub.sim.runner import run_cases, with_peak_reduction
 from v2ghub.units import SECONDS_PER_DAY
+
+if TYPE_CHECKING:
+    from v2ghub.report.outputs import TableWriter
 
 DEFAULT_OUT = Path("v2ghub-out")
 MAX_SPAN_DAYS = 31  # a month of sessions; a longer span is most likely a mistyped date
@@ -90,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate",
         help="simulate a day of V2G and write a report",
         description="Simulate one day of V2G for each city and planner, then write "
-        "summary.json, summary.csv, curves.csv, sessions.parquet and report.html. With no "
+        "summary.json, summary.csv, curves.csv, sessions.parquet, meter.parquet, "
+        "settlement.json and report.html. With no "
         "arguments: one weekday, the nine pilot cities, 10,000 synthetic vehicles each, "
         "planners uncontrolled, tou, v2g-rules and mpc.",
     )
@@ -137,7 +142,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--quiet", action="store_true", help="no progress bar or table")
     _add_plan_parser(commands)
+    _add_settle_parser(commands)
     return parser
+
+
+def _add_settle_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    settle_parser = commands.add_parser(
+        "settle",
+        help="settle a simulate run: who is paid what, to the fen",
+        description="Settle the output folder of `v2ghub simulate`: post every city and "
+        "planner's day to a double-entry ledger (charging at the TOU tariff, V2G discharge "
+        "at the city's discharge price shared by contract, battery-wear compensation) and "
+        "write statements.csv, settlement.json (totals, owner earnings, pilot KPIs, "
+        "balanced) and the ledger.",
+    )
+    settle_parser.add_argument("run", type=Path, metavar="RUN_DIR", help="a simulate output folder")
+    settle_parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for the statements"
+    )
+    settle_parser.add_argument(
+        "--planners", metavar="LIST", help="comma-separated planners to settle (default: all)"
+    )
+    settle_parser.add_argument(
+        "--contracts",
+        type=Path,
+        metavar="FILE",
+        help="shares per stream and site or charger kind (TOML; default: owner 90%% and "
+        "aggregator 10%% at home, owner 70%%, operator 20%%, aggregator 10%% elsewhere)",
+    )
+    settle_parser.add_argument(
+        "--rates", type=Path, metavar="FILE", help="rates overriding the shipped ones (TOML)"
+    )
+    settle_parser.add_argument(
+        "--ledger",
+        type=Path,
+        metavar="FILE",
+        help="an SQLite ledger to post into (default: DIR/ledger.sqlite); posting the "
+        "same run again changes nothing",
+    )
 
 
 def _add_plan_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -320,6 +362,7 @@ def _write_summaries(
 ) -> None:
     from v2ghub.report import outputs  # noqa: PLC0415 - heavy imports only when writing
     from v2ghub.report.html import write_html_report  # noqa: PLC0415
+    from v2ghub.settlement.settle import settle_run  # noqa: PLC0415
 
     outputs.write_summary_json(
         out / "summary.json",
@@ -327,7 +370,15 @@ def _write_summaries(
     )
     outputs.write_summary_csv(out / "summary.csv", summaries)
     outputs.write_curves_csv(out / "curves.csv", summaries)
-    write_html_report(out / "report.html", summaries, title="v2ghub: a day of V2G", notes=notes)
+    # Settle what the run metered (totals only: `v2ghub settle` writes the statements).
+    settlement = settle_run(out, out=out, statements=False)
+    write_html_report(
+        out / "report.html",
+        summaries,
+        title="v2ghub: a day of V2G",
+        notes=notes,
+        settlement=settlement,
+    )
 
 
 def _check_out(out: Path, inputs: Sequence[Path | None]) -> None:
@@ -364,9 +415,20 @@ def _swap_in(staging: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _write_run(writers: Sequence[TableWriter], result: RunResult) -> None:
+    """Append one run's rows to every per-run file."""
+    for writer in writers:
+        writer.write(result)
+
+
 def simulate(args: argparse.Namespace, console: Console) -> None:
     """Run ``v2ghub simulate``."""
-    from v2ghub.report.outputs import SessionsWriter, print_summary  # noqa: PLC0415
+    from v2ghub.report.outputs import (  # noqa: PLC0415 - only simulate writes them
+        TableWriter,
+        meter_table,
+        print_summary,
+        sessions_table,
+    )
 
     started = time.perf_counter()
     scenario = _scenario(args)
@@ -407,7 +469,11 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
             transient=True,
         )
         run_starts: dict[str, int] = {}
-        with progress, SessionsWriter(staging / "sessions.parquet") as sessions:
+        with (
+            progress,
+            TableWriter(staging / "sessions.parquet", sessions_table) as sessions,
+            TableWriter(staging / "meter.parquet", meter_table) as meter,
+        ):
             task = progress.add_task("simulating", total=n_runs)
 
             def on_step(label: str, share: float) -> None:
@@ -419,7 +485,7 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
                 planners,
                 control_steps=settings.control_steps,
                 on_step=on_step,
-                on_result=sessions.write,
+                on_result=partial(_write_run, (sessions, meter)),
             )
         summaries = with_peak_reduction(summaries, planners[0])
         info = {
@@ -443,7 +509,8 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
     if not args.quiet:
         print_summary(console, summaries, planners)
     console.print(
-        f"wrote {out}/report.html, summary.json, summary.csv, curves.csv, sessions.parquet "
+        f"wrote {out}/report.html, summary.json, summary.csv, curves.csv, sessions.parquet, "
+        "meter.parquet, settlement.json "
         f"in {time.perf_counter() - started:.1f} s"
     )
 
@@ -582,6 +649,31 @@ def plan(args: argparse.Namespace, console: Console) -> None:
     )
 
 
+def settle(args: argparse.Namespace, console: Console) -> None:
+    """Run ``v2ghub settle``."""
+    from v2ghub.settlement.contracts import Contracts  # noqa: PLC0415 - settle only
+    from v2ghub.settlement.settle import settle_run  # noqa: PLC0415
+
+    started = time.perf_counter()
+    contracts = Contracts.load(args.contracts) if args.contracts is not None else Contracts()
+    planners = args.planners.split(",") if args.planners else None
+    with console.status("settling") as status:
+        document = settle_run(
+            args.run,
+            out=args.out,
+            planners=planners,
+            contracts=contracts,
+            rates_file=args.rates,
+            ledger_path=args.ledger,
+            on_period=lambda period: status.update(f"settling {period}"),
+        )
+    verdict = "balanced" if document["balanced"] else "NOT BALANCED"
+    console.print(
+        f"settled {len(document['periods'])} periods ({verdict}); wrote {args.out}/"
+        f"statements.csv, settlement.json in {time.perf_counter() - started:.1f} s"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``v2ghub`` command."""
     args = build_parser().parse_args(argv)
@@ -593,6 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             simulate(args, console)
         elif args.command == "plan":
             plan(args, console)
+        elif args.command == "settle":
+            settle(args, console)
     except InputError as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return 2

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from v2ghub import __version__
@@ -27,6 +28,7 @@ from v2ghub.report.plots import (
     discharge_by_hour_png,
     load_curves_png,
     owner_cost_png,
+    owner_earnings_png,
     planners_of,
     soc_png,
     valley_share_png,
@@ -397,7 +399,95 @@ def _figures(results: Sequence[RunSummary]) -> str:
     return "".join(parts)
 
 
-def render_html(results: Sequence[RunSummary], *, title: str, notes: Sequence[str]) -> str:
+def _settlement(settlement: dict[str, Any]) -> str:
+    """Who is paid what, per city and planner, and the pilot KPIs (``settlement.json``)."""
+    periods = list(settlement["periods"].values())
+    planners = list(dict.fromkeys(p["planner"] for p in periods))
+    head = _head(
+        [
+            ("City", False),
+            ("Planner", False),
+            ("Owners earning", True),
+            ("Earned, CNY", True),
+            ("Median owner", True),
+            ("90th pct", True),
+            ("Operators, CNY", True),
+            ("Aggregator net, CNY", True),
+            ("Discharge kW", True),
+            ("MWh / year", True),
+            ("Valley share", True),
+            ("Private", True),
+        ]
+    )
+    rows = []
+    for period in periods:
+        owners = period["owners"]
+        parties = period["parties"]
+        operators = sum(Decimal(v["received_cny"]) for v in parties.get("operator", {}).values())
+        aggregator = sum(
+            Decimal(v["received_cny"]) - Decimal(v["paid_cny"])
+            for v in parties.get("aggregator", {}).values()
+        )
+        kpis = period["kpis"]
+        passes = kpis["passes"]
+        spread = owners["earnings_cny_percentiles"]
+        cells = [
+            _td(period["city"], ""),
+            _td(period["planner"], ""),
+            _td(f"{owners['earning']:,} of {owners['count']:,}"),
+            _td(owners["earnings_cny_total"]),
+            _td(spread.get("p50", "-")),
+            _td(spread.get("p90", "-")),
+            _td(str(operators)),
+            _td(str(aggregator)),
+            _td(
+                _number(kpis["discharge_capacity_kw"]), extra=_verdict(passes["discharge_capacity"])
+            ),
+            _td(
+                _number(kpis["discharged_mwh_per_year"], 1),
+                extra=_verdict(passes["discharged_energy"]),
+            ),
+            _td(_share(kpis["valley_share"]), extra=_verdict(passes["valley_share"])),
+            _td(
+                _share(kpis["valley_share_private"]),
+                extra=_verdict(passes["valley_share_private"]),
+            ),
+        ]
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    caption = (
+        "Settled exactly to the fen (v2ghub settle writes every statement line): owners pay "
+        "charging at the TOU tariff; the grid pays V2G discharge at the city's discharge "
+        "price to the aggregator, who shares it by contract (default: owner 90% at home; "
+        "owner 70%, operator 20% at stations; aggregator 10%) and pays owners battery wear. "
+        "Earned = discharge shares plus wear compensation. Pilot KPIs per city "
+        "(notice 2024-718): at least 500 kW of discharge, 100 MWh a year (the day x 365), "
+        "60% of charging in valley hours, 80% at private chargers."
+        + ("" if settlement["balanced"] else " WARNING: the ledger does not balance.")
+    )
+    image = base64.b64encode(owner_earnings_png(periods, planners)).decode("ascii")
+    return (
+        '<section id="settlement"><h2>Who is paid what</h2><div class="scroll"><table>'
+        f"{head}<tbody>{''.join(rows)}</tbody></table></div>"
+        f'<p class="caption">{_e(caption)}</p>'
+        f'<figure><img src="data:image/png;base64,{image}" alt="Owners\' V2G earnings">'
+        f"<figcaption><strong>Owners' V2G earnings.</strong> {_e(_EARNINGS_CAPTION)}"
+        "</figcaption></figure></section>"
+    )
+
+
+_EARNINGS_CAPTION = (
+    "Per city and planner, what an owner whose car discharged received: the bar spans the "
+    "10th to the 90th percentile, the line is the median."
+)
+
+
+def render_html(
+    results: Sequence[RunSummary],
+    *,
+    title: str,
+    notes: Sequence[str],
+    settlement: dict[str, Any] | None = None,
+) -> str:
     """The whole report as one HTML document (no file written)."""
     if not results:
         raise ValueError("no runs to report: results is empty")
@@ -408,6 +498,7 @@ def render_html(results: Sequence[RunSummary], *, title: str, notes: Sequence[st
             _about(notes),
             _summary_table(results),
             _city_table(results),
+            _settlement(settlement) if settlement is not None else "",
             _figures(results),
             "</main>",
             f"<footer>{_e(f'Made with v2ghub {__version__}.')}</footer>",
@@ -439,7 +530,12 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_html_report(
-    path: Path, results: list[RunSummary], *, title: str, notes: list[str]
+    path: Path,
+    results: list[RunSummary],
+    *,
+    title: str,
+    notes: list[str],
+    settlement: dict[str, Any] | None = None,
 ) -> None:
     """Write the report of ``results`` to ``path`` as one self-contained HTML file.
 
@@ -454,6 +550,10 @@ def write_html_report(
     notes:
         Plain-text notes shown under "About these figures" (escaped), for example
         which inputs are synthetic and which tariffs are assumed.
+    settlement:
+        The run's ``settlement.json`` document, for the "Who is paid what" section.
     """
-    document = render_html(results, title=title, notes=notes)  # before touching the disk
+    document = render_html(
+        results, title=title, notes=notes, settlement=settlement
+    )  # before touching the disk
     _write_atomic(Path(path), document)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from v2ghub.model.fleet import ChargerKind
-from v2ghub.settlement.money import fen_to_cny
+from v2ghub.settlement.money import energy_wh, fen_to_cny
 from v2ghub.sim.metrics import (
     VALLEY_SHARE_RULE,
     VALLEY_SHARE_RULE_PRIVATE,
@@ -199,24 +199,68 @@ def sessions_table(result: RunResult) -> pa.Table:
     )
 
 
-class SessionsWriter:
-    """Appends each run's per-session outcomes to one Parquet file as the runs finish.
+def meter_table(result: RunResult) -> pa.Table:
+    """What each session's meter recorded in one run, per price level, as an Arrow table.
 
-    ``bill_fen`` is the exact bill in fen. Use as a context manager.
+    One row per session and price level with energy: ``import_wh`` drawn and ``export_wh``
+    delivered (integer Wh, as billed), and the level's exact prices as decimal strings
+    (CNY/kWh). This is what ``v2ghub settle`` settles; the live aggregator's meter values
+    take the same form.
+    """
+    case = result.run.case
+    run = result.run
+    prices = run.prices
+    import_wh = energy_wh(run.import_kwh_by_level)
+    export_wh = energy_wh(run.export_kwh_by_level)
+    session, level = np.nonzero((import_wh != 0) | (export_wh != 0))
+    fleet = case.fleet
+    ids = (
+        fleet.session_ids.astype(str)
+        if fleet.session_ids is not None
+        else np.char.add(f"{case.city}-", np.arange(fleet.n_sessions).astype(str))
+    )
+    site_names = np.array(case.sites.site_ids, dtype=object)
+    kinds = np.array([k.name.lower() for k in ChargerKind], dtype=object)
+    periods = np.array([k.name.lower() for k in prices.level_kind], dtype=object)
+    import_price = np.array([str(p) for p in prices.import_price_cny_per_kwh], dtype=object)
+    export_price = np.array([str(p) for p in prices.export_price_cny_per_kwh], dtype=object)
+    n = session.size
+    return pa.table(
+        {
+            "session_id": pa.array(ids[session], type=pa.string()),
+            "city": pa.array(np.full(n, case.city, dtype=object), type=pa.string()),
+            "planner": pa.array(np.full(n, run.planner, dtype=object), type=pa.string()),
+            "site_id": pa.array(site_names[fleet.site_index[session]], type=pa.string()),
+            "charger_kind": pa.array(kinds[fleet.charger_kind[session]], type=pa.string()),
+            "period": pa.array(periods[level], type=pa.string()),
+            "import_price_cny_per_kwh": pa.array(import_price[level], type=pa.string()),
+            "export_price_cny_per_kwh": pa.array(export_price[level], type=pa.string()),
+            "import_wh": pa.array(import_wh[session, level], type=pa.int64()),
+            "export_wh": pa.array(export_wh[session, level], type=pa.int64()),
+        }
+    )
+
+
+class TableWriter:
+    """Appends one Arrow table per run to a Parquet file as the runs finish.
+
+    ``table_of`` turns a run into its rows (:func:`sessions_table`, :func:`meter_table`).
+    Use as a context manager.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, table_of: Callable[[RunResult], pa.Table]) -> None:
         self.path = path
+        self.table_of = table_of
         self._writer: pq.ParquetWriter | None = None
 
     def write(self, result: RunResult) -> None:
         """Append one run."""
-        table = sessions_table(result)
+        table = self.table_of(result)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, table.schema)
         self._writer.write_table(table)
 
-    def __enter__(self) -> SessionsWriter:
+    def __enter__(self) -> TableWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -483,3 +483,39 @@ def valley_share_png(results: Sequence[RunSummary]) -> bytes:
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside upper center", ncols=len(colors))
         return _png(fig)
+
+
+def owner_earnings_png(periods: Sequence[dict[str, Any]], planners: Sequence[str]) -> bytes:
+    """What owners earned from V2G per city and planner: the spread over earning owners.
+
+    One bar per city and planner from the 10th to the 90th percentile of an earning
+    owner's receipts (discharge share and battery-wear compensation, CNY), the median
+    marked; ``periods`` are ``settlement.json`` periods.
+    """
+    cities = list(dict.fromkeys(p["city"] for p in periods))
+    colors = planner_colors(planners)
+    # Charge-only planners earn nothing: leave them out rather than leave gaps.
+    planners = [
+        name
+        for name in planners
+        if any(p["planner"] == name and p["owners"]["earnings_cny_percentiles"] for p in periods)
+    ]
+    width = 0.8 / max(len(planners), 1)
+    with _figure(1, 1, width_in=WIDE_FIGURE_IN, height_in=3.6) as (fig, axes):
+        ax = axes[0][0]
+        for j, planner in enumerate(planners):
+            for i, city in enumerate(cities):
+                found = [p for p in periods if p["city"] == city and p["planner"] == planner]
+                spread = found[0]["owners"]["earnings_cny_percentiles"] if found else {}
+                if not spread:
+                    continue
+                low, mid, high = (float(spread[k]) for k in ("p10", "p50", "p90"))
+                x = i - 0.4 + (j + 0.5) * width
+                ax.bar(x, high - low, bottom=low, width=width * 0.9, color=colors[planner])
+                ax.plot([x - width * 0.45, x + width * 0.45], [mid, mid], color="black", lw=1)
+        ax.set_xticks(range(len(cities)), cities, rotation=30 if len(cities) > 4 else 0)
+        ax.set_ylabel("Earned per owner (CNY)")
+        ax.set_title("Owners' V2G earnings: 10th-90th percentile, median marked")
+        handles = [Patch(color=colors[p], label=p) for p in planners]
+        fig.legend(handles=handles, loc="outside upper center", ncols=len(planners))
+        return _png(fig)

@@ -1,9 +1,11 @@
 """Money: exact, in CNY, never float.
 
-Billing rule (the one rounding in the flow): metered energy is integer Wh per vehicle and
-price level (rounded half away from zero from the meter's kWh), prices are exact
-``Decimal`` CNY/kWh, and each vehicle's bill for a run is rounded once to the fen
-(0.01 CNY), half away from zero. Totals are sums of rounded bills, so they add up exactly.
+The rounding rule, the one place money is rounded: metered energy is integer Wh (rounded
+half away from zero from the meter's kWh), prices are exact ``Decimal`` CNY/kWh, and each
+line of a bill or statement (a quantity at one rate: a session's energy at one price
+level) is rounded once to the fen (0.01 CNY), half away from zero (:func:`amount_fen`).
+Bills and totals are sums of rounded lines, so they add up exactly, and a twin's bill is
+the sum of the lines ``v2ghub settle`` states.
 
 Vectorised with integers: prices become integer nano-CNY per kWh (exact for prices with
 up to 9 decimals), ``Wh * nano-CNY/kWh`` is pico-CNY, and a fen is 10**10 pico-CNY.
@@ -54,7 +56,7 @@ def bills_fen(
     import_price_cny_per_kwh: Sequence[Decimal],
     export_price_cny_per_kwh: Sequence[Decimal],
 ) -> npt.NDArray[np.int64]:
-    """Net bill per vehicle in fen: charging cost minus discharge revenue.
+    """Net bill per vehicle in fen: charging cost minus discharge revenue, line by line.
 
     ``import_wh`` and ``export_wh`` have shape ``(n_vehicles, n_levels)``: metered energy
     per price level. Positive = the owner pays.
@@ -69,8 +71,17 @@ def bills_fen(
         bound += np.abs(export_wh).astype(np.float64) @ np.abs(export_nano).astype(np.float64)
         if float(bound.max()) > _INT64_SAFE:
             raise ValueError("metered energy of a vehicle is too large to bill exactly")
-    pico = import_wh @ import_nano - export_wh @ export_nano
-    pico = np.asarray(pico, dtype=np.int64)
+    fen = amount_fen(import_wh, import_nano[None, :]) - amount_fen(export_wh, export_nano[None, :])
+    return np.asarray(fen.sum(axis=1), dtype=np.int64)
+
+
+def amount_fen(quantity: npt.ArrayLike, rate_nano: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """``quantity * rate`` in fen, each element rounded half away from zero.
+
+    ``quantity`` in thousandths of the rate's unit (Wh for a rate per kWh, kW for a rate
+    per MW) and ``rate_nano`` in nano-CNY per unit: their product is pico-CNY.
+    """
+    pico = np.asarray(quantity, dtype=np.int64) * np.asarray(rate_nano, dtype=np.int64)
     fen = np.sign(pico) * ((np.abs(pico) + PICO_PER_FEN // 2) // PICO_PER_FEN)
     return np.asarray(fen, dtype=np.int64)
 
