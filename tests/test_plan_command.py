@@ -202,21 +202,23 @@ def test_summary_money_is_exact(
     assert summary["steps"] == 144
     assert summary["step_minutes"] == 15
     assert summary["planner"] == planner.removesuffix("-peak")
-    # Recompute from the written schedule with Decimal alone: each session's cost and
-    # revenue rounded once to the fen.
+    # Recompute from the written schedule with Decimal alone: each bill line (a session's
+    # energy at one price) rounded once to the fen.
     step = {prices.grid.time_at(k): k for k in range(prices.grid.length)}
-    cost: dict[str, Decimal] = defaultdict(Decimal)
-    revenue: dict[str, Decimal] = defaultdict(Decimal)
+    cost: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
+    revenue: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
     charged_wh = discharged_wh = 0
     quarter = Decimal("0.25")
     for session, start, power in plans[planner].rows:
         k = step[start]
         wh = _wh(power, quarter)
         if power > 0:
-            cost[session] += wh * prices.import_price_cny_per_kwh[k] / 1000
+            price = prices.import_price_cny_per_kwh[k]
+            cost[session, price] += wh * price / 1000
             charged_wh += wh
         elif power < 0:
-            revenue[session] += wh * prices.export_price_cny_per_kwh[k] / 1000
+            price = prices.export_price_cny_per_kwh[k]
+            revenue[session, price] += wh * price / 1000
             discharged_wh += wh
     energy_cost = sum((_fen(c) for c in cost.values()), Decimal("0.00"))
     export_revenue = sum((_fen(r) for r in revenue.values()), Decimal("0.00"))
@@ -380,7 +382,7 @@ BAD_PRICES = {
         (
             None,
             ["--planner", "tou", "--peak-price-cny-per-kw", "10"],
-            r"--peak-price-cny-per-kw applies to --planner lp only",
+            r"--peak-price-cny-per-kw applies to --planner lp or fast, not 'tou'",
         ),
         (None, ["--degradation-cny-per-kwh", "-1"], r"--degradation-cny-per-kwh: must be"),
         (None, ["--peak-price-cny-per-kw", "lots"], r"--peak-price-cny-per-kw: not a number"),

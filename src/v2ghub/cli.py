@@ -27,6 +27,7 @@ from v2ghub.model.case import CityCase
 from v2ghub.model.problem import Planner, Problem, Schedule
 from v2ghub.model.sites import SiteLimits
 from v2ghub.planning import PLANNERS, make_planner
+from v2ghub.planning.fast import FastPlanner
 from v2ghub.planning.lp import TWIN_MAX_SESSIONS, LpPlanner, PlanningError
 from v2ghub.scenarios.build import (
     arrival_day_count,
@@ -231,7 +232,7 @@ def _add_plan_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--peak-price-cny-per-kw",
         metavar="CNY",
         help="price of the highest base load plus fleet load over the horizon, CNY/kW, >= 0; "
-        "--planner lp only (default 0: no peak price)",
+        "--planner lp or fast only (default 0: no peak price)",
     )
     plan_parser.add_argument(
         "--out",
@@ -535,9 +536,9 @@ def _check_plan_options(args: argparse.Namespace) -> tuple[float, float]:
     degradation = _non_negative(args.degradation_cny_per_kwh, "--degradation-cny-per-kwh")
     peak_price = 0.0
     if args.peak_price_cny_per_kw is not None:
-        if args.planner != "lp":
+        if args.planner not in ("lp", "fast"):
             raise InputError(
-                f"--peak-price-cny-per-kw applies to --planner lp only, not {args.planner!r}"
+                f"--peak-price-cny-per-kw applies to --planner lp or fast, not {args.planner!r}"
             )
         peak_price = _non_negative(args.peak_price_cny_per_kw, "--peak-price-cny-per-kw")
     outputs = [args.out] + ([args.summary] if args.summary is not None else [])
@@ -599,6 +600,8 @@ def plan(args: argparse.Namespace, console: Console) -> None:
     if args.planner == "lp":
         check_prices_for_lp(problem, prices=prices, prices_file=args.prices)
         planner = LpPlanner(peak_price_cny_per_kw=peak_price)
+    elif args.planner == "fast":
+        planner = FastPlanner(peak_price_cny_per_kw=peak_price)
     else:
         planner = make_planner(args.planner)
     started = time.perf_counter()
