@@ -265,3 +265,33 @@ def test_a_mistyped_year_is_refused_before_it_builds_a_huge_grid(
     assert _simulate(tmp_path / "out", "--sessions", str(far), "--city", "Shenzhen") == 2
     err = capsys.readouterr().err
     assert "field departure: the sessions span 65,744 days (session home-002 leaves last)" in err
+
+
+def test_regulation_adds_capacity_score_and_mileage(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ("--vehicles", "300", "--cities", "Shenzhen", "--planners", "v2g-rules")
+    assert _simulate(out, *args, "--regulation-hours", "19,20") == 0
+    city = json.loads((out / "summary.json").read_text(encoding="utf-8"))["planners"]["v2g-rules"][
+        "cities"
+    ]["Shenzhen"]
+    assert city["regulation_hours"] == 2
+    assert city["regulation_committed_mw"] > 0
+    assert city["regulation_committed_mw"] == pytest.approx(
+        min(city["regulation_capacity_up_mw"], city["regulation_capacity_down_mw"])
+    )
+    assert 0.9 <= city["regulation_score"] <= 1.0
+    assert city["regulation_mileage_mw"] > 0
+    assert city["dr_requested_kwh"] == 0.0
+    plain = tmp_path / "plain"
+    assert _simulate(plain, *args) == 0
+    city = json.loads((plain / "summary.json").read_text(encoding="utf-8"))["planners"][
+        "v2g-rules"
+    ]["cities"]["Shenzhen"]
+    assert city["regulation_hours"] == 0
+
+
+def test_bad_regulation_hours_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _simulate(tmp_path / "out", "--regulation-hours", "19,25") == 2
+    assert "--regulation-hours must be local hours 0-23" in capsys.readouterr().err

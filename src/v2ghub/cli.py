@@ -49,6 +49,7 @@ from v2ghub.scenarios.prices_csv import load_prices_csv
 from v2ghub.scenarios.sessions_csv import load_sessions_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
 from v2ghub.sim.metrics import RunResult, RunSummary
+from v2ghub.sim.regulation_service import RegulationOffer
 from v2ghub.sim.runner import run_cases, with_peak_reduction
 from v2ghub.units import SECONDS_PER_DAY
 
@@ -142,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"output folder, replaced if it exists (default: ./{DEFAULT_OUT})",
     )
     simulate.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    simulate.add_argument(
+        "--regulation",
+        action="store_true",
+        help="also offer frequency regulation: each offered hour the fleet commits the "
+        "capacity it can hold for the hour and follows a 2-s signal; the summary gains "
+        "capacity, score and mileage per city",
+    )
+    simulate.add_argument(
+        "--regulation-hours",
+        metavar="LIST",
+        help="local hours offered, comma-separated (default 10,11,19,20); implies --regulation",
+    )
     _add_plan_parser(commands)
     _add_settle_parser(commands)
     return parser
@@ -416,6 +429,22 @@ def _swap_in(staging: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _regulation_offer(args: argparse.Namespace, *, seed: int) -> RegulationOffer | None:
+    """The regulation offer the options ask for, if any."""
+    if args.regulation_hours is None and not args.regulation:
+        return None
+    if args.regulation_hours is None:
+        return RegulationOffer(seed=seed)
+    try:
+        hours = tuple(int(h) for h in args.regulation_hours.split(","))
+        return RegulationOffer(hours=hours, seed=seed)
+    except ValueError:
+        raise InputError(
+            f"--regulation-hours must be local hours 0-23, comma-separated, "
+            f"not {args.regulation_hours!r}"
+        ) from None
+
+
 def _write_run(writers: Sequence[TableWriter], result: RunResult) -> None:
     """Append one run's rows to every per-run file."""
     for writer in writers:
@@ -487,6 +516,7 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
                 control_steps=settings.control_steps,
                 on_step=on_step,
                 on_result=partial(_write_run, (sessions, meter)),
+                regulation=_regulation_offer(args, seed=settings.seed),
             )
         summaries = with_peak_reduction(summaries, planners[0])
         info = {

@@ -27,7 +27,9 @@ PLANNERS: dict[str, Callable[[], Planner]] = {
     "lp": LpPlanner,  # exact; small fleets (about a thousand plugged vehicles)
     "fast": FastPlanner,  # exact per vehicle, sites by passes; for millions
     # Receding horizon with forecasts of the base load and of the arrivals to come.
-    "mpc": lambda: RecedingHorizonPlanner(FastPlanner(), name="mpc"),
+    "mpc": lambda: RecedingHorizonPlanner(
+        FastPlanner(peak_price_cny_per_kw=MPC_PEAK_PRICE_CNY_PER_KW), name="mpc"
+    ),
     "mpc-lp": lambda: RecedingHorizonPlanner(
         LpPlanner(peak_price_cny_per_kw=MPC_PEAK_PRICE_CNY_PER_KW), name="mpc-lp"
     ),

@@ -49,6 +49,13 @@ _ADDITIVE = (
     "vehicles_short",
     "site_limit_violations",
     "fallbacks",
+    "regulation_hours",
+    "regulation_capacity_up_mw",
+    "regulation_capacity_down_mw",
+    "regulation_committed_mw",
+    "regulation_mileage_mw",
+    "dr_requested_kwh",
+    "dr_delivered_kwh",
 )
 
 
@@ -82,6 +89,13 @@ def planner_totals(results: Sequence[RunSummary], planner: str) -> dict[str, Any
         sum((r.metrics.degradation_cost_cny for r in chosen), Decimal(0))
     )
     total["planner_seconds"] = round(sum(r.metrics.planner_seconds for r in chosen), 6)
+    scored = [r.metrics for r in chosen if r.metrics.regulation_hours]
+    hours = sum(m.regulation_hours for m in scored)
+    total["regulation_score"] = (
+        round(sum(m.regulation_score * m.regulation_hours for m in scored) / hours, 6)
+        if hours
+        else 0.0
+    )
     for key in _ADDITIVE:
         if isinstance(total[key], float):
             total[key] = round(total[key], 6)

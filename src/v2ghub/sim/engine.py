@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +20,9 @@ from v2ghub.model.problem import Planner, Problem, Schedule
 from v2ghub.model.tariff import PriceLevels
 from v2ghub.planning import safe_plan
 from v2ghub.sim.battery import step_batteries
+
+if TYPE_CHECKING:
+    from v2ghub.sim.regulation_service import HourResult, RegulationFollower
 from v2ghub.sim.expected_arrivals import ExpectedArrivals, ExpectedGroups
 
 FloatArray = npt.NDArray[np.float64]
@@ -55,6 +58,7 @@ class SimulationRun:
     fallback_reasons: tuple[str, ...]
     planner_seconds: float
     total_seconds: float
+    regulation_hours: tuple[HourResult, ...] = ()
 
     @property
     def ev_load_kw(self) -> FloatArray:
@@ -145,6 +149,9 @@ class Simulator:
         control instant (as the live aggregator re-plans on a new vehicle's needs).
     on_step:
         Called after every step with the number of steps done (for progress bars).
+    regulation:
+        Frequency regulation over the hours it offers: those steps are lived at the
+        signal's pace around the plan's setpoints (:mod:`v2ghub.sim.regulation_service`).
     """
 
     def __init__(
@@ -156,6 +163,7 @@ class Simulator:
         on_step: Callable[[int], None] | None = None,
         sample_seed: int = 0,
         replan_on_arrival: bool = True,
+        regulation: RegulationFollower | None = None,
     ) -> None:
         if control_steps < 1:
             raise ValueError(f"control_steps must be >= 1, got {control_steps}")
@@ -165,6 +173,7 @@ class Simulator:
         self.on_step = on_step
         self.sample_seed = sample_seed
         self.replan_on_arrival = replan_on_arrival
+        self.regulation = regulation
 
     def run(self) -> SimulationRun:
         """Step through the whole grid and return what happened."""
@@ -259,21 +268,42 @@ class Simulator:
                 if column < plan.power_kw.shape[1]
                 else np.zeros(plan.index.size)
             )
-            new_energy, applied = step_batteries(
-                energy_kwh=energy[plan.index],
-                setpoint_kw=setpoint,
-                max_charge_kw=plan.max_charge_kw,
-                max_discharge_kw=plan.max_discharge_kw,
-                charge_efficiency=plan.charge_efficiency,
-                discharge_efficiency=plan.discharge_efficiency,
-                energy_min_kwh=plan.energy_min_kwh,
-                energy_max_kwh=plan.energy_max_kwh,
-                dt_h=dt_h,
-            )
-            cuts += int(np.count_nonzero(np.abs(applied - setpoint) > 1e-6))
+            if self.regulation is not None and self.regulation.covers(step):
+                new_energy, charged_kwh, discharged_kwh = self.regulation.follow(
+                    step=step,
+                    planned_kw=setpoint,
+                    energy_kwh=energy[plan.index],
+                    energy_min_kwh=plan.energy_min_kwh,
+                    energy_max_kwh=plan.energy_max_kwh,
+                    target_energy_kwh=fleet.target_energy_kwh[plan.index],
+                    max_charge_kw=plan.max_charge_kw,
+                    max_discharge_kw=plan.max_discharge_kw,
+                    charge_efficiency=plan.charge_efficiency,
+                    discharge_efficiency=plan.discharge_efficiency,
+                    end_step=plan.end_step,
+                    site_index=plan.site_index,
+                    import_limit_kw=case.sites.import_limit_kw,
+                    export_limit_kw=case.sites.export_limit_kw,
+                )
+                charged = charged_kwh / dt_h  # the step's mean powers
+                discharged = discharged_kwh / dt_h
+                applied = charged - discharged
+            else:
+                new_energy, applied = step_batteries(
+                    energy_kwh=energy[plan.index],
+                    setpoint_kw=setpoint,
+                    max_charge_kw=plan.max_charge_kw,
+                    max_discharge_kw=plan.max_discharge_kw,
+                    charge_efficiency=plan.charge_efficiency,
+                    discharge_efficiency=plan.discharge_efficiency,
+                    energy_min_kwh=plan.energy_min_kwh,
+                    energy_max_kwh=plan.energy_max_kwh,
+                    dt_h=dt_h,
+                )
+                cuts += int(np.count_nonzero(np.abs(applied - setpoint) > 1e-6))
+                charged = np.maximum(applied, 0.0)
+                discharged = np.maximum(-applied, 0.0)
             energy[plan.index] = new_energy
-            charged = np.maximum(applied, 0.0)
-            discharged = np.maximum(-applied, 0.0)
             level = prices.level[step]
             import_row = import_by_level[level]
             import_row[plan.index] += charged * dt_h
@@ -318,6 +348,7 @@ class Simulator:
             fallback_reasons=tuple(fallbacks),
             planner_seconds=planner_seconds,
             total_seconds=time.perf_counter() - started,
+            regulation_hours=tuple(self.regulation.results()) if self.regulation else (),
         )
 
     def _problem(

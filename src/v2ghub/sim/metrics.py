@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +20,7 @@ from v2ghub.model.tariff import PeriodKind
 from v2ghub.model.time_grid import TimeGrid
 from v2ghub.settlement.money import bills_fen, energy_wh, fen_to_cny, round_fen
 from v2ghub.sim.engine import SimulationRun
-from v2ghub.units import WH_PER_KWH
+from v2ghub.units import KW_PER_MW, WH_PER_KWH
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -81,6 +82,19 @@ class CityMetrics:
     fallbacks: int
     planner_seconds: float
     simulate_seconds: float
+    # Frequency regulation over the offered hours (0 when none was offered): the fleet's
+    # mean headroom for the grid's regulation up (lowering its load) and down (raising
+    # it), the mean symmetric capacity committed, the mean PJM-style composite score and
+    # the total mileage.
+    regulation_hours: int = 0
+    regulation_capacity_up_mw: float = 0.0
+    regulation_capacity_down_mw: float = 0.0
+    regulation_committed_mw: float = 0.0
+    regulation_score: float = 0.0
+    regulation_mileage_mw: float = 0.0
+    # Demand-response events (none yet in the twin).
+    dr_requested_kwh: float = 0.0
+    dr_delivered_kwh: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -197,7 +211,25 @@ def city_metrics(run: SimulationRun, outcomes: SessionOutcomes, curves: DailyCur
         fallbacks=len(run.fallback_reasons),
         planner_seconds=run.planner_seconds,
         simulate_seconds=run.total_seconds,
+        **_regulation_metrics(run),
     )
+
+
+def _regulation_metrics(run: SimulationRun) -> dict[str, Any]:
+    hours = run.regulation_hours
+    if not hours:
+        return {}
+    scores = [h.score.composite for h in hours if h.score is not None]
+    return {
+        "regulation_hours": len(hours),
+        "regulation_capacity_up_mw": float(np.mean([h.lower_kw for h in hours])) / KW_PER_MW,
+        "regulation_capacity_down_mw": float(np.mean([h.raise_kw for h in hours])) / KW_PER_MW,
+        "regulation_committed_mw": float(np.mean([h.capacity_kw for h in hours])) / KW_PER_MW,
+        "regulation_score": float(np.mean(scores)) if scores else 0.0,
+        "regulation_mileage_mw": float(
+            sum(h.score.mileage_mw for h in hours if h.score is not None)
+        ),
+    }
 
 
 @dataclass(frozen=True)

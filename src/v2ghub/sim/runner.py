@@ -10,6 +10,7 @@ from v2ghub.model.case import CityCase
 from v2ghub.planning import make_planner
 from v2ghub.sim.engine import Simulator
 from v2ghub.sim.metrics import RunResult, RunSummary, evaluate, summarise
+from v2ghub.sim.regulation_service import RegulationFollower, RegulationOffer
 
 
 def _share_done(report: Callable[[str, float], None], label: str, length: int, done: int) -> None:
@@ -23,13 +24,15 @@ def run_cases(
     control_steps: int = 1,
     on_step: Callable[[str, float], None] | None = None,
     on_result: Callable[[RunResult], None] | None = None,
+    regulation: RegulationOffer | None = None,
 ) -> list[RunSummary]:
     """Simulate each case with each planner; cities in order, planners within each city.
 
     ``cases`` may be a generator: each case and its full results are dropped once
     ``on_result`` (which may write per-session detail) has seen them, so memory holds one
     city at a time. ``on_step(label, share)`` is told the share (0-1) of the current run
-    done after each step.
+    done after each step. With ``regulation``, every run also offers frequency regulation
+    (:mod:`v2ghub.sim.regulation_service`).
     """
     summaries = []
     for case in cases:
@@ -40,8 +43,17 @@ def run_cases(
                 if on_step is not None
                 else None
             )
+            follower = (
+                RegulationFollower(case.grid, timezone=case.tariff.timezone, offer=regulation)
+                if regulation is not None
+                else None
+            )
             run = Simulator(
-                case, make_planner(name), control_steps=control_steps, on_step=hook
+                case,
+                make_planner(name),
+                control_steps=control_steps,
+                on_step=hook,
+                regulation=follower,
             ).run()
             result = evaluate(run)
             if on_result is not None:

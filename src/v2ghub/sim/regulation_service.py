@@ -1,0 +1,243 @@
+"""Frequency regulation in the twin: promise capacity each offered hour, follow the signal.
+
+At the first energy step of each offered hour (local time) the fleet commits a symmetric
+capacity ``C``: ``share`` times the smaller of its headroom up and down that lasts the
+whole hour (:mod:`v2ghub.regulation.capacity`, site limits included). Within the hour,
+every energy step (15 minutes) is lived at the signal's step (2 s): participation factors
+are set from the headroom left for the rest of the hour, and each signal sample moves
+every vehicle by its share (:mod:`v2ghub.regulation.dispatch`) through the battery
+physics. What the fleet delivered against what was asked is scored per hour, PJM-style
+(:mod:`v2ghub.regulation.scoring`). The energy plan keeps running around it: the planner
+sees the state of charge regulation left behind at its next control instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+
+from v2ghub.model.time_grid import TimeGrid
+from v2ghub.regulation.capacity import fit_sites, headroom
+from v2ghub.regulation.dispatch import participation, setpoints
+from v2ghub.regulation.scoring import Score, score_hours
+from v2ghub.regulation.signals import RegulationSignal, synthetic_signal
+from v2ghub.sim.battery import step_batteries
+from v2ghub.units import KW_PER_MW, SECONDS_PER_HOUR
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+DEFAULT_HOURS = (10, 11, 19, 20)  # a midday and an evening pair, when grids are short of it
+
+
+@dataclass(frozen=True)
+class RegulationOffer:
+    """What the twin offers: which local hours, how much of the headroom, which signal."""
+
+    hours: tuple[int, ...] = DEFAULT_HOURS
+    share: float = 1.0
+    signal: Literal["dynamic", "traditional"] = "dynamic"
+    step_s: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.hours or any(not 0 <= h <= 23 for h in self.hours):
+            raise ValueError(f"hours must be local hours 0-23, got {self.hours}")
+        if not 0 < self.share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {self.share}")
+        if self.step_s <= 0:
+            raise ValueError(f"step_s must be > 0, got {self.step_s}")
+
+
+@dataclass(frozen=True)
+class HourResult:
+    """One offered hour: the promise, the headroom behind it, what was asked and done."""
+
+    start: datetime
+    capacity_kw: float
+    raise_kw: float
+    lower_kw: float
+    requested_kw: FloatArray
+    delivered_kw: FloatArray
+    score: Score | None
+
+
+@dataclass(eq=False)
+class _Hour:
+    start: datetime
+    signal: RegulationSignal
+    capacity_kw: float = -1.0
+    raise_kw: float = 0.0
+    lower_kw: float = 0.0
+    requested_kw: list[FloatArray] = field(default_factory=list)
+    delivered_kw: list[FloatArray] = field(default_factory=list)
+    samples_done: int = 0
+
+
+def site_share(
+    site_index: IntArray, max_charge_kw: FloatArray, import_limit_kw: FloatArray
+) -> FloatArray:
+    """Per vehicle, the share of its charger's power its site gives all at once:
+    ``min(1, import_limit / sum of the site's chargers)``."""
+    connected = np.bincount(site_index, weights=max_charge_kw, minlength=import_limit_kw.size)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        share = np.where(connected > 0, import_limit_kw / connected, 1.0)
+    return np.asarray(np.clip(np.nan_to_num(share, nan=1.0), 0.0, 1.0)[site_index])
+
+
+class RegulationFollower:
+    """The twin's regulation service for one city's grid (see the module docstring)."""
+
+    def __init__(self, grid: TimeGrid, *, timezone: str, offer: RegulationOffer) -> None:
+        self.grid = grid
+        self.offer = offer
+        step_s = grid.step.total_seconds()
+        samples = step_s / offer.step_s
+        if abs(samples - round(samples)) > 1e-9 or SECONDS_PER_HOUR % step_s:
+            raise ValueError("the signal step must divide the energy step, which divides an hour")
+        self.samples_per_step = round(samples)
+        self.hour_of_step: dict[int, _Hour] = {}
+        zone = ZoneInfo(timezone)
+        day = grid.start.astimezone(zone).date()
+        for hour in sorted(set(offer.hours)):
+            start = datetime(day.year, day.month, day.day, hour, tzinfo=zone)
+            first = round((start - grid.start).total_seconds() / step_s)
+            count = round(SECONDS_PER_HOUR / step_s)
+            if first < 0 or first + count > grid.length:
+                continue
+            signal = synthetic_signal(
+                offer.signal,
+                duration_s=SECONDS_PER_HOUR,
+                step_s=offer.step_s,
+                seed=offer.seed * 24 + hour,
+                start=start,
+            )
+            state = _Hour(start=start, signal=signal)
+            for k in range(first, first + count):
+                self.hour_of_step[k] = state
+        self.step_h = grid.dt_h
+
+    def covers(self, step: int) -> bool:
+        """Whether ``step`` lies in an offered hour."""
+        return step in self.hour_of_step
+
+    def follow(
+        self,
+        *,
+        step: int,
+        planned_kw: FloatArray,
+        energy_kwh: FloatArray,
+        energy_min_kwh: FloatArray,
+        energy_max_kwh: FloatArray,
+        target_energy_kwh: FloatArray,
+        max_charge_kw: FloatArray,
+        max_discharge_kw: FloatArray,
+        charge_efficiency: FloatArray,
+        discharge_efficiency: FloatArray,
+        end_step: IntArray,
+        site_index: IntArray,
+        import_limit_kw: FloatArray,
+        export_limit_kw: FloatArray,
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Live one energy step at the signal's pace.
+
+        Returns
+        -------
+        (energy_after_kwh, charged_kwh, discharged_kwh) per vehicle, grid side.
+        """
+        hour = self.hour_of_step[step]
+        hour_steps = round(SECONDS_PER_HOUR / self.grid.step.total_seconds())
+        steps_done = hour.samples_done // self.samples_per_step
+        remaining_h = (hour_steps - steps_done) * self.step_h
+        room = headroom(
+            planned_kw=planned_kw,
+            energy_kwh=energy_kwh,
+            energy_min_kwh=energy_min_kwh,
+            energy_max_kwh=energy_max_kwh,
+            target_energy_kwh=target_energy_kwh,
+            max_charge_kw=max_charge_kw,
+            max_discharge_kw=max_discharge_kw,
+            charge_efficiency=charge_efficiency,
+            discharge_efficiency=discharge_efficiency,
+            hours_to_departure=((end_step - step) * self.step_h).astype(np.float64),
+            duration_h=remaining_h,
+            refill_kw=max_charge_kw * site_share(site_index, max_charge_kw, import_limit_kw),
+        )
+        room = fit_sites(
+            room,
+            planned_kw=planned_kw,
+            site_index=site_index,
+            import_limit_kw=import_limit_kw,
+            export_limit_kw=export_limit_kw,
+        )
+        if hour.capacity_kw < 0:  # the hour's first step: commit
+            hour.raise_kw = room.raise_total_kw
+            hour.lower_kw = room.lower_total_kw
+            hour.capacity_kw = self.offer.share * min(hour.raise_kw, hour.lower_kw)
+        shares = participation(room, hour.capacity_kw)
+        dt_h = self.offer.step_s / SECONDS_PER_HOUR
+        charged = np.zeros_like(energy_kwh)
+        discharged = np.zeros_like(energy_kwh)
+        energy = energy_kwh
+        setpoint = np.empty_like(planned_kw)
+        planned_total = float(planned_kw.sum())
+        start = hour.samples_done
+        values = hour.signal.values[start : start + self.samples_per_step]
+        delivered = np.empty(values.size)
+        for k, value in enumerate(values.tolist()):  # signal samples, never vehicles
+            setpoints(planned_kw, shares, value, out=setpoint)
+            energy, applied = step_batteries(
+                energy_kwh=energy,
+                setpoint_kw=setpoint,
+                max_charge_kw=max_charge_kw,
+                max_discharge_kw=max_discharge_kw,
+                charge_efficiency=charge_efficiency,
+                discharge_efficiency=discharge_efficiency,
+                energy_min_kwh=energy_min_kwh,
+                energy_max_kwh=energy_max_kwh,
+                dt_h=dt_h,
+            )
+            charged += np.maximum(applied, 0.0) * dt_h
+            discharged += np.maximum(-applied, 0.0) * dt_h
+            delivered[k] = float(applied.sum()) - planned_total
+        hour.requested_kw.append(values * hour.capacity_kw)
+        hour.delivered_kw.append(delivered)
+        hour.samples_done += values.size
+        return energy, charged, discharged
+
+    def results(self) -> list[HourResult]:
+        """Every offered hour that ran, scored."""
+        hours = list(dict.fromkeys(self.hour_of_step.values()))
+        out = []
+        for hour in hours:
+            if hour.capacity_kw < 0:
+                continue
+            requested = np.concatenate(hour.requested_kw)
+            delivered = np.concatenate(hour.delivered_kw)
+            capacity = hour.capacity_kw
+            score = None
+            if capacity > 0:
+                scored = score_hours(
+                    requested / capacity,
+                    delivered / capacity,
+                    capacity_mw=capacity / KW_PER_MW,
+                    step_s=self.offer.step_s,
+                )
+                score = scored[0] if scored else None
+            out.append(
+                HourResult(
+                    start=hour.start,
+                    capacity_kw=capacity,
+                    raise_kw=hour.raise_kw,
+                    lower_kw=hour.lower_kw,
+                    requested_kw=requested,
+                    delivered_kw=delivered,
+                    score=score,
+                )
+            )
+        return out
