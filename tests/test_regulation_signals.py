@@ -16,11 +16,10 @@ from v2ghub.regulation.scoring import mileage
 from v2ghub.regulation.signals import (
     FrequencyTrace,
     RegulationSignal,
-    load_frequency_csv,
-    load_signal_csv,
     synthetic_frequency,
     synthetic_signal,
 )
+from v2ghub.scenarios.signals_csv import load_frequency_csv, load_signal_csv
 
 DAY_S = 86_400.0
 HOUR_S = 3600.0

@@ -9,7 +9,8 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -96,6 +97,16 @@ class CsvRow:
         self._path = path
         self._row = row
 
+    def finite(self, name: str, text: str) -> float:
+        """``text`` (column ``name``'s cell) as a finite number."""
+        try:
+            value = float(text)
+        except ValueError:
+            raise self.error(f"{text!r} is not a number", name) from None
+        if not math.isfinite(value):
+            raise self.error(f"{text!r} is not a finite number", name)
+        return value
+
     def error(self, problem: str, name: str) -> InputError:
         """An error about column ``name`` of this row."""
         return InputError(problem, file=self._path, row=self._row, field=name)
@@ -123,3 +134,31 @@ class CsvRow:
         if time.microsecond:
             raise self.error(f"{text!r} has fractional seconds; give whole seconds", name)
         return time
+
+
+def series_rows(
+    path: Path, rows: list[list[str]], header: Sequence[str], *, content: str, unit: str
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """The data rows of a time series file as ``(row number, cells by column)``.
+
+    Trailing blank rows are dropped (spreadsheets save them); a blank row inside the
+    series, a row with the wrong number of cells, or no data at all is refused.
+    ``unit`` names what a row is (``step``, ``sample``) in the messages.
+    """
+    data = rows[1:]
+    while data and not any(cell.strip() for cell in data[-1]):
+        data.pop()
+    if not data:
+        raise InputError(f"no {content}: the file has a header but no data rows", file=path, row=2)
+    for row, cells in enumerate(data, start=2):
+        if not any(cell.strip() for cell in cells):
+            raise InputError(
+                f"blank row inside the series; delete it (a {unit} cannot be skipped)",
+                file=path,
+                row=row,
+            )
+        if len(cells) != len(header):
+            raise InputError(
+                f"has {len(cells)} cells but the header has {len(header)}", file=path, row=row
+            )
+        yield row, dict(zip(header, (c.strip() for c in cells), strict=True))

@@ -50,7 +50,6 @@ the file, the row as a spreadsheet shows it (the header is row 1) and the column
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -61,7 +60,7 @@ import numpy.typing as npt
 
 from v2ghub.errors import InputError
 from v2ghub.model.time_grid import TimeGrid
-from v2ghub.scenarios.csv_files import CsvRow, check_header, read_rows
+from v2ghub.scenarios.csv_files import CsvRow, check_header, read_rows, series_rows
 from v2ghub.units import SECONDS_PER_MINUTE
 
 FloatArray = npt.NDArray[np.float64]
@@ -146,11 +145,6 @@ def load_prices_csv(path: Path) -> PriceSeries:
     """
     rows = read_rows(path, content="prices")
     header = check_header(rows[0], path, columns=COLUMNS, required=REQUIRED_COLUMNS)
-    data = rows[1:]
-    while data and not any(cell.strip() for cell in data[-1]):
-        data.pop()  # trailing blank rows, as spreadsheets sometimes save them
-    if not data:
-        raise InputError("no prices: the file has a header but no data rows", file=path, row=2)
     has_base_load = "base_load_kw" in header
     starts: list[datetime] = []
     import_prices: list[Decimal] = []
@@ -158,18 +152,8 @@ def load_prices_csv(path: Path) -> PriceSeries:
     base_load_kw: list[float] = []
     step: timedelta | None = None
 
-    for row, cells in enumerate(data, start=2):
-        if not any(cell.strip() for cell in cells):
-            raise InputError(
-                "blank row inside the series; delete it (a step cannot be skipped)",
-                file=path,
-                row=row,
-            )
-        if len(cells) != len(header):
-            raise InputError(
-                f"has {len(cells)} cells but the header has {len(header)}", file=path, row=row
-            )
-        parser = _RowParser(dict(zip(header, (c.strip() for c in cells), strict=True)), path, row)
+    for row, cells in series_rows(path, rows, header, content="prices", unit="step"):
+        parser = _RowParser(cells, path, row)
         start = parser.time("start")
         if starts:
             gap = start - starts[-1]
@@ -247,10 +231,5 @@ class _RowParser(CsvRow):
     def number(self, name: str) -> float:
         """A required finite number."""
         text = self.required(name)
-        try:
-            value = float(text)
-        except ValueError:
-            raise self.error(f"{text!r} is not a number", name) from None
-        if not math.isfinite(value):
-            raise self.error(f"{text!r} is not a finite number", name)
+        value = self.finite(name, text)
         return value

@@ -50,7 +50,6 @@ the file, the row as a spreadsheet shows it (the header is row 1) and the column
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -264,12 +263,7 @@ class _RowParser(CsvRow):
         if not text and name in NUMBER_DEFAULTS:
             return NUMBER_DEFAULTS[name]
         text = self.required(name)
-        try:
-            value = float(text)
-        except ValueError:
-            raise self.error(f"{text!r} is not a number", name) from None
-        if not math.isfinite(value):
-            raise self.error(f"{text!r} is not a finite number", name)
+        value = self.finite(name, text)
         check, rule = _NUMBER_RULES[name]
         if not check(value):
             raise self.error(f"{rule}, got {text}", name)
