@@ -33,9 +33,8 @@ from v2ghub.report.plots import (
     soc_png,
     valley_share_png,
 )
+from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.sim.metrics import (
-    VALLEY_SHARE_RULE,
-    VALLEY_SHARE_RULE_PRIVATE,
     CityMetrics,
     RunSummary,
 )

@@ -25,10 +25,9 @@ from rich.console import Console
 from rich.table import Table
 
 from v2ghub.model.fleet import ChargerKind
+from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.settlement.money import energy_wh, fen_to_cny
 from v2ghub.sim.metrics import (
-    VALLEY_SHARE_RULE,
-    VALLEY_SHARE_RULE_PRIVATE,
     CityMetrics,
     RunResult,
     RunSummary,

@@ -32,9 +32,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MultipleLocator, PercentFormatter
 from matplotlib.typing import RcKeyType
 
+from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.sim.metrics import (
-    VALLEY_SHARE_RULE,
-    VALLEY_SHARE_RULE_PRIVATE,
     RunSummary,
 )
 from v2ghub.units import KW_PER_MW

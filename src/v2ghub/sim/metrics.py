@@ -18,14 +18,13 @@ import numpy.typing as npt
 from v2ghub.model.fleet import ChargerKind
 from v2ghub.model.tariff import PeriodKind
 from v2ghub.model.time_grid import TimeGrid
+from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.settlement.money import bills_fen, energy_wh, fen_to_cny, round_fen
 from v2ghub.sim.engine import SimulationRun
 from v2ghub.units import KW_PER_MW, WH_PER_KWH
 
 FloatArray = npt.NDArray[np.float64]
 
-VALLEY_SHARE_RULE = 0.6  # pilot rule: at least 60% of charging energy in valley hours
-VALLEY_SHARE_RULE_PRIVATE = 0.8  # and 80% for private (home) chargers
 UNMET_TOLERANCE_KWH = 1e-3  # a watt-hour: the meter's resolution, and above solver tolerances
 
 
