@@ -682,8 +682,8 @@ def plan(args: argparse.Namespace, console: Console) -> None:
     )
 
 
-def settle(args: argparse.Namespace, console: Console) -> None:
-    """Run ``v2ghub settle``."""
+def settle(args: argparse.Namespace, console: Console) -> bool:
+    """Run ``v2ghub settle``; whether every period balanced."""
     from v2ghub.settlement.contracts import Contracts  # noqa: PLC0415 - settle only
     from v2ghub.settlement.settle import settle_run  # noqa: PLC0415
 
@@ -705,6 +705,7 @@ def settle(args: argparse.Namespace, console: Console) -> None:
         f"settled {len(document['periods'])} periods ({verdict}); wrote {args.out}/"
         f"statements.csv, settlement.json in {time.perf_counter() - started:.1f} s"
     )
+    return bool(document["balanced"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -718,8 +719,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             simulate(args, console)
         elif args.command == "plan":
             plan(args, console)
-        elif args.command == "settle":
-            settle(args, console)
+        elif args.command == "settle" and not settle(args, console):
+            return 1  # the statements are written, for inspection, but do not balance
     except InputError as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return 2

@@ -15,7 +15,6 @@ ends with one line naming the file and the field.
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +35,7 @@ from v2ghub.scenarios.catalog import (
     pilot_cities,
     vehicle_models,
 )
+from v2ghub.toml_files import read_toml
 from v2ghub.units import MINUTES_PER_DAY
 
 Share = Annotated[float, Field(ge=0, le=1)]
@@ -241,14 +241,7 @@ def resolve(raw: ScenarioFile, *, file: Path | str | None = None) -> Scenario:
 
 def load_scenario(path: Path) -> Scenario:
     """Read and validate a scenario file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read scenario file: {error}", file=path) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise InputError(f"not valid TOML: {error}", file=path) from None
+    data = read_toml(path, what="scenario file")
     try:
         raw = ScenarioFile.model_validate(data)
     except ValidationError as error:

@@ -12,9 +12,9 @@ each party gets of the streams the grid pays the aggregator::
 
 A session takes the contract of its site if there is one, else of its charger kind, else
 ``"*"``; a stream a contract leaves out is shared as in :data:`DEFAULT_SHARES` for the
-session's charger kind. The shipped defaults (assumed, not from a source): at home the
-owner keeps 90% and the aggregator 10%; at workplace and public stations the owner gets
-70%, the station operator 20% and the aggregator 10%.
+session's charger kind. The defaults ship in ``data/settlement.toml`` (assumed, not from a
+source): at home the owner keeps 90% and the aggregator 10%; at workplace and public
+stations the owner gets 70%, the station operator 20% and the aggregator 10%.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from v2ghub.errors import InputError
+from v2ghub.toml_files import read_toml
 
 SHARED_STREAMS = ("discharge", "demand_response", "regulation_capacity", "regulation_mileage")
 PARTIES = ("owner", "operator", "aggregator")
@@ -75,9 +77,14 @@ class ContractsFile(BaseModel):
     contract: list[Contract] = []
 
 
-_HOME = Shares(owner=Decimal(90), operator=Decimal(0), aggregator=Decimal(10))
-_STATION = Shares(owner=Decimal(70), operator=Decimal(20), aggregator=Decimal(10))
-DEFAULT_SHARES = {"home": _HOME, "workplace": _STATION, "public": _STATION}
+def _shipped_default_shares() -> dict[str, Shares]:
+    """The default shares by charger kind (``data/settlement.toml``, ``[default_shares]``)."""
+    text = resources.files("v2ghub.data").joinpath("settlement.toml").read_text("utf-8")
+    table = tomllib.loads(text)["default_shares"]
+    return {kind: Shares.model_validate(shares) for kind, shares in table.items()}
+
+
+DEFAULT_SHARES = _shipped_default_shares()
 
 
 @dataclass(frozen=True)
@@ -89,12 +96,7 @@ class Contracts:
     @staticmethod
     def load(path: Path) -> Contracts:
         """Read and check a contracts file; a bad one is refused with file, row and field."""
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as error:
-            raise InputError(f"cannot read contracts file: {error}", file=path) from None
-        except tomllib.TOMLDecodeError as error:
-            raise InputError(f"not valid TOML: {error}", file=path) from None
+        data = read_toml(path, what="contracts file")
         try:
             parsed = ContractsFile.model_validate(data)
         except ValidationError as error:

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from v2ghub.errors import InputError
+from v2ghub.toml_files import read_toml
 
 NonNegative = Annotated[Decimal, Field(ge=0)]
 
@@ -51,6 +52,8 @@ class RateFile(_Strict):
     kind: Literal["settlement"] = "settlement"
     defaults: Rates = Rates()
     cities: dict[str, Rates] = {}
+    # The default contract shares by charger kind; read by :mod:`~v2ghub.settlement.contracts`.
+    default_shares: dict[str, dict[str, Decimal]] = {}
 
 
 @dataclass(frozen=True)
@@ -77,15 +80,9 @@ _STREAMS = {
 def _read(path: Path | None) -> RateFile:
     if path is None:
         text = resources.files("v2ghub.data").joinpath("settlement.toml").read_text("utf-8")
-    else:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise InputError(f"cannot read rates file: {error}", file=path) from None
-    try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise InputError(f"not valid TOML: {error}", file=path) from None
+    else:
+        data = read_toml(path, what="rates file")
     try:
         return RateFile.model_validate(data)
     except ValidationError as error:
