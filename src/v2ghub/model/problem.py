@@ -45,6 +45,12 @@ class Problem:
     their summed energies and charger power and no V2G. Planners plan them like vehicles,
     so that the vehicles plugged in now leave the site room for them; their power is
     never sent to a charger.
+
+    Frequency regulation (optional, per step; ``None`` = none): the fleet earns
+    ``regulation_price_cny_per_kw_h`` for every kW of symmetric headroom it keeps in a
+    step (how far its power can move both up and down and hold for an hour, see
+    :mod:`v2ghub.regulation.capacity`), and must keep at least
+    ``regulation_commitment_kw`` of it where a market accepted an offer.
     """
 
     grid: TimeGrid
@@ -70,6 +76,8 @@ class Problem:
     renewable_surplus_kw: FloatArray
     degradation_cny_per_kwh: float = 0.0
     expected_count: int = 0
+    regulation_price_cny_per_kw_h: FloatArray | None = None
+    regulation_commitment_kw: FloatArray | None = None
 
     def __post_init__(self) -> None:
         n = self.vehicle_index.shape[0]
@@ -81,6 +89,8 @@ class Problem:
             "period_kind",
             "base_load_kw",
             "renewable_surplus_kw",
+            "regulation_price_cny_per_kw_h",
+            "regulation_commitment_kw",
         }
         per_site = {"import_limit_kw", "export_limit_kw"}
         for f in fields(self):
@@ -110,6 +120,20 @@ class Problem:
     def n_plugged(self) -> int:
         """Number of rows that are vehicles (the forecast rows excluded)."""
         return self.n_vehicles - self.expected_count
+
+    @property
+    def regulation_price(self) -> FloatArray:
+        """Per step, CNY per kW of symmetric regulation headroom and hour (0 = none)."""
+        if self.regulation_price_cny_per_kw_h is None:
+            return np.zeros(self.grid.length)
+        return self.regulation_price_cny_per_kw_h
+
+    @property
+    def regulation_commitment(self) -> FloatArray:
+        """Per step, kW of symmetric headroom the fleet has promised (0 = none)."""
+        if self.regulation_commitment_kw is None:
+            return np.zeros(self.grid.length)
+        return self.regulation_commitment_kw
 
     @property
     def dt_h(self) -> float:

@@ -36,6 +36,11 @@ the fills turn 41 kWh of avoidable shortfall into none. Delivery the LP finds by
 energy from one parked vehicle to another at a site with almost no import room is
 beyond these fills.
 
+With a regulation headroom price or commitment (``Problem.regulation_price_cny_per_kw_h``,
+``regulation_commitment_kw``) the planner prices each direction of headroom and balances
+them by a few iterations (:mod:`v2ghub.planning.reserve`), as the LP's headroom term does
+exactly.
+
 With a peak price ``V`` (CNY per kW of the horizon's highest base load plus fleet load, as
 the LP's ``peak_price_cny_per_kw``) the planner iterates on prices
 (:mod:`v2ghub.planning.peak`): the ``|S|`` steps near the current peak get a surcharge of
@@ -60,6 +65,7 @@ import numpy.typing as npt
 from v2ghub.model.problem import Problem, Schedule
 from v2ghub.planning._fast_kernels import plan_by_site
 from v2ghub.planning.peak import plan_with_peak_price
+from v2ghub.planning.reserve import plan_with_regulation
 from v2ghub.planning.stepping import (
     contiguous_floats,
     contiguous_ints,
@@ -172,8 +178,19 @@ class FastPlanner:
 
         The array is column-major (each step's powers are contiguous), which is what the
         step-by-step feasibility cut reads. With a peak price it is the best plan of the
-        price iterations, already cut.
+        price iterations, already cut. With a regulation price or commitment it is the best
+        plan of the headroom iterations (:mod:`v2ghub.planning.reserve`), already cut.
         """
+        if problem.regulation_price.any() or problem.regulation_commitment.any():
+            return plan_with_regulation(
+                problem,
+                solve=self._solve_energy,
+                peak_price_cny_per_kw=self.peak_price_cny_per_kw,
+            )
+        return self._solve_energy(problem)
+
+    def _solve_energy(self, problem: Problem) -> FloatArray:
+        """The plan for the energy prices and the peak price, headroom ignored."""
         if self.peak_price_cny_per_kw > 0:
             return plan_with_peak_price(
                 problem,

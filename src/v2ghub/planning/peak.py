@@ -79,7 +79,7 @@ SHORTFALL_TOLERANCE_KWH = 1e-6
 
 
 @dataclass(frozen=True)
-class _Plan:
+class BlockPlan:
     """A whole-fleet plan and what the master needs of it, per block."""
 
     power_kw: FloatArray  # vehicles x steps, column-major
@@ -88,7 +88,7 @@ class _Plan:
     shortfall_kwh: float  # the fleet's total
 
 
-class _Fleet:
+class PlanBlocks:
     """The blocks of a problem and the per-plan sums the master reads."""
 
     def __init__(self, problem: Problem) -> None:
@@ -104,7 +104,7 @@ class _Fleet:
         self.n_blocks = int(self.block.max()) + 1 if n else 0
         self.sold_cny_per_kwh = problem.export_price_cny_per_kwh - problem.degradation_cny_per_kwh
 
-    def describe(self, power_kw: FloatArray) -> _Plan:
+    def describe(self, power_kw: FloatArray) -> BlockPlan:
         """Block loads, block costs and the fleet's shortfall of ``power_kw``."""
         problem = self.problem
         dt_h = problem.dt_h
@@ -124,15 +124,25 @@ class _Fleet:
         load_kw = np.empty((self.n_blocks, problem.grid.length))
         for step in range(problem.grid.length):  # columns are contiguous (column-major)
             load_kw[:, step] = np.bincount(self.block, power_kw[:, step], minlength=self.n_blocks)
-        return _Plan(
+        return BlockPlan(
             power_kw=power_kw,
             load_kw=load_kw,
             cost_cny=np.bincount(self.block, cost_cny, minlength=self.n_blocks).astype(np.float64),
             shortfall_kwh=float(short_kwh.sum()),
         )
 
+    def blend(self, plans: list[BlockPlan], weights: FloatArray) -> FloatArray:
+        """Each block's weighted sum of the plans (``weights``: blocks x plans)."""
+        vehicle_weights = weights[self.block]
+        mixed = vehicle_weights[:, :1] * plans[0].power_kw
+        term = np.empty_like(mixed)
+        for j, plan in enumerate(plans[1:], start=1):
+            np.multiply(vehicle_weights[:, j : j + 1], plan.power_kw, out=term)
+            mixed += term
+        return mixed
+
     def mix(
-        self, plans: list[_Plan], peak_price_cny_per_kw: float
+        self, plans: list[BlockPlan], peak_price_cny_per_kw: float
     ) -> tuple[FloatArray, FloatArray] | None:
         """The block-wise mix of ``plans`` that the master finds best; None if it fails.
 
@@ -168,12 +178,7 @@ class _Fleet:
         if result.status != 0 or result.x is None:
             return None
         weights = np.clip(result.x[:n_weights], 0.0, 1.0).reshape(n_blocks, n_plans)
-        vehicle_weights = weights[self.block]
-        mixed = vehicle_weights[:, :1] * plans[0].power_kw
-        term = np.empty_like(mixed)
-        for j, plan in enumerate(plans[1:], start=1):
-            np.multiply(vehicle_weights[:, j : j + 1], plan.power_kw, out=term)
-            mixed += term
+        mixed = self.blend(plans, weights)
         # The duals are the objective's sensitivity to the right-hand side -base_load.
         step_weights = np.maximum(-np.asarray(result.ineqlin.marginals, dtype=np.float64), 0.0)
         return mixed, step_weights
@@ -207,7 +212,7 @@ def plan_with_peak_price(
     unpriced_kw = make_feasible(problem, solve(problem))
     if problem.n_vehicles == 0 or problem.grid.length == 0:
         return unpriced_kw
-    fleet = _Fleet(problem)
+    fleet = PlanBlocks(problem)
     current = fleet.describe(unpriced_kw)
     shortfall_limit_kwh = current.shortfall_kwh + SHORTFALL_TOLERANCE_KWH * problem.n_vehicles
     best_power_kw = current.power_kw
@@ -216,7 +221,7 @@ def plan_with_peak_price(
     ).objective_cny
     plugged = _plugged_count(problem)
     band = BAND_SHARE
-    responses: list[_Plan] = []
+    responses: list[BlockPlan] = []
     # After an iteration that did not improve: the master's own step weights.
     stalled_weights: FloatArray | None = None
     for _ in range(iterations):

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from v2ghub.model.time_grid import TimeGrid
-from v2ghub.regulation.capacity import fit_sites, headroom
+from v2ghub.regulation.capacity import fit_sites, headroom, site_share
 from v2ghub.regulation.dispatch import participation, setpoints
 from v2ghub.regulation.scoring import Score, score_hours
 from v2ghub.regulation.signals import RegulationSignal, synthetic_signal
@@ -77,17 +77,6 @@ class _Hour:
     requested_kw: list[FloatArray] = field(default_factory=list)
     delivered_kw: list[FloatArray] = field(default_factory=list)
     samples_done: int = 0
-
-
-def site_share(
-    site_index: IntArray, max_charge_kw: FloatArray, import_limit_kw: FloatArray
-) -> FloatArray:
-    """Per vehicle, the share of its charger's power its site gives all at once:
-    ``min(1, import_limit / sum of the site's chargers)``."""
-    connected = np.bincount(site_index, weights=max_charge_kw, minlength=import_limit_kw.size)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        share = np.where(connected > 0, import_limit_kw / connected, 1.0)
-    return np.asarray(np.clip(np.nan_to_num(share, nan=1.0), 0.0, 1.0)[site_index])
 
 
 class RegulationFollower:
