@@ -26,7 +26,8 @@ below (stored energy per hour at charger power ``p``), the energy bounds are
 ``planned - lower >= g^-1((floor - e) / duration_h)`` and
 ``planned + raise <= g^-1((energy_max - e) / duration_h)``. A promise built from these
 holds for any signal within -1..1 of it for the whole duration: no vehicle leaves its SoC
-window or ends below its departure need because of regulation.
+window or ends below its departure need because of regulation. A vehicle that could not
+reach its target at ``refill_kw`` from now on offers nothing downwards.
 """
 
 from __future__ import annotations
@@ -102,7 +103,11 @@ def headroom(
     highest_kw = _power_for_stored_rate(
         (energy_max_kwh - energy_kwh) / duration_h, charge_efficiency, discharge_efficiency
     )
-    lower = np.minimum(planned_kw + max_discharge_kw, planned_kw - lowest_kw)
+    # A vehicle behind the refill curve already (it could not reach its target at the
+    # refill power from now on) counts on its plan for it: it offers nothing down. Every
+    # other vehicle's room down then shrinks as the hold grows.
+    behind = energy_kwh + hours_to_departure * refill * charge_efficiency < target_energy_kwh
+    lower = np.where(behind, 0.0, np.minimum(planned_kw + max_discharge_kw, planned_kw - lowest_kw))
     upper = np.minimum(max_charge_kw - planned_kw, highest_kw - planned_kw)
     return Headroom(
         raise_kw=np.where(stays, np.maximum(upper, 0.0), 0.0),

@@ -184,8 +184,9 @@ class FastPlanner:
         if problem.regulation_price.any() or problem.regulation_commitment.any():
             return plan_with_regulation(
                 problem,
-                solve=self._solve_energy,
+                solve=self.solve_at_prices,
                 peak_price_cny_per_kw=self.peak_price_cny_per_kw,
+                plain_kw=self._solve_energy(problem),
             )
         return self._solve_energy(problem)
 

@@ -189,13 +189,16 @@ def plan_with_regulation(
     solve: Callable[[Problem], FloatArray],
     peak_price_cny_per_kw: float = 0.0,
     iterations: int = RESERVE_ITERATIONS,
+    plain_kw: FloatArray | None = None,
 ) -> FloatArray:
     """The fleet's plan with regulation headroom priced (see the module docstring).
 
-    ``solve`` plans the problem's fleet at its energy prices (and any peak price);
-    returns the best plan found, through ``make_feasible``.
+    ``solve`` plans the problem's fleet at its energy prices; ``plain_kw``, the plan
+    without any headroom price, defaults to ``solve(problem)`` (with a peak price, pass
+    the peak-priced plan: the responses are then planned without the peak price, which
+    the master still prices). Returns the best plan found, through ``make_feasible``.
     """
-    plain_kw = make_feasible(problem, solve(problem))
+    plain_kw = make_feasible(problem, solve(problem) if plain_kw is None else plain_kw)
     steps = np.flatnonzero(
         (problem.regulation_price > 0) | (problem.regulation_commitment > 0)
     ).astype(np.int64)
