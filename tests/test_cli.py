@@ -41,6 +41,7 @@ def test_simulate_writes_every_file(small_run: Path) -> None:
         "summary.json",
         "summary.csv",
         "curves.csv",
+        "envelope.csv",
         "sessions.parquet",
         "meter.parquet",
         "settlement.json",
@@ -295,3 +296,38 @@ def test_bad_regulation_hours_are_refused(
 ) -> None:
     assert _simulate(tmp_path / "out", "--regulation-hours", "19,25") == 2
     assert "--regulation-hours must be local hours 0-23" in capsys.readouterr().err
+
+
+def test_regulation_follows_a_users_signal_file(tmp_path: Path) -> None:
+    # A square wave: +1 for a minute, -1 for a minute, at 4 s.
+    rows = ["time,signal"]
+    for k in range(900):
+        moment = f"2025-07-16T00:{k * 4 // 60:02d}:{k * 4 % 60:02d}+08:00"
+        rows.append(f"{moment},{1 if (k // 15) % 2 == 0 else -1}")
+    signal = tmp_path / "signal.csv"
+    signal.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ("--vehicles", "300", "--cities", "Shenzhen", "--planners", "v2g-rules")
+    assert _simulate(out, *args, "--regulation-signal", str(signal), "--no-frequency-response") == 0
+    city = json.loads((out / "summary.json").read_text(encoding="utf-8"))["planners"]["v2g-rules"][
+        "cities"
+    ]["Shenzhen"]
+    assert city["regulation_hours"] == 4
+    # Each hour replays the 900 samples: 59 switches between +1 and -1, each moving 2 x
+    # the capacity, so 118 MW of mileage per MW committed and hour.
+    assert city["regulation_mileage_mw"] == pytest.approx(
+        4 * 118 * city["regulation_committed_mw"], rel=1e-6
+    )
+
+
+def test_a_bad_signal_file_is_named_with_its_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    signal = tmp_path / "signal.csv"
+    signal.write_text(
+        "time,signal\n2025-07-16T00:00:00+08:00,0.5\n2025-07-16T00:00:02+08:00,1.5\n",
+        encoding="utf-8",
+    )
+    assert _simulate(tmp_path / "out", "--regulation-signal", str(signal)) == 2
+    err = capsys.readouterr().err
+    assert f"{signal}: row 3, field signal" in err

@@ -183,7 +183,9 @@ def test_regulation_in_the_twin_keeps_every_guarantee(case: CityCase) -> None:
         assert np.all(np.abs(first - asked) <= 0.01 * hour.capacity_kw + 1e-6)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# mpc re-plans every step and keeps the hour's committed headroom at tight sites, which
+# costs a few planning passes a step: fewer cases than the other twin properties.
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases(limited_sites=True))
 def test_regulation_at_limited_sites_keeps_limits_and_window(case: CityCase) -> None:
     # At a shared site a vehicle's refill depends on the others (the promise counts on its

@@ -93,7 +93,9 @@ def test_a_given_trace_is_replayed_from_its_start() -> None:
 
 def test_a_trace_at_another_step_is_refused() -> None:
     case = _shenzhen(100)
-    trace = RegulationSignal(start=datetime(2025, 7, 16, tzinfo=UTC), step_s=4.0, values=[0.1])
+    trace = RegulationSignal(
+        start=datetime(2025, 7, 16, tzinfo=UTC), step_s=4.0, values=np.array([0.1])
+    )
     offer = RegulationOffer(hours=EVENING, signal_trace=trace)
     with pytest.raises(ValueError, match=r"the signal file's step is 4 s, the offer's 2 s"):
         RegulationFollower(case.grid, timezone=case.tariff.timezone, offer=offer)

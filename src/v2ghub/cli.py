@@ -29,6 +29,7 @@ from v2ghub.model.sites import SiteLimits
 from v2ghub.planning import PLANNERS, make_planner
 from v2ghub.planning.fast import FastPlanner
 from v2ghub.planning.lp import TWIN_MAX_SESSIONS, LpPlanner, PlanningError
+from v2ghub.regulation.demand_response import DemandResponseEvent
 from v2ghub.scenarios.build import (
     arrival_day_count,
     city_case,
@@ -37,6 +38,7 @@ from v2ghub.scenarios.build import (
 )
 from v2ghub.scenarios.config import (
     DEFAULT_DEGRADATION_CNY_PER_KWH,
+    DEFAULT_DEMAND_RESPONSE,
     MAX_VEHICLES,
     Scenario,
     ScenarioFile,
@@ -45,11 +47,13 @@ from v2ghub.scenarios.config import (
     resolve,
 )
 from v2ghub.scenarios.day_ahead import check_prices_for_lp, day_ahead_problem
+from v2ghub.scenarios.market_config import default_market
 from v2ghub.scenarios.prices_csv import load_prices_csv
 from v2ghub.scenarios.sessions_csv import load_sessions_csv
+from v2ghub.scenarios.signals_csv import load_frequency_csv, load_signal_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
 from v2ghub.sim.metrics import RunResult, RunSummary
-from v2ghub.sim.regulation_service import RegulationOffer
+from v2ghub.sim.regulation_service import DEFAULT_HOURS, RegulationOffer
 from v2ghub.sim.runner import run_cases, with_peak_reduction
 from v2ghub.units import SECONDS_PER_DAY
 
@@ -96,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate",
         help="simulate a day of V2G and write a report",
         description="Simulate one day of V2G for each city and planner, then write "
-        "summary.json, summary.csv, curves.csv, sessions.parquet, meter.parquet, "
-        "settlement.json and report.html. With no "
+        "summary.json, summary.csv, curves.csv, envelope.csv, sessions.parquet, "
+        "meter.parquet, settlement.json and report.html. With no "
         "arguments: one weekday, the nine pilot cities, 10,000 synthetic vehicles each, "
         "planners uncontrolled, tou, v2g-rules and mpc.",
     )
@@ -154,6 +158,51 @@ def build_parser() -> argparse.ArgumentParser:
         "--regulation-hours",
         metavar="LIST",
         help="local hours offered, comma-separated (default 10,11,19,20); implies --regulation",
+    )
+    simulate.add_argument(
+        "--regulation-kind",
+        choices=("dynamic", "traditional"),
+        default="dynamic",
+        help="the seeded synthetic signal: fast and energy-neutral (dynamic, the default) "
+        "or slower with a drift (traditional)",
+    )
+    simulate.add_argument(
+        "--regulation-signal",
+        type=Path,
+        metavar="FILE",
+        help="follow this signal (CSV: time, signal in -1..1) instead of a synthetic one, "
+        "replayed from its start in each offered hour; implies --regulation",
+    )
+    simulate.add_argument(
+        "--frequency",
+        type=Path,
+        metavar="FILE",
+        help="answer this frequency trace (CSV: time, frequency_hz) by droop instead of a "
+        "synthetic one; implies --regulation",
+    )
+    simulate.add_argument(
+        "--no-frequency-response",
+        action="store_true",
+        help="with --regulation, no primary frequency response (by default the fleet also "
+        "answers the frequency by 5%% droop with a 0.05 Hz deadband, held within its "
+        "promise)",
+    )
+    simulate.add_argument(
+        "--market",
+        action="store_true",
+        help="sell the fleet's day-ahead headroom in a capacity market first (the "
+        "scenario's [market] table, else the shipped one: regulation at 10-12 and 19-21 "
+        "h, demand response at 18 h); every planner then honours what was sold and the "
+        "summary gains market_sold_mw_h, market_capacity_cny and market_penalty_cny",
+    )
+    simulate.add_argument(
+        "--demand-response",
+        action="store_true",
+        help="answer a demand-response event in each city when the scenario file has no "
+        "[[demand_response]] events (which are always answered) and no market runs: "
+        "18:00-19:00 local time, "
+        "0.5 kW below the baseline per plugged vehicle, at the city's rate; the summary "
+        "gains dr_events, dr_requested_kwh and dr_delivered_kwh per city",
     )
     _add_plan_parser(commands)
     _add_settle_parser(commands)
@@ -290,6 +339,11 @@ def _scenario(args: argparse.Namespace) -> Scenario:
                 "grid": scenario.grid.model_dump(),
                 "cities": {k: v for k, v in overrides.items() if k in settings["cities"]},
                 "vehicles": [m.model_dump() for m in scenario.vehicle_models],
+                "demand_response": [
+                    e.model_dump()
+                    for e in scenario.demand_response
+                    if e.city is None or e.city in settings["cities"]
+                ],
             }
         )
     except Exception as error:
@@ -384,6 +438,8 @@ def _write_summaries(
     )
     outputs.write_summary_csv(out / "summary.csv", summaries)
     outputs.write_curves_csv(out / "curves.csv", summaries)
+    outputs.write_envelope_csv(out / "envelope.csv", summaries)
+    outputs.write_market_json(out / "market.json", summaries)
     # Settle what the run metered (totals only: `v2ghub settle` writes the statements).
     settlement = settle_run(out, out=out, statements=False)
     write_html_report(
@@ -431,18 +487,62 @@ def _swap_in(staging: Path, out: Path) -> None:
 
 def _regulation_offer(args: argparse.Namespace, *, seed: int) -> RegulationOffer | None:
     """The regulation offer the options ask for, if any."""
-    if args.regulation_hours is None and not args.regulation:
+    options = (args.regulation_hours, args.regulation_signal, args.frequency)
+    if all(option is None for option in options) and not args.regulation:
         return None
-    if args.regulation_hours is None:
-        return RegulationOffer(seed=seed)
-    try:
-        hours = tuple(int(h) for h in args.regulation_hours.split(","))
-        return RegulationOffer(hours=hours, seed=seed)
-    except ValueError:
+    hours: tuple[int, ...] = DEFAULT_HOURS
+    if args.regulation_hours is not None:
+        try:
+            hours = tuple(int(h) for h in args.regulation_hours.split(","))
+            RegulationOffer(hours=hours)
+        except ValueError:
+            raise InputError(
+                f"--regulation-hours must be local hours 0-23, comma-separated, "
+                f"not {args.regulation_hours!r}"
+            ) from None
+    signal = load_signal_csv(args.regulation_signal) if args.regulation_signal else None
+    frequency = load_frequency_csv(args.frequency) if args.frequency else None
+    step_s = signal.step_s if signal is not None else 2.0
+    if frequency is not None and signal is not None and frequency.step_s != signal.step_s:
         raise InputError(
-            f"--regulation-hours must be local hours 0-23, comma-separated, "
-            f"not {args.regulation_hours!r}"
-        ) from None
+            f"the frequency file's step ({frequency.step_s:g} s) differs from the signal "
+            f"file's ({signal.step_s:g} s)",
+            file=args.frequency,
+        )
+    if frequency is not None and signal is None:
+        step_s = frequency.step_s
+    try:
+        return RegulationOffer(
+            hours=hours,
+            seed=seed,
+            signal=args.regulation_kind,
+            step_s=step_s,
+            frequency_response=not args.no_frequency_response,
+            signal_trace=signal,
+            frequency_trace=frequency,
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def _demand_response(
+    args: argparse.Namespace, scenario: Scenario, days: dict[str, date]
+) -> tuple[list[DemandResponseEvent], str | None]:
+    """The events each city answers (the scenario's, else the default one with
+    ``--demand-response``) on its simulated day, and a note saying what they are."""
+    if not scenario.demand_response and args.demand_response and not args.market:
+        scenario = scenario.model_copy(update={"demand_response": (DEFAULT_DEMAND_RESPONSE,)})
+        origin = "the --demand-response default, an assumption"
+    else:
+        origin = "from the scenario file"
+    events = [e for city, day in days.items() for e in scenario.demand_response_events(city, day)]
+    if not events:
+        return [], None
+    return events, (
+        f"Demand response: {len(events)} event(s) ({origin}); the baseline is the same "
+        "planner's run without the event; delivered energy is credited up to what was "
+        "requested, step by step."
+    )
 
 
 def _write_run(writers: Sequence[TableWriter], result: RunResult) -> None:
@@ -480,6 +580,12 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
                 "one day-ahead solve"
             )
     n_runs = len(cities) * len(planners)
+    days = (
+        {c.city: c.grid.start.date() for c in cases}
+        if isinstance(cases, list)
+        else dict.fromkeys(cities, settings.date)
+    )
+    events, events_note = _demand_response(args, scenario, days)
 
     # Write into a fresh folder beside the target and swap it in at the end: a failed or
     # interrupted run leaves no half-written output that could pass for a result.
@@ -517,6 +623,8 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
                 on_step=on_step,
                 on_result=partial(_write_run, (sessions, meter)),
                 regulation=_regulation_offer(args, seed=settings.seed),
+                demand_response=events,
+                market=(scenario.market or default_market()) if args.market else scenario.market,
             )
         summaries = with_peak_reduction(summaries, planners[0])
         info = {
@@ -531,6 +639,8 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
             "version": __version__,
         }
         notes = _notes(scenario, cities, synthetic=args.sessions is None)
+        if events_note is not None:
+            notes.append(events_note)
         with console.status("writing report"):
             _write_summaries(staging, summaries, planners, notes, info)
         _swap_in(staging, out)
@@ -540,8 +650,8 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
     if not args.quiet:
         print_summary(console, summaries, planners)
     console.print(
-        f"wrote {out}/report.html, summary.json, summary.csv, curves.csv, sessions.parquet, "
-        "meter.parquet, settlement.json "
+        f"wrote {out}/report.html, summary.json, summary.csv, curves.csv, envelope.csv, "
+        "sessions.parquet, meter.parquet, settlement.json "
         f"in {time.perf_counter() - started:.1f} s"
     )
 

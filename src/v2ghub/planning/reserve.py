@@ -211,6 +211,10 @@ def plan_with_regulation(
     best_cny, room = regulation_objective(
         problem, plain_kw, steps, peak_price_cny_per_kw=peak_price_cny_per_kw
     )
+    if not problem.regulation_price[steps].any() and np.all(
+        room.symmetric_kw >= problem.regulation_commitment[steps]
+    ):
+        return plain_kw  # nothing to earn, and the commitments hold already
     price = problem.regulation_price[steps] + COMMITMENT_PRICE_CNY_PER_KW_H * (
         problem.regulation_commitment[steps] > 0
     )

@@ -1,10 +1,12 @@
 """The report as one self-contained HTML file: inline CSS, figures as base64 PNGs, no JS.
 
 Sections: a header (title, reported day, time grid), "About these figures" (the caller's
-notes), totals per planner, a table per city and planner, and the figures of
-:mod:`v2ghub.report.plots`. Every piece of text is HTML-escaped. The file is written to a
-temporary file beside ``path`` and moved into place, so a reader never sees half a report
-and a failure leaves any earlier report untouched.
+notes), totals per planner, a table per city and planner, who is paid what (with a
+settlement), grid services (when any run has a flexibility envelope, regulation hours or
+demand-response events), and the figures of :mod:`v2ghub.report.plots`. Every piece of
+text is HTML-escaped. The file is written to a temporary file beside ``path`` and moved
+into place, so a reader never sees half a report and a failure leaves any earlier report
+untouched.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from v2ghub import __version__
 from v2ghub.report.plots import (
     by_city_and_planner,
     cities_of,
+    demand_response_png,
     discharge_by_hour_png,
+    envelope_png,
     load_curves_png,
     owner_cost_png,
     owner_earnings_png,
     planners_of,
+    regulation_png,
     soc_png,
     valley_share_png,
 )
@@ -300,13 +305,31 @@ def _city_cells(m: CityMetrics, reduction_kw: float | None) -> list[str]:
             "num flag" if avoidable else "num",
         ),
         _td(str(m.owner_cost_cny)),  # exactly the Decimal, as settled
+        _td(f"{m.degradation_cost_cny:,}"),
+        _td(_number(m.planner_seconds, 2)),
+        _td(_number(m.simulate_seconds, 2)),
         _td(f"{m.site_limit_violations:,}", "num flag" if m.site_limit_violations else "num"),
         _td(f"{m.fallbacks:,}", "num flag" if m.fallbacks else "num"),
     ]
 
 
-def _city_table(results: Sequence[RunSummary]) -> str:
+def _rows_by_city(
+    results: Sequence[RunSummary], cells_of: Callable[[CityMetrics], list[str]]
+) -> str:
+    """Table rows grouped by city (its name spanning its planners' rows), planners in
+    order; ``cells_of`` gives the cells after the city's."""
     keyed = by_city_and_planner(results)
+    planners = planners_of(results)
+    rows = []
+    for city in cities_of(results):
+        city_runs = [keyed[city, p] for p in planners if (city, p) in keyed]
+        for i, result in enumerate(city_runs):
+            lead = f'<td class="city" rowspan="{len(city_runs)}">{_e(city)}</td>' if i == 0 else ""
+            rows.append(f"<tr>{lead}{''.join(cells_of(result.metrics))}</tr>")
+    return "".join(rows)
+
+
+def _city_table(results: Sequence[RunSummary]) -> str:
     planners = planners_of(results)
     reduction = peak_reduction_kw(results)
     columns = [
@@ -330,13 +353,7 @@ def _city_table(results: Sequence[RunSummary]) -> str:
         ("Site limit violations", True),
         ("Fallbacks", True),
     ]
-    rows = []
-    for city in cities_of(results):
-        city_runs = [keyed[city, p] for p in planners if (city, p) in keyed]
-        for i, result in enumerate(city_runs):
-            lead = f'<td class="city" rowspan="{len(city_runs)}">{_e(city)}</td>' if i == 0 else ""
-            cells = _city_cells(result.metrics, reduction.get((city, result.metrics.planner)))
-            rows.append(f"<tr>{lead}{''.join(cells)}</tr>")
+    rows = _rows_by_city(results, lambda m: _city_cells(m, reduction.get((m.city, m.planner))))
     caption = (
         "Loads are over the reported day (sessions past midnight folded onto its early "
         "hours). Unmet energy is what owners missed at departure; the unavoidable part "
@@ -346,7 +363,7 @@ def _city_table(results: Sequence[RunSummary]) -> str:
     )
     return (
         '<section id="cities"><h2>Cities</h2><div class="scroll"><table>'
-        f"{_head(columns)}<tbody>{''.join(rows)}</tbody></table></div>"
+        f"{_head(columns)}<tbody>{rows}</tbody></table></div>"
         f'<p class="caption">{_e(caption)}</p></section>'
     )
 
@@ -386,16 +403,20 @@ _FIGURES: tuple[tuple[str, Callable[[Sequence[RunSummary]], bytes], str], ...] =
 )
 
 
+def _figure(heading: str, png: bytes, caption: str) -> str:
+    """A figure: the PNG inline, its heading as alt text and in the caption."""
+    encoded = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{encoded}" alt="{_e(heading)}">'
+        f"<figcaption><strong>{_e(heading)}.</strong> {_e(caption)}</figcaption></figure>"
+    )
+
+
 def _figures(results: Sequence[RunSummary]) -> str:
-    parts = ['<section id="figures"><h2>Figures</h2>']
-    for heading, draw, caption in _FIGURES:
-        encoded = base64.b64encode(draw(results)).decode("ascii")
-        parts.append(
-            f'<figure><img src="data:image/png;base64,{encoded}" alt="{_e(heading)}">'
-            f"<figcaption><strong>{_e(heading)}.</strong> {_e(caption)}</figcaption></figure>"
-        )
-    parts.append("</section>")
-    return "".join(parts)
+    figures = "".join(
+        _figure(heading, draw(results), caption) for heading, draw, caption in _FIGURES
+    )
+    return f'<section id="figures"><h2>Figures</h2>{figures}</section>'
 
 
 def _settlement(settlement: dict[str, Any]) -> str:
@@ -463,14 +484,13 @@ def _settlement(settlement: dict[str, Any]) -> str:
         "60% of charging in valley hours, 80% at private chargers."
         + ("" if settlement["balanced"] else " WARNING: the ledger does not balance.")
     )
-    image = base64.b64encode(owner_earnings_png(periods, planners)).decode("ascii")
+    figure = _figure(
+        "Owners' V2G earnings", owner_earnings_png(periods, planners), _EARNINGS_CAPTION
+    )
     return (
         '<section id="settlement"><h2>Who is paid what</h2><div class="scroll"><table>'
         f"{head}<tbody>{''.join(rows)}</tbody></table></div>"
-        f'<p class="caption">{_e(caption)}</p>'
-        f'<figure><img src="data:image/png;base64,{image}" alt="Owners\' V2G earnings">'
-        f"<figcaption><strong>Owners' V2G earnings.</strong> {_e(_EARNINGS_CAPTION)}"
-        "</figcaption></figure></section>"
+        f'<p class="caption">{_e(caption)}</p>{figure}</section>'
     )
 
 
@@ -478,6 +498,98 @@ _EARNINGS_CAPTION = (
     "Per city and planner, what an owner whose car discharged received: the bar spans the "
     "10th to the 90th percentile, the line is the median."
 )
+
+
+def _has_grid_services(result: RunSummary) -> bool:
+    return bool(result.envelope or result.regulation_hours or result.demand_response_events)
+
+
+def _grid_service_cells(m: CityMetrics) -> list[str]:
+    regulated = m.regulation_hours > 0
+    requested = m.dr_requested_kwh
+    return [
+        _td(m.planner, ""),
+        _td(f"{m.regulation_hours:,}"),
+        _td(_number(m.regulation_capacity_up_mw, 2) if regulated else DASH),
+        _td(_number(m.regulation_capacity_down_mw, 2) if regulated else DASH),
+        _td(_number(m.regulation_committed_mw, 2) if regulated else DASH),
+        _td(_number(m.regulation_score, 2) if regulated else DASH),
+        _td(_number(m.regulation_mileage_mw, 1) if regulated else DASH),
+        _td(f"{m.dr_events:,}"),
+        _td(_number(requested, 1) if m.dr_events else DASH),
+        _td(_number(m.dr_delivered_kwh, 1) if m.dr_events else DASH),
+        _td(_share(m.dr_delivered_kwh / requested) if requested > 0 else DASH),
+    ]
+
+
+_GRID_SERVICES_CAPTION = (
+    "Up and down are the grid's: regulation up means the fleet takes less from the grid "
+    "(charges less or discharges more), regulation down that it takes more. Offered: the "
+    "mean headroom each way over the offered hours that the fleet could hold for the whole "
+    "hour; committed: the mean symmetric capacity promised; score: the mean PJM-style "
+    "composite of correlation, delay and precision (0-1); mileage: how far the signal "
+    "moved the fleet in all, MW. Demand response: the energy requested below the baseline "
+    "(the fleet without the event) and delivered, each step credited up to its request."
+)
+_GRID_SERVICE_FIGURES: tuple[
+    tuple[str, Callable[[Sequence[RunSummary]], bytes | None], str], ...
+] = (
+    (
+        "Flexibility envelope",
+        envelope_png,
+        "Per city, the fleet's planned net power at the top of each hour (MW, charging "
+        "positive) and how far it could move up (more charging: the grid's regulation down) "
+        "or down (the grid's regulation up) and hold for 1 h (dark band) or 15 min (light "
+        "band). Drawn for the last planner of the run that has an envelope, usually the "
+        "optimiser; hours past midnight are folded onto the day as in the load figure.",
+    ),
+    (
+        "Regulation: requested and delivered",
+        regulation_png,
+        "Per city, the first regulation hour of the same planner: the change of fleet "
+        "power the signal asked for and the change delivered (MW, 2-s samples, charging "
+        "positive), the committed capacity dotted, and the hour's composite score.",
+    ),
+    (
+        "Demand response",
+        demand_response_png,
+        "Per city and event, the fleet's net load without the event (baseline), with it "
+        "(actual: baseline minus the delivered reduction) and the level requested "
+        "(baseline minus the requested reduction), MW per step.",
+    ),
+)
+
+
+def _grid_services(results: Sequence[RunSummary]) -> str:
+    """Regulation and demand response per city and planner, and their figures; nothing
+    when no run has any of them."""
+    if not any(_has_grid_services(r) for r in results):
+        return ""
+    columns = [
+        ("City", False),
+        ("Planner", False),
+        ("Regulation hours", True),
+        ("Up offered (MW)", True),
+        ("Down offered (MW)", True),
+        ("Committed (MW)", True),
+        ("Score", True),
+        ("Mileage (MW)", True),
+        ("DR events", True),
+        ("DR requested (kWh)", True),
+        ("DR delivered (kWh)", True),
+        ("Delivered share", True),
+    ]
+    rows = _rows_by_city(results, _grid_service_cells)
+    figures = []
+    for heading, draw, caption in _GRID_SERVICE_FIGURES:
+        png = draw(results)
+        if png is not None:
+            figures.append(_figure(heading, png, caption))
+    return (
+        '<section id="grid-services"><h2>Grid services</h2><div class="scroll"><table>'
+        f"{_head(columns)}<tbody>{rows}</tbody></table></div>"
+        f'<p class="caption">{_e(_GRID_SERVICES_CAPTION)}</p>{"".join(figures)}</section>'
+    )
 
 
 def render_html(
@@ -498,6 +610,7 @@ def render_html(
             _summary_table(results),
             _city_table(results),
             _settlement(settlement) if settlement is not None else "",
+            _grid_services(results),
             _figures(results),
             "</main>",
             f"<footer>{_e(f'Made with v2ghub {__version__}.')}</footer>",

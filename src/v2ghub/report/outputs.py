@@ -1,4 +1,5 @@
-"""The run's files: ``summary.json``, ``summary.csv``, ``curves.csv``, ``sessions.parquet``.
+"""The run's files: ``summary.json``, ``summary.csv``, ``curves.csv``, ``envelope.csv``,
+``sessions.parquet``.
 
 ``summary.json`` holds, for each planner and city (and the total over cities), the keys
 ``baseline_peak_kw`` (area load without EVs), ``peak_kw``, ``valley_share``,
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from v2ghub.model.fleet import ChargerKind
+from v2ghub.regulation.envelope import ENVELOPE_DURATIONS_H
 from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.settlement.money import energy_wh, fen_to_cny
 from v2ghub.sim.metrics import (
@@ -32,7 +34,7 @@ from v2ghub.sim.metrics import (
     RunResult,
     RunSummary,
 )
-from v2ghub.units import KW_PER_MW, KWH_PER_MWH, MICROSECONDS_PER_SECOND
+from v2ghub.units import KW_PER_MW, KWH_PER_MWH, MICROSECONDS_PER_SECOND, MINUTES_PER_HOUR
 
 _ADDITIVE = (
     "sessions",
@@ -53,8 +55,12 @@ _ADDITIVE = (
     "regulation_capacity_down_mw",
     "regulation_committed_mw",
     "regulation_mileage_mw",
+    "dr_events",
     "dr_requested_kwh",
     "dr_delivered_kwh",
+    "market_sold_mw_h",
+    "market_capacity_cny",
+    "market_penalty_cny",
 )
 
 
@@ -98,6 +104,8 @@ def planner_totals(results: Sequence[RunSummary], planner: str) -> dict[str, Any
     for key in _ADDITIVE:
         if isinstance(total[key], float):
             total[key] = round(total[key], 6)
+        elif isinstance(total[key], Decimal):
+            total[key] = str(total[key])
     return total
 
 
@@ -136,42 +144,133 @@ def write_summary_csv(path: Path, results: Sequence[RunSummary]) -> None:
         writer.writerows(rows)
 
 
-def write_curves_csv(path: Path, results: Sequence[RunSummary]) -> None:
-    """The daily curves of every run, one row per city, planner and step (kW)."""
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "city",
-                "planner",
-                "time",
-                "base_load_kw",
-                "ev_load_kw",
-                "total_load_kw",
-                "charge_kw",
-                "discharge_kw",
-                "renewable_surplus_kw",
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _curve_rows(results: Sequence[RunSummary]) -> Iterator[list[object]]:
+    for result in results:
+        grid = result.grid
+        zone = ZoneInfo(result.timezone)
+        curves = result.curves
+        # One row per time step (96 a day), never per vehicle.
+        for k in range(curves.base_load_kw.size):
+            yield [
+                result.metrics.city,
+                result.planner,
+                grid.time_at(k).astimezone(zone).isoformat(),
+                f"{curves.base_load_kw[k]:.3f}",
+                f"{curves.ev_load_kw[k]:.3f}",
+                f"{curves.total_load_kw[k]:.3f}",
+                f"{curves.charge_kw[k]:.3f}",
+                f"{curves.discharge_kw[k]:.3f}",
+                f"{curves.renewable_surplus_kw[k]:.3f}",
             ]
-        )
-        for result in results:
-            grid = result.grid
-            zone = ZoneInfo(result.timezone)
-            curves = result.curves
-            # One row per time step (96 a day), never per vehicle.
-            for k in range(curves.base_load_kw.size):
-                writer.writerow(
-                    [
-                        result.metrics.city,
-                        result.planner,
-                        grid.time_at(k).astimezone(zone).isoformat(),
-                        f"{curves.base_load_kw[k]:.3f}",
-                        f"{curves.ev_load_kw[k]:.3f}",
-                        f"{curves.total_load_kw[k]:.3f}",
-                        f"{curves.charge_kw[k]:.3f}",
-                        f"{curves.discharge_kw[k]:.3f}",
-                        f"{curves.renewable_surplus_kw[k]:.3f}",
-                    ]
-                )
+
+
+def write_curves_csv(path: Path, results: Sequence[RunSummary]) -> None:
+    """The daily curves of every run, one row per city, planner and step (kW)."""
+    header = (
+        "city",
+        "planner",
+        "time",
+        "base_load_kw",
+        "ev_load_kw",
+        "total_load_kw",
+        "charge_kw",
+        "discharge_kw",
+        "renewable_surplus_kw",
+    )
+    _write_csv(path, header, _curve_rows(results))
+
+
+def duration_label(duration_h: float, space: str = "") -> str:
+    """A hold duration as people write it: ``15min``, ``90min``, ``1h``, ``4h``.
+
+    Whole hours in hours, anything else in minutes; ``space`` goes between number and
+    unit (``"15 min"`` for prose, none for column names).
+    """
+    if duration_h >= 1 and float(duration_h).is_integer():
+        return f"{duration_h:g}{space}h"
+    return f"{duration_h * MINUTES_PER_HOUR:g}{space}min"
+
+
+def write_market_json(path: Path, results: Sequence[RunSummary]) -> bool:
+    """The day-ahead market's sales of every run (``market.json``); False (and no file)
+    when no market ran.
+
+    One entry per city, planner and sale: the hour (ISO, local time), the product, kW
+    offered and sold, the clearing price (CNY per MW and hour), the performance (0-1), kW
+    missed, and what the sale earned and was charged (exact CNY text).
+    """
+    sales = [
+        {
+            "city": r.city,
+            "planner": r.planner,
+            "start": o.start.astimezone(ZoneInfo(r.timezone)).isoformat(),
+            "product": o.product,
+            "offered_kw": o.offered_kw,
+            "sold_kw": o.sold_kw,
+            "price_cny_per_mw_h": str(o.price_cny_per_mw_h),
+            "performance": str(o.performance),
+            "missed_kw": str(o.missed_kw),
+            "capacity_cny": str(o.amounts.capacity_cny),
+            "penalty_cny": str(o.amounts.penalty_cny),
+        }
+        for r in results
+        for o in r.market
+    ]
+    if not any(r.market for r in results):
+        return False
+    path.write_text(json.dumps({"sales": sales}, indent=2) + "\n", encoding="utf-8")
+    return True
+
+
+def write_envelope_csv(path: Path, results: Sequence[RunSummary]) -> None:
+    """The flexibility envelope of every run, one row per city, planner and hour.
+
+    Columns: ``city``, ``planner``, ``hour_start`` (ISO, local time), ``plugged``,
+    ``planned_kw`` (the fleet's net power at the top of the hour, charging positive),
+    then ``raise_kw_<duration>`` for each duration (how far the fleet's power could go up
+    and hold that long) and ``lower_kw_<duration>`` likewise down (kW to the watt). The
+    durations are every one that occurs (the engine's by default); a run without an
+    envelope has no row, and a duration an hour lacks is left empty.
+    """
+    durations = sorted({d for r in results for h in r.envelope for d in h.durations_h})
+    durations = durations or list(ENVELOPE_DURATIONS_H)
+    labels = [duration_label(d) for d in durations]
+    header = [
+        "city",
+        "planner",
+        "hour_start",
+        "plugged",
+        "planned_kw",
+        *(f"raise_kw_{label}" for label in labels),
+        *(f"lower_kw_{label}" for label in labels),
+    ]
+    _write_csv(path, header, _envelope_rows(results, durations))
+
+
+def _envelope_rows(
+    results: Sequence[RunSummary], durations: Sequence[float]
+) -> Iterator[list[object]]:
+    for result in results:
+        zone = ZoneInfo(result.timezone)
+        for hour in result.envelope:  # hours, never vehicles
+            raise_kw = dict(zip(hour.durations_h, hour.raise_kw.tolist(), strict=True))
+            lower_kw = dict(zip(hour.durations_h, hour.lower_kw.tolist(), strict=True))
+            yield [
+                result.metrics.city,
+                result.planner,
+                hour.start.astimezone(zone).isoformat(),
+                hour.plugged,
+                f"{hour.planned_kw:.3f}",
+                *(f"{raise_kw[d]:.3f}" if d in raise_kw else "" for d in durations),
+                *(f"{lower_kw[d]:.3f}" if d in lower_kw else "" for d in durations),
+            ]
 
 
 def sessions_table(result: RunResult) -> pa.Table:
@@ -208,6 +307,7 @@ def sessions_table(result: RunResult) -> pa.Table:
             "energy_charged_kwh": pa.array(outcomes.charged_kwh),
             "energy_discharged_kwh": pa.array(outcomes.discharged_kwh),
             "bill_fen": pa.array(outcomes.bill_fen),
+            "dr_delivered_kwh": pa.array(result.run.dr_delivered_kwh),
         }
     )
 

@@ -3,7 +3,8 @@
 Every function draws with the non-interactive Agg backend inside its own
 ``rc_context`` (so no style leaks into the caller's matplotlib settings) and closes its
 figure before returning. Runs are grouped by city and planner in the order they first
-appear in ``results``; the first planner is the reference.
+appear in ``results``; the first planner is the reference. The grid-services figures
+(envelope, regulation, demand response) return None when no run has their data.
 
 Energy per hour folds the reported day's power curve (kW per step) onto local hours::
 
@@ -13,10 +14,13 @@ Energy per hour folds the reported day's power curve (kW per step) onto local ho
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from io import BytesIO
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import matplotlib
 
@@ -32,11 +36,13 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MultipleLocator, PercentFormatter
 from matplotlib.typing import RcKeyType
 
+from v2ghub.regulation.envelope import EnvelopeHour
+from v2ghub.report.outputs import duration_label
 from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.sim.metrics import (
     RunSummary,
 )
-from v2ghub.units import KW_PER_MW
+from v2ghub.units import KW_PER_MW, MINUTES_PER_HOUR, SECONDS_PER_HOUR
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -65,6 +71,9 @@ CITY_COLORS = (
 BASE_LOAD_COLOR = "#808080"
 SURPLUS_COLOR = "#f2c12e"
 RULE_COLOR = "#333333"
+FLEET_COLOR = "#0072B2"
+REQUESTED_COLOR = "#D55E00"
+CLOCK_TICKS_H = (0.25, 0.5, 1.0, 2.0, 3.0, 6.0)  # tick spacings that read as clock times
 
 _STYLE: dict[RcKeyType, Any] = {
     "font.size": 9,
@@ -186,6 +195,26 @@ def _figure(
             plt.close(fig)
 
 
+@contextmanager
+def _small_multiples(
+    count: int, *, sharex: bool = True
+) -> Iterator[tuple[Figure, list[Axes], int]]:
+    """``count`` panels in a near-square grid (the unused ones hidden), and its columns."""
+    ncols = math.ceil(math.sqrt(count))
+    nrows = math.ceil(count / ncols)
+    with _figure(
+        nrows,
+        ncols,
+        width_in=max(PANEL_WIDTH_IN * ncols, 6.0),
+        height_in=PANEL_HEIGHT_IN * nrows + 0.6,
+        sharex=sharex,
+    ) as (fig, axes):
+        panels = [ax for row in axes for ax in row]
+        for ax in panels[count:]:
+            ax.set_visible(False)
+        yield fig, panels[:count], ncols
+
+
 def _png(fig: Figure) -> bytes:
     buffer = BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
@@ -266,21 +295,8 @@ def load_curves_png(results: Sequence[RunSummary]) -> bytes:
     cities = cities_of(results)
     planners = planners_of(results)
     colors = planner_colors(planners)
-    ncols = math.ceil(math.sqrt(len(cities)))
-    nrows = math.ceil(len(cities) / ncols)
-    with _figure(
-        nrows,
-        ncols,
-        width_in=max(PANEL_WIDTH_IN * ncols, 6.0),
-        height_in=PANEL_HEIGHT_IN * nrows + 0.6,
-        sharex=True,
-    ) as (fig, axes):
-        panels = [ax for row in axes for ax in row]
-        for index, ax in enumerate(panels):
-            if index >= len(cities):
-                ax.set_visible(False)
-                continue
-            city = cities[index]
+    with _small_multiples(len(cities)) as (fig, panels, ncols):
+        for ax, city in zip(panels, cities, strict=True):
             city_runs = [keyed[city, p] for p in planners if (city, p) in keyed]
             first = city_runs[0]
             dt_h = first.grid.dt_h
@@ -517,4 +533,213 @@ def owner_earnings_png(periods: Sequence[dict[str, Any]], planners: Sequence[str
         ax.set_title("Owners' V2G earnings: 10th-90th percentile, median marked")
         handles = [Patch(color=colors[p], label=p) for p in planners]
         fig.legend(handles=handles, loc="outside upper center", ncols=len(planners))
+        return _png(fig)
+
+
+# --------------------------------------------------------------------------- grid services
+
+
+@dataclass(frozen=True)
+class DailyEnvelope:
+    """A run's flexibility envelope folded onto the 24 hours of the reported day (kW).
+
+    ``raise_kw`` and ``lower_kw`` have shape ``(24, len(durations_h))``: how far the
+    fleet's power could go up or down from ``planned_kw`` at the top of each hour and
+    hold for each duration.
+    """
+
+    durations_h: tuple[float, ...]
+    planned_kw: FloatArray
+    raise_kw: FloatArray
+    lower_kw: FloatArray
+
+
+def daily_envelope(
+    hours: Sequence[EnvelopeHour], *, day_start: datetime, days: int = 1
+) -> DailyEnvelope:
+    """Fold envelope hours onto the day from ``day_start``, as the daily curves are.
+
+    The value at hour ``h`` sums every envelope hour that starts ``h``, ``h + 24``, ...
+    hours after ``day_start`` (the sessions still plugged the next morning fill the
+    day's early hours), divided by ``days``, the number of arrival days. Hours before
+    ``day_start`` are left out. Every hour must have the same durations.
+    """
+    durations = hours[0].durations_h if hours else ()
+    if any(h.durations_h != durations for h in hours):
+        raise ValueError("envelope hours with different durations cannot be folded together")
+    offset_h = np.array(
+        [round((h.start - day_start).total_seconds() / SECONDS_PER_HOUR) for h in hours],
+        dtype=np.int64,
+    )
+    inside = offset_h >= 0
+    hour = offset_h[inside] % HOURS_PER_DAY
+    planned = np.array([h.planned_kw for h in hours], dtype=np.float64)[inside]
+    shape = (HOURS_PER_DAY, len(durations))
+    raise_kw, lower_kw = np.zeros(shape), np.zeros(shape)
+    if hours:
+        np.add.at(raise_kw, hour, np.stack([h.raise_kw for h in hours])[inside])
+        np.add.at(lower_kw, hour, np.stack([h.lower_kw for h in hours])[inside])
+    return DailyEnvelope(
+        durations_h=durations,
+        planned_kw=np.bincount(hour, weights=planned, minlength=HOURS_PER_DAY) / days,
+        raise_kw=raise_kw / days,
+        lower_kw=lower_kw / days,
+    )
+
+
+def service_runs(
+    results: Sequence[RunSummary],
+    has_data: Callable[[RunSummary], bool],
+    planner: str | None = None,
+) -> list[RunSummary]:
+    """Per city (in order), the run whose grid services are drawn.
+
+    ``planner``'s run if given; otherwise the last planner of the run whose run has data
+    (``has_data``): the planners are listed simplest first, so usually the optimiser.
+    Cities without such a run are left out.
+    """
+    keyed = by_city_and_planner(results)
+    candidates = [planner] if planner is not None else planners_of(results)[::-1]
+    chosen = []
+    for city in cities_of(results):
+        runs = [keyed[city, p] for p in candidates if (city, p) in keyed]
+        chosen.extend([r for r in runs if has_data(r)][:1])
+    return chosen
+
+
+def _clock(value: float, _position: int | None = None) -> str:
+    """Hours from midnight as a local clock time (``HH:MM``, past 24 h wrapped)."""
+    minutes = round(value * MINUTES_PER_HOUR) % (HOURS_PER_DAY * MINUTES_PER_HOUR)
+    return f"{minutes // MINUTES_PER_HOUR:02d}:{minutes % MINUTES_PER_HOUR:02d}"
+
+
+def _local(moment: datetime, timezone: str) -> datetime:
+    return moment.astimezone(ZoneInfo(timezone))
+
+
+def envelope_png(results: Sequence[RunSummary], *, planner: str | None = None) -> bytes | None:
+    """The fleet's planned power over the reported day and how far it could move, per city.
+
+    One panel per city, MW against local hour, for the run chosen by
+    :func:`service_runs` (``planner``, or the last planner with an envelope). The line is
+    the planned net power at the top of each hour (charging positive); the bands reach
+    from ``planned - lower`` to ``planned + raise`` that the fleet could hold for 1 h
+    (dark) and 15 min (light). Hours past midnight are folded onto the day (one arrival
+    day, as the synthetic scenarios). None when no run has an envelope.
+    """
+    runs = service_runs(results, lambda r: bool(r.envelope), planner)
+    if not runs:
+        return None
+    bands = {0.25: 0.18, 1.0: 0.38}  # duration (h): opacity, the longer hold darker
+    with _small_multiples(len(runs)) as (fig, panels, _ncols):
+        for ax, run in zip(panels, runs, strict=True):
+            folded = daily_envelope(run.envelope, day_start=run.grid.start, days=run.arrival_days)
+            planned = folded.planned_kw / KW_PER_MW
+            for duration_h, alpha in bands.items():
+                if duration_h not in folded.durations_h:
+                    continue
+                k = folded.durations_h.index(duration_h)
+                x, high = _step_curve(planned + folded.raise_kw[:, k] / KW_PER_MW, 1.0)
+                x, low = _step_curve(planned - folded.lower_kw[:, k] / KW_PER_MW, 1.0)
+                ax.fill_between(x, low, high, step="post", color=FLEET_COLOR, alpha=alpha, lw=0)
+            x, line = _step_curve(planned, 1.0)
+            ax.plot(x, line, drawstyle="steps-post", color=FLEET_COLOR, lw=1.3)
+            ax.axhline(0, color=RULE_COLOR, lw=0.6)
+            ax.set_title(f"{run.city} ({run.planner})")
+            _hour_axis(ax, HOURS_PER_DAY)
+        fig.supylabel("Fleet net power (MW)")
+        fig.supxlabel("Local time")
+        handles: list[Line2D | Patch] = [
+            Line2D([], [], color=FLEET_COLOR, lw=1.6, label="Planned"),
+            *[
+                Patch(color=FLEET_COLOR, alpha=a, label=f"Can move for {duration_label(d, ' ')}")
+                for d, a in bands.items()
+            ],
+        ]
+        fig.legend(handles=handles, loc="outside upper center", ncols=len(handles))
+        return _png(fig)
+
+
+def regulation_png(results: Sequence[RunSummary], *, planner: str | None = None) -> bytes | None:
+    """Each city's first regulation hour: the change of fleet power asked and delivered.
+
+    One panel per city (the run chosen by :func:`service_runs`), MW per signal sample
+    against minutes into the hour, positive = more charging; dotted: the committed
+    capacity either way. The title gives the hour's PJM composite score. None when no
+    run has a regulation hour.
+    """
+    runs = service_runs(results, lambda r: bool(r.regulation_hours), planner)
+    if not runs:
+        return None
+    with _small_multiples(len(runs)) as (fig, panels, _ncols):
+        for ax, run in zip(panels, runs, strict=True):
+            hour = run.regulation_hours[0]
+            samples = max(hour.requested_kw.size, 1)
+            minutes = np.arange(hour.requested_kw.size) * (MINUTES_PER_HOUR / samples)
+            # Requested wide and pale beneath: a close follower leaves it visible at the edges.
+            ax.plot(
+                minutes, hour.requested_kw / KW_PER_MW, color=REQUESTED_COLOR, lw=2.2, alpha=0.5
+            )
+            ax.plot(minutes, hour.delivered_kw / KW_PER_MW, color=FLEET_COLOR, lw=0.8)
+            for capacity_mw in (hour.capacity_kw / KW_PER_MW, -hour.capacity_kw / KW_PER_MW):
+                ax.axhline(capacity_mw, color=RULE_COLOR, lw=0.8, ls=":")
+            score = f"score {hour.score.composite:.2f}" if hour.score is not None else "no score"
+            start = _local(hour.start, run.timezone)
+            ax.set_title(f"{run.city} {start:%H:%M} ({run.planner}): {score}")
+            ax.set_xlim(0, MINUTES_PER_HOUR)
+            ax.xaxis.set_major_locator(MultipleLocator(15))
+        fig.supylabel("Fleet power change (MW)")
+        fig.supxlabel("Minutes into the hour")
+        handles = [
+            Line2D([], [], color=REQUESTED_COLOR, lw=2.2, alpha=0.5, label="Requested"),
+            Line2D([], [], color=FLEET_COLOR, lw=1.2, label="Delivered"),
+            Line2D([], [], color=RULE_COLOR, lw=1.0, ls=":", label="Committed capacity"),
+        ]
+        fig.legend(handles=handles, loc="outside upper center", ncols=len(handles))
+        return _png(fig)
+
+
+def demand_response_png(
+    results: Sequence[RunSummary], *, planner: str | None = None
+) -> bytes | None:
+    """Each demand-response event: the fleet's baseline, its actual load and the request.
+
+    One panel per city and event (the run chosen by :func:`service_runs`), MW per step
+    against local time: the baseline (the fleet without the event), the actual net load
+    (``baseline - delivered``) and the level requested (``baseline - requested``). None
+    when no run has an event.
+    """
+    runs = service_runs(results, lambda r: bool(r.demand_response_events), planner)
+    events = [(run, event) for run in runs for event in run.demand_response_events]
+    if not events:
+        return None
+    with _small_multiples(len(events), sharex=False) as (fig, panels, _ncols):
+        for ax, (run, event) in zip(panels, events, strict=True):
+            first = _local(run.grid.time_at(event.first_step), run.timezone)
+            first_h = first.hour + first.minute / MINUTES_PER_HOUR
+            baseline = event.baseline_kw / KW_PER_MW
+            for values, color, line_style in (
+                (baseline, BASE_LOAD_COLOR, "--"),
+                (baseline - event.delivered_kw / KW_PER_MW, FLEET_COLOR, "-"),
+                (baseline - event.requested_kw / KW_PER_MW, REQUESTED_COLOR, ":"),
+            ):
+                x, y = _step_curve(values, event.step_h)
+                ax.plot(x + first_h, y, drawstyle="steps-post", color=color, ls=line_style, lw=1.3)
+            start, end = _local(event.start, run.timezone), _local(event.end, run.timezone)
+            ax.set_title(
+                f"{run.city} ({run.planner})\n{start:%H:%M}-{end:%H:%M}: "
+                f"{event.delivered_kwh:,.0f} of {event.requested_kwh:,.0f} kWh delivered"
+            )
+            span_h = event.requested_kw.size * event.step_h
+            tick_h = next((t for t in CLOCK_TICKS_H if span_h / t <= 6), CLOCK_TICKS_H[-1])
+            ax.xaxis.set_major_locator(MultipleLocator(tick_h))
+            ax.xaxis.set_major_formatter(FuncFormatter(_clock))
+        fig.supylabel("Fleet net load (MW)")
+        fig.supxlabel("Local time")
+        handles = [
+            Line2D([], [], color=BASE_LOAD_COLOR, ls="--", label="Baseline (no event)"),
+            Line2D([], [], color=FLEET_COLOR, label="Actual"),
+            Line2D([], [], color=REQUESTED_COLOR, ls=":", label="Requested level"),
+        ]
+        fig.legend(handles=handles, loc="outside upper center", ncols=len(handles))
         return _png(fig)

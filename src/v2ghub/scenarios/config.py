@@ -7,6 +7,8 @@ A scenario file has up to four tables, all optional::
     [grid]                  # synthetic base load and solar shapes (see GridShape)
     [cities.NAME]           # overrides of a shipped city's data, or a whole new city
     [[vehicles]]            # replaces the shipped vehicle models (shares must sum to 1)
+    [[demand_response]]     # grid operator's demand-response events (see DemandResponseEntry)
+    [market]                # a day-ahead capacity market (see scenarios/market_config.py)
 
 Every key is checked: an unknown key, an unknown city or planner, or a value out of range
 ends with one line naming the file and the field.
@@ -15,19 +17,23 @@ ends with one line naming the file and the field.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from v2ghub.errors import InputError
+from v2ghub.regulation.demand_response import DemandResponseEvent
 from v2ghub.scenarios.catalog import (
     CityData,
     VehicleModelData,
@@ -35,6 +41,7 @@ from v2ghub.scenarios.catalog import (
     pilot_cities,
     vehicle_models,
 )
+from v2ghub.scenarios.market_config import MarketSettings
 from v2ghub.toml_files import read_toml
 from v2ghub.units import MINUTES_PER_DAY
 
@@ -146,6 +153,103 @@ class GridShape(Settings):
     smoothing_hours: Annotated[float, Field(ge=0, le=12)] = 2.0
 
 
+EventTime = dt.time | dt.datetime
+Kilowatts = Annotated[float, Field(allow_inf_nan=False)]
+NonNegativeKw = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class DemandResponseEntry(Settings):
+    """One ``[[demand_response]]`` event of a scenario file.
+
+    ``start`` and ``end``: both ``"HH:MM"`` local times on the simulated day (in each
+    city's own time zone), or both ISO 8601 datetimes (with a UTC offset; without one, a
+    local time in each city). An event past midnight needs datetimes. Give exactly one
+    size (see :class:`~v2ghub.regulation.demand_response.DemandResponseEvent`):
+    ``reduction_kw``, ``reduction_kw_per_vehicle`` (per vehicle plugged in at each step)
+    or ``target_net_kw`` (the fleet's net load to come down to). ``city``: one of the
+    simulated cities, or none for every city. ``price_cny_per_kwh``: default the city's
+    demand-response rate (``data/settlement.toml``)::
+
+        [[demand_response]]
+        start = "18:00"
+        end = "19:00"
+        reduction_kw_per_vehicle = 0.5
+    """
+
+    city: str | None = None
+    start: EventTime
+    end: EventTime
+    reduction_kw: NonNegativeKw | None = None
+    reduction_kw_per_vehicle: NonNegativeKw | None = None
+    target_net_kw: Kilowatts | None = None
+    price_cny_per_kwh: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _moment(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                if "T" in text or " " in text or "-" in text[:5]:
+                    return dt.datetime.fromisoformat(text)
+                return dt.time.fromisoformat(text)
+            except ValueError:
+                raise ValueError("must be a local time HH:MM or an ISO 8601 datetime") from None
+        if isinstance(value, dt.time) and value.tzinfo is not None:
+            raise ValueError("a local time takes no UTC offset; give a full datetime")
+        return value
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, end: EventTime, info: ValidationInfo) -> EventTime:
+        start = info.data.get("start")
+        if start is None:  # start itself was invalid: its error is reported
+            return end
+        if isinstance(start, dt.datetime) != isinstance(end, dt.datetime):
+            raise ValueError("start and end must both be local times HH:MM or both datetimes")
+        if isinstance(start, dt.datetime) and isinstance(end, dt.datetime):
+            if (start.tzinfo is None) != (end.tzinfo is None):
+                raise ValueError("start and end must both carry a UTC offset or neither")
+            if end <= start:
+                raise ValueError(f"end must be after start ({start.isoformat()})")
+        elif isinstance(start, dt.time) and isinstance(end, dt.time) and end <= start:
+            raise ValueError(f"end must be after start ({start.isoformat('minutes')})")
+        return end
+
+    @model_validator(mode="after")
+    def _one_size(self) -> DemandResponseEntry:
+        # The event's own rules (exactly one size), on any day.
+        self.event(city=self.city or "", day=dt.date(2025, 1, 1), timezone="UTC")
+        return self
+
+    def event(self, *, city: str, day: dt.date, timezone: str) -> DemandResponseEvent:
+        """The event in ``city`` (time zone ``timezone``) when the simulated day is ``day``."""
+        zone = ZoneInfo(timezone)
+
+        def moment(value: EventTime) -> dt.datetime:
+            if isinstance(value, dt.datetime):
+                return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+            return dt.datetime.combine(day, value, tzinfo=zone)
+
+        return DemandResponseEvent(
+            start=moment(self.start),
+            end=moment(self.end),
+            city=city,
+            reduction_kw=self.reduction_kw,
+            reduction_kw_per_vehicle=self.reduction_kw_per_vehicle,
+            target_net_kw=self.target_net_kw,
+            price_cny_per_kwh=self.price_cny_per_kwh,
+        )
+
+
+# What `v2ghub simulate --demand-response` adds to each city when the scenario has no
+# event: an ASSUMPTION, not a programme's rule: the first hour of the evening peak (about
+# 18-22 h in most provinces, FACTS.md), half a kW below the baseline per plugged vehicle.
+DEFAULT_DEMAND_RESPONSE = DemandResponseEntry(
+    start=dt.time(18), end=dt.time(19), reduction_kw_per_vehicle=0.5
+)
+
+
 class ScenarioFile(Settings):
     """The whole scenario file."""
 
@@ -154,6 +258,8 @@ class ScenarioFile(Settings):
     grid: GridShape = GridShape()
     cities: dict[str, dict[str, Any]] = {}
     vehicles: list[VehicleModelData] | None = None
+    demand_response: tuple[DemandResponseEntry, ...] = ()
+    market: MarketSettings | None = None
 
     @field_validator("vehicles")
     @classmethod
@@ -173,6 +279,17 @@ class Scenario(Settings):
     grid: GridShape
     city_data: dict[str, CityData]
     vehicle_models: tuple[VehicleModelData, ...]
+    demand_response: tuple[DemandResponseEntry, ...] = ()
+    market: MarketSettings | None = None
+
+    def demand_response_events(self, city: str, day: dt.date) -> tuple[DemandResponseEvent, ...]:
+        """The events of ``city`` when the simulated (local) day is ``day``."""
+        timezone = self.city_data[city].timezone
+        return tuple(
+            entry.event(city=city, day=day, timezone=timezone)
+            for entry in self.demand_response
+            if entry.city in (None, city)
+        )
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -230,13 +347,40 @@ def resolve(raw: ScenarioFile, *, file: Path | str | None = None) -> Scenario:
                 field=f"cities.{name}",
             )
     models = tuple(raw.vehicles) if raw.vehicles is not None else vehicle_models()
-    return Scenario(
+    scenario = Scenario(
         simulation=raw.simulation,
         fleet=raw.fleet,
         grid=raw.grid,
         city_data=city_data,
         vehicle_models=models,
+        demand_response=raw.demand_response,
+        market=raw.market,
     )
+    _check_events(scenario, file=file)
+    return scenario
+
+
+def _check_events(scenario: Scenario, *, file: Path | str | None) -> None:
+    """Every event names a simulated city (or none) and no two overlap in a city."""
+    cities = scenario.simulation.cities
+    for number, entry in enumerate(scenario.demand_response):
+        if entry.city is not None and entry.city not in cities:
+            raise InputError(
+                f"city {entry.city!r} is not simulated (simulation.cities: {', '.join(cities)})",
+                file=file,
+                field=f"demand_response.{number}.city",
+            )
+    for city in cities:
+        numbers = [n for n, e in enumerate(scenario.demand_response) if e.city in (None, city)]
+        events = scenario.demand_response_events(city, scenario.simulation.date)
+        for later, (number, event) in enumerate(zip(numbers, events, strict=True)):
+            for other, earlier in zip(numbers[:later], events[:later], strict=True):
+                if event.start < earlier.end and earlier.start < event.end:
+                    raise InputError(
+                        f"overlaps demand_response.{other} in {city}",
+                        file=file,
+                        field=f"demand_response.{number}",
+                    )
 
 
 def load_scenario(path: Path) -> Scenario:

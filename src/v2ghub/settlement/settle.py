@@ -1,8 +1,11 @@
 """Settle a twin run: meter data in, ledger posted, statements and totals out.
 
 ``v2ghub settle RUN_DIR --out DIR`` reads a ``v2ghub simulate`` output folder
-(``summary.json``, ``meter.parquet``, ``curves.csv``), posts one ledger period per city
-and planner (``DATE/CITY/PLANNER``) and writes:
+(``summary.json``, ``meter.parquet``, ``curves.csv``, ``sessions.parquet`` and, when a
+market ran, ``market.json``), posts one ledger period per city and planner
+(``DATE/CITY/PLANNER``): the meter's lines (:mod:`~v2ghub.settlement.meter`) and the grid
+services' (demand response and market sales, :mod:`~v2ghub.settlement.service_lines`),
+and writes:
 
 - ``statements.csv``: one row per statement line, for both sides of every ledger line:
   ``period, party, counterparty, stream, energy_kwh, rate, amount_cny, cause`` (the
@@ -22,8 +25,9 @@ import csv
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -31,14 +35,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from v2ghub.errors import InputError
 from v2ghub.settlement.contracts import SHARED_STREAMS, Contracts
 from v2ghub.settlement.kpis import PilotKpis, pilot_kpis
 from v2ghub.settlement.ledger import Ledger, Lines
 from v2ghub.settlement.meter import METER_COLUMNS, meter_lines
-from v2ghub.settlement.money import fen_to_cny
+from v2ghub.settlement.money import FEN, fen_to_cny
 from v2ghub.settlement.rates import RateCard, rate_cards
+from v2ghub.settlement.service_lines import SESSION_COLUMNS, MarketSale, add_service_lines
 from v2ghub.settlement.streams import LineColumns, cny_text, kwh_text
 
 STATEMENT_COLUMNS = (
@@ -63,6 +69,8 @@ class RunFolder:
     meter: pa.Table
     metrics: dict[tuple[str, str], dict[str, Any]]
     peak_discharge_kw: dict[tuple[str, str], float]
+    sessions: pa.Table
+    market: tuple[MarketSale, ...]
 
     @staticmethod
     def read(folder: Path) -> RunFolder:
@@ -102,26 +110,47 @@ class RunFolder:
                         field="discharge_kw",
                     ) from None
         cities = sorted({city for city, _ in metrics}, key=[c for c, _ in metrics].index)
+        meter = _checked_meter(meter_path)
+        market_path = folder / "market.json"
         return RunFolder(
             date=date,
             planners=planners,
             cities=cities,
-            meter=_checked_meter(meter_path),
+            meter=meter,
             metrics=metrics,
             peak_discharge_kw=peak,
+            sessions=_checked_sessions(folder / "sessions.parquet"),
+            market=_market_sales(market_path, set(metrics)) if market_path.is_file() else (),
         )
+
+
+def _period_rows(table: pa.Table, *, city: str, planner: str) -> pa.Table:
+    """The rows of a run's table (meter or sessions) of one city and planner."""
+    return table.filter(
+        pc.and_(pc.equal(table.column("city"), city), pc.equal(table.column("planner"), planner))
+    )
+
+
+def _parquet(path: Path, columns: tuple[str, ...]) -> pa.Table:
+    """A Parquet file of the run with (at least) ``columns`` and ``city``, ``planner``."""
+    if not path.is_file():
+        raise InputError(
+            "not found: settle reads the output folder of `v2ghub simulate`", file=path
+        )
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as error:
+        raise InputError(f"not a Parquet file ({error})", file=path) from None
+    for name in ("city", "planner", *columns):
+        if name not in table.column_names:
+            raise InputError("missing column", file=path, field=name)
+    return table
 
 
 def _checked_meter(path: Path) -> pa.Table:
     """The meter rows, refused with file, row and field if a column is missing or an
     energy is negative (meter data only ever adds energy)."""
-    try:
-        meter = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as error:
-        raise InputError(f"not a Parquet file ({error})", file=path) from None
-    for name in ("city", "planner", *METER_COLUMNS):
-        if name not in meter.column_names:
-            raise InputError("missing column", file=path, field=name)
+    meter = _parquet(path, METER_COLUMNS)
     for name in ("import_wh", "export_wh"):
         values = np.asarray(meter.column(name).to_numpy(zero_copy_only=False), dtype=np.int64)
         bad = np.flatnonzero(values < 0)
@@ -135,7 +164,101 @@ def _checked_meter(path: Path) -> pa.Table:
     return meter
 
 
-def _lines(columns: LineColumns) -> Lines:
+def _checked_sessions(path: Path) -> pa.Table:
+    """The sessions' rows, refused with file, row and field if a column is missing, a
+    plug-in time is not a timestamp or a delivered energy is not a number >= 0."""
+    sessions = _parquet(path, SESSION_COLUMNS)
+    for name in ("arrival", "departure"):
+        if not pa.types.is_timestamp(sessions.schema.field(name).type):
+            raise InputError(
+                f"expected UTC timestamps, got {sessions.schema.field(name).type}",
+                file=path,
+                field=name,
+            )
+    column = sessions.column("dr_delivered_kwh")
+    if not pa.types.is_floating(column.type) and not pa.types.is_integer(column.type):
+        raise InputError(
+            f"expected kWh as numbers, got {column.type}", file=path, field="dr_delivered_kwh"
+        )
+    dr_kwh = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    bad = np.flatnonzero(~(np.isfinite(dr_kwh) & (dr_kwh >= 0)))
+    if bad.size:
+        raise InputError(
+            f"delivered energy is not a number >= 0 ({dr_kwh[bad[0]]} kWh)",
+            file=path,
+            row=int(bad[0]) + 1,
+            field="dr_delivered_kwh",
+        )
+    return sessions
+
+
+_Cny = Annotated[Decimal, Field(ge=0, decimal_places=2, allow_inf_nan=False)]
+_NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+
+class _SaleRecord(BaseModel):
+    """A row of ``market.json`` (:func:`v2ghub.report.outputs.write_market_json`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    city: str
+    planner: str
+    start: AwareDatetime
+    product: Literal["regulation", "demand_response"]
+    sold_kw: Annotated[int, Field(ge=0)]
+    price_cny_per_mw_h: _NonNegative
+    performance: Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)]
+    missed_kw: _NonNegative
+    capacity_cny: _Cny
+    penalty_cny: _Cny
+
+
+class _MarketFile(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sales: list[_SaleRecord]
+
+
+def _market_sales(path: Path, periods: set[tuple[str, str]]) -> tuple[MarketSale, ...]:
+    """The sales of ``market.json``, refused with file and field if one is malformed,
+    names a city and planner the run lacks, or repeats an hour and product."""
+    try:
+        parsed = _MarketFile.model_validate_json(path.read_bytes())
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]
+        ).removeprefix(".")
+        raise InputError(first["msg"], file=path, field=field or None) from None
+    sales: list[MarketSale] = []
+    seen: set[tuple[str, str, str, str]] = set()
+    for index, record in enumerate(parsed.sales):
+        if (record.city, record.planner) not in periods:
+            raise InputError(
+                f"{record.city} / {record.planner} is no city and planner of this run",
+                file=path,
+                field=f"sales[{index}].city",
+            )
+        key = (record.city, record.planner, record.product, record.start.isoformat())
+        if key in seen:
+            raise InputError(
+                f"a second {record.product} sale at {record.start.isoformat()}",
+                file=path,
+                field=f"sales[{index}].start",
+            )
+        seen.add(key)
+        sales.append(
+            MarketSale(
+                **record.model_dump(exclude={"capacity_cny", "penalty_cny"}),
+                capacity_fen=int(record.capacity_cny / FEN),
+                penalty_fen=int(record.penalty_cny / FEN),
+            )
+        )
+    return tuple(sales)
+
+
+def ledger_lines(columns: LineColumns) -> Lines:
+    """Lines being built, as the ledger takes them."""
     return Lines(
         session_id=np.asarray(columns.column("session_id")).astype(str),
         kind=np.asarray(columns.column("kind")).astype(str),
@@ -319,14 +442,16 @@ def settle_run(
                 period = f"{run.date}/{city}/{planner}"
                 if on_period is not None:
                     on_period(period)
-                rows = run.meter.filter(
-                    pc.and_(
-                        pc.equal(run.meter.column("city"), city),
-                        pc.equal(run.meter.column("planner"), planner),
-                    )
-                )
+                rows = _period_rows(run.meter, city=city, planner=planner)
                 columns = meter_lines(rows, card=cards[city], contracts=contracts)
-                lines = _lines(columns)
+                add_service_lines(
+                    columns,
+                    sessions=_period_rows(run.sessions, city=city, planner=planner),
+                    sales=[s for s in run.market if (s.city, s.planner) == (city, planner)],
+                    card=cards[city],
+                    contracts=contracts,
+                )
+                lines = ledger_lines(columns)
                 posted: dict[str, int] | None = None
                 if ledger is not None:
                     result = ledger.post(period, lines)
@@ -379,4 +504,4 @@ def _rates_json(card: RateCard) -> dict[str, Any]:
     }
 
 
-__all__ = ["STATEMENT_COLUMNS", "RunFolder", "line_balances", "settle_run"]
+__all__ = ["STATEMENT_COLUMNS", "RunFolder", "ledger_lines", "line_balances", "settle_run"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,9 +19,12 @@ from v2ghub.model.fleet import Fleet
 from v2ghub.model.problem import Planner, Problem, Schedule
 from v2ghub.model.tariff import PriceLevels
 from v2ghub.planning import safe_plan
+from v2ghub.regulation.envelope import ENVELOPE_DURATIONS_H, EnvelopeHour, fleet_envelope
 from v2ghub.sim.battery import step_batteries
+from v2ghub.units import SECONDS_PER_HOUR
 
 if TYPE_CHECKING:
+    from v2ghub.sim.demand_response_service import DemandResponseService, EventResult
     from v2ghub.sim.regulation_service import HourResult, RegulationFollower
 from v2ghub.sim.expected_arrivals import ExpectedArrivals, ExpectedGroups
 
@@ -39,6 +42,8 @@ class SimulationRun:
     Per-step arrays cover the case's grid; per-session arrays the case's fleet.
     ``import_kwh_by_level`` and ``export_kwh_by_level`` have shape
     ``(n_sessions, prices.n_levels)``: grid-side energy per session at each price level.
+    ``dr_delivered_kwh`` is each session's credited demand-response energy (zeros without
+    events; see :mod:`v2ghub.sim.demand_response_service`).
     """
 
     case: CityCase
@@ -59,6 +64,9 @@ class SimulationRun:
     planner_seconds: float
     total_seconds: float
     regulation_hours: tuple[HourResult, ...] = ()
+    envelope: tuple[EnvelopeHour, ...] = ()
+    demand_response_events: tuple[EventResult, ...] = ()
+    dr_delivered_kwh: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def ev_load_kw(self) -> FloatArray:
@@ -136,6 +144,38 @@ class _Plan:
         }
         return _Plan(**arrays, start_step=self.start_step)
 
+    def setpoint(self, step: int) -> FloatArray:
+        """Each row's power at ``step`` (zero past the schedule's end)."""
+        column = step - self.start_step
+        if column < self.power_kw.shape[1]:
+            return self.power_kw[:, column]
+        return np.zeros(self.index.size)
+
+    def setpoint_of(self, index: IntArray, step: int) -> FloatArray:
+        """The power at ``step`` of the sessions ``index`` (sorted, holding all of this
+        plan's): zero for those the plan does not drive (they wait for a plan)."""
+        if np.array_equal(index, self.index):
+            return self.setpoint(step)
+        power = np.zeros(index.size)
+        power[np.searchsorted(index, self.index)] = self.setpoint(step)
+        return power
+
+    def apply(
+        self, energy_kwh: FloatArray, setpoint_kw: FloatArray, dt_h: float
+    ) -> tuple[FloatArray, FloatArray]:
+        """These rows' battery physics for one step: (energy_after_kwh, applied_kw)."""
+        return step_batteries(
+            energy_kwh=energy_kwh,
+            setpoint_kw=setpoint_kw,
+            max_charge_kw=self.max_charge_kw,
+            max_discharge_kw=self.max_discharge_kw,
+            charge_efficiency=self.charge_efficiency,
+            discharge_efficiency=self.discharge_efficiency,
+            energy_min_kwh=self.energy_min_kwh,
+            energy_max_kwh=self.energy_max_kwh,
+            dt_h=dt_h,
+        )
+
 
 class Simulator:
     """Runs one :class:`CityCase` with one planner.
@@ -152,6 +192,10 @@ class Simulator:
     regulation:
         Frequency regulation over the hours it offers: those steps are lived at the
         signal's pace around the plan's setpoints (:mod:`v2ghub.sim.regulation_service`).
+    demand_response:
+        Demand-response events: their steps' setpoints are cut to answer them, before any
+        regulation (:mod:`v2ghub.sim.demand_response_service`); the step after an event
+        is always a planning instant.
     """
 
     def __init__(
@@ -164,6 +208,7 @@ class Simulator:
         sample_seed: int = 0,
         replan_on_arrival: bool = True,
         regulation: RegulationFollower | None = None,
+        demand_response: DemandResponseService | None = None,
     ) -> None:
         if control_steps < 1:
             raise ValueError(f"control_steps must be >= 1, got {control_steps}")
@@ -174,6 +219,7 @@ class Simulator:
         self.sample_seed = sample_seed
         self.replan_on_arrival = replan_on_arrival
         self.regulation = regulation
+        self.demand_response = demand_response
 
     def run(self) -> SimulationRun:
         """Step through the whole grid and return what happened."""
@@ -224,8 +270,40 @@ class Simulator:
         fallbacks: list[str] = []
         planner_seconds = 0.0
 
+        def new_plan(step: int, active: IntArray, energy_kwh: FloatArray) -> _Plan:
+            nonlocal planner_seconds
+            t0 = time.perf_counter()
+            problem = self._problem(
+                fleet=fleet,
+                order=order,
+                active=active,
+                step=step,
+                energy=energy_kwh,
+                end=end,
+                prices=prices,
+                import_price=import_price,
+                export_price=export_price,
+                expected=expected.after(step) if expected is not None else None,
+            )
+            try:
+                schedule = _checked(self.planner.plan(problem), problem)
+            except Exception as error:  # the planner failed: fall back, and say so
+                schedule = safe_plan(problem, f"{type(error).__name__}: {error}")
+            if schedule.fallback_reason is not None:
+                fallbacks.append(schedule.fallback_reason)
+            planner_seconds += time.perf_counter() - t0
+            return _Plan.of(problem, schedule, active, end[active], step)
+
+        dr = self.demand_response
+        # The flexibility envelope is taken at the top of every hour (UTC offsets here are
+        # whole hours, so UTC hour tops are local ones).
+        step_s = round(grid.step.total_seconds())
+        start_s = round(grid.start.timestamp())
+        hour_tops = {k for k in range(n_steps) if (start_s + k * step_s) % SECONDS_PER_HOUR == 0}
+        envelope: list[EnvelopeHour] = []
         active = np.zeros(0, dtype=np.int64)
         plan: _Plan | None = None
+        baseline: _Plan | None = None  # the plan without the event, while one runs
         for step in range(n_steps):
             # Newcomers come after every earlier arrival, so ``active`` stays sorted.
             arrived_from = np.searchsorted(first, step, side="left")
@@ -236,74 +314,77 @@ class Simulator:
             plugged_count[step] = active.size
 
             arrivals = self.replan_on_arrival and newcomers.size > 0
-            if step % self.control_steps == 0 or arrivals:
-                t0 = time.perf_counter()
-                problem = self._problem(
-                    fleet=fleet,
-                    order=order,
-                    active=active,
-                    step=step,
-                    energy=energy,
-                    end=end,
-                    prices=prices,
-                    import_price=import_price,
-                    export_price=export_price,
-                    expected=expected.after(step) if expected is not None else None,
-                )
-                try:
-                    schedule = _checked(self.planner.plan(problem), problem)
-                except Exception as error:  # the planner failed: fall back, and say so
-                    schedule = safe_plan(problem, f"{type(error).__name__}: {error}")
-                if schedule.fallback_reason is not None:
-                    fallbacks.append(schedule.fallback_reason)
-                plan = _Plan.of(problem, schedule, active, end[active], step)
-                planner_seconds += time.perf_counter() - t0
+            planning_instant = step % self.control_steps == 0 or arrivals
+            in_event = dr is not None and dr.covers(step)
+            held = plan.still_plugged(step) if plan is not None and not planning_instant else None
+            # In an event and right after it, plan every step from the energies the event
+            # left, so that the plan in force always keeps every owner's departure need.
+            if planning_instant or in_event or (dr is not None and dr.has_ended(step)):
+                plan = new_plan(step, active, energy)
             else:
-                assert plan is not None  # step 0 always plans
-                plan = plan.still_plugged(step)
+                assert held is not None  # step 0 always plans
+                plan = held
 
-            column = step - plan.start_step
-            setpoint = (
-                plan.power_kw[:, column]
-                if column < plan.power_kw.shape[1]
-                else np.zeros(plan.index.size)
-            )
+            setpoint = plan.setpoint(step)
+            if dr is not None and in_event:
+                # The baseline is the run without the event: its plan changes at that
+                # run's planning instants only, from the energies it would have had.
+                if dr.begins(step):
+                    dr.start_baseline(energy)
+                    baseline = plan if planning_instant or held is None else held
+                elif planning_instant:
+                    baseline = new_plan(step, active, dr.baseline_energy_kwh)
+                else:
+                    assert baseline is not None
+                    baseline = baseline.still_plugged(step)
+                setpoint = dr.respond(
+                    step=step,
+                    rows=plan,
+                    planned_kw=setpoint,
+                    baseline_kw=baseline.setpoint_of(plan.index, step),
+                    energy_kwh=energy[plan.index],
+                    target_energy_kwh=fleet.target_energy_kwh[plan.index],
+                )
+            if step in hour_tops or (self.regulation is not None and self.regulation.covers(step)):
+                # What the grid services read of the plugged vehicles, as keywords.
+                vehicles: dict[str, npt.NDArray[Any]] = {
+                    "planned_kw": setpoint,
+                    "energy_kwh": energy[plan.index],
+                    "energy_min_kwh": plan.energy_min_kwh,
+                    "energy_max_kwh": plan.energy_max_kwh,
+                    "target_energy_kwh": fleet.target_energy_kwh[plan.index],
+                    "max_charge_kw": plan.max_charge_kw,
+                    "max_discharge_kw": plan.max_discharge_kw,
+                    "charge_efficiency": plan.charge_efficiency,
+                    "discharge_efficiency": plan.discharge_efficiency,
+                    "site_index": plan.site_index,
+                    "import_limit_kw": case.sites.import_limit_kw,
+                    "export_limit_kw": case.sites.export_limit_kw,
+                }
+            if step in hour_tops:
+                envelope.append(
+                    fleet_envelope(
+                        start=grid.start + step * grid.step,
+                        hours_to_departure=((plan.end_step - step) * dt_h).astype(np.float64),
+                        durations_h=ENVELOPE_DURATIONS_H,
+                        **vehicles,
+                    )
+                )
             if self.regulation is not None and self.regulation.covers(step):
                 new_energy, charged_kwh, discharged_kwh = self.regulation.follow(
-                    step=step,
-                    planned_kw=setpoint,
-                    energy_kwh=energy[plan.index],
-                    energy_min_kwh=plan.energy_min_kwh,
-                    energy_max_kwh=plan.energy_max_kwh,
-                    target_energy_kwh=fleet.target_energy_kwh[plan.index],
-                    max_charge_kw=plan.max_charge_kw,
-                    max_discharge_kw=plan.max_discharge_kw,
-                    charge_efficiency=plan.charge_efficiency,
-                    discharge_efficiency=plan.discharge_efficiency,
-                    end_step=plan.end_step,
-                    site_index=plan.site_index,
-                    import_limit_kw=case.sites.import_limit_kw,
-                    export_limit_kw=case.sites.export_limit_kw,
+                    step=step, end_step=plan.end_step, **vehicles
                 )
                 charged = charged_kwh / dt_h  # the step's mean powers
                 discharged = discharged_kwh / dt_h
                 applied = charged - discharged
             else:
-                new_energy, applied = step_batteries(
-                    energy_kwh=energy[plan.index],
-                    setpoint_kw=setpoint,
-                    max_charge_kw=plan.max_charge_kw,
-                    max_discharge_kw=plan.max_discharge_kw,
-                    charge_efficiency=plan.charge_efficiency,
-                    discharge_efficiency=plan.discharge_efficiency,
-                    energy_min_kwh=plan.energy_min_kwh,
-                    energy_max_kwh=plan.energy_max_kwh,
-                    dt_h=dt_h,
-                )
+                new_energy, applied = plan.apply(energy[plan.index], setpoint, dt_h)
                 cuts += int(np.count_nonzero(np.abs(applied - setpoint) > 1e-6))
                 charged = np.maximum(applied, 0.0)
                 discharged = np.maximum(-applied, 0.0)
             energy[plan.index] = new_energy
+            if dr is not None and in_event:
+                dr.record(step=step, index=plan.index, applied_kw=applied)
             level = prices.level[step]
             import_row = import_by_level[level]
             import_row[plan.index] += charged * dt_h
@@ -349,6 +430,9 @@ class Simulator:
             planner_seconds=planner_seconds,
             total_seconds=time.perf_counter() - started,
             regulation_hours=tuple(self.regulation.results()) if self.regulation else (),
+            envelope=tuple(envelope),
+            demand_response_events=tuple(dr.results()) if dr is not None else (),
+            dr_delivered_kwh=dr.session_kwh[inverse] if dr is not None else np.zeros(n),
         )
 
     def _problem(
@@ -409,6 +493,7 @@ class Simulator:
             base_load_kw=signals.base_load_kw[step:stop],
             renewable_surplus_kw=signals.renewable_surplus_kw[step:stop],
             degradation_cny_per_kwh=case.degradation_cny_per_kwh,
+            **(self.regulation.planning_terms(step, horizon) if self.regulation else {}),
         )
 
 

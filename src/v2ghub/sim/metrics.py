@@ -8,9 +8,9 @@ night's sessions would in steady state), divided by the number of arrival days.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,9 +18,15 @@ import numpy.typing as npt
 from v2ghub.model.fleet import ChargerKind
 from v2ghub.model.tariff import PeriodKind
 from v2ghub.model.time_grid import TimeGrid
+from v2ghub.regulation.envelope import EnvelopeHour
 from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.settlement.money import bills_fen, energy_wh, fen_to_cny, round_fen
+from v2ghub.sim.demand_response_service import EventResult
 from v2ghub.sim.engine import SimulationRun
+
+if TYPE_CHECKING:
+    from v2ghub.sim.market_day import MarketOutcome
+from v2ghub.sim.regulation_service import HourResult
 from v2ghub.units import KW_PER_MW, WH_PER_KWH
 
 FloatArray = npt.NDArray[np.float64]
@@ -91,9 +97,18 @@ class CityMetrics:
     regulation_committed_mw: float = 0.0
     regulation_score: float = 0.0
     regulation_mileage_mw: float = 0.0
-    # Demand-response events (none yet in the twin).
+    # Demand-response events that ran (0 without): the energy requested (requested kW x
+    # the steps' hours) and delivered below the baseline, credited per step within
+    # 0..requested (v2ghub.sim.demand_response_service); the sessions' dr_delivered_kwh
+    # add up to it.
+    dr_events: int = 0
     dr_requested_kwh: float = 0.0
     dr_delivered_kwh: float = 0.0
+    # Day-ahead market sales (0 without a market): capacity sold over the day (MW-h, both
+    # products), what it earned by performance and the penalties for what was not held.
+    market_sold_mw_h: float = 0.0
+    market_capacity_cny: Decimal = Decimal(0)
+    market_penalty_cny: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -211,6 +226,7 @@ def city_metrics(run: SimulationRun, outcomes: SessionOutcomes, curves: DailyCur
         planner_seconds=run.planner_seconds,
         simulate_seconds=run.total_seconds,
         **_regulation_metrics(run),
+        **_dr_metrics(run),
     )
 
 
@@ -231,6 +247,17 @@ def _regulation_metrics(run: SimulationRun) -> dict[str, Any]:
     }
 
 
+def _dr_metrics(run: SimulationRun) -> dict[str, Any]:
+    events = run.demand_response_events
+    if not events:
+        return {}
+    return {
+        "dr_events": len(events),
+        "dr_requested_kwh": sum(e.requested_kwh for e in events),
+        "dr_delivered_kwh": sum(e.delivered_kwh for e in events),
+    }
+
+
 @dataclass(frozen=True)
 class RunResult:
     """One planner in one city: the raw run and everything derived from it."""
@@ -239,6 +266,18 @@ class RunResult:
     outcomes: SessionOutcomes
     curves: DailyCurves
     metrics: CityMetrics
+    market: tuple[MarketOutcome, ...] = ()
+
+
+def with_market(result: RunResult, outcomes: tuple[MarketOutcome, ...]) -> RunResult:
+    """The result with its market sales settled (and their totals in the metrics)."""
+    metrics = replace(
+        result.metrics,
+        market_sold_mw_h=sum(o.sold_kw for o in outcomes) / KW_PER_MW,
+        market_capacity_cny=sum((o.amounts.capacity_cny for o in outcomes), Decimal(0)),
+        market_penalty_cny=sum((o.amounts.penalty_cny for o in outcomes), Decimal(0)),
+    )
+    return replace(result, metrics=metrics, market=outcomes)
 
 
 def evaluate(run: SimulationRun) -> RunResult:
@@ -271,6 +310,13 @@ class RunSummary:
     soc_sample: FloatArray
     bill_sample_fen: npt.NDArray[np.int64]
     total_bill_fen: int
+    # Grid services, kept whole (a few per day): the flexibility envelope at the top of
+    # each hour, the regulation hours and the demand-response events.
+    envelope: tuple[EnvelopeHour, ...] = ()
+    arrival_days: int = 1  # what the envelope's hours fold over, as the daily curves
+    regulation_hours: tuple[HourResult, ...] = ()
+    demand_response_events: tuple[EventResult, ...] = ()
+    market: tuple[MarketOutcome, ...] = ()
 
 
 def summarise(result: RunResult, *, seed: int = 0) -> RunSummary:
@@ -293,4 +339,9 @@ def summarise(result: RunResult, *, seed: int = 0) -> RunSummary:
         soc_sample=result.run.soc_sample,
         bill_sample_fen=sample,
         total_bill_fen=int(bills.sum()),
+        envelope=result.run.envelope,
+        arrival_days=case.arrival_days,
+        regulation_hours=result.run.regulation_hours,
+        demand_response_events=result.run.demand_response_events,
+        market=result.market,
     )

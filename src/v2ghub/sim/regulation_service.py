@@ -28,11 +28,15 @@ offered hour (offered hour ``k`` reads from ``k`` hours into it, wrapping around
 The planner sees, per step of its horizon (:meth:`RegulationFollower.planning_terms`),
 the value of a kW of symmetric headroom in the offered hours still to commit (the city's
 capacity rate plus its mileage rate times the signal's mileage per hour) and, in an hour
-already committed, the commitment: the fast and LP planners keep that headroom.
+already committed, the commitment: the fast and LP planners keep that headroom. Capacity
+sold ahead in a market (``commitments_kw``) is committed as sold, whatever the headroom,
+and the planner keeps it from the start of the day; what the fleet cannot hold shows in
+the score.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -115,6 +119,7 @@ class _Hour:
     start: datetime
     signal: RegulationSignal
     frequency_fraction: FloatArray  # per sample, of the capacity (0 without the service)
+    sold_kw: float | None = None  # committed ahead, else the hour commits its headroom
     capacity_kw: float = -1.0
     raise_kw: float = 0.0
     lower_kw: float = 0.0
@@ -144,9 +149,13 @@ class RegulationFollower:
         offer: RegulationOffer,
         value_cny_per_mw_h: float = 0.0,
         mileage_cny_per_mw: float = 0.0,
+        commitments_kw: Mapping[int, float] | None = None,
     ) -> None:
         self.grid = grid
         self.offer = offer
+        # Capacity sold ahead (a market's accepted offers), by local hour: those hours
+        # commit exactly that, and the planner keeps it from the start.
+        self.commitments_kw = dict(commitments_kw or {})
         step_s = grid.step.total_seconds()
         samples = step_s / offer.step_s
         if abs(samples - round(samples)) > 1e-9 or SECONDS_PER_HOUR % step_s:
@@ -167,6 +176,7 @@ class RegulationFollower:
                 start=start,
                 signal=self._signal(start, hour, k * per_hour, per_hour),
                 frequency_fraction=self._frequency(start, hour, k * per_hour, per_hour),
+                sold_kw=self.commitments_kw.get(hour),
             )
             for step in range(first, first + count):
                 self.hour_of_step[step] = state
@@ -235,6 +245,8 @@ class RegulationFollower:
                 continue
             if hour.capacity_kw >= 0:
                 commitment[k] = hour.capacity_kw
+            elif hour.sold_kw is not None:
+                commitment[k] = hour.sold_kw
             else:
                 price[k] = self.value_cny_per_kw_h
         if not price.any() and not commitment.any():
@@ -297,7 +309,11 @@ class RegulationFollower:
         if hour.capacity_kw < 0:  # the hour's first step: commit
             hour.raise_kw = room.raise_total_kw
             hour.lower_kw = room.lower_total_kw
-            hour.capacity_kw = self.offer.share * min(hour.raise_kw, hour.lower_kw)
+            hour.capacity_kw = (
+                hour.sold_kw
+                if hour.sold_kw is not None
+                else self.offer.share * min(hour.raise_kw, hour.lower_kw)
+            )
         shares = participation(room, hour.capacity_kw)
         dt_h = self.offer.step_s / SECONDS_PER_HOUR
         charged = np.zeros_like(energy_kwh)

@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from functools import partial
+from zoneinfo import ZoneInfo
 
+from v2ghub.errors import InputError
 from v2ghub.model.case import CityCase
 from v2ghub.planning import make_planner
+from v2ghub.regulation.demand_response import DemandResponseEvent
+from v2ghub.scenarios.market_config import MarketSettings
+from v2ghub.settlement.rates import rate_cards
+from v2ghub.sim.demand_response_service import DemandResponseService
 from v2ghub.sim.engine import Simulator
-from v2ghub.sim.metrics import RunResult, RunSummary, evaluate, summarise
+from v2ghub.sim.market_day import clear_day, market_outcomes
+from v2ghub.sim.metrics import RunResult, RunSummary, evaluate, summarise, with_market
 from v2ghub.sim.regulation_service import RegulationFollower, RegulationOffer
 
 
@@ -25,6 +32,8 @@ def run_cases(
     on_step: Callable[[str, float], None] | None = None,
     on_result: Callable[[RunResult], None] | None = None,
     regulation: RegulationOffer | None = None,
+    demand_response: Sequence[DemandResponseEvent] = (),
+    market: MarketSettings | None = None,
 ) -> list[RunSummary]:
     """Simulate each case with each planner; cities in order, planners within each city.
 
@@ -32,10 +41,18 @@ def run_cases(
     ``on_result`` (which may write per-session detail) has seen them, so memory holds one
     city at a time. ``on_step(label, share)`` is told the share (0-1) of the current run
     done after each step. With ``regulation``, every run also offers frequency regulation
-    (:mod:`v2ghub.sim.regulation_service`).
+    (:mod:`v2ghub.sim.regulation_service`); every run answers the ``demand_response``
+    events of its city (:mod:`v2ghub.sim.demand_response_service`). With ``market``, each
+    city first sells its day-ahead headroom (:mod:`v2ghub.sim.market_day`); every planner
+    then honours what was sold, and each run's summary carries what the sales paid.
     """
     summaries = []
     for case in cases:
+        day = clear_day(case, market) if market is not None else None
+        sold_kw = day.regulation_commitments(case.tariff.timezone) if day is not None else {}
+        sold_events = day.demand_response_events(case.city) if day is not None else ()
+        _check_apart(case, demand_response, sold_events)
+        events = [*demand_response, *sold_events]
         for name in planners:
             label = f"{case.city} / {name}"
             hook = (
@@ -44,8 +61,11 @@ def run_cases(
                 else None
             )
             follower = (
-                RegulationFollower(case.grid, timezone=case.tariff.timezone, offer=regulation)
-                if regulation is not None
+                _follower(case, regulation, sold_kw) if regulation is not None or sold_kw else None
+            )
+            responder = (
+                DemandResponseService(case, events)
+                if any(e.city in (None, case.city) for e in events)
                 else None
             )
             run = Simulator(
@@ -54,12 +74,55 @@ def run_cases(
                 control_steps=control_steps,
                 on_step=hook,
                 regulation=follower,
+                demand_response=responder,
             ).run()
             result = evaluate(run)
+            if day is not None:
+                result = with_market(result, market_outcomes(day, run))
             if on_result is not None:
                 on_result(result)
             summaries.append(summarise(result))
     return summaries
+
+
+def _check_apart(
+    case: CityCase,
+    events: Sequence[DemandResponseEvent],
+    sold: Sequence[DemandResponseEvent],
+) -> None:
+    """Refuse a city's event that overlaps an hour of demand response its market sold."""
+    zone = ZoneInfo(case.tariff.timezone)
+    for hour in sold:
+        for event in events:
+            if (
+                event.city in (None, case.city)
+                and event.start < hour.end
+                and hour.start < event.end
+            ):
+                raise InputError(
+                    f"the demand-response event {event.start.astimezone(zone):%H:%M}-"
+                    f"{event.end.astimezone(zone):%H:%M} overlaps the hour the market sold at "
+                    f"{hour.start.astimezone(zone):%H:%M} in {case.city}: answer one or the other"
+                )
+
+
+def _follower(
+    case: CityCase, offer: RegulationOffer | None, sold_kw: dict[int, float]
+) -> RegulationFollower:
+    """The regulation service of a case, its headroom valued at the city's rates; hours
+    sold ahead (``sold_kw`` by local hour) commit what was sold."""
+    card = rate_cards([case.city])[case.city]
+    offer = offer if offer is not None else RegulationOffer(hours=tuple(sold_kw))
+    if sold_kw:
+        offer = replace(offer, hours=tuple(sorted(set(offer.hours) | set(sold_kw))))
+    return RegulationFollower(
+        case.grid,
+        timezone=case.tariff.timezone,
+        offer=offer,
+        value_cny_per_mw_h=float(card.regulation_capacity_cny_per_mw_h),
+        mileage_cny_per_mw=float(card.regulation_mileage_cny_per_mw),
+        commitments_kw=sold_kw,
+    )
 
 
 def with_peak_reduction(results: list[RunSummary], reference: str) -> list[RunSummary]:
