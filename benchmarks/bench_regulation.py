@@ -8,7 +8,9 @@ step to the next (the messages a per-vehicle setpoint path would send; the broad
 sends none).
 
 Twin: one Shenzhen day with ``--twin-vehicles`` vehicles, planner v2g-rules, with one
-hour of 2-s dynamic regulation (19:00) against the same day without it.
+hour of 2-s dynamic regulation and frequency response (19:00) against the same day
+without it. Chargers answer one sample late, so delivered power is compared with the
+request one sample earlier.
 
 Goals (issue): a dispatch step in at most 20 ms at 1e6 and 250 ms at 1e7; an hour of 2-s
 regulation for 1e5 vehicles in the twin in under 30 s.
@@ -79,12 +81,18 @@ def _twin(n: int) -> None:
     run = Simulator(case, make_planner("v2g-rules"), regulation=follower).run()
     with_s = time.perf_counter() - started
     hour = run.regulation_hours[0]
-    error = np.abs(hour.delivered_kw - hour.requested_kw).max() / max(hour.capacity_kw, 1e-9)
+    # The chargers act on the value asked one sample earlier: compare with that, over the
+    # committing step (the capacity is there by construction).
+    lag = follower.delay_samples
+    first = follower.samples_per_step
+    acted = hour.requested_kw[: first - lag]
+    error = np.abs(hour.delivered_kw[lag:first] - acted).max() / max(hour.capacity_kw, 1e-9)
     score = hour.score.composite if hour.score is not None else float("nan")
     print(
-        f"twin, {n:,} vehicles: day {plain_s:.1f} s; with an hour of 2-s regulation "
-        f"{with_s:.1f} s (the hour: {with_s - plain_s:.1f} s, goal < 30 s); committed "
-        f"{hour.capacity_kw / 1000:.1f} MW, worst error {error:.2e} of it, score {score:.3f}"
+        f"twin, {n:,} vehicles: day {plain_s:.1f} s; with an hour of 2-s regulation and "
+        f"frequency response {with_s:.1f} s (the hour: {with_s - plain_s:.1f} s, goal < 30 s); "
+        f"committed {hour.capacity_kw / 1000:.1f} MW, worst error against the request "
+        f"{lag} sample(s) earlier {error:.2e} of it, score {score:.3f}"
     )
 
 

@@ -206,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_plan_parser(commands)
     _add_settle_parser(commands)
+    _add_statement_parser(commands)
     return parser
 
 
@@ -242,6 +243,36 @@ def _add_settle_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="FILE",
         help="an SQLite ledger to post into (default: DIR/ledger.sqlite); posting the "
         "same run again changes nothing",
+    )
+
+
+def _add_statement_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    statement_parser = commands.add_parser(
+        "statement",
+        help="a party's statement over a day or a month of a ledger",
+        description="State what one party (or every owner, operator, ...) received and paid "
+        "over a day or a month of a ledger that `v2ghub settle --ledger` posted into: the "
+        "latest version of every line, withdrawn ones left out. Writes statement.csv (one "
+        "row per line: period, session_id, kind, party, counterparty, stream, energy_kwh, "
+        "rate, amount_cny (+ received, - paid), cause) and statement.json (exact totals per "
+        "party and stream, net per party, line count, the periods covered).",
+    )
+    statement_parser.add_argument(
+        "--ledger", type=Path, required=True, metavar="FILE", help="the SQLite ledger to read"
+    )
+    when = statement_parser.add_mutually_exclusive_group(required=True)
+    when.add_argument("--month", metavar="YYYY-MM", help="every period of this month")
+    when.add_argument("--day", metavar="YYYY-MM-DD", help="every period of this day")
+    statement_parser.add_argument(
+        "--party",
+        metavar="ID",
+        help="a party id (owner:S1, operator:site-7, aggregator, grid) or a group ending in a "
+        "colon (owner: is every owner); default: every party",
+    )
+    statement_parser.add_argument("--city", metavar="NAME", help="only this city's periods")
+    statement_parser.add_argument("--planner", metavar="NAME", help="only this planner's periods")
+    statement_parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for the statement"
     )
 
 
@@ -818,6 +849,48 @@ def settle(args: argparse.Namespace, console: Console) -> bool:
     return bool(document["balanced"])
 
 
+STATEMENT_PARTIES_SHOWN = 5
+"""Up to this many parties the summary shows each party's net; beyond, each group's."""
+
+
+def statement(args: argparse.Namespace, console: Console) -> None:
+    """Run ``v2ghub statement``: read the ledger, write the lines and totals, sum up."""
+    from v2ghub.settlement.money import fen_to_cny  # noqa: PLC0415 - statement only
+    from v2ghub.settlement.statements import (  # noqa: PLC0415
+        statement as party_statement,
+    )
+    from v2ghub.settlement.statements import write_statement  # noqa: PLC0415
+
+    result = party_statement(
+        args.ledger,
+        party=args.party,
+        month=args.month,
+        day=args.day,
+        city=args.city,
+        planner=args.planner,
+    )
+    csv_path, json_path = write_statement(result, args.out)
+    net: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for party, fen in result.net_fen.items():
+        shown = party if len(result.net_fen) <= STATEMENT_PARTIES_SHOWN else party.split(":")[0]
+        net[shown] = net.get(shown, 0) + fen
+        counts[shown] = counts.get(shown, 0) + 1
+    nets = ", ".join(
+        f"{name} {fen_to_cny(fen):+} CNY"
+        + (f" ({counts[name]:,} parties)" if counts[name] > 1 else "")
+        for name, fen in net.items()
+    )
+    console.print(
+        f"{result.scope}: {len(result):,} lines over {len(result.periods)} periods, "
+        f"{len(result.net_fen):,} {'party' if len(result.net_fen) == 1 else 'parties'}; "
+        f"net {nets}; wrote {csv_path}, {json_path}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``v2ghub`` command."""
     args = build_parser().parse_args(argv)
@@ -831,6 +904,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan(args, console)
         elif args.command == "settle" and not settle(args, console):
             return 1  # the statements are written, for inspection, but do not balance
+        elif args.command == "statement":
+            statement(args, console)
     except InputError as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return 2
