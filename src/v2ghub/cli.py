@@ -216,9 +216,10 @@ def _add_settle_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         help="settle a simulate run: who is paid what, to the fen",
         description="Settle the output folder of `v2ghub simulate`: post every city and "
         "planner's day to a double-entry ledger (charging at the TOU tariff, V2G discharge "
-        "at the city's discharge price shared by contract, battery-wear compensation) and "
-        "write statements.csv, settlement.json (totals, owner earnings, pilot KPIs, "
-        "balanced) and the ledger.",
+        "at the city's discharge price shared by contract, battery-wear compensation, "
+        "demand response delivered per session, and the day-ahead market's sales from "
+        "market.json when the run had a market) and write statements.csv, settlement.json "
+        "(totals, owner earnings, pilot KPIs, balanced) and the ledger.",
     )
     settle_parser.add_argument("run", type=Path, metavar="RUN_DIR", help="a simulate output folder")
     settle_parser.add_argument(
