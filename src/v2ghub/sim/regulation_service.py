@@ -64,6 +64,7 @@ from v2ghub.units import KW_PER_MW, SECONDS_PER_HOUR
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+MIN_CAPACITY_KW = 1e-6
 DEFAULT_HOURS = (10, 11, 19, 20)  # a midday and an evening pair, when grids are short of it
 
 
@@ -309,10 +310,12 @@ class RegulationFollower:
         if hour.capacity_kw < 0:  # the hour's first step: commit
             hour.raise_kw = room.raise_total_kw
             hour.lower_kw = room.lower_total_kw
+            offered = self.offer.share * min(hour.raise_kw, hour.lower_kw)
+            # Below a milliwatt there is nothing to follow (and signals over it overflow).
             hour.capacity_kw = (
                 hour.sold_kw
                 if hour.sold_kw is not None
-                else self.offer.share * min(hour.raise_kw, hour.lower_kw)
+                else (offered if offered >= MIN_CAPACITY_KW else 0.0)
             )
         shares = participation(room, hour.capacity_kw)
         dt_h = self.offer.step_s / SECONDS_PER_HOUR
