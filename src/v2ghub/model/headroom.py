@@ -158,3 +158,45 @@ def site_share(
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         share = np.where(connected > 0, import_limit_kw / connected, 1.0)
     return np.asarray(np.clip(np.nan_to_num(share, nan=1.0), 0.0, 1.0)[site_index])
+
+
+def site_headroom(
+    *,
+    planned_kw: FloatArray,
+    energy_kwh: FloatArray,
+    energy_min_kwh: FloatArray,
+    energy_max_kwh: FloatArray,
+    target_energy_kwh: FloatArray,
+    max_charge_kw: FloatArray,
+    max_discharge_kw: FloatArray,
+    charge_efficiency: FloatArray,
+    discharge_efficiency: FloatArray,
+    hours_to_departure: FloatArray,
+    duration_h: float,
+    site_index: npt.NDArray[np.int64],
+    import_limit_kw: FloatArray,
+    export_limit_kw: FloatArray,
+) -> Headroom:
+    """What each vehicle can promise at its site: :func:`headroom` refilled at the
+    vehicle's share of a limited site (:func:`site_share`), then :func:`fit_sites`."""
+    room = headroom(
+        planned_kw=planned_kw,
+        energy_kwh=energy_kwh,
+        energy_min_kwh=energy_min_kwh,
+        energy_max_kwh=energy_max_kwh,
+        target_energy_kwh=target_energy_kwh,
+        max_charge_kw=max_charge_kw,
+        max_discharge_kw=max_discharge_kw,
+        charge_efficiency=charge_efficiency,
+        discharge_efficiency=discharge_efficiency,
+        hours_to_departure=hours_to_departure,
+        duration_h=duration_h,
+        refill_kw=max_charge_kw * site_share(site_index, max_charge_kw, import_limit_kw),
+    )
+    return fit_sites(
+        room,
+        planned_kw=planned_kw,
+        site_index=site_index,
+        import_limit_kw=import_limit_kw,
+        export_limit_kw=export_limit_kw,
+    )

@@ -48,7 +48,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from v2ghub.model.headroom import Headroom, fit_sites, headroom, site_share
+from v2ghub.model.headroom import Headroom, site_headroom
 from v2ghub.model.problem import Problem
 from v2ghub.planning.objective import schedule_cost
 from v2ghub.planning.peak import BlockPlan, PlanBlocks
@@ -111,7 +111,8 @@ def plan_headroom(
     real = np.arange(problem.n_vehicles) < problem.n_plugged
     plugged = real & (problem.arrival_step <= step) & (problem.departure_step > step)
     dt_h = problem.dt_h
-    room = headroom(
+    # Other rows' planned power still loads the site (forecast groups included).
+    return site_headroom(
         planned_kw=planned,
         energy_kwh=energy_kwh,
         energy_min_kwh=problem.energy_min_kwh,
@@ -125,13 +126,6 @@ def plan_headroom(
             np.float64
         ),
         duration_h=duration_h,
-        refill_kw=problem.max_charge_kw
-        * site_share(problem.site_index, problem.max_charge_kw, problem.import_limit_kw),
-    )
-    # Other rows' planned power still loads the site (forecast groups included).
-    return fit_sites(
-        room,
-        planned_kw=planned,
         site_index=problem.site_index,
         import_limit_kw=problem.import_limit_kw,
         export_limit_kw=problem.export_limit_kw,

@@ -16,7 +16,7 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
-from v2ghub.model.headroom import fit_sites, headroom, site_share
+from v2ghub.model.headroom import site_headroom
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -56,26 +56,21 @@ def fleet_envelope(
     durations_h: tuple[float, ...] = ENVELOPE_DURATIONS_H,
 ) -> EnvelopeHour:
     """The fleet's envelope from these vehicles' state (arrays of the plugged vehicles)."""
-    refill_kw = max_charge_kw * site_share(site_index, max_charge_kw, import_limit_kw)
     raise_kw = np.zeros(len(durations_h))
     lower_kw = np.zeros(len(durations_h))
     for k, duration_h in enumerate(durations_h):  # durations, never vehicles
-        room = fit_sites(
-            headroom(
-                planned_kw=planned_kw,
-                energy_kwh=energy_kwh,
-                energy_min_kwh=energy_min_kwh,
-                energy_max_kwh=energy_max_kwh,
-                target_energy_kwh=target_energy_kwh,
-                max_charge_kw=max_charge_kw,
-                max_discharge_kw=max_discharge_kw,
-                charge_efficiency=charge_efficiency,
-                discharge_efficiency=discharge_efficiency,
-                hours_to_departure=hours_to_departure,
-                duration_h=duration_h,
-                refill_kw=refill_kw,
-            ),
+        room = site_headroom(
             planned_kw=planned_kw,
+            energy_kwh=energy_kwh,
+            energy_min_kwh=energy_min_kwh,
+            energy_max_kwh=energy_max_kwh,
+            target_energy_kwh=target_energy_kwh,
+            max_charge_kw=max_charge_kw,
+            max_discharge_kw=max_discharge_kw,
+            charge_efficiency=charge_efficiency,
+            discharge_efficiency=discharge_efficiency,
+            hours_to_departure=hours_to_departure,
+            duration_h=duration_h,
             site_index=site_index,
             import_limit_kw=import_limit_kw,
             export_limit_kw=export_limit_kw,

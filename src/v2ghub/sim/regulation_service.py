@@ -45,8 +45,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from v2ghub.model.headroom import site_headroom
 from v2ghub.model.time_grid import TimeGrid
-from v2ghub.regulation.capacity import fit_sites, headroom, site_share
 from v2ghub.regulation.dispatch import participation, setpoints
 from v2ghub.regulation.frequency_response import droop_fraction
 from v2ghub.regulation.scoring import Score, score_hours
@@ -286,7 +286,7 @@ class RegulationFollower:
         hour_steps = round(SECONDS_PER_HOUR / self.grid.step.total_seconds())
         steps_done = hour.samples_done // self.samples_per_step
         remaining_h = (hour_steps - steps_done) * self.step_h
-        room = headroom(
+        room = site_headroom(
             planned_kw=planned_kw,
             energy_kwh=energy_kwh,
             energy_min_kwh=energy_min_kwh,
@@ -298,11 +298,6 @@ class RegulationFollower:
             discharge_efficiency=discharge_efficiency,
             hours_to_departure=((end_step - step) * self.step_h).astype(np.float64),
             duration_h=remaining_h,
-            refill_kw=max_charge_kw * site_share(site_index, max_charge_kw, import_limit_kw),
-        )
-        room = fit_sites(
-            room,
-            planned_kw=planned_kw,
             site_index=site_index,
             import_limit_kw=import_limit_kw,
             export_limit_kw=export_limit_kw,
