@@ -453,3 +453,38 @@ def test_rates_may_come_as_a_numpy_column() -> None:
         ledger.post(PERIOD, lines_with(GOOD, rate=np.array([row.rate for row in GOOD])))
         assert ledger.latest(PERIOD).rate == [row.rate for row in GOOD]
         assert ledger.post(PERIOD, make_lines(GOOD)).unchanged == 3
+
+
+def test_read_only_lists_periods_and_a_partys_latest_lines(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    july_17 = "2025-07-17/Shenzhen/mpc"
+    with Ledger.open(path) as ledger:
+        ledger.post(PERIOD, make_lines(GOOD))
+        ledger.post(july_17, make_lines(GOOD[2:]))
+        ledger.post("2025-08-01/Shenzhen/mpc", make_lines(GOOD[:1]))
+        ledger.post(july_17, make_lines([]))  # withdrawn: listed, but no current line
+    before = stored_entries(path)
+    with Ledger.open_read_only(path) as ledger:
+        assert ledger.periods("2025-07-") == [PERIOD, july_17]
+        assert ledger.periods("2025-07-16/") == [PERIOD]
+        assert ledger.periods("2025-09-") == []
+        assert len(ledger.periods()) == 3
+        assert as_rows(ledger.latest(PERIOD, party="owner:S1")) == GOOD[:2]
+        assert as_rows(ledger.latest(PERIOD, party="owner:")) == GOOD
+        assert as_rows(ledger.latest(PERIOD, party="operator:site-7")) == [GOOD[0], GOOD[2]]
+        assert as_rows(ledger.latest(PERIOD, party="owner")) == []  # an id, not a group
+        assert len(ledger.latest(july_17)) == 0
+        with pytest.raises(ValueError, match=r"^the ledger is open read-only"):
+            ledger.post(PERIOD, make_lines(GOOD))
+    assert stored_entries(path) == before
+
+
+def test_read_only_refuses_a_missing_file_and_never_creates_one(tmp_path: Path) -> None:
+    missing = tmp_path / "none.sqlite"
+    with pytest.raises(ValueError, match=r"none\.sqlite: no such ledger file$"):
+        Ledger.open_read_only(missing)
+    assert not missing.exists()
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(other).close()  # an empty SQLite file: no ledger tables
+    with pytest.raises(ValueError, match=r"other\.sqlite: is not a v2ghub ledger of schema"):
+        Ledger.open_read_only(other)

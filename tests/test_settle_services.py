@@ -12,12 +12,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.service_tables import Session, amounts, sessions_table
 from v2ghub.cli import main
 from v2ghub.settlement.contracts import SHARED_STREAMS, Contracts
 from v2ghub.settlement.ledger import Ledger
@@ -49,39 +49,13 @@ REGULATION_10H = MarketSale(
 )
 REGULATION_ID = "market:regulation:2025-07-16T10:00:00+08:00"
 
-Session = tuple[str, str, str, float, float, float]
-"""session_id, site_id, charger_kind, arrival and departure (local hours), dr kWh."""
-
-
-def _sessions(rows: list[Session]) -> pa.Table:
-    utc_us = pa.timestamp("us", tz="UTC")
-    return pa.table(
-        {
-            "session_id": pa.array([r[0] for r in rows], type=pa.string()),
-            "site_id": pa.array([r[1] for r in rows], type=pa.string()),
-            "charger_kind": pa.array([r[2] for r in rows], type=pa.string()),
-            "arrival": pa.array([DAY + timedelta(hours=r[3]) for r in rows], type=utc_us),
-            "departure": pa.array([DAY + timedelta(hours=r[4]) for r in rows], type=utc_us),
-            "dr_delivered_kwh": pa.array([r[5] for r in rows], type=pa.float64()),
-        }
-    )
-
 
 def _settle(rows: list[Session], sales: list[MarketSale]) -> LineColumns:
     lines = LineColumns.empty()
     add_service_lines(
-        lines, sessions=_sessions(rows), sales=sales, card=SHENZHEN, contracts=Contracts()
+        lines, sessions=sessions_table(DAY, rows), sales=sales, card=SHENZHEN, contracts=Contracts()
     )
     return lines
-
-
-def _amounts(lines: LineColumns) -> dict[str, tuple[str, str, int]]:
-    """``session/kind`` -> (payer, payee, fen)."""
-    columns = [
-        lines.column(name).tolist()
-        for name in ("session_id", "kind", "payer", "payee", "amount_fen")
-    ]
-    return {f"{s}/{k}": (p, q, int(a)) for s, k, p, q, a in zip(*columns, strict=True)}
 
 
 def test_called_demand_response_by_hand() -> None:
@@ -98,7 +72,7 @@ def test_called_demand_response_by_hand() -> None:
         ],
         [],
     )
-    assert _amounts(lines) == {
+    assert amounts(lines) == {
         "S1/demand_response": ("grid", "aggregator", 617),
         "S1/demand_response:owner-share": ("aggregator", "owner:S1", 432),
         "S1/demand_response:operator-share": ("aggregator", "operator:P7", 123),
@@ -128,7 +102,7 @@ def test_regulation_sale_is_shared_by_plugged_time() -> None:
         ],
         [REGULATION_10H],
     )
-    got = _amounts(lines)
+    got = amounts(lines)
     assert got[f"A/{REGULATION_ID}"] == ("grid", "aggregator", 57)
     assert got[f"B/{REGULATION_ID}"] == ("grid", "aggregator", 29)
     assert got[f"D/{REGULATION_ID}"] == ("grid", "aggregator", 14)
@@ -165,7 +139,7 @@ def test_demand_response_sale_is_shared_by_delivered_energy_and_never_paid_twice
         ],
         [sale],
     )
-    got = _amounts(lines)
+    got = amounts(lines)
     assert got[f"S1/{sale_id}"] == ("grid", "aggregator", 751)
     assert got[f"S2/{sale_id}"] == ("grid", "aggregator", 250)
     assert got["S3/demand_response"] == ("grid", "aggregator", 1000)
@@ -181,7 +155,7 @@ def test_demand_response_sale_is_shared_by_delivered_energy_and_never_paid_twice
 
 def test_a_sale_no_session_qualifies_for_stays_with_the_aggregator() -> None:
     lines = _settle([("A", "P1", "public", 12, 14, 0.0)], [REGULATION_10H])
-    got = _amounts(lines)
+    got = amounts(lines)
     assert got == {
         f"{REGULATION_ID}/{KEPT_KIND}": ("grid", "aggregator", 100),
         f"{REGULATION_ID}/{PENALTY_KIND}": ("aggregator", "grid", 25),

@@ -217,8 +217,10 @@ def _add_settle_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         description="Settle the output folder of `v2ghub simulate`: post every city and "
         "planner's day to a double-entry ledger (charging at the TOU tariff, V2G discharge "
         "at the city's discharge price shared by contract, battery-wear compensation, "
-        "demand response delivered per session, and the day-ahead market's sales from "
-        "market.json when the run had a market) and write statements.csv, settlement.json "
+        "demand response delivered per session, the day-ahead market's sales from "
+        "market.json when the run had a market, and otherwise the regulation hours of "
+        "regulation.json, paid by capacity and mileage times the performance score) and "
+        "write statements.csv, settlement.json "
         "(totals, owner earnings, pilot KPIs, balanced) and the ledger.",
     )
     settle_parser.add_argument("run", type=Path, metavar="RUN_DIR", help="a simulate output folder")
@@ -472,6 +474,7 @@ def _write_summaries(
     outputs.write_curves_csv(out / "curves.csv", summaries)
     outputs.write_envelope_csv(out / "envelope.csv", summaries)
     outputs.write_market_json(out / "market.json", summaries)
+    outputs.write_regulation_json(out / "regulation.json", summaries)
     # Settle what the run metered (totals only: `v2ghub settle` writes the statements).
     settlement = settle_run(out, out=out, statements=False)
     write_html_report(

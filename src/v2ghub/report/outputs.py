@@ -1,5 +1,5 @@
 """The run's files: ``summary.json``, ``summary.csv``, ``curves.csv``, ``envelope.csv``,
-``sessions.parquet``.
+``sessions.parquet``, ``meter.parquet``, ``market.json``, ``regulation.json``.
 
 ``summary.json`` holds, for each planner and city (and the total over cities), the keys
 ``baseline_peak_kw`` (area load without EVs), ``peak_kw``, ``valley_share``,
@@ -227,6 +227,48 @@ def write_market_json(path: Path, results: Sequence[RunSummary]) -> bool:
         return False
     path.write_text(json.dumps({"sales": sales}, indent=2) + "\n", encoding="utf-8")
     return True
+
+
+def write_regulation_json(path: Path, results: Sequence[RunSummary]) -> bool:
+    """The regulation hours of every run (``regulation.json``); False (and no file) when
+    no run committed regulation.
+
+    One entry per city, planner and hour committed: ``start`` (ISO, local time),
+    ``capacity_mw`` (the symmetric capacity committed) and ``mileage_mw`` (the signal's
+    mileage in the hour times the capacity), both exact text to the kW (half away from
+    zero), ``performance`` (the hour's composite score, 0-1 to four decimals; 0 when
+    nothing was committed) and ``sold_in_market`` (the day-ahead market sold the hour, so
+    ``market.json`` pays it). ``v2ghub settle`` pays the hours not sold at the city's
+    rate card (:mod:`v2ghub.settlement.regulation_hours`).
+    """
+    hours = []
+    for r in results:
+        sold = {o.start for o in r.market if o.product == "regulation"}
+        zone = ZoneInfo(r.timezone)
+        for hour in r.regulation_hours:  # hours, never vehicles
+            score = hour.score
+            hours.append(
+                {
+                    "city": r.city,
+                    "planner": r.planner,
+                    "start": hour.start.astimezone(zone).isoformat(),
+                    "capacity_mw": _mw_text(hour.capacity_kw),
+                    "mileage_mw": _mw_text(score.mileage_mw * KW_PER_MW if score else 0.0),
+                    "performance": f"{min(max(score.composite, 0.0), 1.0):.4f}"
+                    if score
+                    else "0.0000",
+                    "sold_in_market": hour.start in sold,
+                }
+            )
+    if not hours:
+        return False
+    path.write_text(json.dumps({"hours": hours}, indent=2) + "\n", encoding="utf-8")
+    return True
+
+
+def _mw_text(kw: float) -> str:
+    """kW (>= 0) as exact MW text to the kW, half away from zero (``250.4`` -> ``"0.250"``)."""
+    return str(Decimal(int(np.floor(abs(kw) + 0.5))).scaleb(-3))
 
 
 def write_envelope_csv(path: Path, results: Sequence[RunSummary]) -> None:

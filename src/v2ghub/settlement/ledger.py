@@ -25,11 +25,20 @@ Rules
 The latest version of a key is found through the unique index on
 ``(period, session_id, kind, version)``; the view ``latest_entries`` holds the latest
 version of every key, withdrawn ones included.
+
+Reading
+-------
+`Ledger.open_read_only` opens an existing ledger without ever writing or creating one, and
+reads one snapshot (the state at its first read) until it is closed, so that a statement
+can be drawn while ``settle`` posts. `Ledger.periods` lists the periods posted (by
+prefix), `Ledger.latest` a period's current lines (of one party or a group of parties,
+``owner:`` being every owner). This module holds all of the ledger's SQL.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -42,10 +51,14 @@ from typing import Self
 import numpy as np
 import numpy.typing as npt
 
+from v2ghub.errors import InputError
+
 WITHDRAWN = "withdrawn"
 """The cause of the amount-0 version that withdraws a key."""
 
 SCHEMA_VERSION = 1
+GROUP_SEPARATOR = ":"
+"""A party ending in this is a group prefix: ``owner:`` is every owner."""
 _INT64_MAX = int(np.iinfo(np.int64).max)
 
 
@@ -232,8 +245,9 @@ class Ledger:
     docstring states the rules.
     """
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, *, read_only: bool = False) -> None:
         self._connection = connection
+        self._read_only = read_only
 
     @classmethod
     def open(cls, path: Path | str) -> Ledger:
@@ -261,6 +275,45 @@ class Ledger:
             raise
         return cls(connection)
 
+    @classmethod
+    def open_read_only(cls, path: Path | str) -> Ledger:
+        """Open the existing ledger at ``path`` to read it; never creates or changes a file.
+
+        The ledger reads one snapshot, taken at its first read, until it is closed (a
+        statement's queries agree with each other while ``settle`` posts). `post` refuses.
+
+        Raises
+        ------
+        InputError
+            The file does not exist, cannot be read as SQLite, or is not a ledger of this
+            schema version; one line naming the file.
+        """
+        file = Path(path)
+        if not file.is_file():
+            raise InputError("no such ledger file", file=file)
+        uri = f"{file.resolve().as_uri()}?mode=ro"
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            try:
+                connection.execute("BEGIN")  # one snapshot for every read until close
+                (version,) = connection.execute("PRAGMA user_version").fetchone()
+                names = {
+                    name
+                    for (name,) in connection.execute(
+                        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+                    )
+                }
+            except sqlite3.DatabaseError as error:
+                raise InputError(f"cannot read the ledger ({error})", file=file) from None
+            if not {"entries", "latest_entries"} <= names or version != SCHEMA_VERSION:
+                raise InputError(
+                    f"is not a v2ghub ledger of schema version {SCHEMA_VERSION}", file=file
+                )
+        except BaseException:
+            connection.close()
+            raise
+        return cls(connection, read_only=True)
+
     def close(self) -> None:
         """Close the database."""
         self._connection.close()
@@ -285,6 +338,8 @@ class Ledger:
             The batch is invalid (the message names the line and the field); nothing is
             written.
         """
+        if self._read_only:
+            raise ValueError("the ledger is open read-only; open it with Ledger.open to post")
         if not period.strip():
             raise ValueError("period: must not be empty")
         rows = _checked_rows(lines)
@@ -361,17 +416,48 @@ class Ledger:
             for party, stream, received, paid in self._connection.execute(query, parameters)
         ]
 
-    def latest(self, period: str) -> Lines:
+    def periods(self, prefix: str | None = None) -> list[str]:
+        """The periods posted whose name starts with ``prefix`` (all when None), sorted.
+
+        ``"2025-07-16/"`` gives a day's periods, ``"2025-07-"`` a month's. The range query
+        uses the index on ``period`` (``LIKE`` would not, being case-insensitive).
+        """
+        parameters: tuple[object, ...] = ()
+        if not prefix:
+            query = "SELECT DISTINCT period FROM entries ORDER BY 1"
+        elif ord(prefix[-1]) < sys.maxunicode:
+            following = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # first text past the prefix
+            query = (
+                "SELECT DISTINCT period FROM entries WHERE period >= ? AND period < ? ORDER BY 1"
+            )
+            parameters = (prefix, following)
+        else:
+            query = "SELECT DISTINCT period FROM entries WHERE substr(period, 1, ?) = ? ORDER BY 1"
+            parameters = (len(prefix), prefix)
+        return [str(period) for (period,) in self._connection.execute(query, parameters)]
+
+    def latest(self, period: str, *, party: str | None = None) -> Lines:
         """The period's lines as they stand now, ordered by (session_id, kind).
 
-        Latest versions only; withdrawn keys are left out.
+        Latest versions only; withdrawn keys are left out. With ``party``, only the lines
+        it pays or receives: an id (``owner:S1``), or a group prefix ending in
+        `GROUP_SEPARATOR` (``owner:`` is every owner).
         """
+        condition, parameters = "1", dict[str, object]()
+        if party is not None:
+            side = (
+                "substr({0}, 1, :length) = :party"
+                if party.endswith(GROUP_SEPARATOR)
+                else "{0} = :party"
+            )
+            condition = f"({side.format('payer')} OR {side.format('payee')})"
+            parameters = {"party": party, "length": len(party)}
         query = f"""
             SELECT session_id, kind, payer, payee, stream, energy_wh, rate, amount_fen, cause
-            FROM latest_entries WHERE period = ? AND {_CURRENT}
+            FROM latest_entries WHERE period = :period AND {_CURRENT} AND {condition}
             ORDER BY session_id, kind
         """
-        rows = self._connection.execute(query, (period,)).fetchall()
+        rows = self._connection.execute(query, {"period": period, **parameters}).fetchall()
         columns: list[tuple[object, ...]] = list(zip(*rows, strict=True)) or [()] * 9
         session_id, kind, payer, payee, stream, energy_wh, rate, amount_fen, cause = columns
         return Lines(

@@ -33,10 +33,15 @@ the sale earned and was charged). Rules, in the order they apply:
 4. **Penalties.** A sale's ``penalty_cny`` is paid by the aggregator to the grid in the
    sale's stream, kind ``market-penalty``, and is not shared: the aggregator carries the
    risk of its offers.
+5. **Other hourly payments** (`HourPayment`: regulation committed without a market,
+   :mod:`~v2ghub.settlement.regulation_hours`) are allocated as a regulation sale is, by
+   plugged time in the hour, and shared by contract; the aggregator keeps one that no
+   session served.
 
 Keys: a session's lines carry its id (kinds ``demand_response`` and
-``market:PRODUCT:START``, with ``:owner-share`` / ``:operator-share``); a sale's own
-lines (penalty, payment kept) carry ``market:PRODUCT:START`` as their id. A sale covers
+``market:PRODUCT:START`` or another payment's id, with ``:owner-share`` /
+``:operator-share``); a sale's own lines (penalty, payment kept) carry
+``market:PRODUCT:START`` as their id, another payment's its own id. A sale covers
 one hour; its lines carry no rate (the clearing price and performance are in the cause).
 """
 
@@ -145,10 +150,64 @@ class MarketSale:
 
     def plugged_us(self, arrival_us: IntArray, departure_us: IntArray) -> IntArray:
         """Each session's plugged time within the sale's hour, microseconds."""
-        start_us = (self.start - _EPOCH) // _MICROSECOND
-        end_us = start_us + SALE_DURATION // _MICROSECOND
-        overlap = np.minimum(departure_us, end_us) - np.maximum(arrival_us, start_us)
-        return np.asarray(np.maximum(overlap, 0), dtype=np.int64)
+        return plugged_in_hour_us(self.start, arrival_us, departure_us)
+
+    @property
+    def payment(self) -> HourPayment:
+        """What the sale earned, as a payment for its hour."""
+        return HourPayment(
+            payment_id=self.sale_id,
+            stream=self.stream,
+            start=self.start,
+            amount_fen=self.capacity_fen,
+            summary=self.summary(),
+            kept_kind=KEPT_KIND,
+        )
+
+
+@dataclass(frozen=True)
+class HourPayment:
+    """A payment the grid makes for one hour of a grid service, to be allocated to the
+    sessions that served the hour and shared by contract.
+
+    Attributes
+    ----------
+    payment_id
+        The id of the payment's own lines and the kind of its sessions' lines, e.g.
+        ``market:regulation:2025-07-16T10:00:00+08:00``.
+    stream
+        The ledger stream it pays in.
+    start
+        The hour's start (timezone-aware); the hour is :data:`SALE_DURATION` long.
+    amount_fen
+        What the grid pays, integer fen, ``>= 0`` (already rounded once, to the fen).
+    summary
+        What was delivered and earned, for the causes of its lines.
+    kept_kind
+        The kind of the line by which the aggregator keeps the payment when no session
+        was plugged in during the hour.
+    """
+
+    payment_id: str
+    stream: str
+    start: datetime
+    amount_fen: int
+    summary: str
+    kept_kind: str = "kept"
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.start.utcoffset() is None:
+            raise ValueError(f"start must be timezone-aware, got {self.start!r}")
+        if self.amount_fen < 0:
+            raise ValueError(f"amount_fen must be >= 0, got {self.amount_fen}")
+
+
+def plugged_in_hour_us(start: datetime, arrival_us: IntArray, departure_us: IntArray) -> IntArray:
+    """Each session's plugged time within the hour from ``start``, microseconds."""
+    start_us = (start - _EPOCH) // _MICROSECOND
+    end_us = start_us + SALE_DURATION // _MICROSECOND
+    overlap = np.minimum(departure_us, end_us) - np.maximum(arrival_us, start_us)
+    return np.asarray(np.maximum(overlap, 0), dtype=np.int64)
 
 
 def allocate_fen(total_fen: int, weight: IntArray) -> IntArray:
@@ -217,11 +276,14 @@ def add_service_lines(
     sales: Sequence[MarketSale],
     card: RateCard,
     contracts: Contracts,
+    payments: Sequence[HourPayment] = (),
 ) -> None:
     """Append one period's demand response and market lines (module docstring's rules).
 
     ``sessions`` are the period's rows of ``sessions.parquet`` (:data:`SESSION_COLUMNS`)
-    and ``sales`` its city's and planner's sales.
+    and ``sales`` its city's and planner's sales. Each of ``payments`` (e.g. regulation
+    committed without a market, :mod:`~v2ghub.settlement.regulation_hours`) is allocated
+    as a regulation sale is: by plugged time in its hour (rule 3), then shared by contract.
     """
     fleet = _Sessions.of(sessions)
     plugged = [sale.plugged_us(fleet.arrival_us, fleet.departure_us) for sale in sales]
@@ -249,10 +311,10 @@ def add_service_lines(
         ),
     )
     for sale, plugged_us in zip(sales, plugged, strict=True):
-        _add_sale_shares(lines, fleet, sale, _basis(sale, fleet, plugged_us), contracts)
-        _add_sale_line(
+        _add_shares(lines, fleet, sale.payment, _basis(sale, fleet, plugged_us), contracts)
+        _add_payment_line(
             lines,
-            sale,
+            sale.payment,
             kind=PENALTY_KIND,
             payer="aggregator",
             payee="grid",
@@ -260,11 +322,14 @@ def add_service_lines(
             cause=f"penalty for {sale.label}: {sale.missed_kw} of {sale.sold_kw} kW sold not "
             "delivered; the aggregator carries the risk of its offers",
         )
+    for payment in payments:
+        plugged_us = plugged_in_hour_us(payment.start, fleet.arrival_us, fleet.departure_us)
+        _add_shares(lines, fleet, payment, _plugged_time_basis(plugged_us), contracts)
 
 
-def _add_sale_line(
+def _add_payment_line(
     lines: LineColumns,
-    sale: MarketSale,
+    payment: HourPayment,
     *,
     kind: str,
     payer: str,
@@ -272,13 +337,13 @@ def _add_sale_line(
     amount_fen: int,
     cause: str,
 ) -> None:
-    """One line of the sale itself (no session, no quantity, no rate)."""
+    """One line of the payment itself (no session, no quantity, no rate)."""
     lines.add(
-        session_id=np.array([sale.sale_id]),
+        session_id=np.array([payment.payment_id]),
         kind=np.array([kind]),
         payer=np.array([payer]),
         payee=np.array([payee]),
-        stream=sale.stream,
+        stream=payment.stream,
         energy_wh=np.zeros(1, dtype=np.int64),
         rate=np.array([""]),
         amount_fen=np.array([amount_fen], dtype=np.int64),
@@ -298,25 +363,28 @@ class _Basis:
     nobody: str
 
 
+def _plugged_time_basis(plugged_us: IntArray) -> _Basis:
+    """Equal per vehicle-hour plugged in during the hour (quantity 0, as the twin does not
+    record each vehicle's headroom)."""
+    half = _MICROSECONDS_PER_MILLIHOUR // 2
+    millihours = (plugged_us + half) // _MICROSECONDS_PER_MILLIHOUR
+    chosen = plugged_us > 0
+    return _Basis(
+        weight=plugged_us,
+        quantity=np.zeros(int(chosen.sum()), dtype=np.int64),
+        text=np.char.add(
+            "equally per vehicle-hour plugged in: ",
+            np.char.add(kwh_text(millihours[chosen]), f" of {_total(millihours)} vehicle-hours"),
+        ),
+        nobody="no session was plugged in during the hour",
+    )
+
+
 def _basis(sale: MarketSale, fleet: _Sessions, plugged_us: IntArray) -> _Basis:
-    """Regulation: equal per vehicle-hour plugged in during the hour (quantity 0, as the
-    twin does not record each vehicle's headroom); demand response: by the energy each
-    session plugged in during the hour delivered (quantity: that energy, Wh)."""
+    """Regulation: by plugged time (:func:`_plugged_time_basis`); demand response: by the
+    energy each session plugged in during the hour delivered (quantity: that energy, Wh)."""
     if sale.product == "regulation":
-        half = _MICROSECONDS_PER_MILLIHOUR // 2
-        millihours = (plugged_us + half) // _MICROSECONDS_PER_MILLIHOUR
-        chosen = plugged_us > 0
-        return _Basis(
-            weight=plugged_us,
-            quantity=np.zeros(int(chosen.sum()), dtype=np.int64),
-            text=np.char.add(
-                "equally per vehicle-hour plugged in: ",
-                np.char.add(
-                    kwh_text(millihours[chosen]), f" of {_total(millihours)} vehicle-hours"
-                ),
-            ),
-            nobody="no session was plugged in during the hour",
-        )
+        return _plugged_time_basis(plugged_us)
     weight = np.asarray(np.where(plugged_us > 0, fleet.dr_wh, 0), dtype=np.int64)
     delivered = weight[weight > 0]
     return _Basis(
@@ -334,35 +402,41 @@ def _total(thousandths: IntArray) -> str:
     return str(kwh_text(np.array([int(thousandths.sum())]))[0])
 
 
-def _add_sale_shares(
-    lines: LineColumns, fleet: _Sessions, sale: MarketSale, basis: _Basis, contracts: Contracts
+def _add_shares(
+    lines: LineColumns,
+    fleet: _Sessions,
+    payment: HourPayment,
+    basis: _Basis,
+    contracts: Contracts,
 ) -> None:
-    """The sale's payment allocated to the sessions with ``weight > 0`` and shared by
-    contract; or, if there are none, kept by the aggregator as its fee."""
+    """The payment allocated to the sessions with ``weight > 0`` and shared by contract;
+    or, if there are none, kept by the aggregator as its fee."""
+    if payment.amount_fen == 0:
+        return
     chosen = basis.weight > 0
     if not chosen.any():
-        _add_sale_line(
+        _add_payment_line(
             lines,
-            sale,
-            kind=KEPT_KIND,
+            payment,
+            kind=payment.kept_kind,
             payer="grid",
             payee="aggregator",
-            amount_fen=sale.capacity_fen,
-            cause=f"{sale.summary()}: {basis.nobody}, so the aggregator keeps it",
+            amount_fen=payment.amount_fen,
+            cause=f"{payment.summary}: {basis.nobody}, so the aggregator keeps it",
         )
-        lines.fees_fen[sale.stream] = lines.fees_fen.get(sale.stream, 0) + sale.capacity_fen
+        lines.fees_fen[payment.stream] = lines.fees_fen.get(payment.stream, 0) + payment.amount_fen
         return
     _add_shared(
         lines,
         fleet,
         chosen=chosen,
-        stream=sale.stream,
-        kind=sale.sale_id,
+        stream=payment.stream,
+        kind=payment.payment_id,
         quantity=basis.quantity,
         rate=np.full(basis.quantity.shape[0], ""),
-        revenue_fen=allocate_fen(sale.capacity_fen, basis.weight[chosen]),
+        revenue_fen=allocate_fen(payment.amount_fen, basis.weight[chosen]),
         contracts=contracts,
-        cause=np.char.add(f"{sale.summary()}, shared ", basis.text),
+        cause=np.char.add(f"{payment.summary}, shared ", basis.text),
     )
 
 
@@ -405,7 +479,9 @@ __all__ = [
     "SALE_DURATION",
     "SESSION_COLUMNS",
     "STREAM_OF_PRODUCT",
+    "HourPayment",
     "MarketSale",
     "add_service_lines",
     "allocate_fen",
+    "plugged_in_hour_us",
 ]

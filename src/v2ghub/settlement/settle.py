@@ -2,10 +2,11 @@
 
 ``v2ghub settle RUN_DIR --out DIR`` reads a ``v2ghub simulate`` output folder
 (``summary.json``, ``meter.parquet``, ``curves.csv``, ``sessions.parquet`` and, when a
-market ran, ``market.json``), posts one ledger period per city and planner
-(``DATE/CITY/PLANNER``): the meter's lines (:mod:`~v2ghub.settlement.meter`) and the grid
-services' (demand response and market sales, :mod:`~v2ghub.settlement.service_lines`),
-and writes:
+market ran, ``market.json``, when regulation ran, ``regulation.json``), posts one ledger
+period per city and planner (``DATE/CITY/PLANNER``): the meter's lines
+(:mod:`~v2ghub.settlement.meter`) and the grid services' (demand response and market
+sales, :mod:`~v2ghub.settlement.service_lines`; regulation hours committed without a
+market, at the rate card, :mod:`~v2ghub.settlement.regulation_hours`), and writes:
 
 - ``statements.csv``: one row per statement line, for both sides of every ledger line:
   ``period, party, counterparty, stream, energy_kwh, rate, amount_cny, cause`` (the
@@ -25,9 +26,10 @@ import csv
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -44,8 +46,10 @@ from v2ghub.settlement.ledger import Ledger, Lines
 from v2ghub.settlement.meter import METER_COLUMNS, meter_lines
 from v2ghub.settlement.money import FEN, fen_to_cny
 from v2ghub.settlement.rates import RateCard, rate_cards
+from v2ghub.settlement.regulation_hours import CommittedHour
 from v2ghub.settlement.service_lines import SESSION_COLUMNS, MarketSale, add_service_lines
 from v2ghub.settlement.streams import LineColumns, cny_text, kwh_text
+from v2ghub.units import KW_PER_MW
 
 STATEMENT_COLUMNS = (
     "period",
@@ -71,6 +75,8 @@ class RunFolder:
     peak_discharge_kw: dict[tuple[str, str], float]
     sessions: pa.Table
     market: tuple[MarketSale, ...]
+    regulation: tuple[CommittedHour, ...] = ()
+    """Regulation hours committed without a market (sold hours are left out)."""
 
     @staticmethod
     def read(folder: Path) -> RunFolder:
@@ -112,6 +118,8 @@ class RunFolder:
         cities = sorted({city for city, _ in metrics}, key=[c for c, _ in metrics].index)
         meter = _checked_meter(meter_path)
         market_path = folder / "market.json"
+        market = _market_sales(market_path, set(metrics)) if market_path.is_file() else ()
+        regulation_path = folder / "regulation.json"
         return RunFolder(
             date=date,
             planners=planners,
@@ -120,7 +128,10 @@ class RunFolder:
             metrics=metrics,
             peak_discharge_kw=peak,
             sessions=_checked_sessions(folder / "sessions.parquet"),
-            market=_market_sales(market_path, set(metrics)) if market_path.is_file() else (),
+            market=market,
+            regulation=_regulation_hours(regulation_path, set(metrics), market)
+            if regulation_path.is_file()
+            else (),
         )
 
 
@@ -222,14 +233,7 @@ class _MarketFile(BaseModel):
 def _market_sales(path: Path, periods: set[tuple[str, str]]) -> tuple[MarketSale, ...]:
     """The sales of ``market.json``, refused with file and field if one is malformed,
     names a city and planner the run lacks, or repeats an hour and product."""
-    try:
-        parsed = _MarketFile.model_validate_json(path.read_bytes())
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = "".join(
-            f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]
-        ).removeprefix(".")
-        raise InputError(first["msg"], file=path, field=field or None) from None
+    parsed = _validated(_MarketFile, path)
     sales: list[MarketSale] = []
     seen: set[tuple[str, str, str, str]] = set()
     for index, record in enumerate(parsed.sales):
@@ -255,6 +259,87 @@ def _market_sales(path: Path, periods: set[tuple[str, str]]) -> tuple[MarketSale
             )
         )
     return tuple(sales)
+
+
+_Mw = Annotated[Decimal, Field(ge=0, decimal_places=3, allow_inf_nan=False)]
+
+
+class _RegulationRecord(BaseModel):
+    """A row of ``regulation.json`` (:func:`v2ghub.report.outputs.write_regulation_json`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    city: str
+    planner: str
+    start: AwareDatetime
+    capacity_mw: _Mw
+    mileage_mw: _Mw
+    performance: Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)]
+    sold_in_market: bool = False
+
+
+class _RegulationFile(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    hours: list[_RegulationRecord]
+
+
+def _regulation_hours(
+    path: Path, periods: set[tuple[str, str]], market: tuple[MarketSale, ...]
+) -> tuple[CommittedHour, ...]:
+    """The hours of ``regulation.json`` that no market sold, refused with file and field if
+    one is malformed, names a city and planner the run lacks, or repeats an hour.
+
+    An hour is left out (the market's sale pays it) when the file marks it sold or
+    ``market.json`` has a regulation sale of the same city, planner and hour.
+    """
+    parsed = _validated(_RegulationFile, path)
+    sold = {(s.city, s.planner, s.start) for s in market if s.product == "regulation"}
+    hours: list[CommittedHour] = []
+    seen: set[tuple[str, str, datetime]] = set()
+    for index, record in enumerate(parsed.hours):
+        key = (record.city, record.planner, record.start)
+        if (record.city, record.planner) not in periods:
+            raise InputError(
+                f"{record.city} / {record.planner} is no city and planner of this run",
+                file=path,
+                field=f"hours[{index}].city",
+            )
+        if key in seen:
+            raise InputError(
+                f"a second regulation hour at {record.start.isoformat()}",
+                file=path,
+                field=f"hours[{index}].start",
+            )
+        seen.add(key)
+        if record.sold_in_market or key in sold:
+            continue
+        hours.append(
+            CommittedHour(
+                city=record.city,
+                planner=record.planner,
+                start=record.start,
+                capacity_kw=int(record.capacity_mw * KW_PER_MW),
+                mileage_kw=int(record.mileage_mw * KW_PER_MW),
+                performance=record.performance,
+            )
+        )
+    return tuple(hours)
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _validated(model: type[_Model], path: Path) -> _Model:
+    """``path``'s JSON as ``model``; the first problem names the file and the field."""
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]
+        ).removeprefix(".")
+        raise InputError(first["msg"], file=path, field=field or None) from None
 
 
 def ledger_lines(columns: LineColumns) -> Lines:
@@ -450,6 +535,12 @@ def settle_run(
                     sales=[s for s in run.market if (s.city, s.planner) == (city, planner)],
                     card=cards[city],
                     contracts=contracts,
+                    payments=[
+                        payment
+                        for hour in run.regulation
+                        if (hour.city, hour.planner) == (city, planner)
+                        for payment in hour.payments(cards[city])
+                    ],
                 )
                 lines = ledger_lines(columns)
                 posted: dict[str, int] | None = None

@@ -14,12 +14,12 @@ Totals are sums of integer fen per (party, stream), so they are exact to the fen
 party's net over the statement equals the sum of `Ledger.balances` over its periods.
 
 The party is an id (``owner:S1``, ``operator:site-7``, ``aggregator``, ``grid``), a group
-prefix ending in ``:`` (``owner:`` = every owner), or None for every party. The filter
-runs in SQL, one period at a time through the ledger's ``(period, ...)`` index, so a month
-of hundreds of thousands of lines is read without the other periods' lines.
+prefix ending in ``:`` (``owner:`` = every owner), or None for every party. The ledger
+filters one period at a time (`Ledger.latest`, through its ``(period, ...)`` index), so a
+month of hundreds of thousands of lines is read without the other periods' lines.
 
-The ledger is read through a read-only connection of its own, so that a statement never
-creates or changes a ledger and can be drawn while ``settle`` posts.
+The ledger is opened read-only (`Ledger.open_read_only`): a statement never creates or
+changes a ledger, and reads one snapshot while ``settle`` may post.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import csv
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from v2ghub.errors import InputError
-from v2ghub.settlement.ledger import SCHEMA_VERSION, WITHDRAWN, StreamTotal
+from v2ghub.settlement.ledger import GROUP_SEPARATOR, Ledger, Lines, StreamTotal
 from v2ghub.settlement.money import fen_to_cny
 from v2ghub.settlement.settle import STATEMENT_COLUMNS
 from v2ghub.settlement.streams import cny_text, kwh_text
@@ -48,15 +47,8 @@ from v2ghub.settlement.streams import cny_text, kwh_text
 STATEMENT_CSV_COLUMNS = (STATEMENT_COLUMNS[0], "session_id", "kind", *STATEMENT_COLUMNS[1:])
 """Columns of ``statement.csv``; ``amount_cny`` is + received, - paid (exact text)."""
 
-GROUP_SEPARATOR = ":"
-"""A party ending in this is a group prefix: ``owner:`` is every owner."""
-
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 _DAY = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
-
-# Text columns first, then the integers.
-_LINE_COLUMNS = "period, session_id, kind, payer, payee, stream, rate, cause, energy_wh, amount_fen"
-_CURRENT = f"NOT (amount_fen = 0 AND cause = '{WITHDRAWN}')"
 
 
 @dataclass(frozen=True)
@@ -135,14 +127,22 @@ def statement(
     scope, field = _scope(month=month, day=day)
     if party is not None and not party.strip():
         raise InputError("must not be empty (an id such as owner:S1, or owner:)", field="party")
-    with _read_only(path) as connection:
-        periods = _periods(connection, path, scope=scope, field=field, city=city, planner=planner)
-        rows = _current_rows(connection, periods, party)
-    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) or [()] * 10
-    period, session_id, kind, payer, payee, stream, rate, cause = (
-        np.array(column, dtype=np.str_) for column in columns[:8]
+    try:
+        with Ledger.open_read_only(path) as opened:
+            periods = _periods(opened, path, scope=scope, field=field, city=city, planner=planner)
+            batches = [opened.latest(name, party=party) for name in periods]
+    except sqlite3.DatabaseError as error:
+        raise InputError(f"cannot read the ledger ({error})", file=path) from None
+    period = np.repeat(np.array(periods, dtype=np.str_), [len(batch) for batch in batches])
+    session_id, kind, payer, payee, stream, cause = (
+        _joined(batches, name)
+        for name in ("session_id", "kind", "payer", "payee", "stream", "cause")
     )
-    energy_wh, amount_fen = (np.array(column, dtype=np.int64) for column in columns[8:])
+    rate = np.array([text for batch in batches for text in batch.rate], dtype=np.str_)
+    energy_wh, amount_fen = (
+        np.concatenate([getattr(batch, name) for batch in batches]).astype(np.int64)
+        for name in ("energy_wh", "amount_fen")
+    )
     received = _matches(payee, party)
     paid = _matches(payer, party)
     if not (received.any() or paid.any()):
@@ -268,42 +268,13 @@ def _is_date(day: str) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to an existing ledger, in one read transaction (a snapshot).
-
-    Raises InputError when the file is missing or is not a ledger of this schema.
-    """
-    if not path.is_file():
-        raise InputError("no such ledger file", file=path)
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    connection = sqlite3.connect(uri, uri=True, isolation_level=None)
-    try:
-        try:
-            connection.execute("BEGIN")  # one snapshot for every query of the statement
-            (version,) = connection.execute("PRAGMA user_version").fetchone()
-            names = {
-                name
-                for (name,) in connection.execute(
-                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
-                )
-            }
-        except sqlite3.DatabaseError as error:
-            raise InputError(f"cannot read the ledger ({error})", file=path) from None
-        if not {"entries", "latest_entries"} <= names or version != SCHEMA_VERSION:
-            raise InputError(
-                f"is not a v2ghub ledger of schema version {SCHEMA_VERSION}", file=path
-            )
-        try:
-            yield connection
-        except sqlite3.DatabaseError as error:
-            raise InputError(f"cannot read the ledger ({error})", file=path) from None
-    finally:
-        connection.close()
+def _joined(batches: list[Lines], name: str) -> npt.NDArray[np.str_]:
+    """One text column of every period's lines, in period order."""
+    return np.concatenate([getattr(batch, name) for batch in batches]).astype(np.str_)
 
 
 def _periods(
-    connection: sqlite3.Connection,
+    ledger: Ledger,
     path: Path,
     *,
     scope: str,
@@ -312,16 +283,8 @@ def _periods(
     planner: str | None,
 ) -> list[str]:
     """The periods whose date is ``scope`` (a day, or a month's days), of the city/planner."""
-    # A day's periods start with "DATE/", a month's with "YYYY-MM-"; the range below is
-    # that prefix (the index on period serves it; LIKE would not, being case-insensitive).
-    prefix = scope + ("/" if field == "day" else "-")
-    posted = [
-        period
-        for (period,) in connection.execute(
-            "SELECT DISTINCT period FROM entries WHERE period >= ? AND period < ? ORDER BY 1",
-            (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)),
-        )
-    ]
+    # A day's periods start with "DATE/", a month's with "YYYY-MM-".
+    posted = ledger.periods(scope + ("/" if field == "day" else "-"))
     if not posted:
         raise InputError(f"has no period posted for {scope}", file=path, field=field)
     places = [_city_and_planner(period) for period in posted]
@@ -347,31 +310,6 @@ def _city_and_planner(period: str) -> tuple[str, str]:
     _, _, place = period.partition("/")
     city, _, planner = place.rpartition("/")
     return city, planner
-
-
-def _current_rows(
-    connection: sqlite3.Connection, periods: list[str], party: str | None
-) -> list[tuple[Any, ...]]:
-    """The latest, not withdrawn, lines of ``periods`` that ``party`` pays or receives."""
-    if party is None:
-        condition, parameters = "1", {}
-    else:
-        side = (
-            "substr({0}, 1, :length) = :party"
-            if party.endswith(GROUP_SEPARATOR)
-            else "{0} = :party"
-        )
-        condition = f"({side.format('payer')} OR {side.format('payee')})"
-        parameters = {"party": party, "length": len(party)}
-    query = f"""
-        SELECT {_LINE_COLUMNS} FROM latest_entries
-        WHERE period = :period AND {_CURRENT} AND {condition}
-        ORDER BY session_id, kind
-    """
-    rows: list[tuple[Any, ...]] = []
-    for period in periods:
-        rows.extend(connection.execute(query, {"period": period, **parameters}))
-    return rows
 
 
 def _matches(parties: npt.NDArray[np.str_], party: str | None) -> npt.NDArray[np.bool_]:

@@ -1,0 +1,132 @@
+"""The records that cross the store's boundary: what the OCPP server writes, what the
+control loop reads, what settlement of live meter data reads.
+
+Plain frozen dataclasses, one per row; times are timezone-aware UTC ``datetime``; energy
+registers are integer Wh (cumulative, as a charger's meter counts them); power is kW with
+the project's sign (+ charging, - discharging).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class OcppVersion(StrEnum):
+    """The OCPP versions the server speaks (the websocket subprotocol names)."""
+
+    V21 = "ocpp2.1"
+    V201 = "ocpp2.0.1"
+
+
+@dataclass(frozen=True)
+class Station:
+    """A registered charging station (one websocket connection, one or more EVSEs)."""
+
+    station_id: str
+    site_id: str
+    password_hash: str
+    v2x_allowed: bool
+    """Discharge may be commanded. Stations on OCPP 2.0.1 are charge-only unless configured
+    otherwise (their limits are never negative)."""
+    max_power_kw: float
+    """What one EVSE of the station can charge or discharge at most (kW, positive)."""
+    ocpp_version: OcppVersion | None = None
+    """The version of the station's last connection (``None`` before it first connects)."""
+    vendor: str | None = None
+    model: str | None = None
+    last_boot_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MeterSample:
+    """One meter reading of a transaction (from TransactionEvent or MeterValues)."""
+
+    station_id: str
+    transaction_id: str
+    seq_no: int
+    """The transaction event's sequence number; a replay with the same (station,
+    transaction, seq_no) is the same reading and is stored once."""
+    measured_at: datetime
+    import_register_wh: int
+    """Energy.Active.Import.Register: energy the EVSE has delivered to the vehicle."""
+    export_register_wh: int
+    """Energy.Active.Export.Register: energy the vehicle has given back."""
+    power_kw: float | None = None
+    soc: float | None = None
+    """State of charge, 0-1."""
+
+
+@dataclass(frozen=True)
+class EvNeeds:
+    """A vehicle's charging needs (NotifyEVChargingNeeds), latest per EVSE wins."""
+
+    station_id: str
+    evse_id: int
+    received_at: datetime
+    departure_at: datetime | None
+    battery_kwh: float | None
+    soc: float | None
+    """State of charge when the needs were sent, 0-1."""
+    target_energy_kwh: float | None
+    """Energy the owner asks to be stored at departure (absolute, kWh)."""
+    min_energy_kwh: float | None
+    """Energy that must stay in the battery at all times (the owner's floor, kWh)."""
+    max_charge_kw: float | None
+    max_discharge_kw: float | None
+    """0 or ``None``: the vehicle does not offer discharge."""
+    control_mode: str | None = None
+    transaction_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PluggedSession:
+    """An open transaction as the control loop sees it: everything a ``Problem`` row needs."""
+
+    station_id: str
+    evse_id: int
+    transaction_id: str
+    site_id: str
+    ocpp_version: OcppVersion
+    started_at: datetime
+    departure_at: datetime | None
+    battery_kwh: float | None
+    energy_kwh: float | None
+    """Stored energy now (from the last SoC reading or the needs, plus metered energy
+    since); ``None`` when nothing told it."""
+    target_energy_kwh: float | None
+    min_energy_kwh: float | None
+    max_charge_kw: float
+    max_discharge_kw: float
+    """0 unless both the station and the vehicle allow discharge."""
+    import_register_wh: int
+    export_register_wh: int
+    last_meter_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Setpoint:
+    """A charging profile sent to an EVSE, and how the station answered."""
+
+    station_id: str
+    evse_id: int
+    transaction_id: str | None
+    sent_at: datetime
+    setpoint_kw: float
+    """Signed: + charge, - discharge (a 2.1 CentralSetpoint; a 2.0.1 limit is >= 0)."""
+    discharge_limit_kw: float
+    planner: str
+    status: str
+    """The station's answer: Accepted, Rejected, or CallError/Timeout with the reason."""
+    fallback_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something worth keeping in the log: a boot, a refused connection, a planner failure."""
+
+    at: datetime
+    kind: str
+    detail: str
+    station_id: str | None = None
