@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from v2ghub import __version__
 from v2ghub.errors import InputError
+from v2ghub.live.commands import LIVE_COMMANDS, add_live_commands, run_live_command
 from v2ghub.model.case import CityCase
 from v2ghub.model.problem import Planner, Problem, Schedule
 from v2ghub.model.sites import SiteLimits
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan_parser(commands)
     _add_settle_parser(commands)
     _add_statement_parser(commands)
+    add_live_commands(commands)
     return parser
 
 
@@ -910,6 +912,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1  # the statements are written, for inspection, but do not balance
         elif args.command == "statement":
             statement(args, console)
+        elif args.command in LIVE_COMMANDS:
+            return run_live_command(args, console)
     except InputError as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return 2

@@ -1,0 +1,916 @@
+"""Simulated V2X charging stations that speak real OCPP (2.1 or 2.0.1, client side) to any
+CSMS: ``v2ghub chargers``.
+
+Each station holds one websocket (subprotocol ``ocpp2.1`` or ``ocpp2.0.1``, HTTP Basic
+auth with the station id as user), boots, reports its status, sends heartbeats, and serves
+a stream of vehicles: each visit is one transaction (TransactionEvent Started, the
+vehicle's NotifyEVChargingNeeds, a TransactionEvent Updated every meter interval, Ended
+when the vehicle leaves). The station obeys SetChargingProfile, UpdateDynamicSchedule and
+ClearChargingProfile; it answers any other request with a NotImplemented CallError.
+
+Many stations run in one process: one shared tick steps every battery as arrays
+(:class:`~v2ghub.live.charger_fleet.BatteryBank`) and spreads the meter values of the
+stations over the meter interval; each station's own task only sends what the tick queued.
+Events made while a station is offline are kept and sent after it reconnects, with
+``offline=True`` and their original seqNo, in the same transaction. All time comes from a
+:class:`~v2ghub.live.clock.Clock`, so a :class:`~v2ghub.live.clock.ScaledClock` runs a day
+in minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import math
+import ssl
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
+from ocpp.exceptions import NotSupportedError, OCPPError
+from ocpp.routing import on
+from ocpp.v21 import ChargePoint as ChargePoint21
+from ocpp.v201 import ChargePoint as ChargePoint201
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.typing import Subprotocol
+
+from v2ghub.live.charger_fleet import BatteryBank
+from v2ghub.live.charger_messages import (
+    AC_MAX_KW,
+    ChargingProfile,
+    Payload,
+    ProfileRefusedError,
+    Vehicle,
+    boot_notification,
+    charging_needs,
+    later,
+    meter_value,
+    parse_profile,
+    period_command_kw,
+    rate_to_kw,
+    seconds_between,
+    status_notification,
+    transaction_event,
+)
+from v2ghub.live.clock import Clock
+from v2ghub.scenarios.catalog import vehicle_models
+from v2ghub.store.records import OcppVersion
+from v2ghub.units import SECONDS_PER_HOUR
+
+LOGGER = logging.getLogger(__name__)
+
+__all__ = [
+    "ChargerConfig",
+    "ChargerFleet",
+    "FleetConfig",
+    "FleetStats",
+    "StationStats",
+    "StationView",
+    "make_fleet_config",
+    "run_fleet",
+]
+
+DEFAULT_HEARTBEAT_S = 300.0
+RETRY_AFTER_ERROR_S = 60.0
+MAX_METER_PHASES = 10
+"""Stations are spread over this many slots of the meter interval, not all at once."""
+
+
+@dataclass(frozen=True)
+class ChargerConfig:
+    """One simulated station (one EVSE, one connector)."""
+
+    station_id: str
+    password: str | None = None
+    """HTTP Basic password (security profiles 1 and 2); ``None`` sends no header."""
+    ocpp_version: OcppVersion = OcppVersion.V21
+    max_power_kw: float = 11.0
+    """At most this much charging or discharging; above 22 kW the station is DC."""
+    v2x: bool = True
+    """The station can discharge (only on OCPP 2.1; a 2.0.1 station never does)."""
+
+    @property
+    def dc(self) -> bool:
+        """DC station (above 22 kW) rather than AC."""
+        return self.max_power_kw > AC_MAX_KW
+
+    @property
+    def can_discharge(self) -> bool:
+        """Discharge is possible: a V2X station on OCPP 2.1."""
+        return self.v2x and self.ocpp_version is OcppVersion.V21
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """Simulated stations, their vehicles and how they reach the CSMS."""
+
+    url: str
+    """``ws://`` or ``wss://`` base; each station appends ``/<station_id>``."""
+    stations: tuple[ChargerConfig, ...]
+    meter_interval_s: float = 10.0
+    """Simulated seconds between TransactionEvent Updated messages of a station."""
+    seed: int = 0
+    ssl_context: ssl.SSLContext | None = None
+    vehicles_per_station: int | None = None
+    """Visits per station; ``None``: vehicles keep coming until the run ends."""
+    first_arrival_within_s: float = 600.0
+    """The first vehicle of each station arrives uniformly within this many seconds."""
+    dwell_h: tuple[float, float] = (2.0, 6.0)
+    """A visit lasts uniformly between these many hours."""
+    mean_idle_h: float = 0.5
+    """Mean (exponential) time a station stays free between two vehicles."""
+    arrival_soc: tuple[float, float] = (0.2, 0.6)
+    target_soc: tuple[float, float] = (0.8, 0.95)
+    min_soc: float = 0.2
+    charge_efficiency: float = 0.92
+    discharge_efficiency: float = 0.92
+    validate_messages: bool = True
+    """Check every message against the OCPP JSON schemas (costs CPU at scale)."""
+    response_timeout_s: float = 30.0
+    """Wall-clock seconds to wait for an answer before the connection counts as lost."""
+    max_backoff_s: float = 300.0
+    """Reconnect backoff doubles from 5 s up to this (simulated seconds, with jitter)."""
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("ws://", "wss://")):
+            raise ValueError(f"url must start with ws:// or wss://, got {self.url!r}")
+        ids = [s.station_id for s in self.stations]
+        if len(set(ids)) != len(ids):
+            raise ValueError("station ids must be unique")
+        if not self.meter_interval_s > 0:
+            raise ValueError(f"meter_interval_s must be positive, got {self.meter_interval_s}")
+        if not 0 <= self.min_soc <= self.arrival_soc[0] <= self.arrival_soc[1] <= 1:
+            raise ValueError(
+                f"need 0 <= min_soc <= arrival_soc <= 1, got {self.min_soc}, {self.arrival_soc}"
+            )
+
+
+def make_fleet_config(
+    *,
+    url: str,
+    count: int,
+    password: str | None = None,
+    id_prefix: str = "SIM",
+    v201_share: float = 0.0,
+    max_power_kw: float = 11.0,
+    v2x: bool = True,
+    seed: int = 0,
+    **options: Any,
+) -> FleetConfig:
+    """``count`` stations ``SIM0001``...; the last ``round(count * v201_share)`` speak 2.0.1.
+
+    ``options`` are the other :class:`FleetConfig` fields.
+    """
+    if not 0 <= v201_share <= 1:
+        raise ValueError(f"v201_share must be in [0, 1], got {v201_share}")
+    v201_count = round(count * v201_share)
+    width = max(4, len(str(count)))
+    stations = tuple(
+        ChargerConfig(
+            station_id=f"{id_prefix}{i + 1:0{width}d}",
+            password=password,
+            ocpp_version=OcppVersion.V201 if i >= count - v201_count else OcppVersion.V21,
+            max_power_kw=max_power_kw,
+            v2x=v2x,
+        )
+        for i in range(count)
+    )
+    return FleetConfig(url=url, stations=stations, seed=seed, **options)
+
+
+@dataclass(frozen=True)
+class StationView:
+    """A station as tests and dashboards see it now."""
+
+    station_id: str
+    online: bool
+    transaction_id: str | None
+    vehicle: Vehicle | None
+    setpoint_kw: float | None
+    """The command in force (+ charge, - discharge); ``None``: no profile, full power."""
+    power_kw: float
+    """Power applied over the last step (+ charge, - discharge)."""
+    soc: float | None
+    energy_kwh: float | None
+    import_register_wh: float
+    export_register_wh: float
+    seq_no: int
+    queued_events: int
+    profile_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StationStats:
+    """What one station metered over the run."""
+
+    import_wh: float
+    export_wh: float
+    soc: float | None
+    transactions_started: int
+    transactions_ended: int
+
+
+@dataclass(frozen=True)
+class FleetStats:
+    """What a fleet run sent, received and metered."""
+
+    calls_sent: dict[str, int]
+    """Requests the stations sent, by action."""
+    call_errors: dict[str, int]
+    """CallErrors the CSMS answered, by action (each one is also logged)."""
+    rejections: dict[str, int]
+    """Answers with a status other than Accepted, by action."""
+    requests_received: dict[str, int]
+    """Requests the CSMS sent to the stations, by action."""
+    requests_refused: dict[str, int]
+    """Of those, answered Rejected or with a CallError, by action."""
+    latency_p50_ms: float
+    latency_p99_ms: float
+    """Request-to-response wall-clock latency of the stations' calls (NaN when none)."""
+    reconnects: int
+    connect_failures: int
+    unsent_events: int
+    """Events still queued when the run ended (the CSMS never got them)."""
+    meter_values_sent: int
+    cpu_s: float
+    """Process CPU time during the run (includes anything else in the process)."""
+    wall_s: float
+    stations: dict[str, StationStats]
+
+
+@dataclass
+class _Outgoing:
+    action: str
+    payload: Payload
+    offline: bool
+
+
+@dataclass
+class _Collector:
+    calls_sent: Counter[str] = field(default_factory=Counter)
+    call_errors: Counter[str] = field(default_factory=Counter)
+    rejections: Counter[str] = field(default_factory=Counter)
+    requests_received: Counter[str] = field(default_factory=Counter)
+    requests_refused: Counter[str] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    reconnects: int = 0
+    connect_failures: int = 0
+
+
+class _Station:
+    """One station's protocol state; its vehicle lives in the fleet's ``BatteryBank``."""
+
+    def __init__(self, fleet: ChargerFleet, index: int, config: ChargerConfig) -> None:
+        self.fleet = fleet
+        self.index = index
+        self.config = config
+        self.rng = np.random.default_rng([fleet.config.seed, index])
+        self.outbox: deque[_Outgoing] = deque()
+        self.wakeup = asyncio.Event()
+        self.online = False
+        self.offline_since: datetime | None = None
+        self.seq_no = 0
+        self.transaction_id: str | None = None
+        self.vehicle: Vehicle | None = None
+        self.next_arrival_at: datetime | None = None
+        self.visits = 0
+        self.ended = 0
+        self.profiles: dict[int, ChargingProfile] = {}
+        self.profile_units: dict[int, str] = {}
+        self.heartbeat_interval_s = DEFAULT_HEARTBEAT_S
+        self.serving = False
+
+    # -- vehicles and transactions (called from the fleet's tick) --
+
+    def tick(self, now: datetime) -> None:
+        """Departure, arrival or a periodic meter value, whichever is due."""
+        if self.vehicle is not None and now >= self.vehicle.departure_at:
+            self._end(now)
+        elif self.vehicle is None and self.next_arrival_at is not None:
+            if now >= self.next_arrival_at:
+                self._start(now)
+        elif self.vehicle is not None:
+            if self.profiles:
+                self.apply_profiles(now)
+            self._transaction_event("Updated", now, "MeterValuePeriodic", "Sample.Periodic")
+
+    def schedule_next(self, after: datetime, *, first: bool) -> None:
+        cfg = self.fleet.config
+        if cfg.vehicles_per_station is not None and self.visits >= cfg.vehicles_per_station:
+            self.next_arrival_at = None
+            return
+        if first:
+            wait_s = float(self.rng.uniform(0.0, cfg.first_arrival_within_s))
+        else:
+            wait_s = float(self.rng.exponential(cfg.mean_idle_h * SECONDS_PER_HOUR))
+        self.next_arrival_at = later(after, wait_s)
+
+    def _start(self, now: datetime) -> None:
+        cfg = self.fleet.config
+        models = [m for m in vehicle_models() if m.v2g_capable or not self.config.can_discharge]
+        shares = np.array([m.share for m in models])
+        model = models[int(self.rng.choice(len(models), p=shares / shares.sum()))]
+        vehicle_kw = model.dc_max_kw if self.config.dc else model.ac_max_kw
+        max_charge_kw = min(self.config.max_power_kw, vehicle_kw)
+        dwell_s = float(self.rng.uniform(*cfg.dwell_h)) * SECONDS_PER_HOUR
+        self.visits += 1
+        vehicle = Vehicle(
+            id_token=f"{self.config.station_id}-EV{self.visits}",
+            model=model.model,
+            battery_kwh=model.battery_kwh,
+            arrival_soc=float(self.rng.uniform(*cfg.arrival_soc)),
+            target_soc=float(self.rng.uniform(*cfg.target_soc)),
+            min_soc=cfg.min_soc,
+            max_charge_kw=max_charge_kw,
+            max_discharge_kw=max_charge_kw if self.config.can_discharge else 0.0,
+            arrived_at=now,
+            departure_at=later(now, dwell_s),
+        )
+        self.vehicle = vehicle
+        self.transaction_id = str(uuid.UUID(bytes=self.rng.bytes(16), version=4))
+        self.seq_no = 0
+        self.fleet.bank.plug(
+            self.index,
+            energy_kwh=vehicle.arrival_soc * vehicle.battery_kwh,
+            capacity_kwh=vehicle.battery_kwh,
+            floor_kwh=vehicle.min_soc * vehicle.battery_kwh,
+            target_kwh=vehicle.target_soc * vehicle.battery_kwh,
+            max_charge_kw=vehicle.max_charge_kw,
+            max_discharge_kw=vehicle.max_discharge_kw,
+        )
+        self.apply_profiles(now)
+        self.enqueue("StatusNotification", status_notification(at=now, occupied=True))
+        self._transaction_event(
+            "Started", now, "CablePluggedIn", "Transaction.Begin", id_token=vehicle.id_token
+        )
+        needs = charging_needs(
+            vehicle=vehicle,
+            energy_kwh=float(self.fleet.bank.energy_kwh[self.index]),
+            version=self.config.ocpp_version,
+            dc=self.config.dc,
+        )
+        self.enqueue("NotifyEVChargingNeeds", needs)
+
+    def _end(self, now: datetime) -> None:
+        self._transaction_event(
+            "Ended",
+            now,
+            "EVCommunicationLost",
+            "Transaction.End",
+            stopped_reason="EVDisconnected",
+        )
+        self.fleet.bank.unplug(self.index)
+        self.ended += 1
+        self.vehicle = None
+        self.transaction_id = None
+        for profile_id in [k for k, p in self.profiles.items() if p.purpose == "TxProfile"]:
+            self._forget(profile_id)
+        self.enqueue("StatusNotification", status_notification(at=now, occupied=False))
+        self.schedule_next(now, first=False)
+
+    def _transaction_event(
+        self,
+        event_type: str,
+        now: datetime,
+        trigger: str,
+        context: str,
+        *,
+        id_token: str | None = None,
+        stopped_reason: str | None = None,
+    ) -> None:
+        if self.transaction_id is None:
+            return
+        bank, i = self.fleet.bank, self.index
+        power_kw = float(bank.power_kw[i])
+        if event_type == "Ended":
+            state = "Idle"
+        elif event_type == "Started":
+            state = "EVConnected"
+        elif power_kw > 0:
+            state = "Charging"
+        elif power_kw < 0:
+            # Discharging has no state of its own; it is energy transfer, as charging is.
+            state = "Charging"
+        else:
+            state = "SuspendedEVSE" if bank.command_kw[i] == 0 else "SuspendedEV"
+        meter = meter_value(
+            at=now,
+            import_wh=float(bank.import_wh[i]),
+            export_wh=float(bank.export_wh[i]),
+            power_kw=power_kw,
+            soc=bank.soc(i),
+            context=context,
+        )
+        payload = transaction_event(
+            event_type=event_type,
+            at=now,
+            seq_no=self.seq_no,
+            transaction_id=self.transaction_id,
+            trigger_reason=trigger,
+            charging_state=state,
+            meter=meter,
+            id_token=id_token,
+            stopped_reason=stopped_reason,
+        )
+        self.seq_no += 1
+        self.enqueue("TransactionEvent", payload)
+
+    def enqueue(self, action: str, payload: Payload) -> None:
+        """Queue a message; a status change made offline is not kept (boot sends the state)."""
+        if action == "StatusNotification" and not self.online:
+            return
+        self.outbox.append(_Outgoing(action, payload, offline=not self.online))
+        self.wakeup.set()
+
+    # -- charging profiles (called from the CSMS's requests) --
+
+    def set_profile(self, evse_id: int, profile: Payload) -> tuple[str, str | None]:
+        """Store a SetChargingProfile; (status, reasonCode)."""
+        now = self.fleet.clock.now()
+        if evse_id not in (0, 1):
+            return "Rejected", "UnknownEvse"
+        try:
+            parsed = parse_profile(
+                profile,
+                received_at=now,
+                version=self.config.ocpp_version,
+                can_discharge=self.config.can_discharge,
+            )
+        except ProfileRefusedError as refused:
+            LOGGER.info("%s refused a profile: %s", self.config.station_id, refused)
+            return "Rejected", refused.reason_code
+        if parsed.purpose == "TxProfile" and (
+            self.transaction_id is None
+            or (parsed.transaction_id not in (None, self.transaction_id))
+        ):
+            return "Rejected", "TxNotFound"
+        self.fleet.advance(now)
+        self.profiles[parsed.profile_id] = parsed
+        self.profile_units[parsed.profile_id] = str(
+            profile["charging_schedule"][0]["charging_rate_unit"]
+        )
+        self.apply_profiles(now)
+        return "Accepted", None
+
+    def update_profile(self, profile_id: int, update: Payload) -> tuple[str, str | None]:
+        """Apply an UpdateDynamicSchedule; (status, reasonCode)."""
+        profile = self.profiles.get(profile_id)
+        if profile is None:
+            return "Rejected", "UnknownProfile"
+        unit = self.profile_units[profile_id]
+
+        def kw(key: str) -> float | None:
+            value = update.get(key)
+            return None if value is None else rate_to_kw(float(value), unit=unit, phases=None)
+
+        limit_kw, setpoint_kw, discharge_kw = kw("limit"), kw("setpoint"), kw("discharge_limit")
+        wants_discharge = (setpoint_kw is not None and setpoint_kw < 0) or (
+            limit_kw is not None and limit_kw < 0
+        )
+        if wants_discharge and not self.config.can_discharge:
+            return "Rejected", "V2XNotSupported"
+        now = self.fleet.clock.now()
+        self.fleet.advance(now)
+        self.profiles[profile_id] = profile.updated(
+            limit_kw=limit_kw,
+            setpoint_kw=setpoint_kw,
+            discharge_limit_kw=None if discharge_kw is None else -abs(discharge_kw),
+        )
+        self.apply_profiles(now)
+        return "Accepted", None
+
+    def clear_profiles(self, profile_id: int | None, criteria: Payload | None) -> str:
+        """ClearChargingProfile by id or by criteria; Accepted or Unknown."""
+        criteria = criteria or {}
+        matched = [
+            p.profile_id
+            for p in self.profiles.values()
+            if (profile_id is None or p.profile_id == profile_id)
+            and criteria.get("charging_profile_purpose", p.purpose) == p.purpose
+            and criteria.get("stack_level", p.stack_level) == p.stack_level
+        ]
+        if not matched:
+            return "Unknown"
+        now = self.fleet.clock.now()
+        self.fleet.advance(now)
+        for key in matched:
+            self._forget(key)
+        self.apply_profiles(now)
+        return "Accepted"
+
+    def _forget(self, profile_id: int) -> None:
+        self.profiles.pop(profile_id, None)
+        self.profile_units.pop(profile_id, None)
+
+    def apply_profiles(self, now: datetime) -> None:
+        """Set the bank's command from the profiles in force at ``now``.
+
+        TxProfile wins over TxDefaultProfile, the highest stack level within a purpose;
+        a ChargingStationMaxProfile caps the result. While offline longer than a
+        profile's ``maxOfflineDuration`` is not modelled: profiles stay in force.
+        """
+        bank, i = self.fleet.bank, self.index
+        command_kw, follows = math.nan, False
+        for purpose in ("TxProfile", "TxDefaultProfile"):
+            ranked = sorted(
+                (p for p in self.profiles.values() if p.purpose == purpose),
+                key=lambda p: -p.stack_level,
+            )
+            period = next((q for q in (p.period_at(now) for p in ranked) if q), None)
+            if period is not None:
+                command_kw, follows = period_command_kw(period)
+                break
+        caps = sorted(
+            (p for p in self.profiles.values() if p.purpose == "ChargingStationMaxProfile"),
+            key=lambda p: -p.stack_level,
+        )
+        cap = next((q for q in (p.period_at(now) for p in caps) if q), None)
+        if cap is not None:
+            command_kw = math.inf if math.isnan(command_kw) else command_kw
+            if cap.limit_kw is not None:
+                command_kw = min(command_kw, max(cap.limit_kw, 0.0))
+            if cap.discharge_limit_kw is not None:
+                command_kw = max(command_kw, cap.discharge_limit_kw)
+        bank.command_kw[i] = command_kw
+        bank.follows_setpoint[i] = follows
+
+    def view(self) -> StationView:
+        bank, i = self.fleet.bank, self.index
+        command = float(bank.command_kw[i])
+        return StationView(
+            station_id=self.config.station_id,
+            online=self.online,
+            transaction_id=self.transaction_id,
+            vehicle=self.vehicle,
+            setpoint_kw=None if math.isnan(command) or math.isinf(command) else command,
+            power_kw=float(bank.power_kw[i]),
+            soc=bank.soc(i),
+            energy_kwh=float(bank.energy_kwh[i]) if bank.plugged[i] else None,
+            import_register_wh=float(bank.import_wh[i]),
+            export_register_wh=float(bank.export_wh[i]),
+            seq_no=self.seq_no,
+            queued_events=len(self.outbox),
+            profile_ids=tuple(sorted(self.profiles)),
+        )
+
+
+class _Link:
+    """The station end of one websocket: answers the CSMS's requests for ``station``."""
+
+    station: _Station
+    route_map: dict[str, Any]
+    _call_result: Any
+
+    async def _handle_call(self, msg: Any) -> Any:
+        stats = self.station.fleet.collector
+        stats.requests_received[msg.action] += 1
+        if msg.action not in self.route_map:
+            stats.requests_refused[msg.action] += 1
+            known = msg.action in _KNOWN_ACTIONS
+            error = OcppNotImplementedError if known else NotSupportedError
+            raise error(details={"cause": f"{msg.action} is not implemented by this station"})
+        try:
+            return await super()._handle_call(msg)  # type: ignore[misc]
+        except OCPPError:
+            stats.requests_refused[msg.action] += 1
+            raise
+
+    def _answer(self, action: str, status: str, reason: str | None) -> Any:
+        if status != "Accepted":
+            self.station.fleet.collector.requests_refused[action] += 1
+        info = None if reason is None else {"reason_code": reason}
+        return getattr(self._call_result, action)(status=status, status_info=info)
+
+    @on("SetChargingProfile")
+    def on_set_charging_profile(self, evse_id: int, charging_profile: Payload, **_: Any) -> Any:
+        status, reason = self.station.set_profile(evse_id, charging_profile)
+        return self._answer("SetChargingProfile", status, reason)
+
+    @on("ClearChargingProfile")
+    def on_clear_charging_profile(
+        self,
+        charging_profile_id: int | None = None,
+        charging_profile_criteria: Payload | None = None,
+        **_: Any,
+    ) -> Any:
+        status = self.station.clear_profiles(charging_profile_id, charging_profile_criteria)
+        return self._call_result.ClearChargingProfile(status=status)
+
+
+class _Link21(_Link, ChargePoint21):  # type: ignore[misc]
+    @on("UpdateDynamicSchedule")
+    def on_update_dynamic_schedule(
+        self, charging_profile_id: int, schedule_update: Payload, **_: Any
+    ) -> Any:
+        status, reason = self.station.update_profile(charging_profile_id, schedule_update)
+        return self._answer("UpdateDynamicSchedule", status, reason)
+
+
+class _Link201(_Link, ChargePoint201):  # type: ignore[misc]
+    pass
+
+
+def _known_actions() -> frozenset[str]:
+    from ocpp.v21.enums import Action as Action21  # noqa: PLC0415
+    from ocpp.v201.enums import Action as Action201  # noqa: PLC0415
+
+    return frozenset(a.value for a in Action21) | frozenset(a.value for a in Action201)
+
+
+_KNOWN_ACTIONS = _known_actions()
+
+
+class ChargerFleet:
+    """Runs the stations of a :class:`FleetConfig` against a CSMS; inspectable while running."""
+
+    def __init__(self, config: FleetConfig, *, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.bank = BatteryBank(
+            len(config.stations),
+            charge_efficiency=config.charge_efficiency,
+            discharge_efficiency=config.discharge_efficiency,
+        )
+        self.collector = _Collector()
+        self._stations = [_Station(self, i, c) for i, c in enumerate(config.stations)]
+        self._by_id = {s.config.station_id: s for s in self._stations}
+        self._bank_at: datetime | None = None
+        self._stopping = asyncio.Event()
+        self._meter_values_sent = 0
+        self._cpu_s = 0.0
+        self._wall_s = 0.0
+
+    def station(self, station_id: str) -> StationView:
+        """The station now."""
+        return self._by_id[station_id].view()
+
+    def advance(self, now: datetime) -> None:
+        """Step every battery to ``now`` (before any command changes)."""
+        if self._bank_at is not None and now > self._bank_at:
+            self.bank.step(seconds_between(self._bank_at, now) / SECONDS_PER_HOUR)
+        if self._bank_at is None or now > self._bank_at:
+            self._bank_at = now
+
+    async def run(
+        self, *, duration_s: float | None = None, stop: asyncio.Event | None = None
+    ) -> FleetStats:
+        """Run until ``duration_s`` simulated seconds have passed or ``stop`` is set."""
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        start = self.clock.now()
+        self._bank_at = start
+        tasks = [asyncio.create_task(self._keep_connected(s)) for s in self._stations]
+        ticker = asyncio.create_task(self._tick(start))
+        waiters: list[asyncio.Task[Any]] = [asyncio.create_task(self._stopping.wait())]
+        if stop is not None:
+            waiters.append(asyncio.create_task(stop.wait()))
+        if duration_s is not None:
+            waiters.append(asyncio.create_task(asyncio.sleep(self.clock.seconds(duration_s))))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._stopping.set()
+            for w in (*waiters, ticker):
+                w.cancel()
+            for s in self._stations:
+                s.wakeup.set()
+            # Stations online get a moment to send what is queued, then everything stops.
+            _, pending = await asyncio.wait(tasks, timeout=self.config.response_timeout_s)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*tasks, ticker, *waiters, return_exceptions=True)
+        self._cpu_s = time.process_time() - cpu0
+        self._wall_s = time.perf_counter() - wall0
+        return self.stats()
+
+    def stats(self) -> FleetStats:
+        """Counts so far (final after :meth:`run` returns)."""
+        c = self.collector
+        latencies = np.array(c.latencies_ms)
+        p50, p99 = (
+            (float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)))
+            if latencies.size
+            else (math.nan, math.nan)
+        )
+        return FleetStats(
+            calls_sent=dict(c.calls_sent),
+            call_errors=dict(c.call_errors),
+            rejections=dict(c.rejections),
+            requests_received=dict(c.requests_received),
+            requests_refused=dict(c.requests_refused),
+            latency_p50_ms=p50,
+            latency_p99_ms=p99,
+            reconnects=c.reconnects,
+            connect_failures=c.connect_failures,
+            unsent_events=sum(len(s.outbox) for s in self._stations),
+            meter_values_sent=self._meter_values_sent,
+            cpu_s=self._cpu_s,
+            wall_s=self._wall_s,
+            stations={
+                s.config.station_id: StationStats(
+                    import_wh=float(self.bank.import_wh[s.index]),
+                    export_wh=float(self.bank.export_wh[s.index]),
+                    soc=self.bank.soc(s.index),
+                    transactions_started=s.visits,
+                    transactions_ended=s.ended,
+                )
+                for s in self._stations
+            },
+        )
+
+    # -- the shared tick --
+
+    async def _tick(self, start: datetime) -> None:
+        phases = max(1, min(MAX_METER_PHASES, len(self._stations)))
+        groups = [self._stations[g::phases] for g in range(phases)]
+        step_s = self.config.meter_interval_s / phases
+        k = 0
+        while not self._stopping.is_set():
+            k += 1
+            delay_s = k * step_s - seconds_between(start, self.clock.now())
+            if delay_s > 0:
+                await asyncio.sleep(self.clock.seconds(delay_s))
+            now = self.clock.now()
+            self.advance(now)
+            for s in groups[k % phases]:
+                s.tick(now)
+
+    # -- one station's connection --
+
+    async def _keep_connected(self, station: _Station) -> None:
+        cfg, sc = self.config, station.config
+        uri = f"{cfg.url.rstrip('/')}/{quote(sc.station_id, safe='')}"
+        headers = {}
+        if sc.password is not None:
+            token = base64.b64encode(f"{sc.station_id}:{sc.password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        link_class = _Link21 if sc.ocpp_version is OcppVersion.V21 else _Link201
+        failures, connected_before = 0, False
+        while not self._stopping.is_set():
+            opened = False
+            try:
+                async with connect(
+                    uri,
+                    subprotocols=[Subprotocol(sc.ocpp_version.value)],
+                    additional_headers=headers,
+                    ssl=cfg.ssl_context,
+                    proxy=None,
+                    compression=None,
+                    open_timeout=cfg.response_timeout_s,
+                ) as ws:
+                    if ws.subprotocol != sc.ocpp_version.value:
+                        raise InvalidHandshake(f"CSMS chose subprotocol {ws.subprotocol!r}")
+                    opened = True
+                    if connected_before:
+                        self.collector.reconnects += 1
+                    first, connected_before, failures = not connected_before, True, 0
+                    await self._serve_connection(station, link_class, ws, first=first)
+            except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
+                LOGGER.warning("%s: connection lost or refused: %r", sc.station_id, exc)
+            except Exception:
+                # A fault in one station must not stop the others; it reconnects.
+                LOGGER.exception("%s: unexpected error", sc.station_id)
+            if not opened:
+                self.collector.connect_failures += 1
+            self._went_offline(station)
+            if self._stopping.is_set():
+                return
+            failures += 1
+            backoff_s = min(5.0 * 2 ** min(failures - 1, 10), cfg.max_backoff_s)
+            backoff_s *= float(station.rng.uniform(0.5, 1.0))
+            await self._sleep_or_stop(self.clock.seconds(backoff_s))
+
+    def _went_offline(self, station: _Station) -> None:
+        if station.online:
+            station.online = False
+            station.offline_since = self.clock.now()
+
+    async def _sleep_or_stop(self, wall_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), wall_s)
+
+    async def _serve_connection(
+        self, station: _Station, link_class: Any, ws: ClientConnection, *, first: bool
+    ) -> None:
+        link: Any = link_class(
+            station.config.station_id, ws, response_timeout=self.config.response_timeout_s
+        )
+        link.station = station
+        reader = asyncio.create_task(link.start())
+        session = asyncio.create_task(self._session(station, link, first=first))
+        try:
+            await asyncio.wait({reader, session}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, session):
+                task.cancel()
+            results = await asyncio.gather(reader, session, return_exceptions=True)
+        self._went_offline(station)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result
+
+    async def _session(self, station: _Station, link: Any, *, first: bool) -> None:
+        station.heartbeat_interval_s = await self._boot(station, link, first=first)
+        station.online = True
+        station.offline_since = None
+        now = self.clock.now()
+        if not station.serving:
+            # Vehicles come once the station has first been accepted, so a run starts online.
+            station.serving = True
+            station.schedule_next(now, first=True)
+        await self._call(
+            link, "StatusNotification", status_notification(at=now, occupied=bool(station.vehicle))
+        )
+        last_sent = time.monotonic()
+        while True:
+            while station.outbox:
+                item = station.outbox[0]
+                payload = dict(item.payload)
+                if item.offline:
+                    payload["offline"] = True
+                await self._call(link, item.action, payload)
+                station.outbox.popleft()
+                if item.action == "TransactionEvent":
+                    self._meter_values_sent += 1
+                last_sent = time.monotonic()
+            if self._stopping.is_set():
+                return
+            station.wakeup.clear()
+            if station.outbox:
+                continue
+            heartbeat_wall_s = self.clock.seconds(station.heartbeat_interval_s)
+            remaining_s = heartbeat_wall_s - (time.monotonic() - last_sent)
+            try:
+                await asyncio.wait_for(station.wakeup.wait(), max(remaining_s, 0.0))
+            except TimeoutError:
+                await self._call(link, "Heartbeat", {})
+                last_sent = time.monotonic()
+
+    async def _boot(self, station: _Station, link: Any, *, first: bool) -> float:
+        """BootNotification until Accepted; the heartbeat interval (simulated s)."""
+        payload = boot_notification(station_id=station.config.station_id, first=first)
+        while True:
+            result = await self._call(link, "BootNotification", payload)
+            if result is not None and result.status == "Accepted":
+                return float(result.interval) if result.interval > 0 else DEFAULT_HEARTBEAT_S
+            wait_s = RETRY_AFTER_ERROR_S
+            if result is not None and result.interval > 0:
+                wait_s = float(result.interval)
+            LOGGER.info("%s: boot not accepted, retrying in %s s", link.id, wait_s)
+            await self._sleep_or_stop(self.clock.seconds(wait_s))
+            if self._stopping.is_set():
+                raise asyncio.CancelledError
+
+    async def _call(self, link: Any, action: str, payload: Payload) -> Any:
+        """Send one request; the response, or ``None`` after a CallError (counted, logged).
+
+        A lost connection or a timeout propagates: the caller reconnects and resends.
+        """
+        request = getattr(link._call, action)(**payload)
+        self.collector.calls_sent[action] += 1
+        began = time.perf_counter()
+        try:
+            result = await link.call(
+                request, suppress=False, skip_schema_validation=not self.config.validate_messages
+            )
+        except OCPPError as error:
+            self.collector.latencies_ms.append((time.perf_counter() - began) * 1000)
+            self.collector.call_errors[action] += 1
+            LOGGER.warning("%s: %s failed with CallError %r", link.id, action, error)
+            return None
+        self.collector.latencies_ms.append((time.perf_counter() - began) * 1000)
+        status = _status_of(result)
+        if status is not None and status not in _FINE_STATUSES:
+            self.collector.rejections[action] += 1
+            LOGGER.warning("%s: %s answered %s", link.id, action, status)
+        return result
+
+
+_FINE_STATUSES = frozenset({"Accepted", "Processing", "NoChargingProfile"})
+
+
+def _status_of(result: Any) -> str | None:
+    status = getattr(result, "status", None)
+    if status is None:
+        info = getattr(result, "id_token_info", None)
+        status = info.get("status") if isinstance(info, dict) else None
+    return None if status is None else str(status)
+
+
+async def run_fleet(
+    config: FleetConfig,
+    *,
+    clock: Clock,
+    duration_s: float | None = None,
+    stop: asyncio.Event | None = None,
+) -> FleetStats:
+    """Run the simulated stations of ``config`` until ``duration_s`` (simulated) or ``stop``."""
+    return await ChargerFleet(config, clock=clock).run(duration_s=duration_s, stop=stop)

@@ -1,0 +1,449 @@
+"""The live aggregator's commands: ``v2ghub serve``, ``v2ghub station`` and ``v2ghub chargers``.
+
+Every command that uses the store takes the same ``--data-dir`` / ``--database-url``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import signal
+import ssl
+from contextlib import suppress
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from v2ghub.errors import InputError
+from v2ghub.live.chargers import (
+    ChargerConfig,
+    FleetConfig,
+    FleetStats,
+    make_fleet_config,
+    run_fleet,
+)
+from v2ghub.live.clock import Clock, ScaledClock, SystemClock
+from v2ghub.live.control import ControlLoop
+from v2ghub.live.live_problem import ControlSettings, LiveSite
+from v2ghub.live.security import generate_password, hash_password, is_loopback
+from v2ghub.live.server import CsmsServer, ServerSettings
+from v2ghub.planning import PLANNERS, make_planner
+from v2ghub.scenarios.catalog import pilot_cities
+from v2ghub.scenarios.config import load_scenario
+from v2ghub.scenarios.sites_csv import load_sites_csv
+from v2ghub.store.repository import Store
+
+DEFAULT_DATA_DIR = Path("v2ghub-data")
+DEFAULT_PORT = 9000
+DEFAULT_CITY = "Shenzhen"
+LIVE_COMMANDS = ("serve", "station", "chargers")
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("store")
+    group.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help=f"folder of the embedded SQLite database (default ./{DEFAULT_DATA_DIR})",
+    )
+    group.add_argument(
+        "--database-url",
+        help="a database URL instead, e.g. postgresql://user@host:5432/v2ghub",
+    )
+
+
+def _clock_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("simulated time (demonstrations)")
+    group.add_argument(
+        "--clock-start",
+        type=_aware_time,
+        help="run on a clock that starts at this instant, e.g. 2026-07-01T17:00+08:00",
+    )
+    group.add_argument(
+        "--clock-speed",
+        type=float,
+        default=1.0,
+        help="how many times faster than real time that clock runs (default 1)",
+    )
+
+
+def _aware_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone, e.g. {text}+08:00")
+    return moment
+
+
+def add_live_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``serve``, ``station`` and ``chargers`` to the ``v2ghub`` parser."""
+    serve = commands.add_parser(
+        "serve",
+        help="run the live aggregator: an OCPP 2.1/2.0.1 server that plans and sends setpoints",
+        description="Run the live aggregator: the OCPP server (CSMS) that registered charging "
+        "stations connect to, and the control loop that plans the plugged vehicles with the "
+        "same planners as the twin and sends each EVSE its setpoint. Stations connect to "
+        "URL/<station id> with subprotocol ocpp2.1 or ocpp2.0.1 and Basic authentication "
+        "(register them with `v2ghub station add`). Off loopback the server uses TLS "
+        "(security profile 2), with a self-signed certificate in the data folder unless "
+        "--certfile/--keyfile are given.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
+    _store_options(serve)
+    serve.add_argument(
+        "--planner",
+        default="fast",
+        choices=[name for name in PLANNERS if not name.startswith("mpc")],
+        help="planner of the control loop (default fast)",
+    )
+    where = serve.add_mutually_exclusive_group()
+    where.add_argument(
+        "--city",
+        help=f"shipped city for tariff, discharge prices and time zone (default {DEFAULT_CITY}): "
+        + ", ".join(sorted(pilot_cities())),
+    )
+    where.add_argument(
+        "--scenario", type=Path, help="scenario TOML file: its first city and grid shape"
+    )
+    serve.add_argument(
+        "--sites",
+        type=Path,
+        help="site limits CSV: site_id, import_limit_kw, export_limit_kw (a blank is no "
+        "limit); sites not listed have no limit beyond their chargers'",
+    )
+    serve.add_argument(
+        "--control-interval", type=float, default=60.0, help="seconds between plans (default 60)"
+    )
+    serve.add_argument("--certfile", type=Path, help="TLS certificate chain (PEM)")
+    serve.add_argument("--keyfile", type=Path, help="TLS private key (PEM)")
+    serve.add_argument(
+        "--allow-profile-1",
+        action="store_true",
+        help="allow plain ws:// (OCPP security profile 1) on a non-loopback address",
+    )
+    _clock_options(serve)
+
+    station = commands.add_parser(
+        "station",
+        help="register charging stations and manage their passwords",
+        description="Register charging stations. A station's password is generated, printed "
+        "once and stored only as a hash: configure it in the station as its "
+        "BasicAuthPassword.",
+    )
+    actions = station.add_subparsers(dest="station_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="register a station and print its password once")
+    add.add_argument("station_id", metavar="ID", help="the station's identity (its URL path)")
+    add.add_argument("--site", default="site-1", help="the site it belongs to (default site-1)")
+    add.add_argument(
+        "--v2x",
+        action="store_true",
+        help="the station may discharge (OCPP 2.1 stations; a 2.0.1 station only with this)",
+    )
+    add.add_argument(
+        "--max-power-kw", type=float, default=11.0, help="power of one EVSE, kW (default 11)"
+    )
+    _store_options(add)
+    password = actions.add_parser(
+        "password", help="give a station a new password (printed once; the old one stops working)"
+    )
+    password.add_argument("station_id", metavar="ID")
+    _store_options(password)
+    listing = actions.add_parser("list", help="list registered stations")
+    _store_options(listing)
+    _add_chargers_parser(commands)
+
+
+def _add_chargers_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    chargers = commands.add_parser(
+        "chargers",
+        help="simulate V2X charging stations with cars that speak OCPP to a server",
+        description="Run N simulated charging stations in one process: vehicles arrive and "
+        "leave, declare their needs (NotifyEVChargingNeeds), obey the charging profiles they "
+        "get (discharging on OCPP 2.1 V2X stations) and send meter values. The stations "
+        "(SIM0001...) are registered in the store with fresh passwords, so give the same "
+        "--data-dir or --database-url as `v2ghub serve`. Ends after --duration or on Ctrl-C "
+        "with a summary.",
+    )
+    chargers.add_argument("--count", type=int, default=10, help="stations (default 10)")
+    chargers.add_argument(
+        "--url", default=f"ws://127.0.0.1:{DEFAULT_PORT}", help="the server's URL (ws:// or wss://)"
+    )
+    _store_options(chargers)
+    chargers.add_argument(
+        "--v201-share",
+        type=float,
+        default=0.25,
+        help="share of stations speaking OCPP 2.0.1, charge-only (default 0.25)",
+    )
+    chargers.add_argument("--site", default="site-1", help="site of the stations (default site-1)")
+    chargers.add_argument(
+        "--max-power-kw", type=float, default=11.0, help="power of each station, kW (default 11)"
+    )
+    chargers.add_argument(
+        "--meter-interval", type=float, default=10.0, help="seconds between meter values"
+    )
+    chargers.add_argument("--seed", type=int, default=0, help="seed of arrivals and vehicles")
+    chargers.add_argument(
+        "--duration",
+        type=float,
+        help="seconds to run, on the chargers' clock (default: until Ctrl-C)",
+    )
+    chargers.add_argument(
+        "--ca-file", type=Path, help="certificate to trust for wss:// (the server's)"
+    )
+    _clock_options(chargers)
+
+
+def run_live_command(args: argparse.Namespace, console: Console) -> int:
+    """Run ``serve``, ``station`` or ``chargers``; the exit status."""
+    if args.command == "station":
+        return _station(args, console)
+    if args.command == "serve":
+        return _serve(args, console)
+    if args.command == "chargers":
+        return _chargers(args, console)
+    raise InputError(f"unknown command {args.command!r}")
+
+
+def _open_store(args: argparse.Namespace) -> Store:
+    try:
+        return Store.open(data_dir=args.data_dir, database_url=args.database_url)
+    except ValueError as error:
+        raise InputError(str(error)) from error
+
+
+def _station(args: argparse.Namespace, console: Console) -> int:
+    with _open_store(args) as store:
+        if args.station_command == "list":
+            for station in store.stations():
+                seen = "never connected"
+                if station.last_boot_at is not None:
+                    seen = (
+                        f"{station.ocpp_version}, booted {station.last_boot_at:%Y-%m-%d %H:%M} UTC"
+                    )
+                kind = "V2X" if station.v2x_allowed else "charge-only"
+                console.print(
+                    f"{station.station_id}  site {station.site_id}  "
+                    f"{station.max_power_kw:g} kW  {kind}  {seen}",
+                    markup=False,
+                    highlight=False,
+                )
+            return 0
+        secret = generate_password()
+        try:
+            if args.station_command == "add":
+                store.add_station(
+                    args.station_id,
+                    site_id=args.site,
+                    password_hash=hash_password(secret),
+                    v2x_allowed=args.v2x,
+                    max_power_kw=args.max_power_kw,
+                )
+            else:
+                if store.station(args.station_id) is None:
+                    raise InputError(f"station {args.station_id!r} is not registered")
+                store.set_password(args.station_id, hash_password(secret))
+        except ValueError as error:
+            raise InputError(str(error)) from error
+        console.print(
+            f"station {args.station_id}: password {secret}\n"
+            "(shown once: set it as the station's BasicAuthPassword; only its hash is stored)",
+            markup=False,
+            highlight=False,
+        )
+    return 0
+
+
+def _clock(args: argparse.Namespace) -> Clock:
+    if args.clock_start is None:
+        if args.clock_speed != 1.0:
+            raise InputError("--clock-speed needs --clock-start")
+        return SystemClock()
+    try:
+        return ScaledClock(args.clock_start, args.clock_speed)
+    except ValueError as error:
+        raise InputError(str(error)) from error
+
+
+def _control_settings(args: argparse.Namespace, store: Store) -> ControlSettings:
+    city = _city_name(args.city or DEFAULT_CITY)
+    extra: dict[str, object] = {}
+    if args.scenario is not None:
+        scenario = load_scenario(args.scenario)
+        city = scenario.simulation.cities[0]
+        extra["grid_shape"] = scenario.grid
+    city = _city_name(city)
+    site_ids = tuple(sorted({station.site_id for station in store.stations()}))
+    sites: tuple[LiveSite, ...] = ()
+    if args.sites is not None:
+        limits = load_sites_csv(args.sites, site_ids=site_ids)
+        sites = tuple(
+            LiveSite(site, float(imp), float(exp))
+            for site, imp, exp in zip(
+                limits.site_ids, limits.import_limit_kw, limits.export_limit_kw, strict=True
+            )
+        )
+    return ControlSettings(
+        city=city,
+        sites=sites,
+        planner=args.planner,
+        control_interval_s=args.control_interval,
+        unknown_site_import_limit_kw=math.inf,
+        unknown_site_export_limit_kw=math.inf,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _city_name(name: str) -> str:
+    """A shipped city's name, matched without regard to case."""
+    known = {city.lower(): city for city in pilot_cities()}
+    try:
+        return known[name.lower()]
+    except KeyError:
+        raise InputError(
+            f"unknown city {name!r}; known: {', '.join(sorted(known.values()))}"
+        ) from None
+
+
+def _serve(args: argparse.Namespace, console: Console) -> int:
+    if not is_loopback(args.host) and args.allow_profile_1 and args.certfile is None:
+        console.print(
+            f"warning: plain ws:// on {args.host} (security profile 1): passwords cross the "
+            "network in clear",
+            markup=False,
+        )
+    if (args.certfile is None) != (args.keyfile is None):
+        raise InputError("give both --certfile and --keyfile, or neither")
+    clock = _clock(args)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    with _open_store(args) as store:
+        settings = _control_settings(args, store)
+        server_settings = ServerSettings(
+            host=args.host,
+            port=args.port,
+            certfile=args.certfile,
+            keyfile=args.keyfile,
+            tls_folder=args.data_dir,
+            allow_profile_1_off_loopback=args.allow_profile_1,
+        )
+        asyncio.run(_serve_until_stopped(store, server_settings, settings, clock, console))
+    return 0
+
+
+async def _serve_until_stopped(
+    store: Store,
+    server_settings: ServerSettings,
+    settings: ControlSettings,
+    clock: Clock,
+    console: Console,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    async with CsmsServer(store, server_settings, clock=clock) as server:
+        control = ControlLoop(
+            store=store,
+            planner=make_planner(settings.planner),
+            settings=settings,
+            clock=clock,
+            send=server.send_setpoint,
+        )
+        server.replanner = control
+        stations = store.stations()
+        console.print(
+            f"v2ghub serve: listening on {server.url}/<station id> (ocpp2.1, ocpp2.0.1); "
+            f"store {store.url}; {len(stations)} stations registered; planner "
+            f"{settings.planner}, {settings.city}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        if not stations:
+            console.print("register a station first: v2ghub station add ID", markup=False)
+        for site in sorted({s.site_id for s in stations} - {s.site_id for s in settings.sites}):
+            console.print(f"site {site}: no limit configured (give --sites FILE)", markup=False)
+        await control.run(stop)
+    console.print("v2ghub serve: stopped", markup=False)
+
+
+def _chargers(args: argparse.Namespace, console: Console) -> int:
+    if not args.count >= 1:
+        raise InputError(f"--count must be at least 1, got {args.count}")
+    clock = _clock(args)
+    ssl_context = None
+    if args.url.startswith("wss://"):
+        ssl_context = ssl.create_default_context(
+            cafile=None if args.ca_file is None else str(args.ca_file)
+        )
+    try:
+        config = make_fleet_config(
+            url=args.url.rstrip("/"),
+            count=args.count,
+            v201_share=args.v201_share,
+            max_power_kw=args.max_power_kw,
+            seed=args.seed,
+            meter_interval_s=args.meter_interval,
+            ssl_context=ssl_context,
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from error
+    with _open_store(args) as store:
+        config = replace(config, stations=_register(store, config.stations, site_id=args.site))
+    console.print(f"v2ghub chargers: {len(config.stations)} stations to {config.url}", markup=False)
+    stats = asyncio.run(_run_fleet_until_stopped(config, clock, args.duration))
+    errors = sum(stats.call_errors.values())
+    console.print(
+        f"sent {sum(stats.calls_sent.values()):,} requests ({stats.meter_values_sent:,} meter "
+        f"values), {errors:,} CallErrors, {sum(stats.rejections.values()):,} rejections; "
+        f"latency p50 {stats.latency_p50_ms:.1f} ms, p99 {stats.latency_p99_ms:.1f} ms; "
+        f"{stats.reconnects} reconnects; {stats.unsent_events} events unsent",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 0
+
+
+def _register(
+    store: Store, stations: tuple[ChargerConfig, ...], *, site_id: str
+) -> tuple[ChargerConfig, ...]:
+    """Register the simulated stations (or give existing ones a new password)."""
+    registered = []
+    for station in stations:
+        password = generate_password()
+        try:
+            if store.station(station.station_id) is None:
+                store.add_station(
+                    station.station_id,
+                    site_id=site_id,
+                    password_hash=hash_password(password),
+                    v2x_allowed=station.v2x,
+                    max_power_kw=station.max_power_kw,
+                )
+            else:
+                store.set_password(station.station_id, hash_password(password))
+        except ValueError as error:
+            raise InputError(str(error)) from error
+        registered.append(replace(station, password=password))
+    return tuple(registered)
+
+
+async def _run_fleet_until_stopped(
+    config: FleetConfig, clock: Clock, duration_s: float | None
+) -> FleetStats:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    return await run_fleet(config, clock=clock, duration_s=duration_s, stop=stop)

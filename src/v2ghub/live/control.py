@@ -1,0 +1,373 @@
+"""The live control loop: from the store's plugged sessions to setpoints sent to chargers.
+
+At every control instant (every ``control_interval_s`` on the loop's clock, or soon after
+:meth:`ControlLoop.trigger`) the loop reads the plugged sessions, builds the same
+:class:`~v2ghub.model.problem.Problem` the twin builds (:mod:`v2ghub.live.live_problem`),
+plans with a timeout and a charge-only fallback, turns the first step into one
+:class:`SetpointCommand` per EVSE, sends those that are due concurrently, and records every
+sent setpoint with the station's answer, and an event for every fallback and every answer
+other than ``Accepted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from v2ghub.live.clock import Clock
+from v2ghub.live.live_problem import ControlSettings, LiveProblem, build_problem, plan
+from v2ghub.model.problem import Planner, Schedule
+from v2ghub.planning.limits import fit_site_limits, site_totals
+from v2ghub.store.records import Event, OcppVersion, PluggedSession, Setpoint
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+ACCEPTED = "Accepted"
+W_PER_KW = 1000  # units.py has no power conversion yet
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SetpointCommand:
+    """What one EVSE is told to do now.
+
+    ``setpoint_kw`` is signed (+ charge, - discharge), within
+    ``[-discharge_limit_kw, charge_limit_kw]``; both limits are magnitudes >= 0 and
+    ``discharge_limit_kw`` is 0 for OCPP 2.0.1 stations and vehicles that may not discharge.
+    """
+
+    station_id: str
+    evse_id: int
+    transaction_id: str
+    ocpp_version: OcppVersion
+    site_id: str
+    setpoint_kw: float
+    charge_limit_kw: float
+    discharge_limit_kw: float
+    planner: str
+    fallback_reason: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        """(station, EVSE, transaction): one command per key and instant."""
+        return (self.station_id, self.evse_id, self.transaction_id)
+
+
+def round_within_sites(
+    power_kw: FloatArray,
+    *,
+    lower_kw: FloatArray,
+    upper_kw: FloatArray,
+    site_index: IntArray,
+    import_limit_kw: FloatArray,
+    export_limit_kw: FloatArray,
+    resolution_kw: float,
+) -> FloatArray:
+    """Powers on a grid of ``resolution_kw`` (or at a vehicle's own limit), still within
+    every vehicle's ``[lower_kw, upper_kw]`` and every site's ``[-export, import]``.
+
+    Each power is rounded down (so no site imports more than before), then, at a site
+    that would now export more than its limit, vehicles are raised toward their rounded-up
+    value in row order until the site's sum is back at ``-export_limit_kw`` (the last one
+    raised may stand between two grid values). Expects ``power_kw`` within all limits.
+    """
+    per_kw = 1.0 / resolution_kw
+    units = np.round(power_kw * per_kw, 9)  # 0.3 / 0.1 is 2.9999999999999996
+    # Divided, not multiplied: 66 / 10 is 6.6, 66 * 0.1 is 6.6000000000000005.
+    down = np.clip(np.floor(units) / per_kw, lower_kw, upper_kw)
+    up = np.clip(np.ceil(units) / per_kw, lower_kw, upper_kw)
+    n_sites = import_limit_kw.shape[0]
+    deficit_kw = np.maximum(-export_limit_kw - site_totals(site_index, down, n_sites), 0.0)
+    if not np.any(deficit_kw > 0):
+        return np.asarray(down)
+    order = np.argsort(site_index, kind="stable")
+    room = (up - down)[order]
+    sites = site_index[order]
+    before = np.cumsum(room) - room  # room of the earlier rows, all sites
+    first_row = np.searchsorted(sites, np.arange(n_sites))
+    site_before = np.concatenate((before, [0.0]))[first_row]
+    raise_kw = np.clip(deficit_kw[sites] - (before - site_before[sites]), 0.0, room)
+    raised = np.empty_like(down)
+    raised[order] = raise_kw
+    return np.asarray(down + raised)
+
+
+def setpoint_commands(
+    live: LiveProblem, schedule: Schedule, *, resolution_w: int = 100
+) -> list[SetpointCommand]:
+    """The first step of ``schedule`` as one command per plugged session.
+
+    Each power is clipped to its vehicle's limits (never negative for an OCPP 2.0.1 station
+    or a vehicle that may not discharge), fitted into its site's limits pro rata
+    (:func:`~v2ghub.planning.limits.fit_site_limits`) and rounded by
+    :func:`round_within_sites`. The forecast rows (``Problem.expected_count``) are never sent.
+    """
+    problem = live.problem
+    n = problem.n_plugged
+    if n == 0:
+        return []
+    charge_limit = problem.max_charge_kw[:n]
+    v21 = np.array([key.ocpp_version is OcppVersion.V21 for key in live.rows[:n]], dtype=bool)
+    discharge_limit = np.where(v21, problem.max_discharge_kw[:n], 0.0)
+    site_index = problem.site_index[:n]
+    power = np.clip(schedule.power_kw[:n, 0], -discharge_limit, charge_limit)
+    charge, discharge = fit_site_limits(
+        charge_kw=np.maximum(power, 0.0),
+        discharge_kw=np.maximum(-power, 0.0),
+        must_charge_kw=np.zeros(n),
+        site_index=site_index,
+        import_limit_kw=problem.import_limit_kw,
+        export_limit_kw=problem.export_limit_kw,
+    )
+    power = round_within_sites(
+        charge - discharge,
+        lower_kw=-discharge_limit,
+        upper_kw=charge_limit,
+        site_index=site_index,
+        import_limit_kw=problem.import_limit_kw,
+        export_limit_kw=problem.export_limit_kw,
+        resolution_kw=resolution_w / W_PER_KW,
+    )
+    power = power + 0.0  # no -0.0 in a command
+    return [
+        SetpointCommand(
+            station_id=key.station_id,
+            evse_id=key.evse_id,
+            transaction_id=key.transaction_id,
+            ocpp_version=key.ocpp_version,
+            site_id=live.site_ids[int(site_index[i])],
+            setpoint_kw=float(power[i]),
+            charge_limit_kw=float(charge_limit[i]),
+            discharge_limit_kw=float(discharge_limit[i]),
+            planner=schedule.planner,
+            fallback_reason=schedule.fallback_reason,
+        )
+        for i, key in enumerate(live.rows[:n])
+    ]
+
+
+class ControlStore(Protocol):
+    """The store's methods the loop uses (synchronous; the loop runs them in threads)."""
+
+    def plugged(self, now: datetime) -> list[PluggedSession]: ...
+
+    def record_setpoints(self, setpoints: list[Setpoint]) -> None: ...
+
+    def record_event(self, event: Event) -> None: ...
+
+
+Send = Callable[[SetpointCommand], Awaitable[str]]
+"""Sends a command to its station; returns the answer: ``Accepted``, ``Rejected``,
+``CallError: ...``, ``Timeout``, ``Offline``."""
+
+
+@dataclass(frozen=True)
+class _Sent:
+    command: SetpointCommand
+    status: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class _Planned:
+    live: LiveProblem
+    schedule: Schedule
+    commands: list[SetpointCommand]
+
+
+class ControlLoop:
+    """Plans the plugged vehicles and sends their setpoints, at every control instant.
+
+    Parameters
+    ----------
+    store
+        Reads plugged sessions, records setpoints and events (:class:`ControlStore`).
+    planner
+        The planner (for example ``make_planner(settings.planner)``).
+    settings
+        Sites, city, defaults, interval, timeout and re-sending rule.
+    clock
+        The loop's clock: ``now()`` for the problem and the records; the control interval
+        and ``refresh_s`` run on it (a scaled clock runs them faster).
+    send
+        Sends one command (the OCPP server's); must not raise, but if it does the error
+        becomes the setpoint's status.
+
+    A command is sent when it is due (see ``ControlSettings.resend_threshold_kw``); a
+    session that is no longer plugged is forgotten. All of one instant's commands are sent
+    concurrently.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: ControlStore,
+        planner: Planner,
+        settings: ControlSettings,
+        clock: Clock,
+        send: Send,
+    ) -> None:
+        self.store = store
+        self.planner = planner
+        self.settings = settings
+        self.clock = clock
+        self.send = send
+        self._last: dict[tuple[str, int, str], _Sent] = {}
+        self._notes: tuple[str, ...] = ()
+        self._planner_busy = threading.Lock()
+        self._triggered = asyncio.Event()
+        self._reasons: list[str] = []
+
+    def trigger(self, reason: str) -> None:
+        """Ask for a plan soon (a new vehicle's needs, a grid event); call from the loop's
+        thread. Triggers within ``debounce_s`` of the first are served by one plan."""
+        self._reasons.append(reason)
+        self._triggered.set()
+
+    def _plan_now(self, sessions: Sequence[PluggedSession], now: datetime) -> _Planned:
+        settings = self.settings
+        live = build_problem(sessions, now=now, settings=settings)
+        schedule = plan(
+            live,
+            self.planner,
+            timeout_s=settings.planner_timeout_s,
+            tolerance_kw=settings.limit_tolerance_kw,
+            busy=self._planner_busy,
+        )
+        commands = setpoint_commands(live, schedule, resolution_w=settings.setpoint_resolution_w)
+        return _Planned(live, schedule, commands)
+
+    def _due(self, command: SetpointCommand, now: datetime) -> bool:
+        last = self._last.get(command.key)
+        if last is None or last.status != ACCEPTED:
+            return True
+        before = last.command
+        return (
+            (now - last.at).total_seconds() >= self.settings.refresh_s
+            or abs(command.setpoint_kw - before.setpoint_kw) > self.settings.resend_threshold_kw
+            or (command.setpoint_kw == 0) != (before.setpoint_kw == 0)
+            or command.charge_limit_kw != before.charge_limit_kw
+            or command.discharge_limit_kw != before.discharge_limit_kw
+        )
+
+    async def _send_one(self, command: SetpointCommand) -> str:
+        try:
+            return await asyncio.wait_for(self.send(command), self.settings.send_timeout_s)
+        except TimeoutError:
+            return f"Timeout: no answer within {self.settings.send_timeout_s:g} s"
+        except Exception as error:  # the status says what went wrong
+            return f"Error: {type(error).__name__}: {error}"
+
+    async def run_once(self) -> list[Setpoint]:
+        """One control instant: read, build, plan, send what is due, record.
+
+        Returns the setpoints sent (with the stations' answers), as recorded.
+        """
+        now = self.clock.now()
+        sessions = await asyncio.to_thread(self.store.plugged, now)
+        planned = await asyncio.to_thread(self._plan_now, sessions, now)
+        events: list[Event] = []
+        reason = planned.schedule.fallback_reason
+        if reason is not None:
+            events.append(Event(at=now, kind="planner-fallback", detail=reason))
+        if planned.live.notes != self._notes:
+            self._notes = planned.live.notes
+            if self._notes:
+                events.append(Event(at=now, kind="assumed", detail="; ".join(self._notes)))
+        due = [c for c in planned.commands if self._due(c, now)]
+        statuses = await asyncio.gather(*(self._send_one(c) for c in due))
+        setpoints: list[Setpoint] = []
+        current = {c.key for c in planned.commands}
+        self._last = {key: sent for key, sent in self._last.items() if key in current}
+        for command, status in zip(due, statuses, strict=True):
+            self._last[command.key] = _Sent(command, status, now)
+            setpoints.append(
+                Setpoint(
+                    station_id=command.station_id,
+                    evse_id=command.evse_id,
+                    transaction_id=command.transaction_id,
+                    sent_at=now,
+                    setpoint_kw=command.setpoint_kw,
+                    discharge_limit_kw=command.discharge_limit_kw,
+                    planner=command.planner,
+                    status=status,
+                    fallback_reason=command.fallback_reason,
+                )
+            )
+            if status != ACCEPTED:
+                events.append(
+                    Event(
+                        at=now,
+                        kind="setpoint-not-accepted",
+                        detail=(
+                            f"EVSE {command.evse_id} transaction {command.transaction_id}: "
+                            f"{command.setpoint_kw:g} kW answered {status}"
+                        ),
+                        station_id=command.station_id,
+                    )
+                )
+        await asyncio.to_thread(self._record, setpoints, events)
+        return setpoints
+
+    def _record(self, setpoints: list[Setpoint], events: list[Event]) -> None:
+        if setpoints:
+            self.store.record_setpoints(setpoints)
+        for event in events:
+            self.store.record_event(event)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run a control instant every ``control_interval_s`` (loop clock), or
+        ``debounce_s`` wall seconds after a trigger, until ``stop`` is set. A failing
+        instant is logged and recorded as an event; the loop goes on."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            started = loop.time()
+            if self._reasons:
+                LOG.debug("re-planning for: %s", "; ".join(self._reasons))
+            self._triggered.clear()
+            self._reasons.clear()
+            try:
+                await self.run_once()
+            except Exception as error:
+                LOG.exception("control instant failed")
+                await self._record_failure(error)
+            interval_s = self.clock.seconds(self.settings.control_interval_s)
+            wait_s = max(0.0, interval_s - (loop.time() - started))
+            if await self._wait(stop, wait_s) and not stop.is_set():
+                await self._wait(stop, self.settings.debounce_s, triggers=False)
+
+    async def _wait(self, stop: asyncio.Event, timeout_s: float, *, triggers: bool = True) -> bool:
+        """Wait until ``stop``, a trigger (if ``triggers``) or the timeout; whether a
+        trigger ended the wait."""
+        waits = [asyncio.ensure_future(stop.wait())]
+        if triggers:
+            waits.append(asyncio.ensure_future(self._triggered.wait()))
+        try:
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return triggers and self._triggered.is_set()
+
+    async def _record_failure(self, error: Exception) -> None:
+        event = Event(
+            at=self.clock.now(),
+            kind="control-failed",
+            detail=f"{type(error).__name__}: {error}",
+        )
+        try:
+            await asyncio.to_thread(self.store.record_event, event)
+        except Exception:
+            LOG.exception("could not record the failure")

@@ -1,0 +1,499 @@
+"""The live aggregator's planning problem: the plugged sessions of the store as the same
+:class:`~v2ghub.model.problem.Problem` the twin builds, and a planner run that always ends
+in a schedule within the limits.
+
+The horizon starts at ``now`` itself (not at a step boundary): step ``k`` covers
+``[now + k*step, now + (k+1)*step)``, in the city's time zone. Each step is priced by the
+tariff at its start, in local time (:meth:`~v2ghub.model.tariff.Tariff.price_levels`, as
+the twin does), so a step that straddles a tariff boundary takes the earlier price; the
+first step, the one whose setpoints are sent, is always priced at ``now``, and the next
+control instant (a minute later by default) prices afresh. A vehicle is plugged for the
+whole steps before its departure (``departure_step = floor((departure - now) / step)``,
+the twin's rule), at least one step (a vehicle already past its departure, or leaving
+within a step, gets one step: it charges what it still needs now) and at most the
+horizon (a longer stay is planned as if it ended at the horizon).
+
+Defaults for what the store does not know are fields of :class:`ControlSettings`; every
+use of one is listed in :attr:`LiveProblem.notes`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+
+from v2ghub.model.problem import Planner, Problem, Schedule
+from v2ghub.model.time_grid import TimeGrid
+from v2ghub.planning import safe_plan
+from v2ghub.scenarios.catalog import CityData, pilot_cities
+from v2ghub.scenarios.config import DEFAULT_DEGRADATION_CNY_PER_KWH, GridShape
+from v2ghub.scenarios.load_shapes import grid_signals
+from v2ghub.scenarios.sessions_csv import (
+    DEFAULT_CHARGE_EFFICIENCY,
+    DEFAULT_DISCHARGE_EFFICIENCY,
+    DEFAULT_SOC_MAX,
+    DEFAULT_SOC_MIN,
+)
+from v2ghub.store.records import OcppVersion, PluggedSession
+from v2ghub.units import SECONDS_PER_HOUR
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+FALLBACK_SUFFIX = "; charge-only within site limits"
+
+
+@dataclass(frozen=True)
+class LiveSite:
+    """A site's connection limits, kW at the connection point (``inf`` = no limit)."""
+
+    site_id: str
+    import_limit_kw: float
+    export_limit_kw: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("import_limit_kw", "export_limit_kw"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ValueError(f"site {self.site_id!r}: {name} must be >= 0, got {value}")
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """How the live aggregator plans.
+
+    Attributes
+    ----------
+    city
+        A shipped city (:func:`~v2ghub.scenarios.catalog.pilot_cities`): its TOU tariff,
+        discharge price rule, time zone and solar share.
+    sites
+        The configured sites. A session on another site gets ``unknown_site_import_limit_kw``
+        and ``unknown_site_export_limit_kw`` (default: no import limit beyond the chargers',
+        no export), and a note says so.
+    planner
+        A name of :data:`v2ghub.planning.PLANNERS`; ``fast`` (exact per vehicle, for any
+        fleet size) by default.
+    planner_timeout_s
+        Wall seconds a plan may take before the charge-only fallback is used.
+    control_interval_s
+        Seconds between two plans (on the loop's clock) when nothing triggers one sooner.
+    step_minutes, horizon_hours
+        Step length and the longest horizon planned.
+    debounce_s
+        Wall seconds a trigger waits for more triggers before re-planning.
+    default_dwell_h
+        A session without a departure time leaves this long after it plugged in.
+    default_battery_kwh
+        Battery when unknown: the shipped vehicle mix averages 54.8 kWh (share-weighted).
+    unknown_soc
+        Stored energy when unknown, as a share of the battery: low, so that charging toward
+        the target never leaves the owner short; such a vehicle is never discharged.
+    default_target_soc
+        Target at departure when the owner gave none (the synthetic home target).
+    default_min_soc, soc_max, charge_efficiency, discharge_efficiency
+        The sessions file's defaults (:mod:`v2ghub.scenarios.sessions_csv`).
+    degradation_cny_per_kwh
+        Battery wear per kWh discharged, the scenarios' default.
+    grid_shape, base_load_vehicles
+        The synthetic base load and solar surplus of the twin
+        (:func:`~v2ghub.scenarios.load_shapes.grid_signals`), scaled to
+        ``base_load_vehicles`` (default: the number of plugged sessions).
+    limit_tolerance_kw
+        How far a planner's first step may stand outside a limit before it is refused.
+    setpoint_resolution_w
+        Setpoints are sent in multiples of this (or at a vehicle's exact limit).
+    resend_threshold_kw, refresh_s
+        An unchanged setpoint is sent again only when it moved by more than
+        ``resend_threshold_kw``, started or stopped, its limits changed, the last answer
+        was not ``Accepted``, or the last send is ``refresh_s`` old (loop clock).
+    send_timeout_s
+        Wall seconds to wait for a station's answer (the OCPP server has its own timeout).
+    """
+
+    city: str
+    sites: tuple[LiveSite, ...]
+    planner: str = "fast"
+    planner_timeout_s: float = 10.0
+    control_interval_s: float = 60.0
+    step_minutes: int = 15
+    horizon_hours: float = 24.0
+    debounce_s: float = 0.5
+    default_dwell_h: float = 8.0
+    default_battery_kwh: float = 60.0
+    unknown_soc: float = DEFAULT_SOC_MIN
+    default_target_soc: float = 0.9
+    default_min_soc: float = DEFAULT_SOC_MIN
+    soc_max: float = DEFAULT_SOC_MAX
+    charge_efficiency: float = DEFAULT_CHARGE_EFFICIENCY
+    discharge_efficiency: float = DEFAULT_DISCHARGE_EFFICIENCY
+    unknown_site_import_limit_kw: float = math.inf
+    unknown_site_export_limit_kw: float = 0.0
+    degradation_cny_per_kwh: float = float(DEFAULT_DEGRADATION_CNY_PER_KWH)
+    grid_shape: GridShape = field(default_factory=GridShape)
+    base_load_vehicles: int | None = None
+    limit_tolerance_kw: float = 0.01
+    setpoint_resolution_w: int = 100
+    resend_threshold_kw: float = 0.2
+    refresh_s: float = 900.0
+    send_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        cities = pilot_cities()
+        if self.city not in cities:
+            raise ValueError(f"unknown city {self.city!r} (known: {', '.join(cities)})")
+        ids = [s.site_id for s in self.sites]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"site ids must be unique, got {ids}")
+        positive = (
+            "planner_timeout_s",
+            "control_interval_s",
+            "step_minutes",
+            "horizon_hours",
+            "default_dwell_h",
+            "default_battery_kwh",
+            "refresh_s",
+            "send_timeout_s",
+            "setpoint_resolution_w",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        non_negative = (
+            "debounce_s",
+            "unknown_site_import_limit_kw",
+            "unknown_site_export_limit_kw",
+            "degradation_cny_per_kwh",
+            "limit_tolerance_kw",
+            "resend_threshold_kw",
+        )
+        for name in non_negative:
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("unknown_soc", "default_target_soc", "default_min_soc", "soc_max"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be within 0-1, got {getattr(self, name)}")
+        for name in ("charge_efficiency", "discharge_efficiency"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be within (0, 1], got {getattr(self, name)}")
+        if self.horizon_steps < 1:
+            raise ValueError("horizon_hours must hold at least one step")
+
+    @property
+    def step(self) -> timedelta:
+        """Length of a planning step."""
+        return timedelta(minutes=self.step_minutes)
+
+    @property
+    def horizon_steps(self) -> int:
+        """The most steps a problem has."""
+        return math.floor(self.horizon_hours * SECONDS_PER_HOUR / self.step.total_seconds())
+
+    @property
+    def control_steps(self) -> int:
+        """Steps between two plans (at least 1: the live loop re-plans within a step)."""
+        return max(1, math.floor(self.control_interval_s / self.step.total_seconds()))
+
+    @property
+    def city_data(self) -> CityData:
+        """The city's shipped data."""
+        return pilot_cities()[self.city]
+
+
+@dataclass(frozen=True)
+class SessionKey:
+    """Which charger and transaction a problem row stands for."""
+
+    station_id: str
+    evse_id: int
+    transaction_id: str
+    ocpp_version: OcppVersion
+
+
+@dataclass(frozen=True)
+class LiveProblem:
+    """A problem built from the store, and what its rows are.
+
+    Row ``i`` of ``problem`` is the session ``rows[i]`` at site ``site_ids[site_index[i]]``;
+    ``notes`` lists every default used and every session past its departure.
+    """
+
+    problem: Problem
+    rows: tuple[SessionKey, ...]
+    site_ids: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+def _floats(sessions: Sequence[PluggedSession], name: str) -> FloatArray:
+    """One optional numeric field of every session; ``None`` becomes NaN."""
+    return np.array([getattr(s, name) for s in sessions], dtype=np.float64).reshape(-1)
+
+
+def _note(
+    notes: list[str], mask: BoolArray, rows: Sequence[SessionKey], what: str, assumed: str
+) -> None:
+    """Add ``what: assumed`` with the count and a first example, if ``mask`` has any."""
+    count = int(np.count_nonzero(mask))
+    if count:
+        first = rows[int(np.flatnonzero(mask)[0])]
+        notes.append(
+            f"{count} session(s) {what} (first {first.station_id}/{first.evse_id}): {assumed}"
+        )
+
+
+def build_problem(
+    sessions: Sequence[PluggedSession], *, now: datetime, settings: ControlSettings
+) -> LiveProblem:
+    """The planning problem of the plugged ``sessions`` at ``now``.
+
+    Energy window per vehicle, as the twin's fleet has it (``Fleet.energy_min_kwh``):
+    ``energy_min = min(energy, min_energy)``, ``energy_max = max(energy, soc_max * battery)``,
+    target clipped to ``[0, energy_max]``. A vehicle may discharge (V2G) only when its
+    session's ``max_discharge_kw > 0``, its station speaks OCPP 2.1 and its stored energy
+    is known. Prices, period kinds, base load and solar surplus come from the city's
+    tariff and the twin's synthetic shapes on the horizon's grid.
+
+    Raises
+    ------
+    ValueError
+        ``now`` is not timezone-aware.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now must be timezone-aware, got {now!r}")
+    data = settings.city_data
+    tariff = data.tariff()
+    start = now.astimezone(ZoneInfo(tariff.timezone)).replace(microsecond=0)
+    step_s = settings.step.total_seconds()
+    rows = tuple(
+        SessionKey(s.station_id, s.evse_id, s.transaction_id, s.ocpp_version) for s in sessions
+    )
+    notes: list[str] = []
+
+    # Departure steps: the twin's whole-step rule, within 1..horizon.
+    departure_s = np.array(
+        [s.departure_at.timestamp() if s.departure_at else math.nan for s in sessions],
+        dtype=np.float64,
+    )
+    started_s = np.array([s.started_at.timestamp() for s in sessions], dtype=np.float64)
+    no_departure = np.isnan(departure_s)
+    departure_s = np.where(
+        no_departure, started_s + settings.default_dwell_h * SECONDS_PER_HOUR, departure_s
+    )
+    whole_steps = np.floor((departure_s - start.timestamp()) / step_s)
+    departure_step = np.clip(whole_steps, 1, settings.horizon_steps).astype(np.int64)
+    _note(
+        notes,
+        no_departure,
+        rows,
+        "without a departure time",
+        f"leave {settings.default_dwell_h:g} h after plug-in",
+    )
+    _note(
+        notes, whole_steps < 1, rows, "past or within a step of departure", "planned for one step"
+    )
+
+    battery = _floats(sessions, "battery_kwh")
+    no_battery = ~(battery > 0)
+    battery = np.where(no_battery, settings.default_battery_kwh, battery)
+    _note(
+        notes, no_battery, rows, "without a battery size", f"{settings.default_battery_kwh:g} kWh"
+    )
+    energy = _floats(sessions, "energy_kwh")
+    no_energy = ~(energy >= 0)
+    energy = np.where(no_energy, settings.unknown_soc * battery, energy)
+    _note(
+        notes,
+        no_energy,
+        rows,
+        "without stored energy",
+        f"{settings.unknown_soc:.0%} of the battery, no discharge",
+    )
+    min_energy = _floats(sessions, "min_energy_kwh")
+    no_min = ~(min_energy >= 0)
+    min_energy = np.where(no_min, settings.default_min_soc * battery, min_energy)
+    _note(
+        notes,
+        no_min,
+        rows,
+        "without a minimum energy",
+        f"{settings.default_min_soc:.0%} of the battery",
+    )
+    target = _floats(sessions, "target_energy_kwh")
+    no_target = ~(target >= 0)
+    target = np.where(no_target, settings.default_target_soc * battery, target)
+    _note(
+        notes,
+        no_target,
+        rows,
+        "without a target energy",
+        f"{settings.default_target_soc:.0%} of the battery",
+    )
+    energy_max = np.maximum(energy, settings.soc_max * battery)
+
+    max_charge = np.nan_to_num(np.maximum(_floats(sessions, "max_charge_kw"), 0.0))
+    max_discharge = np.nan_to_num(np.maximum(_floats(sessions, "max_discharge_kw"), 0.0))
+    speaks_v21 = np.array([s.ocpp_version is OcppVersion.V21 for s in sessions], dtype=bool)
+    may_discharge = speaks_v21 & ~no_energy
+
+    site_ids = [s.site_id for s in settings.sites]
+    import_limit = [s.import_limit_kw for s in settings.sites]
+    export_limit = [s.export_limit_kw for s in settings.sites]
+    known = {site_id: i for i, site_id in enumerate(site_ids)}
+    site_index = np.empty(len(sessions), dtype=np.int64)
+    for i, session in enumerate(sessions):
+        if session.site_id not in known:
+            known[session.site_id] = len(site_ids)
+            site_ids.append(session.site_id)
+            import_limit.append(settings.unknown_site_import_limit_kw)
+            export_limit.append(settings.unknown_site_export_limit_kw)
+            notes.append(
+                f"site {session.site_id!r} is not configured: import limit "
+                f"{settings.unknown_site_import_limit_kw:g} kW, export limit "
+                f"{settings.unknown_site_export_limit_kw:g} kW"
+            )
+        site_index[i] = known[session.site_id]
+
+    n = len(sessions)
+    horizon = int(departure_step.max()) if n else 1
+    grid = TimeGrid(start=start, step=settings.step, length=horizon)
+    prices = tariff.price_levels(grid)
+    signals = grid_signals(
+        grid=grid,
+        tariff=tariff,
+        shape=settings.grid_shape,
+        n_vehicles=max(1, settings.base_load_vehicles or n),
+        solar_peak_share=data.solar_peak_share,
+    )
+    problem = Problem(
+        grid=grid,
+        control_steps=settings.control_steps,
+        vehicle_index=np.arange(n, dtype=np.int64),
+        site_index=site_index,
+        energy_kwh=energy,
+        energy_min_kwh=np.minimum(energy, min_energy),
+        energy_max_kwh=energy_max,
+        target_energy_kwh=np.clip(target, 0.0, energy_max),
+        max_charge_kw=max_charge,
+        max_discharge_kw=np.where(may_discharge, max_discharge, 0.0),
+        charge_efficiency=np.full(n, settings.charge_efficiency),
+        discharge_efficiency=np.full(n, settings.discharge_efficiency),
+        departure_step=departure_step,
+        arrival_step=np.zeros(n, dtype=np.int64),
+        import_limit_kw=np.array(import_limit, dtype=np.float64),
+        export_limit_kw=np.array(export_limit, dtype=np.float64),
+        import_price_cny_per_kwh=prices.import_series(),
+        export_price_cny_per_kwh=prices.export_series(),
+        period_kind=prices.kind,
+        base_load_kw=signals.base_load_kw,
+        renewable_surplus_kw=signals.renewable_surplus_kw,
+        degradation_cny_per_kwh=settings.degradation_cny_per_kwh,
+    )
+    return LiveProblem(problem=problem, rows=rows, site_ids=tuple(site_ids), notes=tuple(notes))
+
+
+def first_step_violation(
+    live: LiveProblem, schedule: Schedule, *, tolerance_kw: float
+) -> str | None:
+    """What makes a schedule unfit to send, or ``None``: its shape, a non-finite value, or a
+    first-step power outside ``[-max_discharge_kw, max_charge_kw]`` or a site's
+    ``[-export_limit_kw, import_limit_kw]`` by more than ``tolerance_kw``."""
+    problem = live.problem
+    power = schedule.power_kw
+    if power.ndim != 2 or power.shape[0] != problem.n_vehicles or power.shape[1] < 1:
+        return f"returned power of shape {power.shape}, expected ({problem.n_vehicles}, >=1)"
+    first = power[:, 0]
+    bad = np.flatnonzero(~np.isfinite(first))
+    if bad.size:
+        return f"returned non-finite power for {_where(live, int(bad[0]))}"
+    over = np.flatnonzero(first > problem.max_charge_kw + tolerance_kw)
+    if over.size:
+        i = int(over[0])
+        return (
+            f"asked {_where(live, i)} for {first[i]:.3f} kW, above its charging limit "
+            f"{problem.max_charge_kw[i]:g} kW"
+        )
+    under = np.flatnonzero(first < -problem.max_discharge_kw - tolerance_kw)
+    if under.size:
+        i = int(under[0])
+        return (
+            f"asked {_where(live, i)} for {first[i]:.3f} kW, beyond its discharging limit "
+            f"{problem.max_discharge_kw[i]:g} kW"
+        )
+    n_sites = problem.import_limit_kw.shape[0]
+    site_kw = np.bincount(problem.site_index, weights=first, minlength=n_sites)
+    for limit, side, sign in (
+        (problem.import_limit_kw, "import", 1.0),
+        (problem.export_limit_kw, "export", -1.0),
+    ):
+        broken = np.flatnonzero(sign * site_kw > limit + tolerance_kw)
+        if broken.size:
+            s = int(broken[0])
+            return (
+                f"planned {site_kw[s]:.3f} kW at site {live.site_ids[s]!r}, beyond its "
+                f"{side} limit {limit[s]:g} kW"
+            )
+    return None
+
+
+def _where(live: LiveProblem, row: int) -> str:
+    key = live.rows[row] if row < len(live.rows) else None
+    return f"{key.station_id}/{key.evse_id}" if key else f"row {row}"
+
+
+def plan(
+    live: LiveProblem,
+    planner: Planner,
+    *,
+    timeout_s: float,
+    tolerance_kw: float = 0.01,
+    busy: threading.Lock | None = None,
+) -> Schedule:
+    """The planner's schedule, or the safe charge-only plan and why.
+
+    The planner runs in a daemon thread, waited for ``timeout_s`` wall seconds. It falls
+    back (:func:`v2ghub.planning.safe_plan`: charge-only at full power within every limit)
+    when the planner raises, times out, or returns a first step that breaks a limit
+    (:func:`first_step_violation`). A timed-out planner cannot be stopped; with ``busy``
+    (a lock held while a planner runs) a new plan is not started while an earlier one is
+    still running, and the fallback says so.
+    """
+    problem = live.problem
+    name = str(getattr(planner, "name", type(planner).__name__))
+    if problem.n_vehicles == 0:
+        return Schedule(power_kw=np.zeros((0, 1)), planner=name)
+    if busy is not None and not busy.acquire(blocking=False):
+        reason = f"planner {name!r} is still running an earlier plan"
+        return safe_plan(problem, reason + FALLBACK_SUFFIX)
+    outcome: list[Schedule | Exception] = []
+
+    def work() -> None:
+        try:
+            outcome.append(planner.plan(problem))
+        except Exception as error:  # reported as the fallback's reason
+            outcome.append(error)
+        finally:
+            if busy is not None:
+                busy.release()
+
+    worker = threading.Thread(target=work, name=f"planner-{name}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if not outcome:
+        reason = f"planner {name!r} timed out after {timeout_s:g} s"
+    elif isinstance(outcome[0], Exception):
+        error = outcome[0]
+        reason = f"planner {name!r} failed: {type(error).__name__}: {error}"
+    else:
+        schedule = outcome[0]
+        violation = first_step_violation(live, schedule, tolerance_kw=tolerance_kw)
+        if violation is None:
+            return schedule
+        reason = f"planner {name!r} {violation}"
+    return safe_plan(problem, reason + FALLBACK_SUFFIX)

@@ -1,0 +1,461 @@
+"""The store the live aggregator reads and writes: :class:`Store`.
+
+The API is synchronous; asyncio callers run it in a worker thread. Each public write
+method is one database transaction, committed before it returns (so the OCPP server may
+acknowledge a meter value as soon as the call returns) and rolled back whole on any error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, Row
+
+from v2ghub.store import schema
+from v2ghub.store.checks import (
+    check_aware,
+    check_event_type,
+    check_needs,
+    check_sample,
+    check_station_id,
+    check_transaction_id,
+    event_samples,
+)
+from v2ghub.store.database import WRITE_OPTION, masked, migrate, open_engine, resolve_url
+from v2ghub.store.plugged import plugged_sessions
+from v2ghub.store.records import (
+    Event,
+    EvNeeds,
+    MeterSample,
+    OcppVersion,
+    PluggedSession,
+    Setpoint,
+    Station,
+)
+from v2ghub.store.transactions import (
+    insert_on_conflict,
+    require_station,
+    store_event,
+    store_meter_values,
+)
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A transaction, open or finished, with its registers at start and latest (for settlement)."""
+
+    station_id: str
+    evse_id: int
+    transaction_id: str
+    id_token: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    stopped_reason: str | None
+    start_import_register_wh: int | None
+    start_export_register_wh: int | None
+    import_register_wh: int | None
+    export_register_wh: int | None
+    soc: float | None
+    last_meter_at: datetime | None
+
+    @property
+    def imported_wh(self) -> int:
+        """Energy delivered to the vehicle so far (Wh): latest minus start import register."""
+        return _difference(self.import_register_wh, self.start_import_register_wh)
+
+    @property
+    def exported_wh(self) -> int:
+        """Energy the vehicle gave back so far (Wh): latest minus start export register."""
+        return _difference(self.export_register_wh, self.start_export_register_wh)
+
+
+def _difference(latest: int | None, start: int | None) -> int:
+    return 0 if latest is None or start is None else latest - start
+
+
+class Store:
+    """Stations, transactions, meter values, needs, setpoints and the event log."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @classmethod
+    def open(cls, *, data_dir: Path | None = None, database_url: str | None = None) -> Store:
+        """Open (and migrate) the database: ``database_url`` if given, else a SQLite file."""
+        engine = open_engine(resolve_url(data_dir=data_dir, database_url=database_url))
+        try:
+            migrate(engine)
+        except Exception:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked."""
+        return masked(self._engine.url)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._engine.connect() as connection:
+            connection.execution_options(**{WRITE_OPTION: True})
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as connection, connection.begin():
+            yield connection
+
+    # Stations -------------------------------------------------------------------------
+
+    def add_station(
+        self,
+        station_id: str,
+        *,
+        site_id: str,
+        password_hash: str,
+        v2x_allowed: bool = False,
+        max_power_kw: float = 11.0,
+    ) -> Station:
+        """Register a station; an id already registered is refused."""
+        check_station_id(station_id)
+        if not site_id:
+            raise ValueError(f"station {station_id!r}: site_id must not be empty")
+        if not max_power_kw > 0 or max_power_kw == float("inf"):
+            raise ValueError(f"station {station_id!r}: max_power_kw {max_power_kw} must be > 0")
+        now = datetime.now(UTC)
+        with self._write() as connection:
+            if _station_row(connection, station_id) is not None:
+                raise ValueError(f"station {station_id!r} is already registered")
+            connection.execute(
+                schema.stations.insert().values(
+                    station_id=station_id,
+                    site_id=site_id,
+                    password_hash=password_hash,
+                    v2x_allowed=v2x_allowed,
+                    max_power_kw=max_power_kw,
+                    created_at=now,
+                )
+            )
+        return Station(station_id, site_id, password_hash, v2x_allowed, max_power_kw)
+
+    def set_password(self, station_id: str, password_hash: str) -> None:
+        with self._write() as connection:
+            _update_station(connection, station_id, password_hash=password_hash)
+
+    def station(self, station_id: str) -> Station | None:
+        with self._read() as connection:
+            row = _station_row(connection, station_id)
+        return None if row is None else _station(row)
+
+    def stations(self) -> list[Station]:
+        query = sa.select(schema.stations).order_by(schema.stations.c.station_id)
+        with self._read() as connection:
+            return [_station(row) for row in connection.execute(query)]
+
+    def record_boot(
+        self,
+        station_id: str,
+        *,
+        ocpp_version: OcppVersion,
+        vendor: str | None,
+        model: str | None,
+        at: datetime,
+    ) -> None:
+        """Keep what a BootNotification told: the connection's OCPP version, vendor, model."""
+        check_aware("at", at)
+        with self._write() as connection:
+            _update_station(
+                connection,
+                station_id,
+                ocpp_version=OcppVersion(ocpp_version).value,
+                vendor=vendor,
+                model=model,
+                last_boot_at=at,
+            )
+
+    def set_evse_status(self, station_id: str, evse_id: int, status: str, at: datetime) -> None:
+        """Keep an EVSE's latest status (StatusNotification's connector status)."""
+        check_aware("at", at)
+        with self._write() as connection:
+            require_station(connection, station_id)
+            insert = insert_on_conflict(connection, schema.evses).values(
+                station_id=station_id, evse_id=evse_id, status=status, updated_at=at
+            )
+            connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["station_id", "evse_id"],
+                    set_={"status": status, "updated_at": at},
+                )
+            )
+
+    # Transactions and meter values ----------------------------------------------------
+
+    def transaction_event(
+        self,
+        *,
+        station_id: str,
+        evse_id: int | None,
+        transaction_id: str,
+        event_type: str,
+        seq_no: int,
+        at: datetime,
+        trigger_reason: str,
+        samples: Sequence[MeterSample],
+        id_token: str | None = None,
+        stopped_reason: str | None = None,
+        offline: bool = False,
+    ) -> bool:
+        """Store a TransactionEvent and its meter samples; ``False`` for a replay.
+
+        A replay (same station, transaction and ``seq_no``) changes nothing. An Updated or
+        Ended for an unknown transaction starts it (the station was offline, or the server
+        lost it); a Started for a known one resumes it. ``evse_id`` may be ``None`` after
+        the first event (OCPP names the EVSE once). Registers never go backwards in
+        ``seq_no`` order: a sample below an earlier one raises ``ValueError`` and nothing
+        of the event is stored.
+        """
+        check_event_type(event_type)
+        if seq_no < 0:
+            raise ValueError(f"seq_no {seq_no} must be >= 0")
+        check_transaction_id(transaction_id)
+        check_aware("at", at)
+        ordered = event_samples(samples, station_id, transaction_id, seq_no)
+        with self._write() as connection:
+            return store_event(
+                connection,
+                station_id=station_id,
+                evse_id=evse_id,
+                transaction_id=transaction_id,
+                event_type=event_type,
+                seq_no=seq_no,
+                at=at,
+                trigger_reason=trigger_reason,
+                ordered=ordered,
+                id_token=id_token,
+                stopped_reason=stopped_reason,
+                offline=offline,
+            )
+
+    def add_meter_values(
+        self, station_id: str, evse_id: int, samples: Sequence[MeterSample], *, at: datetime
+    ) -> None:
+        """Store a MeterValues message's samples (idempotent on replay).
+
+        The samples belong to the transaction open on the EVSE at ``at`` (when the message
+        arrived), or to none; their own ``transaction_id`` and ``seq_no`` are ignored and
+        stored as that transaction (``""`` for none) and ``seq_no`` -1. Within a
+        transaction a sample newer than the latest may not have lower registers, and an
+        older one may not have higher registers (``ValueError``, nothing stored).
+        """
+        check_aware("at", at)
+        ordered = sorted(samples, key=lambda sample: sample.measured_at)
+        for sample in ordered:
+            check_sample(sample)
+        with self._write() as connection:
+            store_meter_values(connection, station_id, evse_id, ordered, at=at)
+
+    def meter_samples(self, station_id: str, transaction_id: str) -> list[MeterSample]:
+        """A transaction's samples in the order they were measured (time, then ``seq_no``)."""
+        values = schema.meter_values.c
+        query = (
+            sa.select(schema.meter_values)
+            .where(values.station_id == station_id, values.transaction_id == transaction_id)
+            .order_by(values.measured_at, values.seq_no)
+        )
+        with self._read() as connection:
+            return [
+                MeterSample(
+                    station_id=row.station_id,
+                    transaction_id=row.transaction_id,
+                    seq_no=row.seq_no,
+                    measured_at=row.measured_at,
+                    import_register_wh=row.import_register_wh,
+                    export_register_wh=row.export_register_wh,
+                    power_kw=row.power_kw,
+                    soc=row.soc,
+                )
+                for row in connection.execute(query)
+            ]
+
+    def count_meter_values(self) -> int:
+        with self._read() as connection:
+            count = connection.scalar(sa.select(sa.func.count()).select_from(schema.meter_values))
+        return int(count or 0)
+
+    def sessions(self, *, since: datetime | None = None) -> list[SessionRecord]:
+        """Transactions still open or ended at or after ``since`` (all when ``None``)."""
+        columns = schema.sessions.c
+        query = sa.select(schema.sessions).order_by(
+            columns.started_at, columns.station_id, columns.transaction_id
+        )
+        if since is not None:
+            check_aware("since", since)
+            query = query.where(sa.or_(columns.ended_at.is_(None), columns.ended_at >= since))
+        names = list(SessionRecord.__dataclass_fields__)
+        with self._read() as connection:
+            return [
+                SessionRecord(**{name: row._mapping[name] for name in names})
+                for row in connection.execute(query)
+            ]
+
+    # Needs and the control loop's view ------------------------------------------------
+
+    def record_needs(self, needs: EvNeeds) -> None:
+        """Keep a NotifyEVChargingNeeds; the latest per EVSE is the one that counts.
+
+        The EVSE's registers at that moment are kept with it, so that energy metered since
+        moves the needs' SoC forward in :meth:`plugged`.
+        """
+        check_needs(needs)
+        with self._write() as connection:
+            require_station(connection, needs.station_id)
+            sessions = schema.sessions.c
+            open_session = connection.execute(
+                sa.select(sessions.import_register_wh, sessions.export_register_wh)
+                .where(
+                    sessions.station_id == needs.station_id,
+                    sessions.evse_id == needs.evse_id,
+                    sessions.ended_at.is_(None),
+                )
+                .order_by(sessions.started_at.desc())
+                .limit(1)
+            ).first()
+            connection.execute(
+                schema.ev_needs.insert().values(
+                    **{name: getattr(needs, name) for name in EvNeeds.__dataclass_fields__},
+                    import_register_wh=None if open_session is None else open_session[0],
+                    export_register_wh=None if open_session is None else open_session[1],
+                )
+            )
+
+    def plugged(self, now: datetime) -> list[PluggedSession]:
+        """Open transactions at ``now`` with their latest needs: the control loop's fleet.
+
+        One session per EVSE (the latest started, should an Ended have been lost). Needs
+        count when received on the EVSE after the session started. See
+        :func:`v2ghub.store.plugged.plugged_session` for the energy estimate and limits.
+        """
+        check_aware("now", now)
+        with self._read() as connection:
+            return plugged_sessions(connection, now)
+
+    # Setpoints and the event log ------------------------------------------------------
+
+    def record_setpoints(self, setpoints: Sequence[Setpoint]) -> None:
+        for setpoint in setpoints:
+            check_aware("sent_at", setpoint.sent_at)
+        if not setpoints:
+            return
+        rows = [
+            {name: getattr(setpoint, name) for name in Setpoint.__dataclass_fields__}
+            for setpoint in setpoints
+        ]
+        with self._write() as connection:
+            for station_id in sorted({setpoint.station_id for setpoint in setpoints}):
+                require_station(connection, station_id)
+            connection.execute(schema.setpoints.insert(), rows)
+
+    def latest_setpoints(self, station_id: str | None = None) -> list[Setpoint]:
+        """The last setpoint sent to each EVSE (of one station, or all), by station and EVSE."""
+        columns = schema.setpoints.c
+        rank = (
+            sa.func.row_number()
+            .over(
+                partition_by=(columns.station_id, columns.evse_id),
+                order_by=(columns.sent_at.desc(), columns.id.desc()),
+            )
+            .label("rank")
+        )
+        ranked = sa.select(schema.setpoints, rank)
+        if station_id is not None:
+            ranked = ranked.where(columns.station_id == station_id)
+        subquery = ranked.subquery()
+        query = (
+            sa.select(subquery)
+            .where(subquery.c.rank == 1)
+            .order_by(subquery.c.station_id, subquery.c.evse_id)
+        )
+        names = list(Setpoint.__dataclass_fields__)
+        with self._read() as connection:
+            return [
+                Setpoint(**{name: row._mapping[name] for name in names})
+                for row in connection.execute(query)
+            ]
+
+    def record_event(self, event: Event) -> None:
+        check_aware("at", event.at)
+        with self._write() as connection:
+            connection.execute(
+                schema.events.insert().values(
+                    at=event.at, kind=event.kind, detail=event.detail, station_id=event.station_id
+                )
+            )
+
+    def events(self, *, kind: str | None = None, limit: int = 100) -> list[Event]:
+        """The newest ``limit`` events (of one kind, or all), newest first."""
+        columns = schema.events.c
+        query = sa.select(schema.events).order_by(columns.at.desc(), columns.id.desc()).limit(limit)
+        if kind is not None:
+            query = query.where(columns.kind == kind)
+        with self._read() as connection:
+            return [
+                Event(at=row.at, kind=row.kind, detail=row.detail, station_id=row.station_id)
+                for row in connection.execute(query)
+            ]
+
+
+# Helpers -------------------------------------------------------------------------------
+
+
+def _station_row(connection: Connection, station_id: str) -> Row[Any] | None:
+    query = sa.select(schema.stations).where(schema.stations.c.station_id == station_id)
+    return connection.execute(query).first()
+
+
+def _update_station(connection: Connection, station_id: str, **values: Any) -> None:
+    result = connection.execute(
+        schema.stations.update().where(schema.stations.c.station_id == station_id).values(**values)
+    )
+    if result.rowcount == 0:
+        raise ValueError(f"station {station_id!r} is not registered")
+
+
+def _station(row: Row[Any]) -> Station:
+    return Station(
+        station_id=row.station_id,
+        site_id=row.site_id,
+        password_hash=row.password_hash,
+        v2x_allowed=row.v2x_allowed,
+        max_power_kw=row.max_power_kw,
+        ocpp_version=None if row.ocpp_version is None else OcppVersion(row.ocpp_version),
+        vendor=row.vendor,
+        model=row.model,
+        last_boot_at=row.last_boot_at,
+    )

@@ -1,0 +1,183 @@
+"""The live aggregator's tables (SQLAlchemy Core).
+
+Times are timezone-aware UTC on both back ends (:class:`UtcDateTime`); energy registers are
+cumulative integer Wh (``BIGINT``: a busy meter passes 2**31 Wh); power is kW with the
+project's sign (+ charging, - discharging); SoC is 0-1. The alembic migration ``0001``
+creates exactly these tables, and a test compares the migrated database with them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+STATION_ID_LENGTH = 48
+TRANSACTION_ID_LENGTH = 36
+NO_TRANSACTION = ""
+"""``meter_values.transaction_id`` of a MeterValues reading taken while no transaction ran."""
+METER_VALUES_SEQ_NO = -1
+"""``meter_values.seq_no`` of a reading from a MeterValues message (not a transaction event)."""
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that refuses naive times and always returns aware UTC.
+
+    SQLite keeps no offset, so times are converted to UTC before they are written and
+    marked UTC when read back.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"time {value.isoformat()} has no timezone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {value!r}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+stations = sa.Table(
+    "stations",
+    metadata,
+    sa.Column("station_id", sa.String(STATION_ID_LENGTH), primary_key=True),
+    sa.Column("site_id", sa.String(64), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("v2x_allowed", sa.Boolean, nullable=False),
+    sa.Column("max_power_kw", sa.Float, nullable=False),
+    sa.Column("ocpp_version", sa.String(16)),
+    sa.Column("vendor", sa.String(64)),
+    sa.Column("model", sa.String(64)),
+    sa.Column("last_boot_at", UtcDateTime),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+evses = sa.Table(
+    "evses",
+    metadata,
+    sa.Column("station_id", sa.ForeignKey("stations.station_id"), primary_key=True),
+    sa.Column("evse_id", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("station_id", sa.ForeignKey("stations.station_id"), primary_key=True),
+    sa.Column("transaction_id", sa.String(TRANSACTION_ID_LENGTH), primary_key=True),
+    sa.Column("evse_id", sa.Integer, nullable=False),
+    sa.Column("id_token", sa.String(255)),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("ended_at", UtcDateTime),
+    sa.Column("stopped_reason", sa.String(64)),
+    sa.Column("last_seq_no", sa.Integer, nullable=False),
+    sa.Column("start_import_register_wh", sa.BigInteger),
+    sa.Column("start_export_register_wh", sa.BigInteger),
+    sa.Column("import_register_wh", sa.BigInteger),
+    sa.Column("export_register_wh", sa.BigInteger),
+    sa.Column("soc", sa.Float),
+    sa.Column("last_meter_at", UtcDateTime),
+    sa.Index(None, "station_id", "evse_id", "ended_at"),
+)
+
+transaction_events = sa.Table(
+    "transaction_events",
+    metadata,
+    sa.Column("station_id", sa.String(STATION_ID_LENGTH), primary_key=True),
+    sa.Column("transaction_id", sa.String(TRANSACTION_ID_LENGTH), primary_key=True),
+    sa.Column("seq_no", sa.Integer, primary_key=True),
+    sa.Column("event_type", sa.String(16), nullable=False),
+    sa.Column("trigger_reason", sa.String(64), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("offline", sa.Boolean, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["station_id", "transaction_id"], ["sessions.station_id", "sessions.transaction_id"]
+    ),
+)
+
+meter_values = sa.Table(
+    "meter_values",
+    metadata,
+    sa.Column("station_id", sa.ForeignKey("stations.station_id"), primary_key=True),
+    sa.Column("transaction_id", sa.String(TRANSACTION_ID_LENGTH), primary_key=True),
+    sa.Column("seq_no", sa.Integer, primary_key=True),
+    sa.Column("measured_at", UtcDateTime, primary_key=True),
+    # Part of the key only so that readings outside any transaction stay apart per EVSE.
+    sa.Column("evse_id", sa.Integer, primary_key=True),
+    sa.Column("import_register_wh", sa.BigInteger, nullable=False),
+    sa.Column("export_register_wh", sa.BigInteger, nullable=False),
+    sa.Column("power_kw", sa.Float),
+    sa.Column("soc", sa.Float),
+)
+
+ev_needs = sa.Table(
+    "ev_needs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("station_id", sa.ForeignKey("stations.station_id"), nullable=False),
+    sa.Column("evse_id", sa.Integer, nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("departure_at", UtcDateTime),
+    sa.Column("battery_kwh", sa.Float),
+    sa.Column("soc", sa.Float),
+    sa.Column("target_energy_kwh", sa.Float),
+    sa.Column("min_energy_kwh", sa.Float),
+    sa.Column("max_charge_kw", sa.Float),
+    sa.Column("max_discharge_kw", sa.Float),
+    sa.Column("control_mode", sa.String(32)),
+    sa.Column("transaction_id", sa.String(TRANSACTION_ID_LENGTH)),
+    # The EVSE's registers when the needs arrived: energy metered since then moves the
+    # needs' SoC forward.
+    sa.Column("import_register_wh", sa.BigInteger),
+    sa.Column("export_register_wh", sa.BigInteger),
+    sa.Index(None, "station_id", "evse_id", "received_at"),
+)
+
+setpoints = sa.Table(
+    "setpoints",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("station_id", sa.ForeignKey("stations.station_id"), nullable=False),
+    sa.Column("evse_id", sa.Integer, nullable=False),
+    sa.Column("transaction_id", sa.String(TRANSACTION_ID_LENGTH)),
+    sa.Column("sent_at", UtcDateTime, nullable=False),
+    sa.Column("setpoint_kw", sa.Float, nullable=False),
+    sa.Column("discharge_limit_kw", sa.Float, nullable=False),
+    sa.Column("planner", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(255), nullable=False),
+    sa.Column("fallback_reason", sa.Text),
+    sa.Index(None, "station_id", "evse_id", "sent_at"),
+)
+
+# No foreign key to stations: a refused connection from an unknown station is logged too.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("station_id", sa.String(STATION_ID_LENGTH)),
+    sa.Index(None, "kind", "at"),
+)

@@ -1,0 +1,550 @@
+"""The live control loop: the problem it builds from the store, planning with a fallback,
+the setpoints it sends, and the loop itself (with an in-test store standing for the
+database)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from v2ghub.live.control import ControlLoop, SetpointCommand, round_within_sites, setpoint_commands
+from v2ghub.live.live_problem import ControlSettings, LiveProblem, LiveSite, build_problem, plan
+from v2ghub.model.problem import Problem, Schedule
+from v2ghub.planning import make_planner
+from v2ghub.store.records import Event, OcppVersion, PluggedSession, Setpoint
+
+SHENZHEN = ZoneInfo("Asia/Shanghai")
+PEAK = datetime(2025, 7, 16, 16, 5, tzinfo=SHENZHEN)  # 16:00-17:00 is a critical peak in July
+VALLEY = datetime(2025, 7, 16, 3, 0, tzinfo=SHENZHEN)  # 0:00-8:00 is the valley
+BASE_CNY_PER_KWH = 0.65  # Shenzhen's flat price (data/cities.toml)
+DISCHARGE_BASE_CNY_PER_KWH = 0.453  # Guangdong: 0.453 CNY/kWh x the TOU ratio
+SETTINGS = ControlSettings(city="Shenzhen", sites=(LiveSite("a", 100.0, 50.0),))
+V21, V201 = OcppVersion.V21, OcppVersion.V201
+
+
+def session(number: int, now: datetime, **changes: Any) -> PluggedSession:
+    """A 60 kWh vehicle at 7 kW both ways, half full, leaving in 14 hours."""
+    values: dict[str, Any] = {
+        "station_id": f"st{number}",
+        "evse_id": 1,
+        "transaction_id": f"tx{number}",
+        "site_id": "a",
+        "ocpp_version": V21,
+        "started_at": now - timedelta(hours=1),
+        "departure_at": now + timedelta(hours=14),
+        "battery_kwh": 60.0,
+        "energy_kwh": 30.0,
+        "target_energy_kwh": 54.0,
+        "min_energy_kwh": 12.0,
+        "max_charge_kw": 7.0,
+        "max_discharge_kw": 7.0,
+        "import_register_wh": 0,
+        "export_register_wh": 0,
+        "last_meter_at": None,
+    }
+    values.update(changes)
+    return PluggedSession(**values)
+
+
+def first_setpoints(live: LiveProblem, planner: str) -> list[float]:
+    schedule = plan(live, make_planner(planner), timeout_s=60)
+    assert schedule.fallback_reason is None
+    return [c.setpoint_kw for c in setpoint_commands(live, schedule)]
+
+
+# --- build_problem -----------------------------------------------------------------------
+
+
+def test_build_problem_by_hand() -> None:
+    sessions = [
+        session(1, PEAK, departure_at=PEAK + timedelta(hours=2, minutes=37)),
+        session(
+            2,
+            PEAK,
+            ocpp_version=V201,
+            departure_at=None,  # 8 h after plug-in: 7 h = 28 steps from now
+            battery_kwh=None,  # 60 kWh
+            energy_kwh=None,  # 20 % of it, no discharge
+            target_energy_kwh=None,  # 90 %
+            min_energy_kwh=None,  # 20 %
+            max_charge_kw=11.0,
+            max_discharge_kw=11.0,
+        ),
+        session(
+            3,
+            PEAK,
+            site_id="z",
+            departure_at=PEAK - timedelta(minutes=10),
+            battery_kwh=40.0,
+            energy_kwh=50.0,  # more than the battery says: the window stretches
+            target_energy_kwh=45.0,
+            min_energy_kwh=30.0,
+            max_discharge_kw=0.0,
+        ),
+    ]
+    live = build_problem(sessions, now=PEAK.astimezone(UTC), settings=SETTINGS)
+    p = live.problem
+    assert p.grid.start == PEAK
+    assert p.grid.start.utcoffset() == timedelta(hours=8)
+    assert (p.grid.length, p.dt_h, p.control_steps) == (28, 0.25, 1)
+    assert p.departure_step.tolist() == [10, 28, 1]  # floor(157 / 15) = 10
+    assert p.arrival_step.tolist() == [0, 0, 0]
+    assert p.energy_kwh.tolist() == [30.0, 12.0, 50.0]
+    assert p.energy_min_kwh.tolist() == [12.0, 12.0, 30.0]
+    assert p.energy_max_kwh.tolist() == [60.0, 60.0, 50.0]
+    assert p.target_energy_kwh.tolist() == pytest.approx([54.0, 54.0, 45.0])
+    assert p.max_charge_kw.tolist() == [7.0, 11.0, 7.0]
+    assert p.max_discharge_kw.tolist() == [7.0, 0.0, 0.0]  # 2.0.1 never discharges
+    assert p.charge_efficiency.tolist() == [0.92] * 3
+    assert p.site_index.tolist() == [0, 0, 1]
+    assert live.site_ids == ("a", "z")
+    assert p.import_limit_kw.tolist() == [100.0, math.inf]
+    assert p.export_limit_kw.tolist() == [50.0, 0.0]
+    assert p.degradation_cny_per_kwh == 0.2
+    # 16:05-17:05 critical peak, 17:05-19:05 peak, then flat (local time).
+    assert p.period_kind[[0, 3, 4, 11, 12]].tolist() == [3, 3, 2, 2, 1]
+    assert p.import_price_cny_per_kwh[[0, 4, 12]] == pytest.approx(
+        [BASE_CNY_PER_KWH * 2.125, BASE_CNY_PER_KWH * 1.7, BASE_CNY_PER_KWH]
+    )
+    assert p.export_price_cny_per_kwh[0] == pytest.approx(DISCHARGE_BASE_CNY_PER_KWH * 2.125)
+    assert [r.station_id for r in live.rows] == ["st1", "st2", "st3"]
+    assert live.rows[1].ocpp_version is V201
+    assert live.notes == (
+        "1 session(s) without a departure time (first st2/1): leave 8 h after plug-in",
+        "1 session(s) past or within a step of departure (first st3/1): planned for one step",
+        "1 session(s) without a battery size (first st2/1): 60 kWh",
+        "1 session(s) without stored energy (first st2/1): 20% of the battery, no discharge",
+        "1 session(s) without a minimum energy (first st2/1): 20% of the battery",
+        "1 session(s) without a target energy (first st2/1): 90% of the battery",
+        "site 'z' is not configured: import limit inf kW, export limit 0 kW",
+    )
+
+
+def test_valley_prices_and_an_empty_problem() -> None:
+    live = build_problem([session(1, VALLEY)], now=VALLEY, settings=SETTINGS)
+    p = live.problem
+    assert p.period_kind[0] == 0
+    assert p.import_price_cny_per_kwh[0] == pytest.approx(BASE_CNY_PER_KWH * 0.38)
+    assert p.export_price_cny_per_kwh[0] == pytest.approx(DISCHARGE_BASE_CNY_PER_KWH * 0.38)
+    assert p.departure_step.tolist() == [56]  # 14 h
+    assert live.notes == ()
+    empty = build_problem([], now=VALLEY, settings=SETTINGS)
+    assert (empty.problem.n_vehicles, empty.problem.grid.length) == (0, 1)
+    assert plan(empty, make_planner("lp"), timeout_s=1).power_kw.shape == (0, 1)
+    assert setpoint_commands(empty, Schedule(np.zeros((0, 1)), "lp")) == []
+
+
+def test_settings_and_now_are_checked() -> None:
+    with pytest.raises(ValueError, match="unknown city 'Atlantis'"):
+        ControlSettings(city="Atlantis", sites=())
+    with pytest.raises(ValueError, match="site 'a': import_limit_kw must be >= 0, got -1"):
+        LiveSite("a", -1.0)
+    with pytest.raises(ValueError, match="site ids must be unique"):
+        ControlSettings(city="Shenzhen", sites=(LiveSite("a", 1.0), LiveSite("a", 2.0)))
+    with pytest.raises(
+        ValueError, match=re.escape("default_target_soc must be within 0-1, got 1.5")
+    ):
+        ControlSettings(city="Shenzhen", sites=(), default_target_soc=1.5)
+    with pytest.raises(ValueError, match="now must be timezone-aware"):
+        build_problem([], now=datetime(2025, 7, 16), settings=SETTINGS)  # noqa: DTZ001
+
+
+# --- planning: peak discharge, valley charge ---------------------------------------------
+
+
+@pytest.mark.parametrize("planner", ["v2g-rules", "lp"])
+def test_peak_discharges_v21_only(planner: str) -> None:
+    full = {"energy_kwh": 50.0, "target_energy_kwh": 48.0}
+    sessions = [session(1, PEAK, **full), session(2, PEAK, ocpp_version=V201, **full)]
+    live = build_problem(sessions, now=PEAK, settings=SETTINGS)
+    v21_kw, v201_kw = first_setpoints(live, planner)
+    assert v21_kw == -7.0
+    assert v201_kw == 0.0
+
+
+@pytest.mark.parametrize("planner", ["v2g-rules", "lp"])
+def test_valley_charges(planner: str) -> None:
+    sessions = [session(1, VALLEY, departure_at=VALLEY + timedelta(hours=4))]
+    live = build_problem(sessions, now=VALLEY, settings=SETTINGS)
+    (kw,) = first_setpoints(live, planner)
+    assert kw > 0
+
+
+# --- fallback ----------------------------------------------------------------------------
+
+
+class Failing:
+    name = "boom"
+
+    def plan(self, problem: Problem) -> Schedule:
+        raise RuntimeError("solver exploded")
+
+
+class Blocking:
+    """Waits until released: a planner that outlives its timeout."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def plan(self, problem: Problem) -> Schedule:
+        self.release.wait(10)
+        return Schedule(np.zeros((problem.n_vehicles, 1)), self.name)
+
+
+class Fixed:
+    """Returns the same first-step powers whatever the problem."""
+
+    name = "fixed"
+
+    def __init__(self, power_kw: list[float]) -> None:
+        self.power_kw = power_kw
+
+    def plan(self, problem: Problem) -> Schedule:
+        return Schedule(np.array(self.power_kw)[:, None], self.name)
+
+
+def two_vehicles(import_limit_kw: float = 100.0) -> LiveProblem:
+    settings = replace(SETTINGS, sites=(LiveSite("a", import_limit_kw, 0.0),))
+    return build_problem([session(1, PEAK), session(2, PEAK)], now=PEAK, settings=settings)
+
+
+@pytest.mark.parametrize(
+    ("planner", "reason"),
+    [
+        (Failing(), "planner 'boom' failed: RuntimeError: solver exploded"),
+        (
+            Fixed([50.0, 0.0]),
+            "planner 'fixed' asked st1/1 for 50.000 kW, above its charging limit 7 kW",
+        ),
+        (
+            Fixed([0.0, -7.5]),
+            "planner 'fixed' asked st2/1 for -7.500 kW, beyond its discharging limit 7 kW",
+        ),
+        (
+            Fixed([7.0, 7.0]),
+            "planner 'fixed' planned 14.000 kW at site 'a', beyond its import limit 10 kW",
+        ),
+        (Fixed([math.nan, 0.0]), "planner 'fixed' returned non-finite power for st1/1"),
+        (Fixed([1.0]), "planner 'fixed' returned power of shape (1, 1), expected (2, >=1)"),
+    ],
+)
+def test_fallback_says_why(planner: Any, reason: str) -> None:
+    live = two_vehicles(import_limit_kw=10.0)
+    schedule = plan(live, planner, timeout_s=5)
+    assert schedule.planner == "safe-fallback"
+    assert schedule.fallback_reason == reason + "; charge-only within site limits"
+    assert schedule.power_kw[:, 0].tolist() == pytest.approx([5.0, 5.0])  # 10 kW shared
+
+
+def test_timeout_falls_back_and_a_busy_planner_is_not_restarted() -> None:
+    live = two_vehicles()
+    slow = Blocking()
+    busy = threading.Lock()
+    try:
+        first = plan(live, slow, timeout_s=0.05, busy=busy)
+        assert first.fallback_reason == (
+            "planner 'slow' timed out after 0.05 s; charge-only within site limits"
+        )
+        second = plan(live, slow, timeout_s=5, busy=busy)
+        assert second.fallback_reason == (
+            "planner 'slow' is still running an earlier plan; charge-only within site limits"
+        )
+    finally:
+        slow.release.set()
+    deadline = time.monotonic() + 5
+    while busy.locked() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    third = plan(live, slow, timeout_s=5, busy=busy)
+    assert third.fallback_reason is None
+    assert third.planner == "slow"
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def test_commands_clip_fit_and_round() -> None:
+    sessions = [
+        session(1, PEAK),
+        session(2, PEAK, ocpp_version=V201),
+        session(3, PEAK, max_discharge_kw=0.0),
+        session(4, PEAK, site_id="b", max_charge_kw=6.66),
+    ]
+    settings = replace(SETTINGS, sites=(LiveSite("a", 10.0, 3.0), LiveSite("b", 10.0, 0.0)))
+    live = build_problem(sessions, now=PEAK, settings=settings)
+    # st2 (2.0.1) and st3 (no V2G) are asked to discharge: they get 0; st1's 6.98 kW
+    # discharge is cut to site a's 3 kW export limit; st4's 6.66 kW is rounded down.
+    schedule = Schedule(np.array([[-6.98], [-3.0], [-2.0], [6.66]]), "fixed")
+    commands = setpoint_commands(live, schedule)
+    assert [c.setpoint_kw for c in commands] == [-3.0, 0.0, 0.0, 6.6]
+    assert commands[0] == SetpointCommand(
+        station_id="st1",
+        evse_id=1,
+        transaction_id="tx1",
+        ocpp_version=V21,
+        site_id="a",
+        setpoint_kw=-3.0,
+        charge_limit_kw=7.0,
+        discharge_limit_kw=7.0,
+        planner="fixed",
+    )
+    assert [c.discharge_limit_kw for c in commands] == [7.0, 0.0, 0.0, 7.0]
+    assert commands[3].site_id == "b"
+
+
+def test_rounding_keeps_the_export_limit() -> None:
+    # Rounded down, the site would export 3.1 kW; the first vehicle is raised by 0.1 kW.
+    rounded = round_within_sites(
+        np.array([-1.47, -1.49, -0.04]),
+        lower_kw=np.full(3, -7.0),
+        upper_kw=np.full(3, 7.0),
+        site_index=np.zeros(3, dtype=np.int64),
+        import_limit_kw=np.array([0.0]),
+        export_limit_kw=np.array([3.0]),
+        resolution_kw=0.1,
+    )
+    assert rounded.tolist() == pytest.approx([-1.4, -1.5, -0.1], abs=1e-12)
+    # At a vehicle's own limit the value is kept exactly.
+    at_limit = round_within_sites(
+        np.array([-6.66, 6.66]),
+        lower_kw=np.array([-6.66, 0.0]),
+        upper_kw=np.array([7.0, 6.66]),
+        site_index=np.zeros(2, dtype=np.int64),
+        import_limit_kw=np.array([math.inf]),
+        export_limit_kw=np.array([math.inf]),
+        resolution_kw=0.1,
+    )
+    assert at_limit.tolist() == [-6.66, 6.6]
+
+
+sessions_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c"]),
+        st.sampled_from(list(OcppVersion)),
+        st.floats(0.0, 22.0),  # max_charge_kw
+        st.floats(0.0, 22.0),  # max_discharge_kw
+        st.floats(-1.0, 30.0),  # departure, hours from now
+        st.one_of(st.none(), st.floats(0.0, 80.0)),  # energy_kwh
+        st.one_of(st.none(), st.floats(0.0, 80.0)),  # target_energy_kwh
+    ),
+    min_size=1,
+    max_size=12,
+)
+site_limit = st.one_of(st.just(0.0), st.just(math.inf), st.floats(0.0, 60.0))
+
+
+def random_problem(rows: list[tuple[Any, ...]], limits: list[float]) -> LiveProblem:
+    sites = tuple(LiveSite(site, limits[2 * i], limits[2 * i + 1]) for i, site in enumerate("abc"))
+    sessions = [
+        session(
+            i,
+            PEAK,
+            site_id=site,
+            ocpp_version=version,
+            max_charge_kw=charge,
+            max_discharge_kw=discharge,
+            departure_at=PEAK + timedelta(hours=hours),
+            energy_kwh=energy,
+            target_energy_kwh=target,
+        )
+        for i, (site, version, charge, discharge, hours, energy, target) in enumerate(rows)
+    ]
+    return build_problem(sessions, now=PEAK, settings=replace(SETTINGS, sites=sites))
+
+
+def check_commands(live: LiveProblem, commands: list[SetpointCommand]) -> None:
+    p = live.problem
+    power = np.array([c.setpoint_kw for c in commands])
+    charge_only = np.array([r.ocpp_version is V201 for r in live.rows]) | (p.max_discharge_kw == 0)
+    assert np.all(power <= p.max_charge_kw)
+    assert np.all(power >= -p.max_discharge_kw)
+    assert np.all(power[charge_only] >= 0)
+    site_kw = np.bincount(p.site_index, weights=power, minlength=p.import_limit_kw.size)
+    assert np.all(site_kw <= p.import_limit_kw + 1e-6)
+    assert np.all(site_kw >= -p.export_limit_kw - 1e-6)
+    # On the 0.1 kW grid or at a vehicle's limit, but for at most one vehicle per site.
+    on_grid = np.isclose(power * 10, np.round(power * 10), atol=1e-6, rtol=0)
+    at_limit = (power == p.max_charge_kw) | (power == -p.max_discharge_kw)
+    off = np.bincount(p.site_index, weights=~(on_grid | at_limit), minlength=site_kw.size)
+    assert np.all(off <= 1)
+
+
+PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(
+    rows=sessions_strategy,
+    limits=st.lists(site_limit, min_size=6, max_size=6),
+    data=st.data(),
+)
+def test_commands_keep_every_limit_whatever_the_schedule(
+    rows: list[tuple[Any, ...]], limits: list[float], data: st.DataObject
+) -> None:
+    live = random_problem(rows, limits)
+    power = data.draw(
+        st.lists(st.floats(-40.0, 40.0), min_size=len(rows), max_size=len(rows)), label="power"
+    )
+    commands = setpoint_commands(live, Schedule(np.array(power)[:, None], "random"))
+    check_commands(live, commands)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=sessions_strategy, limits=st.lists(site_limit, min_size=6, max_size=6))
+def test_planned_commands_keep_every_limit(
+    rows: list[tuple[Any, ...]], limits: list[float]
+) -> None:
+    live = random_problem(rows, limits)
+    schedule = plan(live, make_planner("v2g-rules"), timeout_s=30)
+    assert schedule.fallback_reason is None
+    check_commands(live, setpoint_commands(live, schedule))
+
+
+# --- the loop ----------------------------------------------------------------------------
+
+
+class MemoryStore:
+    """Stands for the database: plugged sessions in, setpoints and events out."""
+
+    def __init__(self, sessions: list[PluggedSession]) -> None:
+        self.sessions = sessions
+        self.setpoints: list[Setpoint] = []
+        self.events: list[Event] = []
+        self.reads = 0
+
+    def plugged(self, now: datetime) -> list[PluggedSession]:
+        self.reads += 1
+        return list(self.sessions)
+
+    def record_setpoints(self, setpoints: list[Setpoint]) -> None:
+        self.setpoints.extend(setpoints)
+
+    def record_event(self, event: Event) -> None:
+        self.events.append(event)
+
+
+class StoppedClock:
+    def __init__(self, now: datetime) -> None:
+        self.at = now
+
+    def now(self) -> datetime:
+        return self.at
+
+    def seconds(self, simulated_s: float) -> float:
+        return simulated_s
+
+
+def answers(rejected: str = "st2") -> Callable[[SetpointCommand], Any]:
+    async def send(command: SetpointCommand) -> str:
+        if command.station_id == "st3":
+            raise ConnectionError("socket closed")
+        return "Rejected" if command.station_id == rejected else "Accepted"
+
+    return send
+
+
+def test_run_once_sends_records_and_resends_only_what_is_due() -> None:
+    now = PEAK.astimezone(UTC)
+    store = MemoryStore([session(1, PEAK), session(2, PEAK), session(3, PEAK, energy_kwh=None)])
+    clock = StoppedClock(now)
+    loop = ControlLoop(
+        store=store,
+        planner=make_planner("uncontrolled"),
+        settings=SETTINGS,
+        clock=clock,
+        send=answers(),
+    )
+    sent = asyncio.run(loop.run_once())
+    assert [(s.station_id, s.setpoint_kw, s.status) for s in sent] == [
+        ("st1", 7.0, "Accepted"),
+        ("st2", 7.0, "Rejected"),
+        ("st3", 7.0, "Error: ConnectionError: socket closed"),
+    ]
+    assert store.setpoints == sent
+    assert all(s.sent_at == now and s.planner == "uncontrolled" for s in sent)
+    assert [(e.kind, e.station_id, e.detail) for e in store.events] == [
+        (
+            "assumed",
+            None,
+            "1 session(s) without stored energy (first st3/1): 20% of the battery, no discharge",
+        ),
+        ("setpoint-not-accepted", "st2", "EVSE 1 transaction tx2: 7 kW answered Rejected"),
+        (
+            "setpoint-not-accepted",
+            "st3",
+            "EVSE 1 transaction tx3: 7 kW answered Error: ConnectionError: socket closed",
+        ),
+    ]
+    # A minute later nothing changed: only the unanswered are sent again.
+    clock.at = now + timedelta(minutes=1)
+    again = asyncio.run(loop.run_once())
+    assert [s.station_id for s in again] == ["st2", "st3"]
+    assert len(store.events) == 5  # the same notes are not recorded twice
+    # After the refresh period every setpoint goes out again.
+    clock.at = now + timedelta(seconds=SETTINGS.refresh_s)
+    assert [s.station_id for s in asyncio.run(loop.run_once())] == ["st1", "st2", "st3"]
+
+
+def test_run_once_records_a_planner_fallback() -> None:
+    store = MemoryStore([session(1, PEAK)])
+    loop = ControlLoop(
+        store=store, planner=Failing(), settings=SETTINGS, clock=StoppedClock(PEAK), send=answers()
+    )
+    (setpoint,) = asyncio.run(loop.run_once())
+    reason = "planner 'boom' failed: RuntimeError: solver exploded; charge-only within site limits"
+    assert (setpoint.planner, setpoint.fallback_reason, setpoint.setpoint_kw) == (
+        "safe-fallback",
+        reason,
+        7.0,
+    )
+    assert [(e.kind, e.detail) for e in store.events] == [("planner-fallback", reason)]
+
+
+def test_triggers_are_debounced_into_one_plan() -> None:
+    store = MemoryStore([session(1, PEAK)])
+    settings = replace(SETTINGS, control_interval_s=3600.0, debounce_s=0.05)
+
+    async def scenario() -> None:
+        loop = ControlLoop(
+            store=store,
+            planner=make_planner("tou"),
+            settings=settings,
+            clock=StoppedClock(PEAK),
+            send=answers(),
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(loop.run(stop))
+        await until(lambda: store.reads == 1)
+        store.sessions.append(session(4, PEAK))  # a vehicle plugs in
+        for _ in range(5):
+            loop.trigger("EV charging needs")
+            await asyncio.sleep(0.005)
+        await until(lambda: any(s.station_id == "st4" for s in store.setpoints))
+        await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        assert store.reads == 2  # five triggers, one plan; the interval has not passed
+
+    asyncio.run(scenario())
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait for ``condition``; fail after ``timeout_s`` (a new vehicle's 5 s promise)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "not within 5 s"
+        await asyncio.sleep(0.01)
