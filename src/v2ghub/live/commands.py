@@ -28,7 +28,7 @@ from v2ghub.live.chargers import (
 )
 from v2ghub.live.clock import Clock, ScaledClock, SystemClock
 from v2ghub.live.control import ControlLoop
-from v2ghub.live.live_problem import ControlSettings, LiveSite
+from v2ghub.live.live_problem import ControlSettings, LiveSite, warm_up
 from v2ghub.live.security import generate_password, hash_password, is_loopback
 from v2ghub.live.server import CsmsServer, ServerSettings
 from v2ghub.planning import PLANNERS, make_planner
@@ -274,13 +274,13 @@ def _clock(args: argparse.Namespace) -> Clock:
 
 
 def _control_settings(args: argparse.Namespace, store: Store) -> ControlSettings:
-    city = _city_name(args.city or DEFAULT_CITY)
+    city = city_name(args.city or DEFAULT_CITY)
     extra: dict[str, object] = {}
     if args.scenario is not None:
         scenario = load_scenario(args.scenario)
         city = scenario.simulation.cities[0]
         extra["grid_shape"] = scenario.grid
-    city = _city_name(city)
+    city = city_name(city)
     site_ids = tuple(sorted({station.site_id for station in store.stations()}))
     sites: tuple[LiveSite, ...] = ()
     if args.sites is not None:
@@ -302,7 +302,7 @@ def _control_settings(args: argparse.Namespace, store: Store) -> ControlSettings
     )
 
 
-def _city_name(name: str) -> str:
+def city_name(name: str) -> str:
     """A shipped city's name, matched without regard to case."""
     known = {city.lower(): city for city in pilot_cities()}
     try:
@@ -350,10 +350,12 @@ async def _serve_until_stopped(
     for signum in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
+    planner = make_planner(settings.planner)
+    warm_up(planner, settings, now=clock.now())
     async with CsmsServer(store, server_settings, clock=clock) as server:
         control = ControlLoop(
             store=store,
-            planner=make_planner(settings.planner),
+            planner=planner,
             settings=settings,
             clock=clock,
             send=server.send_setpoint,

@@ -497,3 +497,27 @@ def plan(
             return schedule
         reason = f"planner {name!r} {violation}"
     return safe_plan(problem, reason + FALLBACK_SUFFIX)
+
+
+def warm_up(planner: Planner, settings: ControlSettings, *, now: datetime) -> None:
+    """Plan one made-up V2X session once, so that a planner's first real plan is not slowed
+    by compiling its kernels (the ``fast`` planner's compile takes seconds)."""
+    session = PluggedSession(
+        station_id="warm-up",
+        evse_id=1,
+        transaction_id="warm-up",
+        site_id=settings.sites[0].site_id if settings.sites else "warm-up",
+        ocpp_version=OcppVersion.V21,
+        started_at=now,
+        departure_at=now + timedelta(hours=8),
+        battery_kwh=60.0,
+        energy_kwh=30.0,
+        target_energy_kwh=48.0,
+        min_energy_kwh=12.0,
+        max_charge_kw=11.0,
+        max_discharge_kw=11.0,
+        import_register_wh=0,
+        export_register_wh=0,
+        last_meter_at=None,
+    )
+    planner.plan(build_problem([session], now=now, settings=settings).problem)

@@ -1,0 +1,147 @@
+"""`kill -9` of `v2ghub serve` in the middle of a stream of meter values loses nothing that
+was acknowledged, and the station resumes its transaction on the restarted server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from v2ghub.live.security import basic_header, generate_password, hash_password
+from v2ghub.store.repository import Store
+
+STATION = "CP-KILL"
+TRANSACTION = "T-42"
+WH_PER_EVENT = 25
+LISTENING = re.compile(r"listening on (ws://127\.0\.0\.1:\d+)/")
+
+
+def _event(seq_no: int, *, event_type: str = "Updated", offline: bool = False) -> dict[str, Any]:
+    return {
+        "eventType": event_type,
+        "timestamp": f"2026-07-01T02:{seq_no // 60 % 60:02d}:{seq_no % 60:02d}Z",
+        "triggerReason": "CablePluggedIn" if event_type == "Started" else "MeterValuePeriodic",
+        "seqNo": seq_no,
+        "offline": offline,
+        "transactionInfo": {"transactionId": TRANSACTION},
+        "evse": {"id": 1, "connectorId": 1},
+        "meterValue": [
+            {
+                "timestamp": f"2026-07-01T02:{seq_no // 60 % 60:02d}:{seq_no % 60:02d}Z",
+                "sampledValue": [
+                    {"value": seq_no * WH_PER_EVENT, "measurand": "Energy.Active.Import.Register"},
+                    {"value": 0, "measurand": "Energy.Active.Export.Register"},
+                ],
+            }
+        ],
+    }
+
+
+async def _start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "v2ghub.cli", "serve", "--port", "0", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert server.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(server.stdout.readline), 60)
+    found = LISTENING.search(line)
+    assert found, f"the server did not start: {line!r}"
+    return server, found.group(1)
+
+
+def _close(server: subprocess.Popen[str]) -> None:
+    if server.stdout is not None:
+        server.stdout.close()
+
+
+async def _send(ws: ClientConnection, seq_no: int, **options: Any) -> None:
+    unique_id = f"m{seq_no}"
+    await ws.send(json.dumps([2, unique_id, "TransactionEvent", _event(seq_no, **options)]))
+    answer = json.loads(await ws.recv())
+    assert answer[:2] == [3, unique_id], answer
+
+
+def _connect(url: str, password: str) -> Any:
+    return connect(
+        f"{url}/{STATION}",
+        subprotocols=["ocpp2.1"],  # type: ignore[list-item]
+        additional_headers={"Authorization": basic_header(STATION, password)},
+    )
+
+
+async def test_kill_minus_9_loses_no_acknowledged_meter_value(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    password = generate_password()
+    with Store.open(data_dir=data_dir) as store:
+        store.add_station(STATION, site_id="depot", password_hash=hash_password(password))
+
+    server, url = await _start_server(data_dir)
+    acknowledged: list[int] = []
+    killed = asyncio.Event()
+
+    async def kill_after(count: int) -> None:
+        while len(acknowledged) < count:
+            await asyncio.sleep(0.001)
+        os.kill(server.pid, signal.SIGKILL)  # in the middle of the stream
+        killed.set()
+
+    try:
+        async with _connect(url, password) as ws:
+            await _send(ws, 0, event_type="Started")
+            acknowledged.append(0)
+            killer = asyncio.create_task(kill_after(150))
+            seq_no = 1
+            try:
+                while True:
+                    await _send(ws, seq_no)
+                    acknowledged.append(seq_no)
+                    seq_no += 1
+            except ConnectionClosed:
+                pass
+            await killer
+    finally:
+        server.kill()
+        server.wait()
+        _close(server)
+    assert killed.is_set()
+    assert server.returncode == -signal.SIGKILL
+    in_flight = seq_no  # sent, perhaps stored, never acknowledged
+
+    # Every acknowledged reading is in the database, and nothing else but the one in flight.
+    with Store.open(data_dir=data_dir) as store:
+        stored = [s.seq_no for s in store.meter_samples(STATION, TRANSACTION)]
+    assert len(acknowledged) >= 150
+    assert stored[: len(acknowledged)] == acknowledged
+    assert stored in (acknowledged, [*acknowledged, in_flight])
+
+    # Restarted, the station resends what was not acknowledged (offline) and goes on: one
+    # transaction, each reading once.
+    server, url = await _start_server(data_dir)
+    try:
+        async with _connect(url, password) as ws:
+            await _send(ws, in_flight, offline=True)
+            await _send(ws, in_flight + 1)
+            await _send(ws, in_flight + 2, event_type="Ended")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        _close(server)
+    with Store.open(data_dir=data_dir) as store:
+        samples = store.meter_samples(STATION, TRANSACTION)
+        sessions = store.sessions()
+    assert [s.seq_no for s in samples] == list(range(in_flight + 3))
+    assert len(sessions) == 1
+    assert sessions[0].ended_at is not None
+    assert sessions[0].imported_wh == (in_flight + 2) * WH_PER_EVENT
