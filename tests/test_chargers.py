@@ -277,7 +277,7 @@ def test_v21_station_boots_starts_a_transaction_and_sends_v2x_needs() -> None:
 
 def test_v201_dc_station_sends_charge_only_needs() -> None:
     def config(url: str) -> FleetConfig:
-        return one_station(url, version=OcppVersion.V201, power_kw=50.0)
+        return one_station(url, version=OcppVersion.V201, power_kw=50.0, v2x=False)
 
     async def scenario(csms: Csms, fleet: ChargerFleet) -> None:
         await until(lambda: len(csms.events("CP1", "Updated")) >= 2)
@@ -413,36 +413,43 @@ def test_discharge_is_refused_where_the_station_cannot_discharge() -> None:
         return FleetConfig(
             url=url,
             stations=(
-                ChargerConfig("OLD", None, OcppVersion.V201, 11.0, v2x=True),
+                ChargerConfig("OLD", None, OcppVersion.V201, 11.0, v2x=False),
                 ChargerConfig("NOV2X", None, OcppVersion.V21, 11.0, v2x=False),
+                # 2.0.1, configured to discharge by negative limits.
+                ChargerConfig("OLDV2X", None, OcppVersion.V201, 11.0, v2x=True),
             ),
             first_arrival_within_s=0.0,
             dwell_h=(8.0, 8.0),
         )
 
     async def scenario(csms: Csms, fleet: ChargerFleet) -> None:
-        await until(lambda: all(len(csms.events(s, "Updated")) >= 1 for s in ("OLD", "NOV2X")))
-        old_tx = fleet.station("OLD").transaction_id
-        negative_limit = call201.SetChargingProfile(
-            evse_id=1,
-            charging_profile={
-                "id": 3,
-                "stack_level": 0,
-                "charging_profile_purpose": "TxProfile",
-                "charging_profile_kind": "Relative",
-                "transaction_id": old_tx,
-                "charging_schedule": [
-                    {
-                        "id": 1,
-                        "charging_rate_unit": "W",
-                        "charging_schedule_period": [{"start_period": 0, "limit": -7000.0}],
-                    }
-                ],
-            },
-        )
-        answer = await csms.send("OLD", negative_limit)
+        stations = ("OLD", "NOV2X", "OLDV2X")
+        await until(lambda: all(len(csms.events(s, "Updated")) >= 1 for s in stations))
+
+        def negative_limit(transaction_id: str | None) -> Any:
+            return call201.SetChargingProfile(
+                evse_id=1,
+                charging_profile={
+                    "id": 3,
+                    "stack_level": 0,
+                    "charging_profile_purpose": "TxProfile",
+                    "charging_profile_kind": "Relative",
+                    "transaction_id": transaction_id,
+                    "charging_schedule": [
+                        {
+                            "id": 1,
+                            "charging_rate_unit": "W",
+                            "charging_schedule_period": [{"start_period": 0, "limit": -7000.0}],
+                        }
+                    ],
+                },
+            )
+
+        answer = await csms.send("OLD", negative_limit(fleet.station("OLD").transaction_id))
         assert answer.status == "Rejected"
         assert answer.status_info["reason_code"] == "NegativeLimit"
+        answer = await csms.send("OLDV2X", negative_limit(fleet.station("OLDV2X").transaction_id))
+        assert answer.status == "Accepted"
         tx = fleet.station("NOV2X").transaction_id
         assert tx is not None
         answer = await csms.send("NOV2X", _setpoint_profile(-7000.0, tx))

@@ -55,6 +55,8 @@ def session(number: int, now: datetime, **changes: Any) -> PluggedSession:
         "export_register_wh": 0,
         "last_meter_at": None,
     }
+    if changes.get("ocpp_version") is V201 and "max_discharge_kw" not in changes:
+        values["max_discharge_kw"] = 0.0  # as the store gives a 2.0.1 station not configured
     values.update(changes)
     return PluggedSession(**values)
 
@@ -166,13 +168,19 @@ def test_settings_and_now_are_checked() -> None:
 
 
 @pytest.mark.parametrize("planner", ["v2g-rules", "lp"])
-def test_peak_discharges_v21_only(planner: str) -> None:
+def test_peak_discharges_v2x_but_not_a_plain_201_station(planner: str) -> None:
     full = {"energy_kwh": 50.0, "target_energy_kwh": 48.0}
-    sessions = [session(1, PEAK, **full), session(2, PEAK, ocpp_version=V201, **full)]
+    sessions = [
+        session(1, PEAK, **full),
+        session(2, PEAK, ocpp_version=V201, **full),
+        # A 2.0.1 station configured for discharge: the store gives it the station's power.
+        session(3, PEAK, ocpp_version=V201, max_discharge_kw=7.0, **full),
+    ]
     live = build_problem(sessions, now=PEAK, settings=SETTINGS)
-    v21_kw, v201_kw = first_setpoints(live, planner)
+    v21_kw, v201_kw, configured_kw = first_setpoints(live, planner)
     assert v21_kw == -7.0
     assert v201_kw == 0.0
+    assert configured_kw == -7.0
 
 
 @pytest.mark.parametrize("planner", ["v2g-rules", "lp"])
@@ -369,7 +377,7 @@ def random_problem(rows: list[tuple[Any, ...]], limits: list[float]) -> LiveProb
 def check_commands(live: LiveProblem, commands: list[SetpointCommand]) -> None:
     p = live.problem
     power = np.array([c.setpoint_kw for c in commands])
-    charge_only = np.array([r.ocpp_version is V201 for r in live.rows]) | (p.max_discharge_kw == 0)
+    charge_only = p.max_discharge_kw[: len(commands)] == 0
     assert np.all(power <= p.max_charge_kw)
     assert np.all(power >= -p.max_discharge_kw)
     assert np.all(power[charge_only] >= 0)

@@ -156,9 +156,10 @@ def test_v201_profile_is_a_non_negative_limit() -> None:
 
 
 def test_refusals() -> None:
-    v201 = command(-1.0, version=OcppVersion.V201, discharge_limit_kw=1.0)
+    v201 = command(-1.0, version=OcppVersion.V201, discharge_limit_kw=0.0)
     with pytest.raises(
-        ValueError, match=re.escape("2.0.1 limit cannot be negative: -1.0 kW for cs-1/2")
+        ValueError,
+        match=re.escape("setpoint -1.0 kW is outside [-0.0, 11.0] kW for cs-1/2"),
     ):
         set_charging_profile_v201(v201, profile_id=1, now=NOW)
     with pytest.raises(ValueError, match=re.escape("speaks ocpp2.1, not ocpp2.0.1")):
@@ -171,6 +172,14 @@ def test_refusals() -> None:
         set_charging_profile_v21(command(1.0, transaction_id="x" * 37), profile_id=1, now=NOW)
     with pytest.raises(ValueError, match="now must be timezone-aware"):
         set_charging_profile_v21(command(1.0), profile_id=1, now=datetime(2025, 7, 16))  # noqa: DTZ001
+
+
+def test_a_201_station_configured_to_discharge_gets_a_negative_limit() -> None:
+    request = set_charging_profile_v201(
+        command(-5.0, version=OcppVersion.V201, discharge_limit_kw=7.0), profile_id=4, now=NOW
+    )
+    [schedule] = request.charging_profile.charging_schedule
+    assert [period.limit for period in schedule.charging_schedule_period] == [-5000.0]
 
 
 def test_profile_request_picks_the_message() -> None:

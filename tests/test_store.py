@@ -486,6 +486,8 @@ def test_latest_needs_after_the_start_count(store: Store) -> None:
         (True, OcppVersion.V21, 5.0, 5.0),
         (True, OcppVersion.V21, 20.0, 11.0),  # capped at the station
         (True, OcppVersion.V201, 5.0, 5.0),  # 2.0.1 configured for V2X
+        (True, OcppVersion.V201, None, 11.0),  # 2.0.1 needs say nothing: the station's power
+        (False, OcppVersion.V201, None, 0.0),
         (False, OcppVersion.V21, 5.0, 0.0),
         (False, OcppVersion.V201, 5.0, 0.0),
         (True, OcppVersion.V21, 0.0, 0.0),  # the vehicle offers none

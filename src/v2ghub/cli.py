@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import SQLAlchemyError
 
 from v2ghub import __version__
 from v2ghub.errors import InputError
-from v2ghub.live.commands import LIVE_COMMANDS, add_live_commands, run_live_command
+from v2ghub.live.commands import LIVE_COMMANDS, add_live_commands, city_name, run_live_command
 from v2ghub.model.case import CityCase
 from v2ghub.model.problem import Planner, Problem, Schedule
 from v2ghub.model.sites import SiteLimits
@@ -37,6 +38,7 @@ from v2ghub.scenarios.build import (
     iter_synthetic_cases,
     local_midnight,
 )
+from v2ghub.scenarios.catalog import pilot_cities
 from v2ghub.scenarios.config import (
     DEFAULT_DEGRADATION_CNY_PER_KWH,
     DEFAULT_DEMAND_RESPONSE,
@@ -56,10 +58,13 @@ from v2ghub.scenarios.sites_csv import load_sites_csv
 from v2ghub.sim.metrics import RunResult, RunSummary
 from v2ghub.sim.regulation_service import DEFAULT_HOURS, RegulationOffer
 from v2ghub.sim.runner import run_cases, with_peak_reduction
+from v2ghub.store.database import DEFAULT_DATA_DIR, SQLITE_FILE_NAME
+from v2ghub.store.repository import Store
 from v2ghub.units import SECONDS_PER_DAY
 
 if TYPE_CHECKING:
     from v2ghub.report.outputs import TableWriter
+    from v2ghub.settlement.contracts import Contracts
 
 DEFAULT_OUT = Path("v2ghub-out")
 MAX_SPAN_DAYS = 31  # a month of sessions; a longer span is most likely a mistyped date
@@ -215,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_settle_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     settle_parser = commands.add_parser(
         "settle",
-        help="settle a simulate run: who is paid what, to the fen",
+        help="settle a simulate run or a day of live meter data: who is paid what, to the fen",
         description="Settle the output folder of `v2ghub simulate`: post every city and "
         "planner's day to a double-entry ledger (charging at the TOU tariff, V2G discharge "
         "at the city's discharge price shared by contract, battery-wear compensation, "
@@ -223,9 +228,16 @@ def _add_settle_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "market.json when the run had a market, and otherwise the regulation hours of "
         "regulation.json, paid by capacity and mileage times the performance score) and "
         "write statements.csv, settlement.json "
-        "(totals, owner earnings, pilot KPIs, balanced) and the ledger.",
+        "(totals, owner earnings, pilot KPIs, balanced) and the ledger. "
+        "With --live instead of RUN_DIR, settle one local day of a city from the live "
+        "aggregator's store (the meter registers of every transaction that overlaps the "
+        "day, cut at its midnights) into period DATE/CITY/live: charging, V2G discharge "
+        "and battery wear only, since grid services are not metered live yet; every "
+        "session takes the public contract (stations have no charger kind yet).",
     )
-    settle_parser.add_argument("run", type=Path, metavar="RUN_DIR", help="a simulate output folder")
+    settle_parser.add_argument(
+        "run", type=Path, nargs="?", metavar="RUN_DIR", help="a simulate output folder"
+    )
     settle_parser.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="folder for the statements"
     )
@@ -248,6 +260,25 @@ def _add_settle_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="FILE",
         help="an SQLite ledger to post into (default: DIR/ledger.sqlite); posting the "
         "same run again changes nothing",
+    )
+    live = settle_parser.add_argument_group(
+        "live meter data (instead of RUN_DIR; grid services are not metered live yet)"
+    )
+    live.add_argument(
+        "--live", action="store_true", help="settle a day of the live aggregator's store"
+    )
+    live.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"folder of the live SQLite database (default ./{DEFAULT_DATA_DIR})",
+    )
+    live.add_argument("--database-url", metavar="URL", help="the live database's URL instead")
+    live.add_argument(
+        "--day", type=_day, metavar="YYYY-MM-DD", help="the city's local day to settle"
+    )
+    live.add_argument(
+        "--city", metavar="NAME", help="the stations' city: its tariff, rates and time zone"
     )
 
 
@@ -835,24 +866,77 @@ def settle(args: argparse.Namespace, console: Console) -> bool:
     from v2ghub.settlement.settle import settle_run  # noqa: PLC0415
 
     started = time.perf_counter()
+    _check_settle_options(args)
     contracts = Contracts.load(args.contracts) if args.contracts is not None else Contracts()
-    planners = args.planners.split(",") if args.planners else None
-    with console.status("settling") as status:
-        document = settle_run(
-            args.run,
-            out=args.out,
-            planners=planners,
-            contracts=contracts,
-            rates_file=args.rates,
-            ledger_path=args.ledger,
-            on_period=lambda period: status.update(f"settling {period}"),
-        )
+    if args.live:
+        document = _settle_live(args, contracts)
+    else:
+        planners = args.planners.split(",") if args.planners else None
+        with console.status("settling") as status:
+            document = settle_run(
+                args.run,
+                out=args.out,
+                planners=planners,
+                contracts=contracts,
+                rates_file=args.rates,
+                ledger_path=args.ledger,
+                on_period=lambda period: status.update(f"settling {period}"),
+            )
     verdict = "balanced" if document["balanced"] else "NOT BALANCED"
     console.print(
         f"settled {len(document['periods'])} periods ({verdict}); wrote {args.out}/"
         f"statements.csv, settlement.json in {time.perf_counter() - started:.1f} s"
     )
+    if args.live:
+        console.print(f"not settled: {document['not_settled']}", markup=False)
     return bool(document["balanced"])
+
+
+def _check_settle_options(args: argparse.Namespace) -> None:
+    """RUN_DIR or --live with its options, never both nor a mix."""
+    live_only = {"--data-dir": args.data_dir, "--database-url": args.database_url}
+    live_only |= {"--day": args.day, "--city": args.city}
+    if args.live == (args.run is not None):
+        raise InputError("settle takes RUN_DIR (a simulate run) or --live, exactly one")
+    if not args.live:
+        given = [option for option, value in live_only.items() if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} apply to --live only")
+        return
+    if args.planners:
+        raise InputError("--planners applies to RUN_DIR only (live data has one period)")
+    missing = [option for option in ("--day", "--city") if live_only[option] is None]
+    if missing:
+        raise InputError(f"--live needs {' and '.join(missing)}")
+    if args.data_dir is not None and args.database_url is not None:
+        raise InputError("give --data-dir or --database-url, not both")
+
+
+def _settle_live(args: argparse.Namespace, contracts: Contracts) -> dict[str, Any]:
+    """``settle --live``: the CLI reads the store (settlement sees it through a protocol)."""
+    from v2ghub.settlement.live_settle import settle_live  # noqa: PLC0415 - settle only
+
+    city = city_name(args.city)
+    if args.database_url is None:
+        data_dir = args.data_dir if args.data_dir is not None else DEFAULT_DATA_DIR
+        if not (data_dir / SQLITE_FILE_NAME).is_file():
+            raise InputError("no live database here (v2ghub serve writes one)", file=data_dir)
+    try:
+        store = Store.open(data_dir=args.data_dir, database_url=args.database_url)
+    except SQLAlchemyError as error:
+        raise InputError(f"cannot open the live database ({type(error).__name__})") from None
+    with store:
+        return settle_live(
+            store,
+            day=args.day,
+            city=city,
+            tariff=pilot_cities()[city].tariff(),
+            out=args.out,
+            contracts=contracts,
+            rates_file=args.rates,
+            ledger_path=args.ledger,
+            store_name=store.url,
+        )
 
 
 STATEMENT_PARTIES_SHOWN = 5

@@ -107,8 +107,9 @@ def setpoint_commands(
 ) -> list[SetpointCommand]:
     """The first step of ``schedule`` as one command per plugged session.
 
-    Each power is clipped to its vehicle's limits (never negative for an OCPP 2.0.1 station
-    or a vehicle that may not discharge), fitted into its site's limits pro rata
+    Each power is clipped to its vehicle's limits (never negative for a vehicle that may not
+    discharge, which includes every OCPP 2.0.1 station not configured for it), fitted into
+    its site's limits pro rata
     (:func:`~v2ghub.planning.limits.fit_site_limits`) and rounded by
     :func:`round_within_sites`. The forecast rows (``Problem.expected_count``) are never sent.
     """
@@ -117,8 +118,7 @@ def setpoint_commands(
     if n == 0:
         return []
     charge_limit = problem.max_charge_kw[:n]
-    v21 = np.array([key.ocpp_version is OcppVersion.V21 for key in live.rows[:n]], dtype=bool)
-    discharge_limit = np.where(v21, problem.max_discharge_kw[:n], 0.0)
+    discharge_limit = problem.max_discharge_kw[:n]
     site_index = problem.site_index[:n]
     power = np.clip(schedule.power_kw[:n, 0], -discharge_limit, charge_limit)
     charge, discharge = fit_site_limits(

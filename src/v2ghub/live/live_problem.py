@@ -339,8 +339,8 @@ def build_problem(
 
     max_charge = np.nan_to_num(np.maximum(_floats(sessions, "max_charge_kw"), 0.0))
     max_discharge = np.nan_to_num(np.maximum(_floats(sessions, "max_discharge_kw"), 0.0))
-    speaks_v21 = np.array([s.ocpp_version is OcppVersion.V21 for s in sessions], dtype=bool)
-    may_discharge = speaks_v21 & ~no_energy
+    # The store allows discharge per station (2.1 V2X, or 2.0.1 configured for it).
+    may_discharge = ~no_energy
 
     site_ids = [s.site_id for s in settings.sites]
     import_limit = [s.import_limit_kw for s in settings.sites]

@@ -132,18 +132,16 @@ def set_charging_profile_v201(
 ) -> call_v201.SetChargingProfile:
     """An OCPP 2.0.1 absolute ``TxProfile`` from ``now`` whose limit is the setpoint (W).
 
+    A negative limit (discharge, the convention of bidirectional chargers before 2.1) is
+    sent only when the command allows discharge (a station configured for it).
+
     Raises
     ------
     ValueError
-        The station is not on 2.0.1, the setpoint is negative or outside the charging
-        limit, the transaction id is too long, or ``now`` is naive.
+        The station is not on 2.0.1, the setpoint is outside the command's limits,
+        the transaction id is too long, or ``now`` is naive.
     """
     _check(command, OcppVersion.V201)
-    if command.setpoint_kw < 0:
-        raise ValueError(
-            f"an OCPP 2.0.1 limit cannot be negative: {command.setpoint_kw} kW for "
-            f"{command.station_id}/{command.evse_id}"
-        )
     period = types_v201.ChargingSchedulePeriodType(
         start_period=0, limit=_watts(command.setpoint_kw)
     )

@@ -61,7 +61,8 @@ def plugged_session(session: Any, needs: Any | None) -> PluggedSession:
     """A :class:`PluggedSession` from a session row joined with its station, and its needs.
 
     ``max_charge_kw`` is the vehicle's limit capped at the station's, or the station's;
-    ``max_discharge_kw`` is 0 unless :func:`discharge_allowed` and the vehicle offers it.
+    ``max_discharge_kw`` is 0 unless :func:`discharge_allowed` and the vehicle offers it
+    (on 2.0.1, whose needs cannot say so, the configured station's power).
     A station that has not yet sent a BootNotification counts as OCPP 2.0.1.
     """
     version = OcppVersion(session.ocpp_version or OcppVersion.V201)
@@ -75,6 +76,9 @@ def plugged_session(session: Any, needs: Any | None) -> PluggedSession:
         if needs.max_charge_kw is not None:
             max_charge_kw = min(needs.max_charge_kw, station_max_kw)
         offered_kw = needs.max_discharge_kw or 0.0
+        if version is OcppVersion.V201 and not offered_kw:
+            # 2.0.1 needs cannot offer discharge: the station's configuration stands for it.
+            offered_kw = station_max_kw
         if offered_kw > 0 and discharge_allowed(
             v2x_allowed=session.v2x_allowed, ocpp_version=version
         ):
