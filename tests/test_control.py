@@ -524,7 +524,7 @@ def test_run_once_records_a_planner_fallback() -> None:
 
 def test_triggers_are_debounced_into_one_plan() -> None:
     store = MemoryStore([session(1, PEAK)])
-    settings = replace(SETTINGS, control_interval_s=3600.0, debounce_s=0.05)
+    settings = replace(SETTINGS, control_interval_s=3600.0, debounce_s=0.5)
 
     async def scenario() -> None:
         loop = ControlLoop(

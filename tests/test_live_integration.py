@@ -82,8 +82,12 @@ async def test_v2x_discharges_at_peak_charges_in_valley_and_leaves_with_its_ener
     store = Store.open(data_dir=tmp_path / "data")
     passwords = {"SIM0001": generate_password(), "SIM0002": generate_password()}
     for station_id, password in passwords.items():
+        # SIM0001 speaks 2.1 and may discharge; SIM0002 is a plain 2.0.1 station.
         store.add_station(
-            station_id, site_id="depot", password_hash=hash_password(password), v2x_allowed=True
+            station_id,
+            site_id="depot",
+            password_hash=hash_password(password),
+            v2x_allowed=station_id == "SIM0001",
         )
     settings = ControlSettings(
         city="Shenzhen",
