@@ -522,6 +522,39 @@ def test_run_once_records_a_planner_fallback() -> None:
     assert [(e.kind, e.detail) for e in store.events] == [("planner-fallback", reason)]
 
 
+def test_a_slow_station_does_not_hold_up_the_next_plan() -> None:
+    store = MemoryStore([session(1, PEAK), session(2, PEAK)])
+    released = asyncio.Event()
+    sends: list[str] = []
+
+    async def send(command: SetpointCommand) -> str:
+        sends.append(command.station_id)
+        if command.station_id == "st2":
+            await released.wait()  # st2 answers only when released
+        return "Accepted"
+
+    async def scenario() -> None:
+        loop = ControlLoop(
+            store=store,
+            planner=make_planner("uncontrolled"),
+            settings=replace(SETTINGS, send_wait_s=0.05),
+            clock=StoppedClock(PEAK),
+            send=send,
+        )
+        first = await loop.run_once()
+        assert [s.station_id for s in first] == ["st1"]  # st2 still owes its answer
+        second = await loop.run_once()
+        assert second == []  # st2 is not sent again while its answer is pending
+        released.set()
+        await asyncio.sleep(0.01)
+        third = await loop.run_once()
+        assert [(s.station_id, s.status) for s in third] == [("st2", "Accepted")]
+
+    asyncio.run(scenario())
+    assert sends == ["st1", "st2"]
+    assert [s.station_id for s in store.setpoints] == ["st1", "st2"]
+
+
 def test_triggers_are_debounced_into_one_plan() -> None:
     store = MemoryStore([session(1, PEAK)])
     settings = replace(SETTINGS, control_interval_s=3600.0, debounce_s=0.5)

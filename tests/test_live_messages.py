@@ -13,6 +13,26 @@ from v2ghub.live.csms import ev_needs, meter_samples, parse_time
 RECEIVED = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 
 
+def test_per_phase_values_are_not_the_register() -> None:
+    meter_value = camel_to_snake_case(
+        [
+            {
+                "timestamp": "2026-07-01T02:00:00Z",
+                "sampledValue": [
+                    {"value": 9000, "measurand": "Energy.Active.Import.Register"},
+                    {"value": 3000, "measurand": "Energy.Active.Import.Register", "phase": "L1"},
+                    {"value": 7000, "measurand": "Power.Active.Import"},
+                    {"value": 2300, "measurand": "Power.Active.Import", "phase": "L1-N"},
+                ],
+            }
+        ]
+    )
+    [sample] = meter_samples("CP-1", "T-1", 1, meter_value, export_wh=450)
+    assert sample.import_register_wh == 9_000
+    assert sample.export_register_wh == 450  # none in the message: the stored one
+    assert sample.power_kw == pytest.approx(7.0)
+
+
 def test_meter_samples_scale_units_and_sign_power() -> None:
     meter_value = camel_to_snake_case(
         [
@@ -50,7 +70,8 @@ def test_meter_samples_scale_units_and_sign_power() -> None:
     assert first.power_kw == pytest.approx(-7.0)
     assert first.soc == pytest.approx(0.615)
     assert (first.station_id, first.transaction_id, first.seq_no) == ("CP-1", "T-9", 4)
-    assert (second.import_register_wh, second.export_register_wh) == (12_600, 0)
+    # No export register: it stays where the message's previous reading left it.
+    assert (second.import_register_wh, second.export_register_wh) == (12_600, 3_000)
     assert second.power_kw is None
 
 

@@ -92,3 +92,12 @@ def test_unloadable_certificate_names_the_file(tmp_path: Path) -> None:
     bad.write_text("not a certificate")
     with pytest.raises(ValueError, match=r"cert\.pem: cannot load the TLS certificate and key"):
         server_tls_context(bad, bad)
+
+
+def test_a_certificate_for_every_address_names_this_machine(tmp_path: Path) -> None:
+    certfile, _ = self_signed_certificate(tmp_path, "0.0.0.0")
+    certificate = x509.load_pem_x509_certificate(certfile.read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in names.get_values_for_type(x509.DNSName)
+    assert "127.0.0.1" in [str(ip) for ip in names.get_values_for_type(x509.IPAddress)]
+    assert "0.0.0.0" not in [str(ip) for ip in names.get_values_for_type(x509.IPAddress)]

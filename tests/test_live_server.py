@@ -17,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 
 from v2ghub.live.clock import ScaledClock
 from v2ghub.live.security import basic_header, hash_password
-from v2ghub.live.server import CsmsServer, ServerSettings
+from v2ghub.live.server import CsmsServer, ServerSettings, profile_id
 from v2ghub.store.repository import Store
 
 NOON = datetime(2026, 7, 1, 4, 0, tzinfo=UTC)  # 12:00 in Shenzhen
@@ -114,7 +114,8 @@ async def test_boot_and_heartbeat_on_both_versions(server: CsmsServer, store: St
 @pytest.mark.parametrize(
     ("credentials", "status", "why"),
     [
-        (("CP-99", PASSWORD, None), 404, "unknown station id 'CP-99'"),
+        # An unknown id gets the answer a wrong password gets: ids cannot be probed.
+        (("CP-99", PASSWORD, None), 401, "unknown station id 'CP-99'"),
         (("CP-21", "wrong-password-wrong-password", None), 401, "wrong station id or password"),
         (("CP-21", PASSWORD, "CP-201"), 401, "wrong station id or password"),
     ],
@@ -133,6 +134,20 @@ async def test_refused_handshakes_are_logged(
     assert refused.value.response.status_code == status
     events = store.events(kind="connection refused")
     assert [event.detail for event in events] == [why]
+
+
+async def test_refusals_are_logged_once_a_minute_not_per_attempt(
+    server: CsmsServer, store: Store
+) -> None:
+    for _ in range(5):
+        with pytest.raises(InvalidStatus):
+            async with _connect(server, "CP-21", password="wrong-password-wrong-password"):
+                pass
+        with pytest.raises(InvalidStatus):
+            async with _connect(server, f"CP-{_}00"):  # a different unknown id each time
+                pass
+    details = sorted(event.detail for event in store.events(kind="connection refused"))
+    assert details == ["unknown station id 'CP-000'", "wrong station id or password"]
 
 
 async def test_no_credentials_and_no_subprotocol_are_refused(server: CsmsServer) -> None:
@@ -214,14 +229,44 @@ async def test_meter_values_are_stored_once_before_the_answer(
     assert [e.kind for e in store.events(kind="refused")] == ["refused"]
 
 
+async def test_readings_without_export_or_evse_keep_what_was_stored(
+    server: CsmsServer, store: Store
+) -> None:
+    async with _connect(server, "CP-21") as ws:
+        assert (await _call(ws, "a", "TransactionEvent", _event(0, 1_000, 300, "Started")))[0] == 3
+        later = _event(1, 1_200, 0)
+        del later["evse"]  # only the first event must name the EVSE
+        # No export register, and a per-phase import value beside the total.
+        later["meterValue"][0]["sampledValue"] = [
+            {"value": 1_200, "measurand": "Energy.Active.Import.Register"},
+            {"value": 400, "measurand": "Energy.Active.Import.Register", "phase": "L1"},
+        ]
+        answer = await _call(ws, "b", "TransactionEvent", later)
+        assert answer[:2] == [3, "b"]
+    samples = store.meter_samples("CP-21", "T-1")
+    assert [(s.import_register_wh, s.export_register_wh) for s in samples] == [
+        (1_000, 300),
+        (1_200, 300),
+    ]
+    [session] = store.sessions()
+    assert session.evse_id == 1
+
+
+def test_profile_ids_are_the_same_every_time_and_differ_per_transaction() -> None:
+    first = profile_id(1, "T-1")
+    assert first == profile_id(1, "T-1")
+    assert 1 <= first < 2**31
+    assert len({profile_id(evse, f"T-{n}") for evse in (1, 2) for n in range(500)}) == 1_000
+
+
 async def test_tls_off_loopback_by_default(store: Store, tmp_path: Path) -> None:
     """A non-loopback address gets TLS with a self-signed certificate (profile 2)."""
     settings = ServerSettings(host="0.0.0.0", port=0, tls_folder=tmp_path / "tls")
     async with CsmsServer(store, settings, clock=ScaledClock(NOON)) as running:
         assert running.url.startswith("wss://0.0.0.0:")
         port = running.url.rsplit(":", 1)[1]
+        # The certificate names 127.0.0.1 among this machine's addresses: checked in full.
         context = ssl.create_default_context(cafile=str(tmp_path / "tls" / "server-cert.pem"))
-        context.check_hostname = False
         async with connect(
             f"wss://127.0.0.1:{port}/CP-21",
             subprotocols=["ocpp2.1"],  # type: ignore[list-item]

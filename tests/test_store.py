@@ -466,13 +466,17 @@ def test_needs_registers_count_from_when_they_arrived(store: Store) -> None:
     assert plugged.energy_kwh == pytest.approx(11.5)
 
 
-def test_latest_needs_after_the_start_count(store: Store) -> None:
+def test_latest_needs_from_just_before_the_start_count(store: Store) -> None:
     add_v2x_station(store)
-    store.record_needs(needs(received_at=minutes(-5), soc=0.9))  # before this session
+    store.record_needs(needs(received_at=minutes(-40), soc=0.9))  # an earlier vehicle's
     event(store, "T1", 0, sample("T1", 0, 0), event_type="Started")
     [plugged] = store.plugged(minutes(1))
     assert (plugged.energy_kwh, plugged.battery_kwh, plugged.max_charge_kw) == (None, None, 11.0)
     assert plugged.max_discharge_kw == 0.0
+    # Needs sent just before the Started event (the power path closes after them) count.
+    store.record_needs(needs(received_at=minutes(-5), soc=0.5))
+    [plugged] = store.plugged(minutes(1))
+    assert plugged.energy_kwh == pytest.approx(30.0)  # 0.5 * 60
     store.record_needs(needs(received_at=minutes(1), soc=0.2, max_charge_kw=22.0))
     store.record_needs(needs(received_at=minutes(2), soc=0.3, max_charge_kw=22.0))
     [plugged] = store.plugged(minutes(3))
@@ -534,9 +538,10 @@ def test_one_plugged_session_per_evse(store: Store) -> None:
     event(store, "B", 0, sample("B", 0, 300), event_type="Started", evse_id=2)
     plugged = store.plugged(minutes(10))
     assert [(p.evse_id, p.transaction_id) for p in plugged] == [(1, "NEW"), (2, "B")]
-    # Before the newer one started, the older one is the EVSE's.
+    # A start time ahead of the server's clock (a station clock running fast) changes
+    # nothing: every open transaction is plugged.
     assert [(p.evse_id, p.transaction_id) for p in store.plugged(minutes(1))] == [
-        (1, "OLD"),
+        (1, "NEW"),
         (2, "B"),
     ]
 

@@ -10,7 +10,7 @@ shows and reports. Plain frozen dataclasses, checked when built; the OCPP client
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from v2ghub.live.charger_messages import AC_MAX_KW, Vehicle
@@ -22,7 +22,7 @@ class ChargerConfig:
     """One simulated station (one EVSE, one connector)."""
 
     station_id: str
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     """HTTP Basic password (security profiles 1 and 2); ``None`` sends no header."""
     ocpp_version: OcppVersion = OcppVersion.V21
     max_power_kw: float = 11.0

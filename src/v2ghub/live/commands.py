@@ -117,7 +117,7 @@ def add_live_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--sites",
         type=Path,
         help="site limits CSV: site_id, import_limit_kw, export_limit_kw (a blank is no "
-        "limit); sites not listed have no limit beyond their chargers'",
+        "limit); a site not listed imports within its chargers' limits and exports nothing",
     )
     serve.add_argument(
         "--control-interval", type=float, default=60.0, help="seconds between plans (default 60)"
@@ -297,7 +297,7 @@ def _control_settings(args: argparse.Namespace, store: Store) -> ControlSettings
         planner=args.planner,
         control_interval_s=args.control_interval,
         unknown_site_import_limit_kw=math.inf,
-        unknown_site_export_limit_kw=math.inf,
+        unknown_site_export_limit_kw=0.0,
         **extra,  # type: ignore[arg-type]
     )
 
@@ -373,7 +373,11 @@ async def _serve_until_stopped(
         if not stations:
             console.print("register a station first: v2ghub station add ID", markup=False)
         for site in sorted({s.site_id for s in stations} - {s.site_id for s in settings.sites}):
-            console.print(f"site {site}: no limit configured (give --sites FILE)", markup=False)
+            console.print(
+                f"site {site}: no limits configured: import limited by its chargers only, "
+                "no export (no V2G) until --sites gives one",
+                markup=False,
+            )
         await control.run(stop)
     console.print("v2ghub serve: stopped", markup=False)
 

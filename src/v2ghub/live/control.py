@@ -223,6 +223,9 @@ class ControlLoop:
         self.clock = clock
         self.send = send
         self._last: dict[tuple[str, int, str], _Sent] = {}
+        self._pending: dict[
+            tuple[str, int, str], tuple[SetpointCommand, datetime, asyncio.Future[str]]
+        ] = {}
         self._notes: tuple[str, ...] = ()
         self._planner_busy = threading.Lock()
         self._triggered = asyncio.Event()
@@ -284,19 +287,35 @@ class ControlLoop:
             self._notes = planned.live.notes
             if self._notes:
                 events.append(Event(at=now, kind="assumed", detail="; ".join(self._notes)))
-        due = [c for c in planned.commands if self._due(c, now)]
-        statuses = await asyncio.gather(*(self._send_one(c) for c in due))
-        setpoints: list[Setpoint] = []
+        # A command still waiting for its station's answer is not sent again; answers that
+        # take longer than ``send_wait_s`` are recorded at a later instant, so that one slow
+        # station never holds up the next plan (and a new vehicle's first profile).
+        due = [c for c in planned.commands if c.key not in self._pending and self._due(c, now)]
+        for command in due:
+            self._pending[command.key] = (
+                command,
+                now,
+                asyncio.ensure_future(self._send_one(command)),
+            )
+        waiting = [task for _, _, task in self._pending.values()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=self.settings.send_wait_s)
         current = {c.key for c in planned.commands}
         self._last = {key: sent for key, sent in self._last.items() if key in current}
-        for command, status in zip(due, statuses, strict=True):
-            self._last[command.key] = _Sent(command, status, now)
+        setpoints: list[Setpoint] = []
+        for key, (command, sent_at, task) in list(self._pending.items()):
+            if not task.done():
+                continue
+            del self._pending[key]
+            status = task.result()
+            if key in current:
+                self._last[key] = _Sent(command, status, sent_at)
             setpoints.append(
                 Setpoint(
                     station_id=command.station_id,
                     evse_id=command.evse_id,
                     transaction_id=command.transaction_id,
-                    sent_at=now,
+                    sent_at=sent_at,
                     setpoint_kw=command.setpoint_kw,
                     discharge_limit_kw=command.discharge_limit_kw,
                     planner=command.planner,

@@ -94,9 +94,12 @@ def _scaled(sampled: dict[str, Any]) -> tuple[float, str]:
 
 
 def _reading(sampled_values: Sequence[dict[str, Any]]) -> _Reading:
+    """Totals only: a per-phase value (with ``phase``) is a part, not the register."""
     import_wh = export_wh = None
     power_kw = soc = None
     for sampled in sampled_values:
+        if sampled.get("phase"):
+            continue
         measurand = sampled.get("measurand", "Energy.Active.Import.Register")
         value, unit = _scaled(sampled)
         if measurand == "Energy.Active.Import.Register":
@@ -112,19 +115,33 @@ def _reading(sampled_values: Sequence[dict[str, Any]]) -> _Reading:
     return _Reading(import_wh, export_wh, power_kw, soc)
 
 
+def lacks_export(meter_value: Sequence[dict[str, Any]]) -> bool:
+    """Whether a register reading in ``meter_value`` leaves the export register out."""
+    readings = (_reading(entry.get("sampled_value", [])) for entry in meter_value)
+    return any(r.import_wh is not None and r.export_wh is None for r in readings)
+
+
 def meter_samples(
-    station_id: str, transaction_id: str, seq_no: int, meter_value: Sequence[dict[str, Any]]
+    station_id: str,
+    transaction_id: str,
+    seq_no: int,
+    meter_value: Sequence[dict[str, Any]],
+    *,
+    export_wh: int = 0,
 ) -> list[MeterSample]:
     """The register readings in a message's ``meterValue`` list.
 
     A reading without an import register (only power or SoC) is not a register reading and
-    is left out; a missing export register on a charge-only station counts as 0 Wh.
+    is left out; one without an export register (a charge-only station's) keeps the export
+    register where it was: ``export_wh``, or the message's previous reading.
     """
     samples = []
     for entry in meter_value:
         reading = _reading(entry.get("sampled_value", []))
         if reading.import_wh is None:
             continue
+        if reading.export_wh is not None:
+            export_wh = reading.export_wh
         samples.append(
             MeterSample(
                 station_id=station_id,
@@ -132,7 +149,7 @@ def meter_samples(
                 seq_no=seq_no,
                 measured_at=parse_time(entry.get("timestamp"), "meterValue.timestamp"),
                 import_register_wh=reading.import_wh,
-                export_register_wh=reading.export_wh or 0,
+                export_register_wh=export_wh,
                 power_kw=reading.power_kw,
                 soc=reading.soc,
             )
@@ -207,7 +224,7 @@ def _message_id(raw: object) -> str:
     """The message id of a frame that could not be unpacked, or "-1" when there is none."""
     try:
         frame = json.loads(raw) if isinstance(raw, str | bytes) else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return "-1"
     if isinstance(frame, list) and len(frame) > 1 and isinstance(frame[1], str):
         return frame[1][:36]
@@ -254,8 +271,10 @@ class StationConnection:
 
     async def _route_call(self, message: Call) -> None:
         if not isinstance(message.unique_id, str) or not isinstance(message.action, str):
+            # A readable message id is answered even when the action is not a string.
+            unique_id = message.unique_id if isinstance(message.unique_id, str) else "-1"
             await self._send_error(
-                "-1", ProtocolError(description="messageId and action must be strings")
+                unique_id, ProtocolError(description="messageId and action must be strings")
             )
             return
         if not isinstance(message.payload, dict):
@@ -282,11 +301,18 @@ class StationConnection:
 
     async def _send_error(self, unique_id: str, error: OCPPError) -> None:
         LOGGER.warning("%s: CallError %s: %s", self.id, error.code, error.description)
+        # The ocpp package puts the whole offending message in the details ("ocpp_message"):
+        # raw bytes cannot be sent as JSON, and echoing a 256 KiB frame helps nobody.
+        details = {
+            str(key): value if isinstance(value, int | float | bool) else str(value)[:255]
+            for key, value in (error.details or {}).items()
+            if key != "ocpp_message"
+        }
         frame = CallError(
             unique_id=unique_id,
             error_code=error.code,
             error_description=str(error.description)[:255],
-            error_details=error.details or {},
+            error_details=details,
         )
         await self._send(frame.to_json())  # type: ignore[attr-defined]
 
@@ -365,12 +391,18 @@ class StationConnection:
         **_: Any,
     ) -> Any:
         transaction_id = str(transaction_info["transaction_id"])
-        samples = meter_samples(self.id, transaction_id, seq_no, meter_value or [])
+        export_wh = 0
+        if lacks_export(meter_value or []):
+            export_wh = await self.hub.write("latest_export_wh", self.id, transaction_id)
+        samples = meter_samples(
+            self.id, transaction_id, seq_no, meter_value or [], export_wh=export_wh
+        )
         try:
             stored = await self.hub.write(
                 "transaction_event",
                 station_id=self.id,
-                evse_id=int((evse or {}).get("id", 1)),
+                # Only the first event must name the EVSE; the store keeps it.
+                evse_id=None if evse is None else int(evse["id"]),
                 transaction_id=transaction_id,
                 event_type=event_type,
                 seq_no=seq_no,
@@ -400,8 +432,10 @@ class StationConnection:
         self, evse_id: int, meter_value: list[dict[str, Any]], **_: Any
     ) -> Any:
         samples = meter_samples(self.id, "", -1, meter_value)
+        # The transaction open on the EVSE when measured: station time, as its start is.
+        measured_at = min((s.measured_at for s in samples), default=self.hub.now())
         try:
-            await self.hub.write("add_meter_values", self.id, evse_id, samples, at=self.hub.now())
+            await self.hub.write("add_meter_values", self.id, evse_id, samples, at=measured_at)
         except ValueError as error:
             raise PropertyConstraintViolationError(description=str(error)) from error
         return self._answer("MeterValues")

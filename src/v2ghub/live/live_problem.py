@@ -82,7 +82,8 @@ class ControlSettings:
         A name of :data:`v2ghub.planning.PLANNERS`; ``fast`` (exact per vehicle, for any
         fleet size) by default.
     planner_timeout_s
-        Wall seconds a plan may take before the charge-only fallback is used.
+        Wall seconds a plan may take before the charge-only fallback is used (under the
+        5 s in which a newly plugged vehicle must get its first profile).
     control_interval_s
         Seconds between two plans (on the loop's clock) when nothing triggers one sooner.
     step_minutes, horizon_hours
@@ -116,12 +117,15 @@ class ControlSettings:
         was not ``Accepted``, or the last send is ``refresh_s`` old (loop clock).
     send_timeout_s
         Wall seconds to wait for a station's answer (the OCPP server has its own timeout).
+    send_wait_s
+        Wall seconds a control instant waits for the answers before it ends; later answers
+        are recorded at the next instant (a slow station never holds up the next plan).
     """
 
     city: str
     sites: tuple[LiveSite, ...]
     planner: str = "fast"
-    planner_timeout_s: float = 10.0
+    planner_timeout_s: float = 4.0
     control_interval_s: float = 60.0
     step_minutes: int = 15
     horizon_hours: float = 24.0
@@ -144,6 +148,7 @@ class ControlSettings:
     resend_threshold_kw: float = 0.2
     refresh_s: float = 900.0
     send_timeout_s: float = 30.0
+    send_wait_s: float = 1.0
 
     def __post_init__(self) -> None:
         cities = pilot_cities()
@@ -161,6 +166,7 @@ class ControlSettings:
             "default_battery_kwh",
             "refresh_s",
             "send_timeout_s",
+            "send_wait_s",
             "setpoint_resolution_w",
         )
         for name in positive:

@@ -15,7 +15,9 @@ import datetime as dt
 import hashlib
 import hmac
 import ipaddress
+import os
 import secrets
+import socket
 import ssl
 from pathlib import Path
 
@@ -118,8 +120,29 @@ def server_tls_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
     return context
 
 
+def _alt_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def _local_addresses() -> list[str]:
+    """This machine's IP addresses by its name, and loopback (no network calls)."""
+    addresses = {"127.0.0.1"}
+    try:
+        for *_, address in socket.getaddrinfo(socket.gethostname(), None):
+            addresses.add(str(address[0]))
+    except OSError:
+        pass
+    return sorted(addresses)
+
+
 def self_signed_certificate(folder: Path, host: str) -> tuple[Path, Path]:
     """A self-signed certificate for ``host`` in ``folder`` (made once, reused afterwards).
+
+    For an unspecified address (``0.0.0.0``, ``::``) it names this machine: its host name,
+    ``localhost`` and its addresses, so that stations can check the name they connect to.
 
     Returns (certificate file, key file). Stations must trust the certificate file (it is
     its own authority): copy it to them, or pass it to ``v2ghub chargers --ca-file``.
@@ -131,10 +154,10 @@ def self_signed_certificate(folder: Path, host: str) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    try:
-        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
-    except ValueError:
-        alt = x509.DNSName(host)
+    alt_names = [_alt_name(host)]
+    if host in ("0.0.0.0", "::"):  # every address of this machine: name the machine
+        alt_names = [x509.DNSName(socket.gethostname()), x509.DNSName("localhost")]
+        alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in _local_addresses()]
     now = dt.datetime.now(dt.UTC)
     certificate = (
         x509.CertificateBuilder()
@@ -144,17 +167,19 @@ def self_signed_certificate(folder: Path, host: str) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=825))
-        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    keyfile.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+    # Created owner-only: the key is never readable by others, not even for a moment.
+    descriptor = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
         )
-    )
-    keyfile.chmod(0o600)
     certfile.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return certfile, keyfile

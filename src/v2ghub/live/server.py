@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
+import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, replace
 from datetime import datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -33,6 +35,8 @@ from v2ghub.live.csms import StationConnection, answer_status, station_connectio
 from v2ghub.live.profiles import profile_request
 from v2ghub.live.security import (
     basic_credentials,
+    generate_password,
+    hash_password,
     is_loopback,
     self_signed_certificate,
     server_tls_context,
@@ -42,6 +46,8 @@ from v2ghub.store.records import Event, OcppVersion, Station
 
 LOGGER = logging.getLogger("v2ghub.live")
 
+REFUSAL_EVENT_INTERVAL_S = 60.0
+PING_TIMEOUT_S = 5.0
 SUBPROTOCOLS = [OcppVersion.V21.value, OcppVersion.V201.value]
 
 
@@ -80,9 +86,12 @@ class CsmsServer:
         self.replanner: Replanner | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2ghub-store")
         self._server: Server | None = None
-        self._profile_ids = itertools.count(1)
-        self._profiles: dict[tuple[str, int, str], tuple[int, bool]] = {}
-        """(station, EVSE, transaction) -> (charging profile id, accepted by the station)."""
+        self._installed: dict[str, set[tuple[int, str]]] = {}
+        """Per station, the (EVSE, transaction) whose dynamic profile it accepted."""
+        self._refusals: dict[str, float] = {}
+        """When each kind of refused handshake was last written to the event log."""
+        self._sockets: dict[str, ServerConnection] = {}
+        self._decoy_hash = hash_password(generate_password())
         self._tls = settings.certfile is not None or not is_loopback(settings.host)
 
     # --- the hub a station connection uses ------------------------------------------------
@@ -100,8 +109,9 @@ class CsmsServer:
             self.replanner.trigger(reason)
 
     def transaction_ended(self, station_id: str, transaction_id: str) -> None:
-        for key in [k for k in self._profiles if k[0] == station_id and k[2] == transaction_id]:
-            del self._profiles[key]
+        installed = self._installed.get(station_id, set())
+        for key in [key for key in installed if key[1] == transaction_id]:
+            installed.discard(key)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -146,15 +156,27 @@ class CsmsServer:
 
     # --- handshake and connection ---------------------------------------------------------
 
-    async def _refuse(
-        self, connection: ServerConnection, status: HTTPStatus, station_id: str | None, why: str
-    ) -> Response:
+    async def _note_refusal(self, station_id: str | None, why: str) -> None:
+        """Log a refused handshake and keep it as an event, at most once a minute per
+        station and reason (unknown ids share one): a flood of refusals cannot flood the
+        database."""
         LOGGER.warning("connection refused (%s): %s", station_id, why)
+        key = f"{station_id}\n{why}" if station_id is not None else why.split(" '", maxsplit=1)[0]
+        now_s = time.monotonic()
+        last_s = self._refusals.get(key)
+        if last_s is not None and now_s - last_s < REFUSAL_EVENT_INTERVAL_S:
+            return
+        self._refusals[key] = now_s
         await self.write(
             "record_event",
             Event(at=self.now(), kind="connection refused", detail=why, station_id=station_id),
         )
-        response = connection.respond(status, f"{why}\n")
+
+    async def _refuse(
+        self, connection: ServerConnection, status: HTTPStatus, station_id: str | None, why: str
+    ) -> Response:
+        await self._note_refusal(station_id, why)
+        response = connection.respond(status, f"{status.phrase}\n")
         if status is HTTPStatus.UNAUTHORIZED:
             response.headers["WWW-Authenticate"] = 'Basic realm="v2ghub", charset="UTF-8"'
         return response
@@ -167,25 +189,26 @@ class CsmsServer:
             return await self._refuse(
                 connection, HTTPStatus.NOT_FOUND, None, "no station id in the URL path"
             )
-        station: Station | None = await self.write("station", station_id)
+        credentials = basic_credentials(request.headers.get("Authorization"))
+        station: Station | None = await asyncio.to_thread(self.store.station, station_id)
+        # An unknown id costs the same check and gets the same answer as a wrong password,
+        # so that station ids cannot be probed.
+        stored_hash = self._decoy_hash if station is None else station.password_hash
+        user, password = credentials or ("", "")
+        valid = await asyncio.to_thread(verify_password, password, stored_hash)
         if station is None:
             return await self._refuse(
-                connection, HTTPStatus.NOT_FOUND, None, f"unknown station id {station_id!r}"
+                connection, HTTPStatus.UNAUTHORIZED, None, f"unknown station id {station_id[:48]!r}"
             )
-        credentials = basic_credentials(request.headers.get("Authorization"))
         if credentials is None:
             return await self._refuse(
                 connection, HTTPStatus.UNAUTHORIZED, station_id, "no Basic credentials"
             )
-        user, password = credentials
-        valid = user == station_id and await asyncio.to_thread(
-            verify_password, password, station.password_hash
-        )
-        if not valid:
+        if not valid or user != station_id:
             return await self._refuse(
                 connection, HTTPStatus.UNAUTHORIZED, station_id, "wrong station id or password"
             )
-        if station_id in self.stations:
+        if station_id in self.stations and await self._answers(station_id):
             return await self._refuse(
                 connection,
                 HTTPStatus.CONFLICT,
@@ -194,6 +217,32 @@ class CsmsServer:
             )
         return None
 
+    async def _answers(self, station_id: str) -> bool:
+        """Whether the station's current connection still answers a ping; one that does
+        not (a network outage left it half-open) is closed and logged."""
+        socket = self._sockets.get(station_id)
+        if socket is None:
+            return True
+        try:
+            pong = await socket.ping()
+            await asyncio.wait_for(pong, PING_TIMEOUT_S)
+        except (TimeoutError, ConnectionClosed):
+            why = f"the old connection did not answer a ping in {PING_TIMEOUT_S:g} s: closed"
+            LOGGER.warning("%s: %s", station_id, why)
+            await self.write(
+                "record_event",
+                Event(at=self.now(), kind="stale connection", detail=why, station_id=station_id),
+            )
+            await socket.close(1001, "replaced after it stopped answering")
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._gone(station_id), PING_TIMEOUT_S)
+            return False
+        return True
+
+    async def _gone(self, station_id: str) -> None:
+        while station_id in self.stations:
+            await asyncio.sleep(0.05)
+
     async def _connection(self, connection: ServerConnection) -> None:
         station_id = _station_id(connection.request.path if connection.request else "")
         if station_id is None or connection.subprotocol is None:
@@ -201,41 +250,38 @@ class CsmsServer:
             return
         version = OcppVersion(connection.subprotocol)
         if station_id in self.stations:  # two handshakes raced past the check
-            await self._refuse_late(connection, station_id)
+            await self._note_refusal(
+                station_id, "station is already connected; the new connection is refused"
+            )
+            await connection.close(1008, "already connected")
             return
         station = station_connection(
             station_id, connection, version, self, timeout_s=self.settings.call_timeout_s
         )
         self.stations[station_id] = station
-        # A station that reconnects may have rebooted: its profiles are sent afresh.
-        for key in [key for key in self._profiles if key[0] == station_id]:
-            del self._profiles[key]
+        self._sockets[station_id] = connection
+        # A station that reconnects may have rebooted: its profiles are sent afresh (with
+        # the same ids, so that a profile it kept is replaced, never doubled).
+        self._installed[station_id] = set()
         LOGGER.info("%s connected (%s)", station_id, version.value)
-        await self.write(
-            "record_event",
-            Event(at=self.now(), kind="connected", detail=version.value, station_id=station_id),
-        )
         try:
+            await self.write(
+                "record_event",
+                Event(at=self.now(), kind="connected", detail=version.value, station_id=station_id),
+            )
             await station.start()  # type: ignore[attr-defined]
         except ConnectionClosed:
             pass
         finally:
             if self.stations.get(station_id) is station:
                 del self.stations[station_id]
-            await self.write(
-                "record_event",
-                Event(at=self.now(), kind="disconnected", detail="", station_id=station_id),
-            )
+                del self._sockets[station_id]
+            with suppress(Exception):  # the station is gone either way
+                await self.write(
+                    "record_event",
+                    Event(at=self.now(), kind="disconnected", detail="", station_id=station_id),
+                )
             self.replan(f"{station_id} disconnected")
-
-    async def _refuse_late(self, connection: ServerConnection, station_id: str) -> None:
-        why = "station is already connected; the new connection is refused"
-        LOGGER.warning("connection refused (%s): %s", station_id, why)
-        await self.write(
-            "record_event",
-            Event(at=self.now(), kind="connection refused", detail=why, station_id=station_id),
-        )
-        await connection.close(1008, "already connected")
 
     # --- requests to stations -------------------------------------------------------------
 
@@ -264,17 +310,41 @@ class CsmsServer:
         On OCPP 2.1 the first command of a transaction installs a dynamic charging profile
         (SetChargingProfile) and later ones update it (UpdateDynamicSchedule); should an
         update be refused, the next command installs the profile again. OCPP 2.0.1 stations
-        get a charge limit profile each time.
+        get a charge limit profile each time. The profile id follows from the EVSE and the
+        transaction, so a profile sent again (after a reconnect or a restart of the server)
+        replaces the station's, never stands beside it. The payload is built for the OCPP
+        version the station is connected with now.
         """
-        profile_id, installed = self._profiles.get(command.key, (0, False))
-        if not profile_id:
-            profile_id = next(self._profile_ids)
-        request = profile_request(
-            command, profile_id=profile_id, now=self.now(), installed=installed
-        )
+        station = self.stations.get(command.station_id)
+        if station is None:
+            return "Offline"
+        if station.version is not command.ocpp_version:
+            command = replace(command, ocpp_version=station.version)
+        key = (command.evse_id, command.transaction_id)
+        installed = self._installed.setdefault(command.station_id, set())
+        try:
+            request = profile_request(
+                command,
+                profile_id=profile_id(command.evse_id, command.transaction_id),
+                now=self.now(),
+                installed=key in installed,
+            )
+        except ValueError as error:  # nothing sent: the command does not fit the station
+            return f"NotSent: {error}"
         status = await self.call_station(command.station_id, request)
-        self._profiles[command.key] = (profile_id, status == "Accepted")
+        if self.stations.get(command.station_id) is not station:
+            return status  # reconnected meanwhile: the new connection starts afresh
+        if status == "Accepted":
+            installed.add(key)
+        else:
+            installed.discard(key)
         return status
+
+
+def profile_id(evse_id: int, transaction_id: str) -> int:
+    """The charging profile id of a transaction's profile: the same every time (positive,
+    32 bits), so that sending it again replaces it."""
+    return zlib.crc32(f"{evse_id}/{transaction_id}".encode()) % (2**31 - 1) + 1
 
 
 def _station_id(path: str) -> str | None:

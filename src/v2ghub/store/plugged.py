@@ -7,7 +7,7 @@ latest needs row, so that they can be read and tested apart from the query.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,14 +19,11 @@ from v2ghub.units import WH_PER_KWH
 
 
 def discharge_allowed(*, v2x_allowed: bool, ocpp_version: OcppVersion) -> bool:
-    """Whether a station may be told to discharge.
-
-    OCPP 2.1 stations may when registered with ``v2x_allowed``; OCPP 2.0.1 stations only
-    through the same configured ``v2x_allowed`` (their limits are otherwise charge-only).
-    """
-    if ocpp_version is OcppVersion.V21:
-        return v2x_allowed
-    return ocpp_version is OcppVersion.V201 and v2x_allowed
+    """Whether a station may be told to discharge: when registered with ``v2x_allowed``,
+    on OCPP 2.1 (CentralSetpoint) and on 2.0.1 (negative limits) alike; otherwise its
+    limits are charge-only."""
+    del ocpp_version  # the same rule for both versions
+    return v2x_allowed
 
 
 def estimate_energy_kwh(
@@ -113,9 +110,19 @@ def plugged_session(session: Any, needs: Any | None) -> PluggedSession:
     )
 
 
+NEEDS_BEFORE_START = timedelta(minutes=30)
+"""Needs received this long before a transaction started still belong to it: with the
+transaction starting when the power path closes, a vehicle declares its needs (ISO 15118
+parameter discovery) before the Started event; the margin also absorbs a station clock a
+little off the server's."""
+
+
 def plugged_sessions(connection: Connection, now: datetime) -> list[PluggedSession]:
-    """Open transactions at ``now``, one per EVSE (the latest started), each with the
-    latest needs received on its EVSE since it started."""
+    """Open transactions, one per EVSE (the latest started), each with the latest needs
+    received on its EVSE from :data:`NEEDS_BEFORE_START` before it started until ``now``.
+
+    Every open transaction counts, whatever its start time says: a station's clock may run
+    ahead of the server's."""
     sessions, stations, needs = schema.sessions.c, schema.stations.c, schema.ev_needs.c
     open_sessions = (
         sa.select(
@@ -126,7 +133,7 @@ def plugged_sessions(connection: Connection, now: datetime) -> list[PluggedSessi
             stations.ocpp_version,
         )
         .join(schema.stations, stations.station_id == sessions.station_id)
-        .where(sessions.ended_at.is_(None), sessions.started_at <= now)
+        .where(sessions.ended_at.is_(None))
         .order_by(sessions.started_at)
     )
     rank = (
@@ -145,7 +152,6 @@ def plugged_sessions(connection: Connection, now: datetime) -> list[PluggedSessi
                 sessions.station_id == needs.station_id,
                 sessions.evse_id == needs.evse_id,
                 sessions.ended_at.is_(None),
-                needs.received_at >= sessions.started_at,
                 needs.received_at <= now,
             ),
         )
@@ -157,6 +163,8 @@ def plugged_sessions(connection: Connection, now: datetime) -> list[PluggedSessi
     per_evse: dict[tuple[str, int], PluggedSession] = {}
     for row in session_rows:  # oldest first: a later session on the EVSE replaces it
         needs_row = needs_rows.get((row.station_id, row.transaction_id))
+        if needs_row is not None and needs_row.received_at < row.started_at - NEEDS_BEFORE_START:
+            needs_row = None  # an earlier vehicle's
         per_evse[(row.station_id, row.evse_id)] = plugged_session(row, needs_row)
     return sorted(per_evse.values(), key=lambda s: (s.station_id, s.evse_id))
 

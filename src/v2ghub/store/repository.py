@@ -304,6 +304,17 @@ class Store:
                 for row in connection.execute(query)
             ]
 
+    def latest_export_wh(self, station_id: str, transaction_id: str) -> int:
+        """The transaction's latest export register (0 when it has none yet), for readings
+        that leave the export register out."""
+        sessions = schema.sessions.c
+        query = sa.select(sessions.export_register_wh).where(
+            sessions.station_id == station_id, sessions.transaction_id == transaction_id
+        )
+        with self._read() as connection:
+            value = connection.scalar(query)
+        return int(value or 0)
+
     def count_meter_values(self) -> int:
         with self._read() as connection:
             count = connection.scalar(sa.select(sa.func.count()).select_from(schema.meter_values))
