@@ -65,3 +65,14 @@ def test_non_utf8_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"site_id,import_limit_kw,export_limit_kw\n\xff,1,1\n")
     with pytest.raises(InputError, match="not UTF-8"):
         load_sites_csv(path, site_ids=SITES)
+
+
+def test_other_sites_are_added_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "sites.csv"
+    path.write_text("site_id,import_limit_kw,export_limit_kw\ndepot,250,\nnew,100,40\n")
+    limits = load_sites_csv(path, site_ids=("depot", "home"), other_sites=True)
+    assert limits.site_ids == ("depot", "home", "new")
+    assert limits.import_limit_kw.tolist() == [250.0, math.inf, 100.0]
+    assert limits.export_limit_kw.tolist() == [math.inf, math.inf, 40.0]
+    with pytest.raises(InputError, match=r"row 3, field site_id: site 'new' has no sessions"):
+        load_sites_csv(path, site_ids=("depot",))

@@ -284,7 +284,7 @@ def _control_settings(args: argparse.Namespace, store: Store) -> ControlSettings
     site_ids = tuple(sorted({station.site_id for station in store.stations()}))
     sites: tuple[LiveSite, ...] = ()
     if args.sites is not None:
-        limits = load_sites_csv(args.sites, site_ids=site_ids)
+        limits = load_sites_csv(args.sites, site_ids=site_ids, other_sites=True)
         sites = tuple(
             LiveSite(site, float(imp), float(exp))
             for site, imp, exp in zip(

@@ -38,8 +38,14 @@ def _limit(text: str, *, path: Path, row: int, field: str) -> float:
     return value
 
 
-def load_sites_csv(path: Path, *, site_ids: tuple[str, ...]) -> SiteLimits:
-    """Limits for ``site_ids`` (the sessions' sites, in their order) from ``path``."""
+def load_sites_csv(
+    path: Path, *, site_ids: tuple[str, ...], other_sites: bool = False
+) -> SiteLimits:
+    """Limits for ``site_ids`` (the sessions' sites, in their order) from ``path``.
+
+    With ``other_sites`` a listed site that is not in ``site_ids`` is added after them (the
+    live aggregator knows sites before their stations connect); without, it is refused.
+    """
     try:
         # utf-8-sig: a byte-order mark, as spreadsheets write, is not part of the header.
         text = path.read_text(encoding="utf-8-sig")
@@ -66,6 +72,9 @@ def load_sites_csv(path: Path, *, site_ids: tuple[str, ...]) -> SiteLimits:
                     f"expected {len(header)} cells, got {len(cells)}", file=path, row=row
                 )
             site = cells[position["site_id"]].strip()
+            if site not in imports and other_sites and site:
+                site_ids = (*site_ids, site)
+                imports[site] = exports[site] = math.inf
             if site not in imports:
                 raise InputError(
                     f"site {site!r} has no sessions", file=path, row=row, field="site_id"
