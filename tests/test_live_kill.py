@@ -69,7 +69,12 @@ def _close(server: subprocess.Popen[str]) -> None:
 async def _send(ws: ClientConnection, seq_no: int, **options: Any) -> None:
     unique_id = f"m{seq_no}"
     await ws.send(json.dumps([2, unique_id, "TransactionEvent", _event(seq_no, **options)]))
-    answer = json.loads(await ws.recv())
+    while True:
+        answer = json.loads(await ws.recv())
+        if answer[0] != 2:
+            break
+        # The server's own request (a charging profile): accepted, as a station would.
+        await ws.send(json.dumps([3, answer[1], {"status": "Accepted"}]))
     assert answer[:2] == [3, unique_id], answer
 
 

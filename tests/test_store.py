@@ -654,3 +654,29 @@ def test_replays_and_late_events_keep_one_row_per_seq_no_and_monotone_registers(
     last, first = max(delivered), min(delivered)
     assert (session.import_register_wh, session.export_register_wh) == registers[last]
     assert (session.start_import_register_wh, session.start_export_register_wh) == registers[first]
+
+
+def test_a_late_event_must_fit_between_its_neighbours(store: Store) -> None:
+    add_v2x_station(store)
+    event(store, "T1", 1, sample("T1", 1, 100), event_type="Started")
+    event(store, "T1", 3, sample("T1", 3, 300))
+    event(store, "T1", 5, sample("T1", 5, 350))
+    with pytest.raises(
+        ValueError, match=r"seq_no 2: a later reading.s import_register_wh 300 is below 320"
+    ):
+        event(store, "T1", 2, sample("T1", 2, 320))
+    assert event(store, "T1", 2, sample("T1", 2, 200)) is True
+    assert [s.import_register_wh for s in store.meter_samples("CP1", "T1")] == [100, 200, 300, 350]
+
+
+def test_a_late_meter_value_must_fit_between_its_neighbours_in_time(store: Store) -> None:
+    add_v2x_station(store)
+    event(store, "T1", 0, sample("T1", 0, 100, at=minutes(0)), event_type="Started")
+    store.add_meter_values("CP1", 1, [sample("", -1, 500, at=minutes(10))], at=minutes(10))
+    store.add_meter_values("CP1", 1, [sample("", -1, 900, at=minutes(20))], at=minutes(20))
+    with pytest.raises(ValueError, match=r"MeterValues at .*: import_register_wh 400 is below 500"):
+        store.add_meter_values("CP1", 1, [sample("", -1, 400, at=minutes(15))], at=minutes(15))
+    with pytest.raises(ValueError, match=r"MeterValues at .*: a later reading.s import_register"):
+        store.add_meter_values("CP1", 1, [sample("", -1, 950, at=minutes(15))], at=minutes(15))
+    store.add_meter_values("CP1", 1, [sample("", -1, 700, at=minutes(15))], at=minutes(15))
+    assert [s.import_register_wh for s in store.meter_samples("CP1", "T1")] == [100, 500, 700, 900]

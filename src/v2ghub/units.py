@@ -23,6 +23,7 @@ MINUTES_PER_DAY = 1440
 WH_PER_KWH = 1000
 KW_PER_MW = 1000
 KWH_PER_MWH = 1000
+W_PER_KW = 1000
 MICROSECONDS_PER_SECOND = 1_000_000
 
 
@@ -44,3 +45,13 @@ def kwh_to_wh(energy_kwh: float) -> float:
 def kw_to_mw(power_kw: float) -> float:
     """Kilowatts to megawatts."""
     return power_kw / KW_PER_MW
+
+
+def kw_to_w(power_kw: float) -> float:
+    """Kilowatts to watts."""
+    return power_kw * W_PER_KW
+
+
+def w_to_kw(power_w: float) -> float:
+    """Watts to kilowatts."""
+    return power_w / W_PER_KW

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from v2ghub.store.records import OcppVersion
-from v2ghub.units import WH_PER_KWH, kwh_to_wh
+from v2ghub.units import kw_to_w, kwh_to_wh, w_to_kw
 
 Payload = dict[str, Any]
 
@@ -43,8 +43,6 @@ AC_MIN_CURRENT_A = 6
 AC_MAX_KW = 22.0
 """A station of at most this power is AC; above it, DC."""
 PERCENT = 100.0
-W_PER_KW = WH_PER_KWH
-"""Watts per kilowatt (the same factor as Wh per kWh)."""
 
 # Operation modes a simulated station follows; the others are refused with a reason.
 MODE_CHARGING_ONLY = "ChargingOnly"
@@ -52,16 +50,6 @@ MODE_CENTRAL_SETPOINT = "CentralSetpoint"
 MODE_IDLE = "Idle"
 SUPPORTED_MODES = frozenset({MODE_CHARGING_ONLY, MODE_CENTRAL_SETPOINT, MODE_IDLE})
 SUPPORTED_PURPOSES = frozenset({"TxProfile", "TxDefaultProfile", "ChargingStationMaxProfile"})
-
-
-def kw_to_w(power_kw: float) -> float:
-    """Kilowatts to watts."""
-    return power_kw * W_PER_KW
-
-
-def w_to_kw(power_w: float) -> float:
-    """Watts to kilowatts."""
-    return power_w / W_PER_KW
 
 
 def timestamp(at: datetime) -> str:

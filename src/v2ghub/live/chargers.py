@@ -87,7 +87,7 @@ __all__ = [
 
 DEFAULT_HEARTBEAT_S = 300.0
 RETRY_AFTER_ERROR_S = 60.0
-MAX_METER_PHASES = 10
+MAX_METER_PHASES = 100
 """Stations are spread over this many slots of the meter interval, not all at once."""
 
 

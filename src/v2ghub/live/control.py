@@ -28,12 +28,12 @@ from v2ghub.live.live_problem import ControlSettings, LiveProblem, build_problem
 from v2ghub.model.problem import Planner, Schedule
 from v2ghub.planning.limits import fit_site_limits, site_totals
 from v2ghub.store.records import Event, OcppVersion, PluggedSession, Setpoint
+from v2ghub.units import w_to_kw
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 ACCEPTED = "Accepted"
-W_PER_KW = 1000  # units.py has no power conversion yet
 LOG = logging.getLogger(__name__)
 
 
@@ -136,7 +136,7 @@ def setpoint_commands(
         site_index=site_index,
         import_limit_kw=problem.import_limit_kw,
         export_limit_kw=problem.export_limit_kw,
-        resolution_kw=resolution_w / W_PER_KW,
+        resolution_kw=w_to_kw(resolution_w),
     )
     power = power + 0.0  # no -0.0 in a command
     return [

@@ -36,6 +36,7 @@ from ocpp.v21.enums import Action as Action21
 from ocpp.v201.enums import Action as Action201
 
 from v2ghub.store.records import Event, EvNeeds, MeterSample, OcppVersion
+from v2ghub.units import w_to_kw
 
 LOGGER = logging.getLogger("v2ghub.live")
 
@@ -157,8 +158,9 @@ def meter_samples(
     return samples
 
 
-def _kw(watts: object) -> float | None:
-    return None if watts is None else float(watts) / 1000.0  # type: ignore[arg-type]
+def _kilo(value: object) -> float | None:
+    """W as kW, or Wh as kWh (``None`` stays ``None``)."""
+    return None if value is None else w_to_kw(float(value))  # type: ignore[arg-type]
 
 
 def ev_needs(
@@ -179,7 +181,7 @@ def ev_needs(
     # AC parameters carry no battery size or SoC: a station may pass the vehicle's in
     # customData (as v2ghub's simulated chargers do).
     extra = charging_needs.get("custom_data") or {}
-    battery_kwh = _kw(dc.get("ev_energy_capacity", extra.get("ev_energy_capacity")))
+    battery_kwh = _kilo(dc.get("ev_energy_capacity", extra.get("ev_energy_capacity")))
     soc_percent = dc.get("state_of_charge", extra.get("state_of_charge"))
     soc = None if soc_percent is None else float(soc_percent) / 100.0
     stored_kwh = None if battery_kwh is None or soc is None else battery_kwh * soc
@@ -197,9 +199,9 @@ def ev_needs(
     floor_wh = v2x.get("ev_min_v2x_energy_request")
     if floor_wh is not None and stored_kwh is not None:
         min_kwh = max(stored_kwh + float(floor_wh) / 1000.0, 0.0)
-    max_charge_kw = _kw(v2x.get("max_charge_power"))
+    max_charge_kw = _kilo(v2x.get("max_charge_power"))
     if max_charge_kw is None:
-        max_charge_kw = _kw(dc.get("ev_max_power"))
+        max_charge_kw = _kilo(dc.get("ev_max_power"))
     if max_charge_kw is None and ac.get("ev_max_current") is not None:
         phases = _AC_PHASES.get(str(charging_needs.get("requested_energy_transfer")), 3)
         volts = float(ac.get("ev_max_voltage", 230))
@@ -215,7 +217,7 @@ def ev_needs(
         target_energy_kwh=target_kwh,
         min_energy_kwh=min_kwh,
         max_charge_kw=max_charge_kw,
-        max_discharge_kw=_kw(v2x.get("max_discharge_power")),
+        max_discharge_kw=_kilo(v2x.get("max_discharge_power")),
         control_mode=charging_needs.get("control_mode"),
     )
 

@@ -31,8 +31,9 @@ from ocpp.v201 import call as call_v201
 from ocpp.v201 import datatypes as types_v201
 from ocpp.v201 import enums as enums_v201
 
-from v2ghub.live.control import W_PER_KW, SetpointCommand
+from v2ghub.live.control import SetpointCommand
 from v2ghub.store.records import OcppVersion
+from v2ghub.units import kw_to_w
 
 STACK_LEVEL = 0
 MAX_OFFLINE_S = 300
@@ -42,7 +43,7 @@ TRANSACTION_ID_MAX_LENGTH = 36  # both schemas
 
 def _watts(power_kw: float) -> float:
     """Whole watts, as a float (``-0.0`` becomes ``0.0``)."""
-    return float(round(power_kw * W_PER_KW)) + 0.0
+    return float(round(kw_to_w(power_kw))) + 0.0
 
 
 def _timestamp(now: datetime) -> str:

@@ -47,6 +47,8 @@ from v2ghub.store.records import Event, OcppVersion, Station
 LOGGER = logging.getLogger("v2ghub.live")
 
 REFUSAL_EVENT_INTERVAL_S = 60.0
+MAX_GROUP = 500
+"""TransactionEvents committed together at most (a group commit)."""
 PING_TIMEOUT_S = 5.0
 SUBPROTOCOLS = [OcppVersion.V21.value, OcppVersion.V201.value]
 
@@ -91,6 +93,8 @@ class CsmsServer:
         self._refusals: dict[str, float] = {}
         """When each kind of refused handshake was last written to the event log."""
         self._sockets: dict[str, ServerConnection] = {}
+        self._events: list[tuple[dict[str, Any], asyncio.Future[bool | ValueError]]] = []
+        self._committer: asyncio.Task[None] | None = None
         self._decoy_hash = hash_password(generate_password())
         self._tls = settings.certfile is not None or not is_loopback(settings.host)
 
@@ -100,9 +104,42 @@ class CsmsServer:
         return self.clock.now()
 
     async def write(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Run ``store.method`` in the store's single writer thread (committed on return)."""
+        """Run ``store.method`` in the store's single writer thread (committed on return).
+
+        TransactionEvents, the bulk of the traffic, are group-committed: those that arrive
+        while the writer is busy are stored together in one database transaction, and each
+        is answered once that transaction is committed.
+        """
+        if method == "transaction_event":
+            return await self._grouped_event(kwargs)
         work = functools.partial(getattr(self.store, method), *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._writer, work)
+
+    async def _grouped_event(self, event: dict[str, Any]) -> bool:
+        done: asyncio.Future[bool | ValueError] = asyncio.get_running_loop().create_future()
+        self._events.append((event, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_events())
+        result = await done
+        if isinstance(result, ValueError):
+            raise result
+        return result
+
+    async def _commit_events(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._events:
+            group, self._events = self._events[:MAX_GROUP], self._events[MAX_GROUP:]
+            work = functools.partial(self.store.transaction_events, [e for e, _ in group])
+            try:
+                results = await loop.run_in_executor(self._writer, work)
+            except Exception as error:  # the whole group failed: each station hears it
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(error)
+                continue
+            for (_, done), result in zip(group, results, strict=True):
+                if not done.done():
+                    done.set_result(result)
 
     def replan(self, reason: str) -> None:
         if self.replanner is not None:

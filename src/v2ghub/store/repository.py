@@ -7,7 +7,7 @@ acknowledge a meter value as soon as the call returns) and rolled back whole on 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -241,27 +241,45 @@ class Store:
         ``seq_no`` order: a sample below an earlier one raises ``ValueError`` and nothing
         of the event is stored.
         """
-        check_event_type(event_type)
-        if seq_no < 0:
-            raise ValueError(f"seq_no {seq_no} must be >= 0")
-        check_transaction_id(transaction_id)
-        check_aware("at", at)
-        ordered = event_samples(samples, station_id, transaction_id, seq_no)
+        [result] = self.transaction_events(
+            [
+                {
+                    "station_id": station_id,
+                    "evse_id": evse_id,
+                    "transaction_id": transaction_id,
+                    "event_type": event_type,
+                    "seq_no": seq_no,
+                    "at": at,
+                    "trigger_reason": trigger_reason,
+                    "samples": samples,
+                    "id_token": id_token,
+                    "stopped_reason": stopped_reason,
+                    "offline": offline,
+                }
+            ]
+        )
+        if isinstance(result, ValueError):
+            raise result
+        return result
+
+    def transaction_events(self, events: Sequence[Mapping[str, Any]]) -> list[bool | ValueError]:
+        """Store several TransactionEvents (each the keyword arguments of
+        :meth:`transaction_event`) in one database transaction: a group commit.
+
+        Each event is stored in a savepoint of its own, so a refused one (its
+        ``ValueError`` is its result) leaves the others stored; the rest are ``True``, or
+        ``False`` for a replay. Everything is committed before this returns.
+        """
+        results: list[bool | ValueError] = []
         with self._write() as connection:
-            return store_event(
-                connection,
-                station_id=station_id,
-                evse_id=evse_id,
-                transaction_id=transaction_id,
-                event_type=event_type,
-                seq_no=seq_no,
-                at=at,
-                trigger_reason=trigger_reason,
-                ordered=ordered,
-                id_token=id_token,
-                stopped_reason=stopped_reason,
-                offline=offline,
-            )
+            for event in events:
+                try:
+                    prepared = _checked_event(**event)
+                    with connection.begin_nested():
+                        results.append(store_event(connection, **prepared))
+                except ValueError as error:
+                    results.append(error)
+        return results
 
     def add_meter_values(
         self, station_id: str, evse_id: int, samples: Sequence[MeterSample], *, at: datetime
@@ -470,3 +488,38 @@ def _station(row: Row[Any]) -> Station:
         model=row.model,
         last_boot_at=row.last_boot_at,
     )
+
+
+def _checked_event(
+    *,
+    station_id: str,
+    evse_id: int | None,
+    transaction_id: str,
+    event_type: str,
+    seq_no: int,
+    at: datetime,
+    trigger_reason: str,
+    samples: Sequence[MeterSample],
+    id_token: str | None = None,
+    stopped_reason: str | None = None,
+    offline: bool = False,
+) -> dict[str, Any]:
+    """A TransactionEvent's fields checked, with its samples in order, for ``store_event``."""
+    check_event_type(event_type)
+    if seq_no < 0:
+        raise ValueError(f"seq_no {seq_no} must be >= 0")
+    check_transaction_id(transaction_id)
+    check_aware("at", at)
+    return {
+        "station_id": station_id,
+        "evse_id": evse_id,
+        "transaction_id": transaction_id,
+        "event_type": event_type,
+        "seq_no": seq_no,
+        "at": at,
+        "trigger_reason": trigger_reason,
+        "ordered": event_samples(samples, station_id, transaction_id, seq_no),
+        "id_token": id_token,
+        "stopped_reason": stopped_reason,
+        "offline": offline,
+    }

@@ -93,7 +93,7 @@ def store_event(
     check_event_registers(
         ordered,
         floor=floor,
-        ceiling=None if in_order else _latest(session),
+        ceiling=None if in_order else _later(connection, session, seq_no),
         where=f"station {station_id!r}, transaction {transaction_id!r}, seq_no {seq_no}",
     )
     evse = session.evse_id if evse_id is None else evse_id
@@ -151,11 +151,13 @@ def store_meter_values(
         for sample in ordered
     ]
     if session is not None:
+        where = f"station {station_id!r}, transaction {transaction_id!r}, MeterValues"
+        latest_at = session.last_meter_at
+        for sample in ordered:
+            if latest_at is not None and sample.measured_at < latest_at:
+                _check_between_in_time(connection, session, sample, where=where)
         newer = meter_value_registers(
-            ordered,
-            latest=_latest(session),
-            latest_at=session.last_meter_at,
-            where=f"station {station_id!r}, transaction {transaction_id!r}, MeterValues",
+            ordered, latest=_latest(session), latest_at=latest_at, where=where
         )
         if newer:
             connection.execute(
@@ -231,6 +233,48 @@ def _latest(session: Row[Any]) -> Registers | None:
     if session.import_register_wh is None:
         return None
     return Registers(session.import_register_wh, session.export_register_wh)
+
+
+def _check_between_in_time(
+    connection: Connection, session: Row[Any], sample: MeterSample, *, where: str
+) -> None:
+    """A late reading must fit between the stored readings measured before and after it."""
+    values = schema.meter_values.c
+    of_session = (
+        values.station_id == session.station_id,
+        values.transaction_id == session.transaction_id,
+    )
+    before = connection.execute(
+        sa.select(
+            sa.func.max(values.import_register_wh), sa.func.max(values.export_register_wh)
+        ).where(*of_session, values.measured_at <= sample.measured_at)
+    ).one()
+    after = connection.execute(
+        sa.select(
+            sa.func.min(values.import_register_wh), sa.func.min(values.export_register_wh)
+        ).where(*of_session, values.measured_at > sample.measured_at)
+    ).one()
+    registers = Registers.of(sample)
+    at = sample.measured_at.isoformat()
+    if before[0] is not None and (problem := registers.below(Registers(before[0], before[1]))):
+        raise ValueError(f"{where} at {at}: {problem} measured before it")
+    if after[0] is not None and (problem := Registers(after[0], after[1]).below(registers)):
+        raise ValueError(f"{where} at {at}: a later reading's {problem}")
+
+
+def _later(connection: Connection, session: Row[Any], seq_no: int) -> Registers | None:
+    """The lowest registers stored by the session's events after ``seq_no``."""
+    values = schema.meter_values.c
+    lowest = connection.execute(
+        sa.select(
+            sa.func.min(values.import_register_wh), sa.func.min(values.export_register_wh)
+        ).where(
+            values.station_id == session.station_id,
+            values.transaction_id == session.transaction_id,
+            values.seq_no > seq_no,
+        )
+    ).one()
+    return None if lowest[0] is None else Registers(lowest[0], lowest[1])
 
 
 def _earlier(connection: Connection, session: Row[Any], seq_no: int) -> Registers | None:
