@@ -20,7 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from v2ghub.live.control import ControlLoop, SetpointCommand, round_within_sites, setpoint_commands
+from v2ghub.live.control import (
+    ControlLoop,
+    SetpointCommand,
+    round_within_sites,
+    setpoint_commands,
+    with_grid_limits,
+)
 from v2ghub.live.live_problem import ControlSettings, LiveProblem, LiveSite, build_problem, plan
 from v2ghub.model.problem import Problem, Schedule
 from v2ghub.planning import make_planner
@@ -433,6 +439,7 @@ class MemoryStore:
         self.setpoints: list[Setpoint] = []
         self.events: list[Event] = []
         self.reads = 0
+        self.grid_limits: dict[str, tuple[float, float]] = {}
 
     def plugged(self, now: datetime) -> list[PluggedSession]:
         self.reads += 1
@@ -443,6 +450,9 @@ class MemoryStore:
 
     def record_event(self, event: Event) -> None:
         self.events.append(event)
+
+    def site_limits(self, now: datetime) -> dict[str, tuple[float, float]]:
+        return dict(self.grid_limits)
 
 
 class StoppedClock:
@@ -589,3 +599,42 @@ async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "not within 5 s"
         await asyncio.sleep(0.01)
+
+
+def test_a_grid_event_replaces_the_site_limits_and_re_plans_at_once() -> None:
+    full = {"energy_kwh": 50.0, "target_energy_kwh": 48.0}
+    store = MemoryStore([session(1, PEAK, **full)])
+    settings = replace(SETTINGS, control_interval_s=3600.0, grid_poll_s=0.02, debounce_s=0.01)
+
+    async def scenario() -> None:
+        loop = ControlLoop(
+            store=store,
+            planner=make_planner("v2g-rules"),
+            settings=settings,
+            clock=StoppedClock(PEAK),
+            send=answers(),
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(loop.run(stop))
+        await until(lambda: len(store.setpoints) == 1)
+        assert store.setpoints[0].setpoint_kw == -7.0  # the peak: V2G
+        # The grid company curtails site a's export: no V2G there any more.
+        store.grid_limits = {"a": (math.inf, 0.0)}
+        await until(lambda: len(store.setpoints) == 2)
+        assert store.setpoints[1].setpoint_kw == 0.0
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    assert store.reads == 2  # re-planned for the event, not for the hourly interval
+
+
+def test_grid_limits_override_the_configured_sites() -> None:
+    settings = replace(SETTINGS, sites=(LiveSite("a", 10.0, 3.0), LiveSite("b", 20.0, 0.0)))
+    changed = with_grid_limits(settings, {"a": (5.0, 0.0), "new": (math.inf, 1.0)})
+    assert [(s.site_id, s.import_limit_kw, s.export_limit_kw) for s in changed.sites] == [
+        ("a", 5.0, 0.0),
+        ("b", 20.0, 0.0),
+        ("new", math.inf, 1.0),
+    ]
+    assert with_grid_limits(settings, {}) is settings

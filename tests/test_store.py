@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import math
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -175,7 +177,7 @@ def test_migrated_schema_matches_the_metadata(store: Store) -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, schema.metadata) == []
         assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-            ("0001",)
+            ("0002",)
         ]
 
 
@@ -680,3 +682,62 @@ def test_a_late_meter_value_must_fit_between_its_neighbours_in_time(store: Store
         store.add_meter_values("CP1", 1, [sample("", -1, 950, at=minutes(15))], at=minutes(15))
     store.add_meter_values("CP1", 1, [sample("", -1, 700, at=minutes(15))], at=minutes(15))
     assert [s.import_register_wh for s in store.meter_samples("CP1", "T1")] == [100, 500, 700, 900]
+
+
+# Grid events ------------------------------------------------------------------------------
+
+
+def test_site_limits_in_force_latest_recorded_wins(store: Store) -> None:
+    store.add_site_limit(
+        "depot",
+        import_limit_kw=200.0,
+        export_limit_kw=None,
+        starts_at=minutes(0),
+        reason="a",
+        at=minutes(0),
+    )
+    store.add_site_limit(
+        "depot",
+        import_limit_kw=80.0,
+        export_limit_kw=0.0,
+        starts_at=minutes(30),
+        ends_at=minutes(90),
+        reason="curtailment",
+        at=minutes(1),
+    )
+    store.add_site_limit(
+        "home-2",
+        import_limit_kw=None,
+        export_limit_kw=5.0,
+        starts_at=minutes(60),
+        reason="c",
+        at=minutes(2),
+    )
+    assert store.site_limits(minutes(-1)) == {}
+    assert store.site_limits(minutes(10)) == {"depot": (200.0, math.inf)}
+    assert store.site_limits(minutes(60)) == {"depot": (80.0, 0.0), "home-2": (math.inf, 5.0)}
+    # The curtailment ends: the standing limit holds again.
+    assert store.site_limits(minutes(90)) == {"depot": (200.0, math.inf), "home-2": (math.inf, 5.0)}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"import_limit_kw": -1.0}, "site 'depot': import_limit_kw must be >= 0 kW, got -1.0"),
+        ({"export_limit_kw": math.nan}, "site 'depot': export_limit_kw must be >= 0 kW, got nan"),
+        ({"ends_at": minutes(0)}, r"site 'depot': the limit ends \(.*\) before it starts"),
+    ],
+)
+def test_bad_site_limits_are_refused_and_nothing_is_stored(
+    store: Store, changes: dict[str, Any], message: str
+) -> None:
+    values: dict[str, Any] = {
+        "import_limit_kw": 10.0,
+        "export_limit_kw": 0.0,
+        "starts_at": minutes(0),
+        "reason": "x",
+        "at": minutes(0),
+    }
+    with pytest.raises(ValueError, match=message):
+        store.add_site_limit("depot", **{**values, **changes})
+    assert store.site_limits(minutes(1)) == {}

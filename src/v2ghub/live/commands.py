@@ -40,7 +40,7 @@ from v2ghub.store.repository import Store
 DEFAULT_DATA_DIR = Path("v2ghub-data")
 DEFAULT_PORT = 9000
 DEFAULT_CITY = "Shenzhen"
-LIVE_COMMANDS = ("serve", "station", "chargers")
+LIVE_COMMANDS = ("serve", "station", "chargers", "site")
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
@@ -159,6 +159,32 @@ def add_live_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     listing = actions.add_parser("list", help="list registered stations")
     _store_options(listing)
     _add_chargers_parser(commands)
+    _add_site_parser(commands)
+
+
+def _add_site_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    site = commands.add_parser(
+        "site",
+        help="grid events: set a site's connection limits for a while",
+        description="Record a grid event for a running aggregator: a site's import and "
+        "export limits (kW at its connection point) from --from until --until. `v2ghub "
+        "serve` sees it within a second and re-plans; when the event ends, the site's "
+        "configured limits (--sites) hold again. Give the server's --data-dir or "
+        "--database-url.",
+    )
+    actions = site.add_subparsers(dest="site_command", required=True, metavar="ACTION")
+    limit = actions.add_parser("limit", help="limit a site's import and export")
+    limit.add_argument("site_id", metavar="SITE")
+    limit.add_argument("--import-kw", type=float, help="import limit, kW (default: none)")
+    limit.add_argument(
+        "--export-kw", type=float, help="export (V2G) limit, kW (default: none; 0 stops V2G)"
+    )
+    limit.add_argument("--from", dest="starts_at", type=_aware_time, help="start (default: now)")
+    limit.add_argument(
+        "--until", dest="ends_at", type=_aware_time, help="end (default: until replaced)"
+    )
+    limit.add_argument("--reason", default="grid event", help="why, kept with the event")
+    _store_options(limit)
 
 
 def _add_chargers_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -210,6 +236,8 @@ def run_live_command(args: argparse.Namespace, console: Console) -> int:
         return _serve(args, console)
     if args.command == "chargers":
         return _chargers(args, console)
+    if args.command == "site":
+        return _site_limit(args, console)
     raise InputError(f"unknown command {args.command!r}")
 
 
@@ -259,6 +287,36 @@ def _station(args: argparse.Namespace, console: Console) -> int:
             markup=False,
             highlight=False,
         )
+    return 0
+
+
+def _site_limit(args: argparse.Namespace, console: Console) -> int:
+    now = SystemClock().now()
+    starts_at = args.starts_at or now
+    with _open_store(args) as store:
+        try:
+            store.add_site_limit(
+                args.site_id,
+                import_limit_kw=args.import_kw,
+                export_limit_kw=args.export_kw,
+                starts_at=starts_at,
+                ends_at=args.ends_at,
+                reason=args.reason,
+                at=now,
+            )
+        except ValueError as error:
+            raise InputError(str(error)) from error
+
+    def text(limit_kw: float | None) -> str:
+        return "no limit" if limit_kw is None else f"{limit_kw:g} kW"
+
+    until = "until replaced" if args.ends_at is None else f"until {args.ends_at.isoformat()}"
+    console.print(
+        f"site {args.site_id}: import {text(args.import_kw)}, export {text(args.export_kw)} "
+        f"from {starts_at.isoformat()} {until} ({args.reason})",
+        markup=False,
+        highlight=False,
+    )
     return 0
 
 

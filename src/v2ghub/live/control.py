@@ -16,7 +16,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from v2ghub.live.clock import Clock
-from v2ghub.live.live_problem import ControlSettings, LiveProblem, build_problem, plan
+from v2ghub.live.live_problem import ControlSettings, LiveProblem, LiveSite, build_problem, plan
 from v2ghub.model.problem import Planner, Schedule
 from v2ghub.planning.limits import fit_site_limits, site_totals
 from v2ghub.store.records import Event, OcppVersion, PluggedSession, Setpoint
@@ -165,6 +165,10 @@ class ControlStore(Protocol):
 
     def record_event(self, event: Event) -> None: ...
 
+    def site_limits(self, now: datetime) -> dict[str, tuple[float, float]]:
+        """Grid events in force: (import, export) kW per site, ``inf`` for no limit."""
+        ...
+
 
 Send = Callable[[SetpointCommand], Awaitable[str]]
 """Sends a command to its station; returns the answer: ``Accepted``, ``Rejected``,
@@ -183,6 +187,26 @@ class _Planned:
     live: LiveProblem
     schedule: Schedule
     commands: list[SetpointCommand]
+
+
+def with_grid_limits(
+    settings: ControlSettings, grid_limits: dict[str, tuple[float, float]]
+) -> ControlSettings:
+    """``settings`` with the grid events' site limits in force instead of the configured
+    ones (a site only a grid event names is added)."""
+    if not grid_limits:
+        return settings
+    sites = [
+        LiveSite(site.site_id, *grid_limits[site.site_id]) if site.site_id in grid_limits else site
+        for site in settings.sites
+    ]
+    known = {site.site_id for site in settings.sites}
+    sites += [
+        LiveSite(site_id, *limits)
+        for site_id, limits in grid_limits.items()
+        if site_id not in known
+    ]
+    return replace(settings, sites=tuple(sites))
 
 
 class ControlLoop:
@@ -229,6 +253,7 @@ class ControlLoop:
         self._notes: tuple[str, ...] = ()
         self._planner_busy = threading.Lock()
         self._triggered = asyncio.Event()
+        self._grid_limits: dict[str, tuple[float, float]] | None = None
         self._reasons: list[str] = []
 
     def trigger(self, reason: str) -> None:
@@ -237,8 +262,13 @@ class ControlLoop:
         self._reasons.append(reason)
         self._triggered.set()
 
-    def _plan_now(self, sessions: Sequence[PluggedSession], now: datetime) -> _Planned:
-        settings = self.settings
+    def _plan_now(
+        self,
+        sessions: Sequence[PluggedSession],
+        now: datetime,
+        grid_limits: dict[str, tuple[float, float]],
+    ) -> _Planned:
+        settings = with_grid_limits(self.settings, grid_limits)
         live = build_problem(sessions, now=now, settings=settings)
         schedule = plan(
             live,
@@ -278,7 +308,9 @@ class ControlLoop:
         """
         now = self.clock.now()
         sessions = await asyncio.to_thread(self.store.plugged, now)
-        planned = await asyncio.to_thread(self._plan_now, sessions, now)
+        grid_limits = await asyncio.to_thread(self.store.site_limits, now)
+        self._grid_limits = grid_limits
+        planned = await asyncio.to_thread(self._plan_now, sessions, now, grid_limits)
         events: list[Event] = []
         reason = planned.schedule.fallback_reason
         if reason is not None:
@@ -349,6 +381,29 @@ class ControlLoop:
         ``debounce_s`` wall seconds after a trigger, until ``stop`` is set. A failing
         instant is logged and recorded as an event; the loop goes on."""
         loop = asyncio.get_running_loop()
+        watcher = asyncio.create_task(self._watch_grid_events(stop))
+        try:
+            await self._run(stop, loop)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _watch_grid_events(self, stop: asyncio.Event) -> None:
+        """Re-plan as soon as the site limits in force change: a grid event recorded
+        (by ``v2ghub site limit``, from any process) or one starting or ending."""
+        while not stop.is_set():
+            await asyncio.sleep(self.settings.grid_poll_s)
+            try:
+                limits = await asyncio.to_thread(self.store.site_limits, self.clock.now())
+            except Exception:
+                LOG.exception("could not read the grid events")
+                continue
+            if self._grid_limits is not None and limits != self._grid_limits:
+                self._grid_limits = limits
+                self.trigger("grid event: site limits changed")
+
+    async def _run(self, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
         while not stop.is_set():
             started = loop.time()
             if self._reasons:

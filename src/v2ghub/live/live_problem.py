@@ -117,6 +117,9 @@ class ControlSettings:
         was not ``Accepted``, or the last send is ``refresh_s`` old (loop clock).
     send_timeout_s
         Wall seconds to wait for a station's answer (the OCPP server has its own timeout).
+    grid_poll_s
+        Wall seconds between two looks at the grid events (site limits) in the store; a
+        change re-plans at once.
     send_wait_s
         Wall seconds a control instant waits for the answers before it ends; later answers
         are recorded at the next instant (a slow station never holds up the next plan).
@@ -149,6 +152,7 @@ class ControlSettings:
     refresh_s: float = 900.0
     send_timeout_s: float = 30.0
     send_wait_s: float = 1.0
+    grid_poll_s: float = 1.0
 
     def __post_init__(self) -> None:
         cities = pilot_cities()
@@ -167,6 +171,7 @@ class ControlSettings:
             "refresh_s",
             "send_timeout_s",
             "send_wait_s",
+            "grid_poll_s",
             "setpoint_resolution_w",
         )
         for name in positive:

@@ -7,6 +7,7 @@ acknowledge a meter value as soon as the call returns) and rolled back whole on 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -446,6 +447,69 @@ class Store:
                     at=event.at, kind=event.kind, detail=event.detail, station_id=event.station_id
                 )
             )
+
+    # Grid events ----------------------------------------------------------------------
+
+    def add_site_limit(
+        self,
+        site_id: str,
+        *,
+        import_limit_kw: float | None,
+        export_limit_kw: float | None,
+        starts_at: datetime,
+        ends_at: datetime | None = None,
+        reason: str,
+        at: datetime,
+    ) -> None:
+        """Record a grid event: ``site_id``'s limits (kW at the connection point, ``None``
+        for no limit) from ``starts_at`` until ``ends_at`` (``None``: until a later event
+        replaces them)."""
+        for name, value in (
+            ("import_limit_kw", import_limit_kw),
+            ("export_limit_kw", export_limit_kw),
+        ):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"site {site_id!r}: {name} must be >= 0 kW, got {value}")
+        check_aware("starts_at", starts_at)
+        check_aware("at", at)
+        if ends_at is not None:
+            check_aware("ends_at", ends_at)
+            if ends_at <= starts_at:
+                raise ValueError(f"site {site_id!r}: the limit ends ({ends_at}) before it starts")
+        if not site_id:
+            raise ValueError("a site limit needs a site id")
+        with self._write() as connection:
+            connection.execute(
+                schema.site_limits.insert().values(
+                    site_id=site_id,
+                    import_limit_kw=import_limit_kw,
+                    export_limit_kw=export_limit_kw,
+                    starts_at=starts_at,
+                    ends_at=ends_at,
+                    reason=reason,
+                    recorded_at=at,
+                )
+            )
+
+    def site_limits(self, now: datetime) -> dict[str, tuple[float, float]]:
+        """The limits in force at ``now`` per site: (import, export) kW, ``inf`` for none.
+        Of several events in force for a site, the one recorded last holds."""
+        check_aware("now", now)
+        limits = schema.site_limits.c
+        query = (
+            sa.select(schema.site_limits)
+            .where(limits.starts_at <= now, sa.or_(limits.ends_at.is_(None), limits.ends_at > now))
+            .order_by(limits.recorded_at, limits.id)
+        )
+        with self._read() as connection:
+            rows = connection.execute(query).all()
+        return {
+            row.site_id: (
+                math.inf if row.import_limit_kw is None else float(row.import_limit_kw),
+                math.inf if row.export_limit_kw is None else float(row.export_limit_kw),
+            )
+            for row in rows  # the last recorded of a site overwrites the others
+        }
 
     def events(self, *, kind: str | None = None, limit: int = 100) -> list[Event]:
         """The newest ``limit`` events (of one kind, or all), newest first."""

@@ -181,3 +181,20 @@ events = sa.Table(
     sa.Column("station_id", sa.String(STATION_ID_LENGTH)),
     sa.Index(None, "kind", "at"),
 )
+
+site_limits = sa.Table(
+    "site_limits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("site_id", sa.String(64), nullable=False),
+    sa.Column("import_limit_kw", sa.Float),
+    sa.Column("export_limit_kw", sa.Float),
+    sa.Column("starts_at", UtcDateTime, nullable=False),
+    sa.Column("ends_at", UtcDateTime),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Index(None, "site_id", "starts_at"),
+)
+"""Grid events: a site's connection limits for a while (a curtailment, a demand-response
+call, a new agreement). ``NULL`` is no limit in that direction; ``ends_at`` ``NULL`` lasts
+until a later event replaces it."""
