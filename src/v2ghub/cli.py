@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="v2ghub",
         description="v2ghub: vehicle-to-grid aggregation. A digital twin of V2G fleets in "
-        "the nine Chinese pilot cities (or your own sessions).",
+        "the nine Chinese pilot cities (or your own sessions), and a live aggregator for "
+        "real bidirectional chargers over OCPP 2.1/2.0.1.",
     )
     parser.add_argument("--version", action="version", version=f"v2ghub {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
