@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from v2ghub.live.control import (
     ControlLoop,
     SetpointCommand,
+    respect_minimums,
     round_within_sites,
     setpoint_commands,
     with_grid_limits,
@@ -30,6 +31,7 @@ from v2ghub.live.control import (
 from v2ghub.live.live_problem import ControlSettings, LiveProblem, LiveSite, build_problem, plan
 from v2ghub.model.problem import Problem, Schedule
 from v2ghub.planning import make_planner
+from v2ghub.planning.limits import fit_site_limits
 from v2ghub.store.records import Event, OcppVersion, PluggedSession, Setpoint
 
 SHENZHEN = ZoneInfo("Asia/Shanghai")
@@ -638,3 +640,75 @@ def test_grid_limits_override_the_configured_sites() -> None:
         ("new", math.inf, 1.0),
     ]
     assert with_grid_limits(settings, {}) is settings
+
+
+def test_setpoints_below_a_vehicles_minimum_become_zero_within_the_site() -> None:
+    # Site 0 imports at most 10 kW. st1 would discharge 2 kW (its least is 3 kW): it stops,
+    # so st2's 11 kW no longer fits and is cut to 10 kW, above its least (6 kW).
+    kwargs: dict[str, Any] = {
+        "site_index": np.array([0, 0, 1]),
+        "import_limit_kw": np.array([10.0, 5.0]),
+        "export_limit_kw": np.array([5.0, 5.0]),
+    }
+    power = respect_minimums(
+        np.array([-2.0, 11.0, 1.0]),
+        min_charge_kw=np.array([0.0, 6.0, 1.4]),
+        min_discharge_kw=np.array([3.0, 0.0, 0.0]),
+        **kwargs,
+    )
+    assert power.tolist() == [0.0, 10.0, 0.0]  # st3's 1 kW is below its 1.4 kW too
+    # With st2's least at 10.5 kW, the cut leaves it below: it stops as well.
+    power = respect_minimums(
+        np.array([-2.0, 11.0, 1.4]),
+        min_charge_kw=np.array([0.0, 10.5, 1.4]),
+        min_discharge_kw=np.array([3.0, 0.0, 0.0]),
+        **kwargs,
+    )
+    assert power.tolist() == [0.0, 0.0, 1.4]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 2),
+            st.floats(-11.0, 11.0),
+            st.floats(0.0, 8.0),
+            st.floats(0.0, 8.0),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    limits=st.lists(st.tuples(st.floats(0.0, 40.0), st.floats(0.0, 40.0)), min_size=3, max_size=3),
+)
+def test_minimums_keep_every_site_limit(
+    rows: list[tuple[int, float, float, float]], limits: list[tuple[float, float]]
+) -> None:
+    site_index = np.array([r[0] for r in rows])
+    import_limit = np.array([lim[0] for lim in limits])
+    export_limit = np.array([lim[1] for lim in limits])
+    min_charge = np.array([r[2] for r in rows])
+    min_discharge = np.array([r[3] for r in rows])
+    # Start, as the commands do, from powers within every site's limits.
+    charge, discharge = fit_site_limits(
+        charge_kw=np.maximum([r[1] for r in rows], 0.0),
+        discharge_kw=np.maximum([-r[1] for r in rows], 0.0),
+        must_charge_kw=np.zeros(len(rows)),
+        site_index=site_index,
+        import_limit_kw=import_limit,
+        export_limit_kw=export_limit,
+    )
+    power = respect_minimums(
+        charge - discharge,
+        min_charge_kw=min_charge,
+        min_discharge_kw=min_discharge,
+        site_index=site_index,
+        import_limit_kw=import_limit,
+        export_limit_kw=export_limit,
+    )
+    site_kw = np.bincount(site_index, weights=power, minlength=3)
+    assert np.all(site_kw <= import_limit + 1e-6)
+    assert np.all(site_kw >= -export_limit - 1e-6)
+    assert not np.any((power > 0) & (power < min_charge - 1e-6))
+    assert not np.any((power < 0) & (-power < min_discharge - 1e-6))
+    assert np.all(np.abs(power) <= np.abs(charge - discharge) + 1e-9)  # only ever lowered

@@ -90,6 +90,8 @@ def test_v21_needs_give_absolute_energies_and_discharge() -> None:
             "v2xChargingParameters": {
                 "maxChargePower": 11000,
                 "maxDischargePower": 7000,
+                "minChargePower": 1400,
+                "minDischargePower": 2000,
                 "targetSoC": 80,
                 "evMinV2XEnergyRequest": -12000,
             },
@@ -103,6 +105,7 @@ def test_v21_needs_give_absolute_energies_and_discharge() -> None:
     assert result.min_energy_kwh == pytest.approx(12.0)  # 24 kWh stored - 12 kWh
     assert result.max_charge_kw == pytest.approx(11.0)
     assert result.max_discharge_kw == pytest.approx(7.0)
+    assert (result.min_charge_kw, result.min_discharge_kw) == (1.4, 2.0)
     assert result.control_mode == "DynamicControl"
 
 

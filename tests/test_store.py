@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,7 @@ def test_migrated_schema_matches_the_metadata(store: Store) -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, schema.metadata) == []
         assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-            ("0002",)
+            ("0003",)
         ]
 
 
@@ -741,3 +742,18 @@ def test_bad_site_limits_are_refused_and_nothing_is_stored(
     with pytest.raises(ValueError, match=message):
         store.add_site_limit("depot", **{**values, **changes})
     assert store.site_limits(minutes(1)) == {}
+
+
+def test_a_vehicles_least_powers_reach_the_control_loop_capped_by_its_limits(
+    store: Store,
+) -> None:
+    add_v2x_station(store)
+    event(store, "T1", 0, sample("T1", 0, 0), event_type="Started")
+    store.record_needs(
+        replace(needs(received_at=minutes(1)), min_charge_kw=1.4, min_discharge_kw=9.0)
+    )
+    [plugged] = store.plugged(minutes(2))
+    assert plugged.min_charge_kw == 1.4
+    assert plugged.min_discharge_kw == 5.0  # never above what it may discharge at
+    with pytest.raises(ValueError, match=r"min_charge_kw -1\.0 must be >= 0"):
+        store.record_needs(replace(needs(received_at=minutes(3)), min_charge_kw=-1.0))

@@ -102,6 +102,57 @@ def round_within_sites(
     return np.asarray(down + raised)
 
 
+MINIMUM_PASSES = 8
+
+
+def _below_minimum(
+    power_kw: FloatArray, min_charge_kw: FloatArray, min_discharge_kw: FloatArray
+) -> npt.NDArray[np.bool_]:
+    charging_too_little = (power_kw > 0) & (power_kw < min_charge_kw - 1e-9)
+    discharging_too_little = (power_kw < 0) & (-power_kw < min_discharge_kw - 1e-9)
+    return np.asarray(charging_too_little | discharging_too_little)
+
+
+def respect_minimums(
+    power_kw: FloatArray,
+    *,
+    min_charge_kw: FloatArray,
+    min_discharge_kw: FloatArray,
+    site_index: IntArray,
+    import_limit_kw: FloatArray,
+    export_limit_kw: FloatArray,
+) -> FloatArray:
+    """Setpoints a vehicle would not follow (below its least charging or discharging
+    power) become 0, and every site is brought back within its limits.
+
+    Stopping a small discharge can push a site over its import limit (and stopping a small
+    charge over its export limit): the site is then fitted again
+    (:func:`~v2ghub.planning.limits.fit_site_limits`), which may leave another setpoint
+    below its minimum, and so on. Every pass only lowers powers, so it settles; a site
+    still unsettled after ``MINIMUM_PASSES`` is left at rest (0 kW is within any limits).
+    """
+    small = _below_minimum(power_kw, min_charge_kw, min_discharge_kw)
+    if not small.any():
+        return power_kw
+    power = np.asarray(power_kw, dtype=np.float64)
+    for _ in range(MINIMUM_PASSES):
+        power = np.where(small, 0.0, power)
+        charge, discharge = fit_site_limits(
+            charge_kw=np.maximum(power, 0.0),
+            discharge_kw=np.maximum(-power, 0.0),
+            must_charge_kw=np.zeros(power.shape[0]),
+            site_index=site_index,
+            import_limit_kw=import_limit_kw,
+            export_limit_kw=export_limit_kw,
+        )
+        power = charge - discharge
+        small = _below_minimum(power, min_charge_kw, min_discharge_kw)
+        if not small.any():
+            return power
+    unsettled = np.isin(site_index, site_index[small])
+    return np.where(unsettled, 0.0, power)
+
+
 def setpoint_commands(
     live: LiveProblem, schedule: Schedule, *, resolution_w: int = 100
 ) -> list[SetpointCommand]:
@@ -110,8 +161,9 @@ def setpoint_commands(
     Each power is clipped to its vehicle's limits (never negative for a vehicle that may not
     discharge, which includes every OCPP 2.0.1 station not configured for it), fitted into
     its site's limits pro rata
-    (:func:`~v2ghub.planning.limits.fit_site_limits`) and rounded by
-    :func:`round_within_sites`. The forecast rows (``Problem.expected_count``) are never sent.
+    (:func:`~v2ghub.planning.limits.fit_site_limits`), rounded by
+    :func:`round_within_sites`, and set to 0 where below the vehicle's least power
+    (:func:`respect_minimums`). The forecast rows (``Problem.expected_count``) are never sent.
     """
     problem = live.problem
     n = problem.n_plugged
@@ -138,6 +190,15 @@ def setpoint_commands(
         export_limit_kw=problem.export_limit_kw,
         resolution_kw=w_to_kw(resolution_w),
     )
+    if live.min_charge_kw is not None and live.min_discharge_kw is not None:
+        power = respect_minimums(
+            power,
+            min_charge_kw=live.min_charge_kw[:n],
+            min_discharge_kw=live.min_discharge_kw[:n],
+            site_index=site_index,
+            import_limit_kw=problem.import_limit_kw,
+            export_limit_kw=problem.export_limit_kw,
+        )
     power = power + 0.0  # no -0.0 in a command
     return [
         SetpointCommand(

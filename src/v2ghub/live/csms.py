@@ -218,6 +218,8 @@ def ev_needs(
         min_energy_kwh=min_kwh,
         max_charge_kw=max_charge_kw,
         max_discharge_kw=_kilo(v2x.get("max_discharge_power")),
+        min_charge_kw=_kilo(v2x.get("min_charge_power")),
+        min_discharge_kw=_kilo(v2x.get("min_discharge_power")),
         control_mode=charging_needs.get("control_mode"),
     )
 

@@ -234,12 +234,16 @@ class LiveProblem:
 
     Row ``i`` of ``problem`` is the session ``rows[i]`` at site ``site_ids[site_index[i]]``;
     ``notes`` lists every default used and every session past its departure.
+    ``min_charge_kw`` and ``min_discharge_kw`` (per row, 0 = none) are the vehicles' least
+    powers: the planner does not see them (they are not convex); the commands do.
     """
 
     problem: Problem
     rows: tuple[SessionKey, ...]
     site_ids: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    min_charge_kw: FloatArray | None = None
+    min_discharge_kw: FloatArray | None = None
 
 
 def _floats(sessions: Sequence[PluggedSession], name: str) -> FloatArray:
@@ -406,7 +410,14 @@ def build_problem(
         renewable_surplus_kw=signals.renewable_surplus_kw,
         degradation_cny_per_kwh=settings.degradation_cny_per_kwh,
     )
-    return LiveProblem(problem=problem, rows=rows, site_ids=tuple(site_ids), notes=tuple(notes))
+    return LiveProblem(
+        problem=problem,
+        rows=rows,
+        site_ids=tuple(site_ids),
+        notes=tuple(notes),
+        min_charge_kw=np.array([s.min_charge_kw for s in sessions], dtype=np.float64),
+        min_discharge_kw=np.array([s.min_discharge_kw for s in sessions], dtype=np.float64),
+    )
 
 
 def first_step_violation(

@@ -163,7 +163,7 @@ def check_needs(needs: EvNeeds) -> None:
         value = getattr(needs, name)
         if value is not None and value < 0:
             raise ValueError(f"{where}: {name} {value} must be >= 0")
-    for name in ("max_charge_kw", "max_discharge_kw"):
+    for name in ("max_charge_kw", "max_discharge_kw", "min_charge_kw", "min_discharge_kw"):
         value = getattr(needs, name)
         if value is not None and value < 0:
             raise ValueError(f"{where}: {name} {value} must be >= 0 (a magnitude)")

@@ -78,6 +78,10 @@ class EvNeeds:
     """0 or ``None``: the vehicle does not offer discharge."""
     control_mode: str | None = None
     transaction_id: str | None = None
+    min_charge_kw: float | None = None
+    """The least power the vehicle charges at when it charges (2.1 ``minChargePower``)."""
+    min_discharge_kw: float | None = None
+    """The least power it discharges at when it discharges (2.1 ``minDischargePower``)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,10 @@ class PluggedSession:
     import_register_wh: int
     export_register_wh: int
     last_meter_at: datetime | None
+    min_charge_kw: float = 0.0
+    """Below this a charging setpoint is not followed: it is sent as 0 instead."""
+    min_discharge_kw: float = 0.0
+    """Below this a discharging setpoint is not followed: it is sent as 0 instead."""
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,8 @@ ev_needs = sa.Table(
     # needs' SoC forward.
     sa.Column("import_register_wh", sa.BigInteger),
     sa.Column("export_register_wh", sa.BigInteger),
+    sa.Column("min_charge_kw", sa.Float),
+    sa.Column("min_discharge_kw", sa.Float),
     sa.Index(None, "station_id", "evse_id", "received_at"),
 )
 
