@@ -712,3 +712,22 @@ def test_minimums_keep_every_site_limit(
     assert not np.any((power > 0) & (power < min_charge - 1e-6))
     assert not np.any((power < 0) & (-power < min_discharge - 1e-6))
     assert np.all(np.abs(power) <= np.abs(charge - discharge) + 1e-9)  # only ever lowered
+
+
+def test_a_scheduled_vehicle_gets_its_plan_until_departure() -> None:
+    sessions = [
+        session(
+            1, VALLEY, departure_at=VALLEY + timedelta(hours=2), control_mode="ScheduledControl"
+        ),
+        session(2, VALLEY, departure_at=VALLEY + timedelta(hours=2)),
+    ]
+    live = build_problem(sessions, now=VALLEY, settings=SETTINGS)
+    assert [key.scheduled for key in live.rows] == [True, False]
+    schedule = make_planner("fast").plan(live.problem)  # plans the whole horizon
+    scheduled, dynamic = setpoint_commands(live, schedule)
+    assert dynamic.schedule_kw == ()
+    assert scheduled.step_s == 900
+    assert len(scheduled.schedule_kw) == 8  # two hours of 15-minute steps
+    assert scheduled.schedule_kw[0] == scheduled.setpoint_kw
+    assert all(-7.0 <= kw <= 7.0 for kw in scheduled.schedule_kw)
+    assert all(round(kw * 10, 6) == round(kw * 10) for kw in scheduled.schedule_kw)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import ssl
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from v2ghub.live.clock import ScaledClock
+from v2ghub.live.control import SetpointCommand
 from v2ghub.live.security import basic_header, hash_password
 from v2ghub.live.server import CsmsServer, ServerSettings, profile_id
+from v2ghub.store.records import OcppVersion
 from v2ghub.store.repository import Store
 
 NOON = datetime(2026, 7, 1, 4, 0, tzinfo=UTC)  # 12:00 in Shenzhen
@@ -286,3 +289,41 @@ async def test_profile_1_off_loopback_only_when_asked(store: Store, tmp_path: Pa
         assert running.url.startswith("ws://0.0.0.0:")
     assert not (tmp_path / "tls" / "server-cert.pem").exists()
     store.close()
+
+
+async def test_a_station_receives_the_profile_for_its_control_mode(server: CsmsServer) -> None:
+    base = SetpointCommand(
+        station_id="CP-21",
+        evse_id=1,
+        transaction_id="T-5",
+        ocpp_version=OcppVersion.V21,
+        site_id="s1",
+        setpoint_kw=-3.0,
+        charge_limit_kw=11.0,
+        discharge_limit_kw=7.0,
+        planner="fast",
+    )
+    scheduled = replace(base, schedule_kw=(-3.0, -3.0, 5.0), step_s=900)
+    async with _connect(server, "CP-21") as ws:
+        await _call(ws, "h", "Heartbeat", {})
+        received = []
+        for command in (base, base, scheduled):
+            sending = asyncio.create_task(server.send_setpoint(command))
+            request = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            await ws.send(json.dumps([3, request[1], {"status": "Accepted"}]))
+            assert await sending == "Accepted"
+            received.append(request)
+    first, update, absolute = received
+    assert first[2] == "SetChargingProfile"
+    assert first[3]["chargingProfile"]["chargingProfileKind"] == "Dynamic"
+    # The accepted dynamic profile is updated in place, under the same id.
+    assert update[2] == "UpdateDynamicSchedule"
+    assert update[3]["chargingProfileId"] == first[3]["chargingProfile"]["id"]
+    assert update[3]["scheduleUpdate"]["setpoint"] == -3000.0
+    # ScheduledControl: the plan as an absolute schedule, replacing the same profile id.
+    assert absolute[2] == "SetChargingProfile"
+    profile = absolute[3]["chargingProfile"]
+    assert profile["chargingProfileKind"] == "Absolute"
+    assert profile["id"] == first[3]["chargingProfile"]["id"]
+    periods = profile["chargingSchedule"][0]["chargingSchedulePeriod"]
+    assert [(p["startPeriod"], p["setpoint"]) for p in periods] == [(0, -3000.0), (1800, 5000.0)]

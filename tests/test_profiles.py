@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -227,3 +228,23 @@ def test_any_command_gives_valid_payloads(
     else:
         assert period["limit"] == pytest.approx(setpoint * 1000, abs=0.5)
         assert period["limit"] >= 0
+
+
+def test_a_scheduled_vehicle_gets_the_whole_plan_as_an_absolute_profile() -> None:
+    scheduled = replace(command(-5.0), schedule_kw=(-5.0, -5.0, 0.0, 7.4, 7.4), step_s=900)
+    request = profile_request(scheduled, profile_id=9, now=NOW, installed=True)
+    assert isinstance(request, call_v21.SetChargingProfile)  # never a dynamic update
+    body = validated(request, OcppVersion.V21)
+    profile = body["chargingProfile"]
+    assert profile["chargingProfileKind"] == "Absolute"
+    [schedule] = profile["chargingSchedule"]
+    assert schedule["startSchedule"] == "2025-07-16T10:30:05Z"
+    assert schedule["duration"] == 5 * 900
+    periods = schedule["chargingSchedulePeriod"]
+    assert [(p["startPeriod"], p["setpoint"]) for p in periods] == [
+        (0, -5000.0),
+        (1800, 0.0),
+        (2700, 7400.0),
+    ]
+    assert {p["operationMode"] for p in periods} == {"CentralSetpoint"}
+    assert {p["dischargeLimit"] for p in periods} == {-7000.0}

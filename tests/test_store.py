@@ -750,10 +750,16 @@ def test_a_vehicles_least_powers_reach_the_control_loop_capped_by_its_limits(
     add_v2x_station(store)
     event(store, "T1", 0, sample("T1", 0, 0), event_type="Started")
     store.record_needs(
-        replace(needs(received_at=minutes(1)), min_charge_kw=1.4, min_discharge_kw=9.0)
+        replace(
+            needs(received_at=minutes(1)),
+            min_charge_kw=1.4,
+            min_discharge_kw=9.0,
+            control_mode="ScheduledControl",
+        )
     )
     [plugged] = store.plugged(minutes(2))
     assert plugged.min_charge_kw == 1.4
     assert plugged.min_discharge_kw == 5.0  # never above what it may discharge at
+    assert plugged.control_mode == "ScheduledControl"
     with pytest.raises(ValueError, match=r"min_charge_kw -1\.0 must be >= 0"):
         store.record_needs(replace(needs(received_at=minutes(3)), min_charge_kw=-1.0))

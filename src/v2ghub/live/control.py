@@ -28,7 +28,7 @@ from v2ghub.live.live_problem import ControlSettings, LiveProblem, LiveSite, bui
 from v2ghub.model.problem import Planner, Schedule
 from v2ghub.planning.limits import fit_site_limits, site_totals
 from v2ghub.store.records import Event, OcppVersion, PluggedSession, Setpoint
-from v2ghub.units import w_to_kw
+from v2ghub.units import SECONDS_PER_HOUR, w_to_kw
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -56,6 +56,11 @@ class SetpointCommand:
     discharge_limit_kw: float
     planner: str
     fallback_reason: str | None = None
+    schedule_kw: tuple[float, ...] = ()
+    """For a vehicle under ScheduledControl: the plan from now, one power a step (the first
+    is ``setpoint_kw``); empty for a dynamic setpoint."""
+    step_s: int = 0
+    """Length of a step of ``schedule_kw``, seconds."""
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -200,6 +205,7 @@ def setpoint_commands(
             export_limit_kw=problem.export_limit_kw,
         )
     power = power + 0.0  # no -0.0 in a command
+    schedules = _schedules(live, schedule, power, resolution_kw=w_to_kw(resolution_w))
     return [
         SetpointCommand(
             station_id=key.station_id,
@@ -212,9 +218,31 @@ def setpoint_commands(
             discharge_limit_kw=float(discharge_limit[i]),
             planner=schedule.planner,
             fallback_reason=schedule.fallback_reason,
+            schedule_kw=schedules.get(i, ()),
+            step_s=round(live.problem.dt_h * SECONDS_PER_HOUR) if i in schedules else 0,
         )
         for i, key in enumerate(live.rows[:n])
     ]
+
+
+def _schedules(
+    live: LiveProblem, schedule: Schedule, first_kw: FloatArray, *, resolution_kw: float
+) -> dict[int, tuple[float, ...]]:
+    """The plan of each ScheduledControl row until its departure: the command's first
+    power, then the planner's (which keeps every site's limits in every step), clipped to
+    the vehicle's limits and rounded down to ``resolution_kw``. A rule planner plans the
+    control interval only: its vehicles get that one step, renewed at every instant."""
+    problem = live.problem
+    rows = [i for i, key in enumerate(live.rows[: problem.n_plugged]) if key.scheduled]
+    schedules: dict[int, tuple[float, ...]] = {}
+    for i in rows:  # the edge: a few vehicles' payloads, not the numeric core
+        steps = min(max(int(problem.departure_step[i]), 1), schedule.power_kw.shape[1])
+        later = np.clip(
+            schedule.power_kw[i, 1:steps], -problem.max_discharge_kw[i], problem.max_charge_kw[i]
+        )
+        later = np.trunc(np.round(later / resolution_kw, 9)) * resolution_kw + 0.0
+        schedules[i] = (float(first_kw[i]), *(float(kw) for kw in later))
+    return schedules
 
 
 class ControlStore(Protocol):

@@ -218,6 +218,9 @@ class ControlSettings:
         return pilot_cities()[self.city]
 
 
+SCHEDULED_CONTROL = "ScheduledControl"
+
+
 @dataclass(frozen=True)
 class SessionKey:
     """Which charger and transaction a problem row stands for."""
@@ -226,6 +229,8 @@ class SessionKey:
     evse_id: int
     transaction_id: str
     ocpp_version: OcppVersion
+    scheduled: bool = False
+    """The vehicle asked for ScheduledControl (2.1): it gets the whole plan as a schedule."""
 
 
 @dataclass(frozen=True)
@@ -287,7 +292,14 @@ def build_problem(
     start = now.astimezone(ZoneInfo(tariff.timezone)).replace(microsecond=0)
     step_s = settings.step.total_seconds()
     rows = tuple(
-        SessionKey(s.station_id, s.evse_id, s.transaction_id, s.ocpp_version) for s in sessions
+        SessionKey(
+            s.station_id,
+            s.evse_id,
+            s.transaction_id,
+            s.ocpp_version,
+            scheduled=s.ocpp_version is OcppVersion.V21 and s.control_mode == SCHEDULED_CONTROL,
+        )
+        for s in sessions
     )
     notes: list[str] = []
 

@@ -22,6 +22,7 @@ Each new profile has the same ``stackLevel`` and purpose as the last, so it repl
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from ocpp.v21 import call as call_v21
@@ -163,14 +164,54 @@ def set_charging_profile_v201(
     return call_v201.SetChargingProfile(evse_id=command.evse_id, charging_profile=profile)
 
 
+def scheduled_profile_v21(
+    command: SetpointCommand, *, profile_id: int, now: datetime
+) -> call_v21.SetChargingProfile:
+    """An OCPP 2.1 absolute ``TxProfile`` from ``now`` carrying the whole plan, for a vehicle
+    under ScheduledControl: one CentralSetpoint period per change of ``schedule_kw``."""
+    _check(command, OcppVersion.V21)
+    periods = []
+    previous_kw: float | None = None
+    for step, power_kw in enumerate(command.schedule_kw or (command.setpoint_kw,)):
+        if power_kw == previous_kw:
+            continue
+        previous_kw = power_kw
+        step_command = replace(
+            command,
+            setpoint_kw=min(max(power_kw, -command.discharge_limit_kw), command.charge_limit_kw),
+        )
+        period = _period_v21(step_command)
+        period.start_period = step * command.step_s
+        periods.append(period)
+    schedule = types_v21.ChargingScheduleType(
+        id=profile_id,
+        charging_rate_unit=enums_v21.ChargingRateUnitEnumType.w,
+        charging_schedule_period=periods,
+        start_schedule=_timestamp(now),
+        duration=len(command.schedule_kw or (0,)) * command.step_s or None,
+    )
+    profile = types_v21.ChargingProfileType(
+        id=profile_id,
+        stack_level=STACK_LEVEL,
+        charging_profile_purpose=enums_v21.ChargingProfilePurposeEnumType.tx_profile,
+        charging_profile_kind=enums_v21.ChargingProfileKindEnumType.absolute,
+        charging_schedule=[schedule],
+        transaction_id=command.transaction_id,
+    )
+    return call_v21.SetChargingProfile(charging_profile=profile, evse_id=command.evse_id)
+
+
 def profile_request(
     command: SetpointCommand, *, profile_id: int, now: datetime, installed: bool
 ) -> call_v21.SetChargingProfile | call_v21.UpdateDynamicSchedule | call_v201.SetChargingProfile:
     """The request for a command: on 2.1 an ``UpdateDynamicSchedule`` when the
     transaction's dynamic profile ``profile_id`` is ``installed`` (accepted before), else a
-    ``SetChargingProfile``; on 2.0.1 always a ``SetChargingProfile``."""
+    ``SetChargingProfile``; the whole plan for a vehicle under ScheduledControl
+    (:func:`scheduled_profile_v21`); on 2.0.1 always a ``SetChargingProfile``."""
     if command.ocpp_version is OcppVersion.V201:
         return set_charging_profile_v201(command, profile_id=profile_id, now=now)
+    if command.schedule_kw:
+        return scheduled_profile_v21(command, profile_id=profile_id, now=now)
     if installed:
         return update_dynamic_schedule_v21(command, profile_id)
     return set_charging_profile_v21(command, profile_id=profile_id, now=now)

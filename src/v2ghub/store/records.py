@@ -111,6 +111,9 @@ class PluggedSession:
     """Below this a charging setpoint is not followed: it is sent as 0 instead."""
     min_discharge_kw: float = 0.0
     """Below this a discharging setpoint is not followed: it is sent as 0 instead."""
+    control_mode: str | None = None
+    """The vehicle's 2.1 ``controlMode``: ``ScheduledControl`` gets the whole plan as a
+    schedule, anything else a dynamic setpoint."""
 
 
 @dataclass(frozen=True)
