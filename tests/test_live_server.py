@@ -327,3 +327,28 @@ async def test_a_station_receives_the_profile_for_its_control_mode(server: CsmsS
     assert profile["id"] == first[3]["chargingProfile"]["id"]
     periods = profile["chargingSchedule"][0]["chargingSchedulePeriod"]
     assert [(p["startPeriod"], p["setpoint"]) for p in periods] == [(0, -3000.0), (1800, 5000.0)]
+
+
+async def test_meter_values_without_export_keep_the_transactions_export(
+    server: CsmsServer, store: Store
+) -> None:
+    async with _connect(server, "CP-21") as ws:
+        assert (await _call(ws, "s", "TransactionEvent", _event(0, 1_000, 300, "Started")))[0] == 3
+        reading = {
+            "evseId": 1,
+            "meterValue": [
+                {
+                    "timestamp": "2026-07-01T04:05:00Z",
+                    "sampledValue": [
+                        {"value": 1_100, "measurand": "Energy.Active.Import.Register"}
+                    ],
+                }
+            ],
+        }
+        answer = await _call(ws, "m", "MeterValues", reading)
+        assert answer[:2] == [3, "m"]
+    samples = store.meter_samples("CP-21", "T-1")
+    assert [(s.import_register_wh, s.export_register_wh) for s in samples] == [
+        (1_000, 300),
+        (1_100, 300),
+    ]

@@ -435,7 +435,10 @@ class StationConnection:
     async def on_meter_values(
         self, evse_id: int, meter_value: list[dict[str, Any]], **_: Any
     ) -> Any:
-        samples = meter_samples(self.id, "", -1, meter_value)
+        export_wh = 0
+        if lacks_export(meter_value):
+            export_wh = await self.hub.write("evse_export_wh", self.id, evse_id)
+        samples = meter_samples(self.id, "", -1, meter_value, export_wh=export_wh)
         # The transaction open on the EVSE when measured: station time, as its start is.
         measured_at = min((s.measured_at for s in samples), default=self.hub.now())
         try:

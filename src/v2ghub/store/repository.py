@@ -334,6 +334,24 @@ class Store:
             value = connection.scalar(query)
         return int(value or 0)
 
+    def evse_export_wh(self, station_id: str, evse_id: int) -> int:
+        """The latest export register of the transaction open on an EVSE (0 when none),
+        for MeterValues readings that leave the export register out."""
+        sessions = schema.sessions.c
+        query = (
+            sa.select(sessions.export_register_wh)
+            .where(
+                sessions.station_id == station_id,
+                sessions.evse_id == evse_id,
+                sessions.ended_at.is_(None),
+            )
+            .order_by(sessions.started_at.desc())
+            .limit(1)
+        )
+        with self._read() as connection:
+            value = connection.scalar(query)
+        return int(value or 0)
+
     def count_meter_values(self) -> int:
         with self._read() as connection:
             count = connection.scalar(sa.select(sa.func.count()).select_from(schema.meter_values))
