@@ -1,4 +1,4 @@
-"""The live aggregator's commands: ``v2ghub serve``, ``v2ghub station`` and ``v2ghub chargers``.
+"""The live aggregator's commands: ``v2ghub serve``, ``station``, ``chargers`` and ``site``.
 
 Every command that uses the store takes the same ``--data-dir`` / ``--database-url``.
 """
