@@ -332,33 +332,29 @@ def build_problem(
     _note(
         notes, no_battery, rows, "without a battery size", f"{settings.default_battery_kwh:g} kWh"
     )
-    energy = _floats(sessions, "energy_kwh")
-    no_energy = ~(energy >= 0)
-    energy = np.where(no_energy, settings.unknown_soc * battery, energy)
-    _note(
-        notes,
-        no_energy,
-        rows,
+
+    def filled(name: str, share: float, what: str, assumed: str) -> tuple[FloatArray, BoolArray]:
+        """A field of every session, missing values a ``share`` of the battery (noted)."""
+        values = _floats(sessions, name)
+        missing = ~(values >= 0)
+        _note(notes, missing, rows, what, assumed)
+        return np.where(missing, share * battery, values), missing
+
+    energy, no_energy = filled(
+        "energy_kwh",
+        settings.unknown_soc,
         "without stored energy",
         f"{settings.unknown_soc:.0%} of the battery, no discharge",
     )
-    min_energy = _floats(sessions, "min_energy_kwh")
-    no_min = ~(min_energy >= 0)
-    min_energy = np.where(no_min, settings.default_min_soc * battery, min_energy)
-    _note(
-        notes,
-        no_min,
-        rows,
+    min_energy, _ = filled(
+        "min_energy_kwh",
+        settings.default_min_soc,
         "without a minimum energy",
         f"{settings.default_min_soc:.0%} of the battery",
     )
-    target = _floats(sessions, "target_energy_kwh")
-    no_target = ~(target >= 0)
-    target = np.where(no_target, settings.default_target_soc * battery, target)
-    _note(
-        notes,
-        no_target,
-        rows,
+    target, _ = filled(
+        "target_energy_kwh",
+        settings.default_target_soc,
         "without a target energy",
         f"{settings.default_target_soc:.0%} of the battery",
     )
