@@ -240,54 +240,44 @@ def _check_between_in_time(
 ) -> None:
     """A late reading must fit between the stored readings measured before and after it."""
     values = schema.meter_values.c
-    of_session = (
-        values.station_id == session.station_id,
-        values.transaction_id == session.transaction_id,
-    )
-    before = connection.execute(
-        sa.select(
-            sa.func.max(values.import_register_wh), sa.func.max(values.export_register_wh)
-        ).where(*of_session, values.measured_at <= sample.measured_at)
-    ).one()
-    after = connection.execute(
-        sa.select(
-            sa.func.min(values.import_register_wh), sa.func.min(values.export_register_wh)
-        ).where(*of_session, values.measured_at > sample.measured_at)
-    ).one()
+    before = _bound(connection, session, values.measured_at <= sample.measured_at, highest=True)
+    after = _bound(connection, session, values.measured_at > sample.measured_at, highest=False)
     registers = Registers.of(sample)
     at = sample.measured_at.isoformat()
-    if before[0] is not None and (problem := registers.below(Registers(before[0], before[1]))):
+    if before is not None and (problem := registers.below(before)):
         raise ValueError(f"{where} at {at}: {problem} measured before it")
-    if after[0] is not None and (problem := Registers(after[0], after[1]).below(registers)):
+    if after is not None and (problem := after.below(registers)):
         raise ValueError(f"{where} at {at}: a later reading's {problem}")
 
 
 def _later(connection: Connection, session: Row[Any], seq_no: int) -> Registers | None:
     """The lowest registers stored by the session's events after ``seq_no``."""
-    values = schema.meter_values.c
-    lowest = connection.execute(
-        sa.select(
-            sa.func.min(values.import_register_wh), sa.func.min(values.export_register_wh)
-        ).where(
-            values.station_id == session.station_id,
-            values.transaction_id == session.transaction_id,
-            values.seq_no > seq_no,
-        )
-    ).one()
-    return None if lowest[0] is None else Registers(lowest[0], lowest[1])
+    return _bound(connection, session, schema.meter_values.c.seq_no > seq_no, highest=False)
 
 
 def _earlier(connection: Connection, session: Row[Any], seq_no: int) -> Registers | None:
     """The highest registers stored by the session's events before ``seq_no``."""
     values = schema.meter_values.c
-    highest = connection.execute(
-        sa.select(
-            sa.func.max(values.import_register_wh), sa.func.max(values.export_register_wh)
-        ).where(
+    condition = sa.and_(values.seq_no >= 0, values.seq_no < seq_no)
+    return _bound(connection, session, condition, highest=True)
+
+
+def _bound(
+    connection: Connection,
+    session: Row[Any],
+    condition: sa.ColumnElement[bool],
+    *,
+    highest: bool,
+) -> Registers | None:
+    """The highest (or lowest) registers of the session's stored readings that meet
+    ``condition``; ``None`` when there are none."""
+    values = schema.meter_values.c
+    pick = sa.func.max if highest else sa.func.min
+    row = connection.execute(
+        sa.select(pick(values.import_register_wh), pick(values.export_register_wh)).where(
             values.station_id == session.station_id,
             values.transaction_id == session.transaction_id,
-            values.seq_no >= 0,
-            values.seq_no < seq_no,
+            condition,
         )
     ).one()
-    return None if highest[0] is None else Registers(highest[0], highest[1])
+    return None if row[0] is None else Registers(row[0], row[1])
