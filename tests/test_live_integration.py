@@ -21,7 +21,6 @@ import sqlalchemy as sa
 
 from v2ghub.live.chargers import ChargerFleet, FleetConfig, make_fleet_config
 from v2ghub.live.clock import ScaledClock
-from v2ghub.live.control import ControlLoop
 from v2ghub.live.live_problem import ControlSettings, LiveSite, warm_up
 from v2ghub.live.security import generate_password, hash_password
 from v2ghub.live.server import CsmsServer, ServerSettings
@@ -101,14 +100,7 @@ async def test_v2x_discharges_at_peak_charges_in_valley_and_leaves_with_its_ener
     clock = ScaledClock(START, SPEED)
     server_settings = ServerSettings(host="127.0.0.1", port=0, call_timeout_s=10)
     async with CsmsServer(store, server_settings, clock=clock) as server:
-        control = ControlLoop(
-            store=store,
-            planner=planner,
-            settings=settings,
-            clock=clock,
-            send=server.send_setpoint,
-        )
-        server.replanner = control
+        control = server.control_loop(planner, settings)
         stop = asyncio.Event()
         loop_task = asyncio.create_task(control.run(stop))
         fleet = ChargerFleet(_fleet(server.url + "/ocpp", passwords), clock=clock)

@@ -27,7 +27,6 @@ from v2ghub.live.chargers import (
     run_fleet,
 )
 from v2ghub.live.clock import Clock, ScaledClock, SystemClock
-from v2ghub.live.control import ControlLoop
 from v2ghub.live.live_problem import ControlSettings, LiveSite, warm_up
 from v2ghub.live.security import generate_password, hash_password, is_loopback
 from v2ghub.live.server import CsmsServer, ServerSettings
@@ -411,14 +410,7 @@ async def _serve_until_stopped(
     planner = make_planner(settings.planner)
     warm_up(planner, settings, now=clock.now())
     async with CsmsServer(store, server_settings, clock=clock) as server:
-        control = ControlLoop(
-            store=store,
-            planner=planner,
-            settings=settings,
-            clock=clock,
-            send=server.send_setpoint,
-        )
-        server.replanner = control
+        control = server.control_loop(planner, settings)
         stations = store.stations()
         console.print(
             f"v2ghub serve: listening on {server.url}/<station id> (ocpp2.1, ocpp2.0.1); "

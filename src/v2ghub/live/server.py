@@ -30,8 +30,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from v2ghub.live.clock import Clock
-from v2ghub.live.control import SetpointCommand
+from v2ghub.live.control import ControlLoop, SetpointCommand
 from v2ghub.live.csms import StationConnection, answer_status, station_connection
+from v2ghub.live.live_problem import ControlSettings
 from v2ghub.live.profiles import profile_request
 from v2ghub.live.security import (
     basic_credentials,
@@ -42,6 +43,7 @@ from v2ghub.live.security import (
     server_tls_context,
     verify_password,
 )
+from v2ghub.model.problem import Planner
 from v2ghub.store.records import Event, OcppVersion, Station
 
 LOGGER = logging.getLogger("v2ghub.live")
@@ -144,6 +146,19 @@ class CsmsServer:
     def replan(self, reason: str) -> None:
         if self.replanner is not None:
             self.replanner.trigger(reason)
+
+    def control_loop(self, planner: Planner, settings: ControlSettings) -> ControlLoop:
+        """The control loop that plans with ``planner`` and sends through this server, and
+        that this server asks to re-plan on station events (run it with ``run(stop)``)."""
+        control = ControlLoop(
+            store=self.store,
+            planner=planner,
+            settings=settings,
+            clock=self.clock,
+            send=self.send_setpoint,
+        )
+        self.replanner = control
+        return control
 
     def transaction_ended(self, station_id: str, transaction_id: str) -> None:
         installed = self._installed.get(station_id, set())
