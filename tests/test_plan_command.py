@@ -20,10 +20,9 @@ from hypothesis import strategies as st
 
 from v2ghub import cli
 from v2ghub.cli import main
-from v2ghub.errors import InputError
+from v2ghub.errors import InputError, PlanningError
 from v2ghub.model.problem import Problem, Schedule
 from v2ghub.model.time_grid import TimeGrid
-from v2ghub.planning.lp import PlanningError
 from v2ghub.scenarios.day_ahead import period_kinds
 from v2ghub.scenarios.prices_csv import PriceSeries, load_prices_csv
 from v2ghub.scenarios.sessions_csv import SessionsFile, load_sessions_csv

@@ -141,7 +141,10 @@ class _WrongShape:
 
 @pytest.mark.parametrize(
     ("planner", "reason"),
-    [(_Broken(), "RuntimeError: solver crashed"), (_WrongShape(), "ValueError: schedule shape")],
+    [
+        (_Broken(), "planner 'broken' failed: RuntimeError: solver crashed"),
+        (_WrongShape(), "planner 'wrong-shape' broke a guarantee: shape"),
+    ],
 )
 def test_failing_planner_falls_back_to_safe_charging_and_says_so(
     planner: _Broken | _WrongShape, reason: str

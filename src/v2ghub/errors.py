@@ -33,3 +33,8 @@ class InputError(ValueError):
         location = ", ".join(where)
         message = f"{prefix}{location}: {problem}" if location else f"{prefix}{problem}"
         super().__init__(" ".join(message.split()))
+
+
+class PlanningError(RuntimeError):
+    """The optimiser could not produce a plan (infeasible, time limit, solver error), or a
+    plan broke a guarantee (:func:`v2ghub.planning.check.plan_checked`)."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from v2ghub.model.problem import Planner, Problem, Schedule
+from v2ghub.model.problem import Planner
+from v2ghub.planning.check import Violation, ViolationKind, check, plan_safely, safe_plan
 from v2ghub.planning.fast import FastPlanner
 from v2ghub.planning.lp import LpPlanner
 from v2ghub.planning.mpc import RecedingHorizonPlanner
@@ -45,12 +46,6 @@ def make_planner(name: str) -> Planner:
         raise ValueError(f"unknown planner {name!r} (known: {known})") from None
 
 
-def safe_plan(problem: Problem, reason: str) -> Schedule:
-    """The fallback: charge-only at full power within all limits, with the reason recorded."""
-    schedule = UncontrolledPlanner().plan(problem)
-    return Schedule(power_kw=schedule.power_kw, planner="safe-fallback", fallback_reason=reason)
-
-
 __all__ = [
     "PLANNERS",
     "FastPlanner",
@@ -60,6 +55,10 @@ __all__ = [
     "TouPlanner",
     "UncontrolledPlanner",
     "V2gRulesPlanner",
+    "Violation",
+    "ViolationKind",
+    "check",
     "make_planner",
+    "plan_safely",
     "safe_plan",
 ]

@@ -100,6 +100,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from v2ghub.errors import PlanningError
 from v2ghub.model.problem import Problem, Schedule
 from v2ghub.planning.reserve import MISSED_COMMITMENT_CNY_PER_KW_H, REGULATION_DURATION_H
 from v2ghub.planning.stepping import make_feasible
@@ -136,10 +137,6 @@ class GridTerms:
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-
-class PlanningError(RuntimeError):
-    """The optimiser could not produce a plan (infeasible, time limit, solver error)."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from v2ghub.model.case import CityCase
 from v2ghub.model.fleet import Fleet
 from v2ghub.model.problem import Planner, Problem, Schedule
 from v2ghub.model.tariff import PriceLevels
-from v2ghub.planning import safe_plan
+from v2ghub.planning.check import plan_safely
 from v2ghub.regulation.envelope import ENVELOPE_DURATIONS_H, EnvelopeHour, fleet_envelope
 from v2ghub.sim.battery import step_batteries
 from v2ghub.units import SECONDS_PER_HOUR
@@ -82,17 +82,6 @@ class SimulationRun:
     def energy_discharged_kwh(self) -> FloatArray:
         """Grid energy delivered per session."""
         return np.asarray(self.export_kwh_by_level.sum(axis=1))
-
-
-def _checked(schedule: Schedule, problem: Problem) -> Schedule:
-    """The schedule if it has the right shape and finite values; raises otherwise."""
-    needed = min(problem.control_steps, problem.grid.length)
-    shape = schedule.power_kw.shape
-    if len(shape) != 2 or shape[0] != problem.n_vehicles or shape[1] < needed:
-        raise ValueError(f"schedule shape {shape}, expected ({problem.n_vehicles}, >={needed})")
-    if not np.all(np.isfinite(schedule.power_kw)):
-        raise ValueError("schedule has non-finite power")
-    return schedule
 
 
 @dataclass(frozen=True)
@@ -285,10 +274,7 @@ class Simulator:
                 export_price=export_price,
                 expected=expected.after(step) if expected is not None else None,
             )
-            try:
-                schedule = _checked(self.planner.plan(problem), problem)
-            except Exception as error:  # the planner failed: fall back, and say so
-                schedule = safe_plan(problem, f"{type(error).__name__}: {error}")
+            schedule = plan_safely(self.planner, problem, steps=problem.control_steps)
             if schedule.fallback_reason is not None:
                 fallbacks.append(schedule.fallback_reason)
             planner_seconds += time.perf_counter() - t0

@@ -1,0 +1,365 @@
+"""One checked path from a problem to a schedule: :func:`check` and :func:`plan_safely`.
+
+The twin, ``v2ghub plan`` and the live control loop all go through :func:`plan_safely`:
+plan, check the schedule against the design's guarantees, and fall back to the safe
+charge-only plan (with the reason) when the planner raises, times out or breaks one.
+
+A schedule keeps the guarantees when, for every row ``i`` and checked step ``t``
+(``dt_h`` the step length, ``e`` the stored energy):
+
+- power is zero outside ``arrival_step[i] <= t < departure_step[i]``;
+- ``-max_discharge_kw[i] - tol <= p[i, t] <= max_charge_kw[i] + tol``;
+- per site ``s``: ``-export_limit_kw[s] - tol_s <= sum_{i at s} p[i, t] <= import_limit_kw[s]
+  + tol_s`` with ``tol_s = tol + 1e-9 * |limit|`` (sums of many rows round);
+- ``e[i, t+1] = e[i, t] + dt_h * (eta_c * max(p, 0) + min(p, 0) / eta_d)`` never leaves
+  ``[energy_min_kwh - tol * dt_h, energy_max_kwh + tol * dt_h]`` by a step that pushes it
+  further out (a vehicle that plugs in below its window may charge back into it).
+
+Energy short of the target at departure is not a violation: planners report it per
+vehicle, and physics may make it unavoidable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from v2ghub.errors import PlanningError
+from v2ghub.model.problem import Planner, Problem, Schedule
+
+FloatArray = npt.NDArray[np.float64]
+
+TOLERANCE_KW = 1e-5
+"""How far (kW) a schedule may pass a limit before it counts as broken (solver rounding)."""
+
+_CHUNK_ELEMENTS = 4_000_000
+"""Rows x steps checked at once, so a million-vehicle day is checked in bounded memory."""
+
+SAFE_PLANNER_NAME = "safe-fallback"
+
+
+class ViolationKind(StrEnum):
+    """Which guarantee a schedule breaks."""
+
+    SHAPE = "shape"
+    NOT_FINITE = "not finite"
+    UNPLUGGED = "power while unplugged"
+    CHARGE_LIMIT = "above charging limit"
+    DISCHARGE_LIMIT = "beyond discharging limit"
+    SITE_IMPORT = "above site import limit"
+    SITE_EXPORT = "beyond site export limit"
+    ENERGY_BELOW_WINDOW = "energy below the SoC window"
+    ENERGY_ABOVE_WINDOW = "energy above the SoC window"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken guarantee: its kind, where (row or site index, step) and by how much.
+
+    ``row`` is a row of the problem (a vehicle, or a forecast row), ``site`` an index into
+    its site arrays; ``excess`` is in kW (power limits) or kWh (energy window).
+    """
+
+    kind: ViolationKind
+    count: int
+    row: int | None = None
+    site: int | None = None
+    step: int | None = None
+    excess: float = 0.0
+
+    def __str__(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.site is not None:
+            where.append(f"site {self.site}")
+        if self.step is not None:
+            where.append(f"step {self.step}")
+        at = f" at {', '.join(where)}" if where else ""
+        more = f" ({self.count:,} cases)" if self.count > 1 else ""
+        by = f" by {self.excess:.6g}" if self.excess else ""
+        return f"{self.kind.value}{at}{by}{more}"
+
+
+def _first(kind: ViolationKind, mask: npt.NDArray[np.bool_], excess: FloatArray) -> Violation:
+    """The worst case of ``mask`` (rows x steps) as one violation with their count."""
+    worst = int(np.argmax(np.where(mask, excess, -np.inf)))
+    row, step = np.unravel_index(worst, mask.shape)
+    return Violation(
+        kind, int(mask.sum()), row=int(row), step=int(step), excess=float(excess.flat[worst])
+    )
+
+
+def check(
+    problem: Problem,
+    schedule: Schedule,
+    *,
+    steps: int | None = None,
+    tolerance_kw: float = TOLERANCE_KW,
+) -> list[Violation]:
+    """Every guarantee ``schedule`` breaks on ``problem`` (empty: it keeps them all).
+
+    ``steps`` limits the check to the first steps (the ones that will be applied before
+    the next plan); by default every step the schedule covers is checked. A schedule must
+    cover at least ``min(control_steps, horizon)`` steps and at most the horizon. At most
+    one violation per kind is returned, the worst, with the number of cases.
+
+    >>> from v2ghub.planning import UncontrolledPlanner
+    >>> from v2ghub.planning.check import check
+    >>> from v2ghub.scenarios.examples import small_problem
+    >>> problem = small_problem()
+    >>> check(problem, UncontrolledPlanner().plan(problem))
+    []
+    """
+    power = schedule.power_kw
+    n_rows, horizon = problem.n_vehicles, problem.grid.length
+    needed = min(problem.control_steps, horizon)
+    if power.ndim != 2 or power.shape[0] != n_rows or not needed <= power.shape[1] <= horizon:
+        return [Violation(ViolationKind.SHAPE, 1, excess=0.0)]
+    n_steps = power.shape[1] if steps is None else min(max(steps, 0), power.shape[1])
+    if n_rows == 0 or n_steps == 0:
+        return []
+    power = power[:, :n_steps]
+    found: dict[ViolationKind, Violation] = {}
+
+    def keep(violation: Violation) -> None:
+        """Keep the worst violation of a kind, counting every case."""
+        earlier = found.get(violation.kind)
+        if earlier is None:
+            found[violation.kind] = violation
+            return
+        worst = violation if violation.excess > earlier.excess else earlier
+        found[violation.kind] = Violation(
+            worst.kind,
+            earlier.count + violation.count,
+            row=worst.row,
+            site=worst.site,
+            step=worst.step,
+            excess=worst.excess,
+        )
+
+    rows_per_chunk = max(1, _CHUNK_ELEMENTS // n_steps)
+    step_index = np.arange(n_steps)
+    dt_h = problem.dt_h
+    for start in range(0, n_rows, rows_per_chunk):
+        stop = min(n_rows, start + rows_per_chunk)
+        for violation in _row_violations(
+            problem,
+            power[start:stop],
+            start,
+            step_index=step_index,
+            dt_h=dt_h,
+            tolerance_kw=tolerance_kw,
+        ):
+            keep(violation)
+    if ViolationKind.NOT_FINITE not in found:
+        for violation in _site_violations(problem, power, tolerance_kw):
+            keep(violation)
+    return list(found.values())
+
+
+def _row_violations(
+    problem: Problem,
+    power: FloatArray,
+    offset: int,
+    *,
+    step_index: npt.NDArray[np.int64],
+    dt_h: float,
+    tolerance_kw: float,
+) -> list[Violation]:
+    """The per-row guarantees on rows ``offset ..`` (power: those rows x checked steps)."""
+    rows = slice(offset, offset + power.shape[0])
+
+    def shifted(violation: Violation) -> Violation:
+        row = None if violation.row is None else violation.row + offset
+        return Violation(
+            violation.kind, violation.count, row=row, step=violation.step, excess=violation.excess
+        )
+
+    found: list[Violation] = []
+    not_finite = ~np.isfinite(power)
+    if not_finite.any():
+        return [shifted(_first(ViolationKind.NOT_FINITE, not_finite, np.ones_like(power)))]
+    plugged = (step_index >= problem.arrival_step[rows, None]) & (
+        step_index < problem.departure_step[rows, None]
+    )
+    unplugged = ~plugged & (power != 0)
+    if unplugged.any():
+        found.append(shifted(_first(ViolationKind.UNPLUGGED, unplugged, np.abs(power))))
+    over = power - problem.max_charge_kw[rows, None]
+    if (bad := over > tolerance_kw).any():
+        found.append(shifted(_first(ViolationKind.CHARGE_LIMIT, bad, over)))
+    beyond = -power - problem.max_discharge_kw[rows, None]
+    if (bad := beyond > tolerance_kw).any():
+        found.append(shifted(_first(ViolationKind.DISCHARGE_LIMIT, bad, beyond)))
+    stored = (
+        np.maximum(power, 0.0) * problem.charge_efficiency[rows, None]
+        + np.minimum(power, 0.0) / problem.discharge_efficiency[rows, None]
+    ) * dt_h
+    path = problem.energy_kwh[rows, None] + np.cumsum(stored, axis=1)
+    slack_kwh = tolerance_kw * dt_h
+    below = problem.energy_min_kwh[rows, None] - path
+    if (bad := (below > slack_kwh) & (power < 0)).any():
+        found.append(shifted(_first(ViolationKind.ENERGY_BELOW_WINDOW, bad, below)))
+    above = path - problem.energy_max_kwh[rows, None]
+    if (bad := (above > slack_kwh) & (power > 0)).any():
+        found.append(shifted(_first(ViolationKind.ENERGY_ABOVE_WINDOW, bad, above)))
+    return found
+
+
+def _site_violations(problem: Problem, power: FloatArray, tolerance_kw: float) -> list[Violation]:
+    """Site import and export limits, every checked step (one sparse product)."""
+    n_sites = problem.import_limit_kw.shape[0]
+    limited = np.isfinite(problem.import_limit_kw) | np.isfinite(problem.export_limit_kw)
+    if n_sites == 0 or not limited.any():
+        return []
+    members = sp.csr_array(
+        (np.ones(problem.n_vehicles), (problem.site_index, np.arange(problem.n_vehicles))),
+        shape=(n_sites, problem.n_vehicles),
+    )
+    site_kw = np.asarray(members @ power)
+    found = []
+    for kind, limit, sign in (
+        (ViolationKind.SITE_IMPORT, problem.import_limit_kw, 1.0),
+        (ViolationKind.SITE_EXPORT, problem.export_limit_kw, -1.0),
+    ):
+        finite = np.isfinite(limit)
+        slack = tolerance_kw + 1e-9 * np.abs(np.where(finite, limit, 0.0))
+        excess = np.where(finite[:, None], sign * site_kw - limit[:, None], -np.inf)
+        bad = excess > slack[:, None]
+        if bad.any():
+            worst = int(np.argmax(np.where(bad, excess, -np.inf)))
+            site, step = np.unravel_index(worst, bad.shape)
+            found.append(
+                Violation(
+                    kind,
+                    int(bad.sum()),
+                    site=int(site),
+                    step=int(step),
+                    excess=float(excess.flat[worst]),
+                )
+            )
+    return found
+
+
+def safe_plan(problem: Problem, reason: str) -> Schedule:
+    """The fallback: charge-only at full power within all limits, with the reason recorded."""
+    from v2ghub.planning.uncontrolled import UncontrolledPlanner  # noqa: PLC0415 - no cycle
+
+    schedule = UncontrolledPlanner().plan(problem)
+    return Schedule(power_kw=schedule.power_kw, planner=SAFE_PLANNER_NAME, fallback_reason=reason)
+
+
+def planner_name(planner: Planner) -> str:
+    """The planner's ``name``, else its class name."""
+    name = getattr(planner, "name", None)
+    return name if isinstance(name, str) else type(planner).__name__
+
+
+def plan_safely(
+    planner: Planner,
+    problem: Problem,
+    *,
+    steps: int | None = None,
+    timeout_s: float | None = None,
+    tolerance_kw: float = TOLERANCE_KW,
+    on_planned: Callable[[float], None] | None = None,
+) -> Schedule:
+    """Plan ``problem`` with ``planner``, check the schedule, fall back if it fails.
+
+    The schedule is returned when :func:`check` finds nothing (over its first ``steps``,
+    or all). Otherwise, and when the planner raises or (with ``timeout_s``) does not answer
+    within that many wall seconds, the safe charge-only plan comes back with
+    ``fallback_reason`` saying why. A planner that times out runs on in its daemon thread
+    (Python cannot stop it); its late answer is dropped. ``on_planned`` is told the seconds
+    the planner took.
+
+    >>> from v2ghub.planning.check import plan_safely
+    >>> from v2ghub.scenarios.examples import small_problem
+    >>> class Reckless:
+    ...     name = "reckless"
+    ...     def plan(self, problem):
+    ...         import numpy as np
+    ...         from v2ghub.model import Schedule
+    ...         power = np.full((problem.n_vehicles, problem.grid.length), 1000.0)
+    ...         return Schedule(power_kw=power, planner=self.name)
+    >>> schedule = plan_safely(Reckless(), small_problem())
+    >>> schedule.planner
+    'safe-fallback'
+    >>> schedule.fallback_reason.split(":")[0]
+    "planner 'reckless' broke a guarantee"
+    """
+    name = planner_name(planner)
+    started = time.perf_counter()
+    outcome = _run(planner, problem, timeout_s)
+    if on_planned is not None:
+        on_planned(time.perf_counter() - started)
+    if outcome is None:
+        return safe_plan(problem, f"planner {name!r} timed out after {timeout_s:g} s")
+    if isinstance(outcome, Exception):
+        return safe_plan(problem, f"planner {name!r} failed: {type(outcome).__name__}: {outcome}")
+    broken = _broken(name, problem, outcome, steps=steps, tolerance_kw=tolerance_kw)
+    return outcome if broken is None else safe_plan(problem, broken)
+
+
+def plan_checked(
+    planner: Planner,
+    problem: Problem,
+    *,
+    steps: int | None = None,
+    tolerance_kw: float = TOLERANCE_KW,
+) -> Schedule:
+    """Plan ``problem`` with ``planner`` and check the schedule; no fallback.
+
+    For a plan a person asked for (``v2ghub plan``): the planner's own error propagates,
+    and a schedule that breaks a guarantee raises :class:`~v2ghub.errors.PlanningError`
+    naming it, so no unchecked schedule is ever written. :func:`plan_safely` is this with
+    the fallback a running system needs.
+    """
+    schedule = planner.plan(problem)
+    broken = _broken(
+        planner_name(planner), problem, schedule, steps=steps, tolerance_kw=tolerance_kw
+    )
+    if broken is not None:
+        raise PlanningError(broken)
+    return schedule
+
+
+def _broken(
+    name: str, problem: Problem, schedule: Schedule, *, steps: int | None, tolerance_kw: float
+) -> str | None:
+    """What guarantees the schedule breaks, in one sentence, or ``None``."""
+    violations = check(problem, schedule, steps=steps, tolerance_kw=tolerance_kw)
+    if not violations:
+        return None
+    return f"planner {name!r} broke a guarantee: {'; '.join(str(v) for v in violations)}"
+
+
+def _run(
+    planner: Planner, problem: Problem, timeout_s: float | None
+) -> Schedule | Exception | None:
+    """The planner's schedule, the error it raised, or ``None`` if it timed out."""
+    if timeout_s is None:
+        try:
+            return planner.plan(problem)
+        except Exception as error:  # reported as the fallback's reason
+            return error
+    outcome: list[Schedule | Exception] = []
+
+    def work() -> None:
+        try:
+            outcome.append(planner.plan(problem))
+        except Exception as error:  # reported as the fallback's reason
+            outcome.append(error)
+
+    worker = threading.Thread(target=work, name=f"planner-{planner_name(planner)}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return outcome[0] if outcome else None
