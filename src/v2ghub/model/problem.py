@@ -8,7 +8,7 @@ A planner never knows whether it runs in the twin or live: it gets a read-only
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -161,11 +161,57 @@ class Schedule:
         return int(self.power_kw.shape[1])
 
 
+@dataclass(frozen=True)
+class PlannerCapabilities:
+    """What a planner can take beyond the plain problem, so callers need not guess.
+
+    ``max_sessions``: the most sessions it plans at every control instant in the twin
+    (``None``: no limit). ``peak_price``: it plans against a peak (capacity) price.
+    ``regulation_headroom``: it values and keeps the problem's regulation headroom
+    (``regulation_price_cny_per_kw_h``, ``regulation_commitment_kw``).
+    ``expected_arrivals``: it wants forecast rows for the sessions expected later
+    (``Problem.expected_count``).
+    """
+
+    max_sessions: int | None = None
+    peak_price: bool = False
+    regulation_headroom: bool = False
+    expected_arrivals: bool = False
+
+
 class Planner(Protocol):
-    """Anything that turns a :class:`Problem` into a :class:`Schedule`."""
+    """Anything that turns a :class:`Problem` into a :class:`Schedule`.
+
+    A planner may also describe itself with a ``capabilities`` attribute
+    (:class:`PlannerCapabilities`, see :class:`DescribedPlanner`); one without is taken to
+    have none of them.
+    """
 
     name: str
 
     def plan(self, problem: Problem) -> Schedule:
         """Plan the problem's vehicles over (at least) its control steps."""
         ...
+
+
+@runtime_checkable
+class DescribedPlanner(Protocol):
+    """A planner that states its :class:`PlannerCapabilities`."""
+
+    name: str
+
+    @property
+    def capabilities(self) -> PlannerCapabilities:
+        """What it can take beyond the plain problem."""
+        ...
+
+    def plan(self, problem: Problem) -> Schedule:
+        """Plan the problem's vehicles over (at least) its control steps."""
+        ...
+
+
+def capabilities_of(planner: Planner) -> PlannerCapabilities:
+    """The planner's capabilities (none stated: none)."""
+    if isinstance(planner, DescribedPlanner):
+        return planner.capabilities
+    return PlannerCapabilities()

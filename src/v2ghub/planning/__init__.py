@@ -6,7 +6,9 @@ window; departure targets whenever feasible; V2G only for vehicles that opted in
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 from v2ghub.model.problem import Planner
 from v2ghub.planning.check import Violation, ViolationKind, check, plan_safely, safe_plan
@@ -21,29 +23,84 @@ from v2ghub.planning.v2g_rules import V2gRulesPlanner
 # peak: a two-part tariff of about 30 CNY per kW and month is about 1 CNY per kW a day.
 MPC_PEAK_PRICE_CNY_PER_KW = 1.0
 
-PLANNERS: dict[str, Callable[[], Planner]] = {
+
+def _mpc(
+    *,
+    peak_price_cny_per_kw: float = MPC_PEAK_PRICE_CNY_PER_KW,
+    base_load_error: float = 0.05,
+    arrival_error: float = 0.1,
+    expected_arrivals: bool = False,
+    seed: int = 0,
+) -> Planner:
+    """Receding horizon around ``fast`` with forecasts, shaving the area's peak."""
+    return RecedingHorizonPlanner(
+        FastPlanner(peak_price_cny_per_kw=peak_price_cny_per_kw),
+        base_load_error=base_load_error,
+        arrival_error=arrival_error,
+        expected_arrivals=expected_arrivals,
+        seed=seed,
+        name="mpc",
+    )
+
+
+def _mpc_lp(
+    *,
+    peak_price_cny_per_kw: float = MPC_PEAK_PRICE_CNY_PER_KW,
+    base_load_error: float = 0.05,
+    arrival_error: float = 0.1,
+    expected_arrivals: bool = False,
+    seed: int = 0,
+    time_limit_s: float = 300.0,
+) -> Planner:
+    """Receding horizon around the exact LP; small fleets."""
+    return RecedingHorizonPlanner(
+        LpPlanner(peak_price_cny_per_kw=peak_price_cny_per_kw, time_limit_s=time_limit_s),
+        base_load_error=base_load_error,
+        arrival_error=arrival_error,
+        expected_arrivals=expected_arrivals,
+        seed=seed,
+        name="mpc-lp",
+    )
+
+
+PLANNERS: dict[str, Callable[..., Planner]] = {
     "uncontrolled": UncontrolledPlanner,
     "tou": TouPlanner,
     "v2g-rules": V2gRulesPlanner,
     "lp": LpPlanner,  # exact; small fleets (about a thousand plugged vehicles)
     "fast": FastPlanner,  # exact per vehicle, sites by passes; for millions
     # Receding horizon with forecasts of the base load and of the arrivals to come.
-    "mpc": lambda: RecedingHorizonPlanner(
-        FastPlanner(peak_price_cny_per_kw=MPC_PEAK_PRICE_CNY_PER_KW), name="mpc"
-    ),
-    "mpc-lp": lambda: RecedingHorizonPlanner(
-        LpPlanner(peak_price_cny_per_kw=MPC_PEAK_PRICE_CNY_PER_KW), name="mpc-lp"
-    ),
+    "mpc": _mpc,
+    "mpc-lp": _mpc_lp,
 }
+"""The registered planners: name -> factory taking the planner's keyword arguments."""
 
 
-def make_planner(name: str) -> Planner:
-    """The planner registered under ``name``."""
+def make_planner(name: str, **options: Any) -> Planner:
+    """A new planner registered under ``name``, made with keyword ``options``.
+
+    A misspelt name or option raises :class:`ValueError` naming what is known.
+
+    >>> from v2ghub.planning import make_planner
+    >>> planner = make_planner("fast", peak_price_cny_per_kw=1)
+    >>> planner.name, planner.capabilities.peak_price
+    ('fast', True)
+    >>> make_planner("fast", passes=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: passes must be >= 1, got 0
+    """
     try:
-        return PLANNERS[name]()
+        factory = PLANNERS[name]
     except KeyError:
         known = ", ".join(PLANNERS)
         raise ValueError(f"unknown planner {name!r} (known: {known})") from None
+    accepted = inspect.signature(factory).parameters
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        takes = ", ".join(accepted) or "no options"
+        raise ValueError(f"planner {name!r} takes no option {unknown[0]!r} (takes: {takes})")
+    return factory(**options)
 
 
 __all__ = [

@@ -62,7 +62,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from v2ghub.model.problem import Problem, Schedule
+from v2ghub.model.problem import PlannerCapabilities, Problem, Schedule
 from v2ghub.planning._fast_kernels import plan_by_site
 from v2ghub.planning.peak import plan_with_peak_price
 from v2ghub.planning.reserve import plan_with_regulation
@@ -156,6 +156,7 @@ class FastPlanner:
         self.passes = passes
         self.guard = guard
         self.peak_price_cny_per_kw = peak_price_cny_per_kw
+        self.capabilities = PlannerCapabilities(peak_price=True, regulation_headroom=True)
 
     def plan(self, problem: Problem) -> Schedule:
         """Plan every vehicle over the whole horizon, within every limit.

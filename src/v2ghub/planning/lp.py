@@ -101,7 +101,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from v2ghub.errors import PlanningError
-from v2ghub.model.problem import Problem, Schedule
+from v2ghub.model.problem import PlannerCapabilities, Problem, Schedule
 from v2ghub.planning.reserve import MISSED_COMMITMENT_CNY_PER_KW_H, REGULATION_DURATION_H
 from v2ghub.planning.stepping import make_feasible
 
@@ -286,7 +286,10 @@ class LpPlanner:
     """
 
     name = "lp"
-    twin_max_sessions = TWIN_MAX_SESSIONS  # the twin calls it at every control instant
+    # The twin calls it at every control instant: small fleets only.
+    capabilities = PlannerCapabilities(
+        max_sessions=TWIN_MAX_SESSIONS, peak_price=True, regulation_headroom=True
+    )
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from v2ghub.model.problem import Planner, Problem, Schedule
+from v2ghub.model.problem import Planner, Problem, Schedule, capabilities_of
 from v2ghub.planning.stepping import make_feasible
 
 
@@ -38,7 +38,7 @@ class RecedingHorizonPlanner:
         Relative standard deviation of each expected group of arrivals (0 = perfect).
     expected_arrivals:
         Ask the caller for the groups of sessions expected to arrive
-        (``wants_expected_arrivals``), so that the plugged vehicles leave room for them.
+        (``capabilities.expected_arrivals``), so that the plugged vehicles leave room for them.
         Off by default: in the synthetic cities the fast planner's own site repair already
         delivers every target it can, and the reservation only cost money (measured in
         ``benchmarks/bench_twin_planners.py``).
@@ -63,11 +63,10 @@ class RecedingHorizonPlanner:
         self.inner = inner
         self.base_load_error = base_load_error
         self.arrival_error = arrival_error
-        self.wants_expected_arrivals = expected_arrivals
         self.seed = seed
         self.name = name or f"mpc-{inner.name}"
         # As many sessions as the wrapped planner can take at every control instant.
-        self.twin_max_sessions: int | None = getattr(inner, "twin_max_sessions", None)
+        self.capabilities = replace(capabilities_of(inner), expected_arrivals=expected_arrivals)
 
     def forecast(self, problem: Problem) -> Problem:
         """The problem with base load, surplus and expected arrivals replaced by forecasts."""

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from v2ghub.model.case import CityCase
 from v2ghub.model.fleet import Fleet
-from v2ghub.model.problem import Planner, Problem, Schedule
+from v2ghub.model.problem import Planner, Problem, Schedule, capabilities_of
 from v2ghub.model.tariff import PriceLevels
 from v2ghub.planning.check import plan_safely
 from v2ghub.regulation.envelope import ENVELOPE_DURATIONS_H, EnvelopeHour, fleet_envelope
@@ -251,7 +251,7 @@ class Simulator:
                 | np.isfinite(case.sites.export_limit_kw),
                 steps_per_group=max(1, round(1 / dt_h)),
             )
-            if getattr(self.planner, "wants_expected_arrivals", False)
+            if capabilities_of(self.planner).expected_arrivals
             else None
         )
         violations = 0

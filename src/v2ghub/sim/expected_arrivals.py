@@ -2,7 +2,7 @@
 
 An aggregator does not know which vehicle will plug in at 19:10 tonight, but it knows, from
 experience, roughly how many vehicles arrive at each site in each hour, when they leave and
-what they need. The twin gives a planner that asks for it (``wants_expected_arrivals``)
+what they need. The twin gives a planner that asks for it (``capabilities.expected_arrivals``)
 exactly that: the sessions that have not arrived yet at the sites with a limit, summed per
 (site, arrival hour, departure hour) into one row each. A row arrives at its sessions'
 mean arrival step and leaves at their mean departure step, holds their summed energies

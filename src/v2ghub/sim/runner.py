@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from functools import partial
@@ -9,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from v2ghub.errors import InputError
 from v2ghub.model.case import CityCase
+from v2ghub.model.problem import Planner
 from v2ghub.planning import make_planner
 from v2ghub.regulation.demand_response import DemandResponseEvent
 from v2ghub.scenarios.market_config import MarketSettings
@@ -24,9 +26,15 @@ def _share_done(report: Callable[[str, float], None], label: str, length: int, d
     report(label, done / length)
 
 
+def fresh_planner(planner: Planner | str) -> Planner:
+    """A planner for one run: a registered name is made anew; an object is copied, so a
+    planner that keeps state between calls starts each run clean."""
+    return make_planner(planner) if isinstance(planner, str) else copy.deepcopy(planner)
+
+
 def run_cases(
     cases: Iterable[CityCase],
-    planners: Sequence[str],
+    planners: Sequence[Planner | str],
     *,
     control_steps: int = 1,
     on_step: Callable[[str, float], None] | None = None,
@@ -40,8 +48,9 @@ def run_cases(
     ``cases`` may be a generator: each case and its full results are dropped once
     ``on_result`` (which may write per-session detail) has seen them, so memory holds one
     city at a time. ``on_step(label, share)`` is told the share (0-1) of the current run
-    done after each step. With ``regulation``, every run also offers frequency regulation
-    (:mod:`v2ghub.sim.regulation_service`); every run answers the ``demand_response``
+    done after each step. ``planners`` are registered names or planner objects (each run
+    gets its own copy, see :func:`fresh_planner`). With ``regulation``, every run also
+    offers frequency regulation (:mod:`v2ghub.sim.regulation_service`); every run answers the ``demand_response``
     events of its city (:mod:`v2ghub.sim.demand_response_service`). With ``market``, each
     city first sells its day-ahead headroom (:mod:`v2ghub.sim.market_day`); every planner
     then honours what was sold, and each run's summary carries what the sales paid.
@@ -53,8 +62,9 @@ def run_cases(
         sold_events = day.demand_response_events(case.city) if day is not None else ()
         _check_apart(case, demand_response, sold_events)
         events = [*demand_response, *sold_events]
-        for name in planners:
-            label = f"{case.city} / {name}"
+        for planner in planners:
+            run_planner = fresh_planner(planner)
+            label = f"{case.city} / {run_planner.name}"
             hook = (
                 partial(_share_done, on_step, label, max(case.grid.length, 1))
                 if on_step is not None
@@ -70,7 +80,7 @@ def run_cases(
             )
             run = Simulator(
                 case,
-                make_planner(name),
+                run_planner,
                 control_steps=control_steps,
                 on_step=hook,
                 regulation=follower,
