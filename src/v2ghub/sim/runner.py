@@ -50,10 +50,11 @@ def run_cases(
     city at a time. ``on_step(label, share)`` is told the share (0-1) of the current run
     done after each step. ``planners`` are registered names or planner objects (each run
     gets its own copy, see :func:`fresh_planner`). With ``regulation``, every run also
-    offers frequency regulation (:mod:`v2ghub.sim.regulation_service`); every run answers the ``demand_response``
-    events of its city (:mod:`v2ghub.sim.demand_response_service`). With ``market``, each
-    city first sells its day-ahead headroom (:mod:`v2ghub.sim.market_day`); every planner
-    then honours what was sold, and each run's summary carries what the sales paid.
+    offers frequency regulation (:mod:`v2ghub.sim.regulation_service`); every run
+    answers the ``demand_response`` events of its city
+    (:mod:`v2ghub.sim.demand_response_service`). With ``market``, each city first sells
+    its day-ahead headroom (:mod:`v2ghub.sim.market_day`); every planner then honours
+    what was sold, and each run's summary carries what the sales paid.
     """
     summaries = []
     for case in cases:
