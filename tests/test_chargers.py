@@ -30,6 +30,7 @@ from ocpp.v201 import call as call201
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from v2ghub.live.charger_fleet import BatteryBank
 from v2ghub.live.charger_messages import (
@@ -165,7 +166,7 @@ def run_with_csms(
             csms._handle,
             "127.0.0.1",
             0,
-            subprotocols=["ocpp2.1", "ocpp2.0.1"],  # type: ignore[list-item]
+            subprotocols=[Subprotocol("ocpp2.1"), Subprotocol("ocpp2.0.1")],
             process_request=csms._refuse,
             compression=None,
         ) as server:

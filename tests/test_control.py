@@ -9,7 +9,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from v2ghub.live.control import (
     with_grid_limits,
 )
 from v2ghub.live.live_problem import ControlSettings, LiveProblem, LiveSite, build_problem, plan
+from v2ghub.live.outcomes import ACCEPTED, SendOutcome, answered
 from v2ghub.model.problem import Problem, Schedule
 from v2ghub.planning import make_planner
 from v2ghub.planning.limits import fit_site_limits
@@ -245,11 +246,13 @@ def two_vehicles(import_limit_kw: float = 100.0) -> LiveProblem:
         (Failing(), "planner 'boom' failed: RuntimeError: solver exploded"),
         (
             Fixed([50.0, 0.0]),
-            "planner 'fixed' asked st1/1 for 50.000 kW, above its charging limit 7 kW",
+            "planner 'fixed' asked st1/1 for 50.000 kW, above its charging limit 7 kW; "
+            "planned 50.000 kW at site 'a', beyond its import limit 10 kW",
         ),
         (
             Fixed([0.0, -7.5]),
-            "planner 'fixed' asked st2/1 for -7.500 kW, beyond its discharging limit 7 kW",
+            "planner 'fixed' asked st2/1 for -7.500 kW, beyond its discharging limit 7 kW; "
+            "planned -7.500 kW at site 'a', beyond its export limit 0 kW",
         ),
         (
             Fixed([7.0, 7.0]),
@@ -447,7 +450,7 @@ class MemoryStore:
         self.reads += 1
         return list(self.sessions)
 
-    def record_setpoints(self, setpoints: list[Setpoint]) -> None:
+    def record_setpoints(self, setpoints: Sequence[Setpoint]) -> None:
         self.setpoints.extend(setpoints)
 
     def record_event(self, event: Event) -> None:
@@ -468,11 +471,11 @@ class StoppedClock:
         return simulated_s
 
 
-def answers(rejected: str = "st2") -> Callable[[SetpointCommand], Any]:
-    async def send(command: SetpointCommand) -> str:
+def answers(rejected: str = "st2") -> Callable[[SetpointCommand], Awaitable[SendOutcome]]:
+    async def send(command: SetpointCommand) -> SendOutcome:
         if command.station_id == "st3":
             raise ConnectionError("socket closed")
-        return "Rejected" if command.station_id == rejected else "Accepted"
+        return answered("Rejected") if command.station_id == rejected else ACCEPTED
 
     return send
 
@@ -539,11 +542,11 @@ def test_a_slow_station_does_not_hold_up_the_next_plan() -> None:
     released = asyncio.Event()
     sends: list[str] = []
 
-    async def send(command: SetpointCommand) -> str:
+    async def send(command: SetpointCommand) -> SendOutcome:
         sends.append(command.station_id)
         if command.station_id == "st2":
             await released.wait()  # st2 answers only when released
-        return "Accepted"
+        return ACCEPTED
 
     async def scenario() -> None:
         loop = ControlLoop(

@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from ocpp.charge_point import snake_to_camel_case
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from v2ghub.live import charger_messages as messages
 from v2ghub.live.clock import ScaledClock
@@ -490,7 +491,7 @@ class _Link:
 def _connect(url: str, station_id: str, version: OcppVersion) -> Any:
     return connect(
         f"{url}/ocpp/{station_id}",
-        subprotocols=[version.value],  # type: ignore[list-item]
+        subprotocols=[Subprotocol(version.value)],
         additional_headers={"Authorization": basic_header(station_id, PASSWORD)},
         max_size=None,
         compression=None,

@@ -15,6 +15,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from v2ghub.live.security import basic_header, generate_password, hash_password
 from v2ghub.store.repository import Store
@@ -81,7 +82,7 @@ async def _send(ws: ClientConnection, seq_no: int, **options: Any) -> None:
 def _connect(url: str, password: str) -> Any:
     return connect(
         f"{url}/{STATION}",
-        subprotocols=["ocpp2.1"],  # type: ignore[list-item]
+        subprotocols=[Subprotocol("ocpp2.1")],
         additional_headers={"Authorization": basic_header(STATION, password)},
     )
 

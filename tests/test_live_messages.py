@@ -8,7 +8,8 @@ import pytest
 from ocpp.charge_point import camel_to_snake_case
 from ocpp.exceptions import FormatViolationError
 
-from v2ghub.live.csms import ev_needs, meter_samples, parse_time
+from v2ghub.live.charging_needs import ChargingNeeds, ev_needs
+from v2ghub.live.ocpp_payloads import meter_samples, meter_values, parse_time
 
 RECEIVED = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 
@@ -27,7 +28,7 @@ def test_per_phase_values_are_not_the_register() -> None:
             }
         ]
     )
-    [sample] = meter_samples("CP-1", "T-1", 1, meter_value, export_wh=450)
+    [sample] = meter_samples("CP-1", "T-1", 1, meter_values(meter_value), export_wh=450)
     assert sample.import_register_wh == 9_000
     assert sample.export_register_wh == 450  # none in the message: the stored one
     assert sample.power_kw == pytest.approx(7.0)
@@ -62,7 +63,7 @@ def test_meter_samples_scale_units_and_sign_power() -> None:
             {"timestamp": "2026-07-01T02:00:30Z", "sampledValue": [{"value": 12600}]},
         ]
     )
-    samples = meter_samples("CP-1", "T-9", 4, meter_value)
+    samples = meter_samples("CP-1", "T-9", 4, meter_values(meter_value))
     assert len(samples) == 2
     first, second = samples
     assert first.measured_at == datetime(2026, 7, 1, 2, 0, 10, tzinfo=UTC)
@@ -97,7 +98,7 @@ def test_v21_needs_give_absolute_energies_and_discharge() -> None:
             },
         }
     )
-    result = ev_needs("CP-1", 1, needs, RECEIVED)
+    result = ev_needs("CP-1", 1, ChargingNeeds.from_payload(needs), RECEIVED)
     assert result.departure_at == datetime(2026, 7, 1, 10, 30, tzinfo=UTC)
     assert result.battery_kwh == pytest.approx(60.0)
     assert result.soc == pytest.approx(0.40)
@@ -124,7 +125,7 @@ def test_v201_needs_are_charge_only_with_energy_amount() -> None:
             },
         }
     )
-    result = ev_needs("CP-2", 1, needs, RECEIVED)
+    result = ev_needs("CP-2", 1, ChargingNeeds.from_payload(needs), RECEIVED)
     assert result.target_energy_kwh == pytest.approx(35.0)  # 15 kWh stored + 20 kWh
     assert result.max_charge_kw == pytest.approx(22.0)
     assert result.max_discharge_kw is None
@@ -144,7 +145,7 @@ def test_ac_needs_read_battery_and_soc_from_custom_data() -> None:
             "customData": {"vendorId": "v2ghub", "evEnergyCapacity": 50000, "stateOfCharge": 50},
         }
     )
-    result = ev_needs("CP-3", 1, needs, RECEIVED)
+    result = ev_needs("CP-3", 1, ChargingNeeds.from_payload(needs), RECEIVED)
     assert result.battery_kwh == pytest.approx(50.0)
     assert result.target_energy_kwh == pytest.approx(35.0)  # 25 kWh stored + 10 kWh
     assert result.max_charge_kw == pytest.approx(32 * 230 / 1000)
@@ -162,7 +163,7 @@ def test_ac_needs_take_power_from_current_and_voltage() -> None:
             },
         }
     )
-    result = ev_needs("CP-3", 2, needs, RECEIVED)
+    result = ev_needs("CP-3", 2, ChargingNeeds.from_payload(needs), RECEIVED)
     assert result.max_charge_kw == pytest.approx(16 * 400 * 3 / 1000)
     assert result.target_energy_kwh is None  # no battery size or SoC: nothing absolute
     assert result.departure_at is None
@@ -180,3 +181,29 @@ def test_bad_times_are_format_violations(text: object, message: str) -> None:
 
 def test_naive_times_are_taken_as_utc() -> None:
     assert parse_time("2026-07-01T02:00:00", "timestamp") == datetime(2026, 7, 1, 2, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("needs", "message"),
+    [
+        (
+            {"dc_charging_parameters": {"ev_energy_capacity": "60 kWh"}},
+            "dcChargingParameters.ev_energy_capacity must be a number, got '60 kWh'",
+        ),
+        ({"v2x_charging_parameters": [1]}, "chargingNeeds.v2xChargingParameters must be an "),
+        ({"departure_time": "soon"}, "departureTime: 'soon' is not a dateTime"),
+    ],
+)
+def test_needs_of_the_wrong_type_name_the_field(needs: dict[str, object], message: str) -> None:
+    with pytest.raises(FormatViolationError) as caught:
+        ChargingNeeds.from_payload(needs)
+    assert message in str(caught.value.description)
+
+
+def test_a_meter_value_without_a_number_names_the_field() -> None:
+    raw = [{"timestamp": "2026-07-01T02:00:00Z", "sampled_value": [{"value": True}]}]
+    with pytest.raises(FormatViolationError) as caught:
+        meter_values(raw)
+    assert str(caught.value.description) == (
+        "meterValue[0].sampledValue[0].value must be a number, got 'True'"
+    )

@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from v2ghub.live.clock import ScaledClock
 from v2ghub.live.control import SetpointCommand
+from v2ghub.live.outcomes import ACCEPTED
 from v2ghub.live.security import basic_header, hash_password
 from v2ghub.live.server import CsmsServer, ServerSettings, profile_id
-from v2ghub.store.records import OcppVersion
+from v2ghub.store.records import EventKind, OcppVersion
 from v2ghub.store.repository import Store
 
 NOON = datetime(2026, 7, 1, 4, 0, tzinfo=UTC)  # 12:00 in Shenzhen
@@ -57,7 +59,7 @@ def _connect(
 ) -> Any:
     return connect(
         f"{server.url}/ocpp/{station_id}",
-        subprotocols=[subprotocol],  # type: ignore[list-item]
+        subprotocols=[Subprotocol(subprotocol)],
         additional_headers={"Authorization": basic_header(user or station_id, password)},
     )
 
@@ -135,7 +137,7 @@ async def test_refused_handshakes_are_logged(
         async with _connect(server, station_id, password=password, user=user):
             pass
     assert refused.value.response.status_code == status
-    events = store.events(kind="connection refused")
+    events = store.events(kind=EventKind.CONNECTION_REFUSED)
     assert [event.detail for event in events] == [why]
 
 
@@ -149,13 +151,13 @@ async def test_refusals_are_logged_once_a_minute_not_per_attempt(
         with pytest.raises(InvalidStatus):
             async with _connect(server, f"CP-{_}00"):  # a different unknown id each time
                 pass
-    details = sorted(event.detail for event in store.events(kind="connection refused"))
+    details = sorted(event.detail for event in store.events(kind=EventKind.CONNECTION_REFUSED))
     assert details == ["unknown station id 'CP-000'", "wrong station id or password"]
 
 
 async def test_no_credentials_and_no_subprotocol_are_refused(server: CsmsServer) -> None:
     with pytest.raises(InvalidStatus) as refused:
-        async with connect(f"{server.url}/CP-21", subprotocols=["ocpp2.1"]):  # type: ignore[list-item]
+        async with connect(f"{server.url}/CP-21", subprotocols=[Subprotocol("ocpp2.1")]):
             pass
     assert refused.value.response.status_code == 401
     with pytest.raises(InvalidStatus) as refused:
@@ -175,7 +177,7 @@ async def test_a_second_connection_is_refused_not_a_takeover(
         # The first connection still works.
         beat = await _call(first, "h2", "Heartbeat", {})
         assert beat[0] == 3
-    details = [event.detail for event in store.events(kind="connection refused")]
+    details = [event.detail for event in store.events(kind=EventKind.CONNECTION_REFUSED)]
     assert details == ["station is already connected; the new connection is refused"]
 
 
@@ -229,7 +231,7 @@ async def test_meter_values_are_stored_once_before_the_answer(
             "1500 stored before it (registers never go back)"
         )
     assert len(store.meter_samples("CP-21", "T-1")) == 2
-    assert [e.kind for e in store.events(kind="refused")] == ["refused"]
+    assert [e.kind for e in store.events(kind=EventKind.REFUSED)] == ["refused"]
 
 
 async def test_readings_without_export_or_evse_keep_what_was_stored(
@@ -272,7 +274,7 @@ async def test_tls_off_loopback_by_default(store: Store, tmp_path: Path) -> None
         context = ssl.create_default_context(cafile=str(tmp_path / "tls" / "server-cert.pem"))
         async with connect(
             f"wss://127.0.0.1:{port}/CP-21",
-            subprotocols=["ocpp2.1"],  # type: ignore[list-item]
+            subprotocols=[Subprotocol("ocpp2.1")],
             additional_headers={"Authorization": basic_header("CP-21", PASSWORD)},
             ssl=context,
         ) as ws:
@@ -311,7 +313,7 @@ async def test_a_station_receives_the_profile_for_its_control_mode(server: CsmsS
             sending = asyncio.create_task(server.send_setpoint(command))
             request = json.loads(await asyncio.wait_for(ws.recv(), 10))
             await ws.send(json.dumps([3, request[1], {"status": "Accepted"}]))
-            assert await sending == "Accepted"
+            assert await sending == ACCEPTED
             received.append(request)
     first, update, absolute = received
     assert first[2] == "SetChargingProfile"

@@ -22,7 +22,7 @@ from v2ghub.errors import InputError
 from v2ghub.store import schema
 from v2ghub.store.database import migrate, open_engine, resolve_url
 from v2ghub.store.plugged import discharge_allowed, estimate_energy_kwh
-from v2ghub.store.records import Event, EvNeeds, MeterSample, OcppVersion, Setpoint
+from v2ghub.store.records import Event, EventKind, EvNeeds, MeterSample, OcppVersion, Setpoint
 from v2ghub.store.repository import Store
 
 from .conftest import POSTGRESQL_TEST_URL
@@ -581,12 +581,18 @@ def test_latest_setpoint_per_evse(store: Store) -> None:
 
 
 def test_events_newest_first_by_kind(store: Store) -> None:
-    for index, kind in enumerate(["boot", "refused", "boot", "planner"]):
+    kinds = [EventKind.BOOT, EventKind.REFUSED, EventKind.BOOT, EventKind.PLANNER_FALLBACK]
+    for index, kind in enumerate(kinds):
         store.record_event(Event(minutes(index), kind, f"detail {index}", "CP1"))
-    store.record_event(Event(minutes(9), "refused", "unknown station", None))
+    store.record_event(Event(minutes(9), EventKind.REFUSED, "unknown station", None))
     assert [e.detail for e in store.events(limit=2)] == ["unknown station", "detail 3"]
-    assert [e.detail for e in store.events(kind="boot")] == ["detail 2", "detail 0"]
-    assert store.events(kind="refused")[0] == Event(minutes(9), "refused", "unknown station")
+    assert [e.detail for e in store.events(kind=EventKind.BOOT)] == ["detail 2", "detail 0"]
+    [refused, _] = store.events(kind=EventKind.REFUSED)
+    assert refused == Event(minutes(9), EventKind.REFUSED, "unknown station")
+    assert refused.kind is EventKind.REFUSED  # read back as the enum, stored as its text
+    with store.engine.connect() as connection:
+        kinds_stored = connection.execute(sa.select(schema.events.c.kind)).scalars().all()
+    assert sorted(set(kinds_stored)) == ["boot", "planner-fallback", "refused"]
 
 
 # Concurrency and invariants -------------------------------------------------------------

@@ -55,3 +55,27 @@ def kw_to_w(power_kw: float) -> float:
 def w_to_kw(power_w: float) -> float:
     """Watts to kilowatts."""
     return power_w / W_PER_KW
+
+
+PERCENT_PER_FRACTION = 100
+
+
+def wh_to_kwh(energy_wh: float) -> float:
+    """Watt-hours to kilowatt-hours."""
+    return energy_wh / WH_PER_KWH
+
+
+def current_to_kw(current_a: float, *, voltage_v: float, phases: int = 1) -> float:
+    """Power of a current: ``kW = A * V * phases / 1000`` (``voltage_v`` per phase for AC;
+    ``phases=1`` for DC)."""
+    return w_to_kw(current_a * voltage_v * phases)
+
+
+def percent_to_fraction(percent: float) -> float:
+    """A percentage (an OCPP SoC, 0-100) as a fraction (0-1)."""
+    return percent / PERCENT_PER_FRACTION
+
+
+def fraction_to_percent(fraction: float) -> float:
+    """A fraction (0-1) as a percentage (0-100)."""
+    return fraction * PERCENT_PER_FRACTION

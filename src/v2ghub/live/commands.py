@@ -32,7 +32,7 @@ from v2ghub.live.security import generate_password, hash_password, is_loopback
 from v2ghub.live.server import CsmsServer, ServerSettings
 from v2ghub.planning import PLANNERS, make_planner
 from v2ghub.scenarios.catalog import pilot_cities
-from v2ghub.scenarios.config import load_scenario
+from v2ghub.scenarios.config import GridShape, load_scenario
 from v2ghub.scenarios.sites_csv import load_sites_csv
 from v2ghub.store.repository import Store
 
@@ -332,11 +332,11 @@ def _clock(args: argparse.Namespace) -> Clock:
 
 def _control_settings(args: argparse.Namespace, store: Store) -> ControlSettings:
     city = city_name(args.city or DEFAULT_CITY)
-    extra: dict[str, object] = {}
+    grid_shape = GridShape()
     if args.scenario is not None:
         scenario = load_scenario(args.scenario)
         city = scenario.simulation.cities[0]
-        extra["grid_shape"] = scenario.grid
+        grid_shape = scenario.grid
     city = city_name(city)
     site_ids = tuple(sorted({station.site_id for station in store.stations()}))
     sites: tuple[LiveSite, ...] = ()
@@ -355,7 +355,7 @@ def _control_settings(args: argparse.Namespace, store: Store) -> ControlSettings
         control_interval_s=args.control_interval,
         unknown_site_import_limit_kw=math.inf,
         unknown_site_export_limit_kw=0.0,
-        **extra,  # type: ignore[arg-type]
+        grid_shape=grid_shape,
     )
 
 

@@ -18,22 +18,22 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from v2ghub.live.clock import Clock
 from v2ghub.live.live_problem import ControlSettings, LiveProblem, LiveSite, build_problem, plan
+from v2ghub.live.outcomes import SendOutcome, SendStatus
+from v2ghub.live.store_seam import ControlStore
 from v2ghub.model.problem import Planner, Schedule
 from v2ghub.planning.limits import fit_site_limits, site_totals
-from v2ghub.store.records import Event, OcppVersion, PluggedSession, Setpoint
+from v2ghub.store.records import Event, EventKind, OcppVersion, PluggedSession, Setpoint
 from v2ghub.units import SECONDS_PER_HOUR, w_to_kw
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-ACCEPTED = "Accepted"
 LOG = logging.getLogger(__name__)
 
 
@@ -245,29 +245,14 @@ def _schedules(
     return schedules
 
 
-class ControlStore(Protocol):
-    """The store's methods the loop uses (synchronous; the loop runs them in threads)."""
-
-    def plugged(self, now: datetime) -> list[PluggedSession]: ...
-
-    def record_setpoints(self, setpoints: list[Setpoint]) -> None: ...
-
-    def record_event(self, event: Event) -> None: ...
-
-    def site_limits(self, now: datetime) -> dict[str, tuple[float, float]]:
-        """Grid events in force: (import, export) kW per site, ``inf`` for no limit."""
-        ...
-
-
-Send = Callable[[SetpointCommand], Awaitable[str]]
-"""Sends a command to its station; returns the answer: ``Accepted``, ``Rejected``,
-``CallError: ...``, ``Timeout``, ``Offline``."""
+Send = Callable[[SetpointCommand], Awaitable[SendOutcome]]
+"""Sends a command to its station; returns what came of it (:class:`SendOutcome`)."""
 
 
 @dataclass(frozen=True)
 class _Sent:
     command: SetpointCommand
-    status: str
+    outcome: SendOutcome
     at: datetime
 
 
@@ -337,7 +322,7 @@ class ControlLoop:
         self.send = send
         self._last: dict[tuple[str, int, str], _Sent] = {}
         self._pending: dict[
-            tuple[str, int, str], tuple[SetpointCommand, datetime, asyncio.Future[str]]
+            tuple[str, int, str], tuple[SetpointCommand, datetime, asyncio.Future[SendOutcome]]
         ] = {}
         self._notes: tuple[str, ...] = ()
         self._planner_busy = threading.Lock()
@@ -371,7 +356,7 @@ class ControlLoop:
 
     def _due(self, command: SetpointCommand, now: datetime) -> bool:
         last = self._last.get(command.key)
-        if last is None or last.status != ACCEPTED:
+        if last is None or not last.outcome.accepted:
             return True
         before = last.command
         return (
@@ -382,13 +367,14 @@ class ControlLoop:
             or command.discharge_limit_kw != before.discharge_limit_kw
         )
 
-    async def _send_one(self, command: SetpointCommand) -> str:
+    async def _send_one(self, command: SetpointCommand) -> SendOutcome:
         try:
             return await asyncio.wait_for(self.send(command), self.settings.send_timeout_s)
         except TimeoutError:
-            return f"Timeout: no answer within {self.settings.send_timeout_s:g} s"
+            detail = f"no answer within {self.settings.send_timeout_s:g} s"
+            return SendOutcome(SendStatus.TIMEOUT, detail)
         except Exception as error:  # the status says what went wrong
-            return f"Error: {type(error).__name__}: {error}"
+            return SendOutcome(SendStatus.ERROR, f"{type(error).__name__}: {error}")
 
     async def run_once(self) -> list[Setpoint]:
         """One control instant: read, build, plan, send what is due, record.
@@ -403,11 +389,12 @@ class ControlLoop:
         events: list[Event] = []
         reason = planned.schedule.fallback_reason
         if reason is not None:
-            events.append(Event(at=now, kind="planner-fallback", detail=reason))
+            events.append(Event(at=now, kind=EventKind.PLANNER_FALLBACK, detail=reason))
         if planned.live.notes != self._notes:
             self._notes = planned.live.notes
             if self._notes:
-                events.append(Event(at=now, kind="assumed", detail="; ".join(self._notes)))
+                notes = "; ".join(self._notes)
+                events.append(Event(at=now, kind=EventKind.ASSUMED, detail=notes))
         # A command still waiting for its station's answer is not sent again; answers that
         # take longer than ``send_wait_s`` are recorded at a later instant, so that one slow
         # station never holds up the next plan (and a new vehicle's first profile).
@@ -428,9 +415,9 @@ class ControlLoop:
             if not task.done():
                 continue
             del self._pending[key]
-            status = task.result()
+            outcome = task.result()
             if key in current:
-                self._last[key] = _Sent(command, status, sent_at)
+                self._last[key] = _Sent(command, outcome, sent_at)
             setpoints.append(
                 Setpoint(
                     station_id=command.station_id,
@@ -440,18 +427,18 @@ class ControlLoop:
                     setpoint_kw=command.setpoint_kw,
                     discharge_limit_kw=command.discharge_limit_kw,
                     planner=command.planner,
-                    status=status,
+                    status=str(outcome),
                     fallback_reason=command.fallback_reason,
                 )
             )
-            if status != ACCEPTED:
+            if not outcome.accepted:
                 events.append(
                     Event(
                         at=now,
-                        kind="setpoint-not-accepted",
+                        kind=EventKind.SETPOINT_NOT_ACCEPTED,
                         detail=(
                             f"EVSE {command.evse_id} transaction {command.transaction_id}: "
-                            f"{command.setpoint_kw:g} kW answered {status}"
+                            f"{command.setpoint_kw:g} kW answered {outcome}"
                         ),
                         station_id=command.station_id,
                     )
@@ -527,7 +514,7 @@ class ControlLoop:
     async def _record_failure(self, error: Exception) -> None:
         event = Event(
             at=self.clock.now(),
-            kind="control-failed",
+            kind=EventKind.CONTROL_FAILED,
             detail=f"{type(error).__name__}: {error}",
         )
         try:

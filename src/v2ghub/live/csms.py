@@ -3,8 +3,10 @@ answers it gets, on OCPP 2.1 and 2.0.1.
 
 Every message that changes state is written to the store (in the store's writer thread)
 and committed before the answer goes back, so a station may forget a meter value as soon
-as it is acknowledged. A frame that is not OCPP, breaks the schema or fails in a handler
-gets an OCPP CallError; the connection stays up.
+as it is acknowledged. Payloads are read into typed records at once
+(:mod:`v2ghub.live.ocpp_payloads`, :mod:`v2ghub.live.charging_needs`). A frame that is not
+OCPP, breaks the schema or fails in a handler gets an OCPP CallError; the connection stays
+up.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from types import ModuleType
+from typing import Protocol, TypeVar
 
 from ocpp import v21, v201
-from ocpp.charge_point import ChargePoint
 from ocpp.exceptions import (
     FormatViolationError,
     InternalError,
@@ -35,18 +36,43 @@ from ocpp.routing import on
 from ocpp.v21.enums import Action as Action21
 from ocpp.v201.enums import Action as Action201
 
-from v2ghub.store.records import Event, EvNeeds, MeterSample, OcppVersion
-from v2ghub.units import w_to_kw
+from v2ghub.live.charging_needs import ChargingNeeds, ev_needs
+from v2ghub.live.ocpp_adapter import (
+    ChargePoint21,
+    ChargePoint201,
+    deliver_answer,
+    handle_call,
+    handles,
+    send_frame,
+)
+from v2ghub.live.ocpp_payloads import (
+    ChargingStationInfo,
+    TransactionInfo,
+    lacks_export,
+    meter_samples,
+    meter_values,
+    obj,
+    parse_time,
+    required_number,
+    text,
+)
+from v2ghub.live.outcomes import SendOutcome, answered
+from v2ghub.live.store_seam import LiveStore
+from v2ghub.store.records import (
+    Event,
+    EventKind,
+    OcppVersion,
+    StoredEvent,
+    StoredStatus,
+    TransactionEventRecord,
+)
 
 LOGGER = logging.getLogger("v2ghub.live")
 
 HEARTBEAT_INTERVAL_S = 300
 """How often stations are asked to send a Heartbeat (they send meter values far more often)."""
 
-_WH_PER_UNIT = {"Wh": 1.0, "kWh": 1000.0}
-_KW_PER_UNIT = {"W": 0.001, "kW": 1.0}
-_AC_PHASES = {"AC_single_phase": 1, "AC_two_phase": 2, "AC_three_phase": 3}
-"""Phases of an AC transfer mode (AC_BPT and others: three); ``evMaxVoltage`` is per phase."""
+T = TypeVar("T")
 
 
 class StationHub(Protocol):
@@ -54,8 +80,12 @@ class StationHub(Protocol):
 
     def now(self) -> datetime: ...
 
-    async def write(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Run the store's ``method`` in the store's writer thread and return its result."""
+    async def write(self, work: Callable[[LiveStore], T], /) -> T:
+        """Run ``work(store)`` in the store's writer thread and return its result."""
+        ...
+
+    async def store_transaction_event(self, event: TransactionEventRecord) -> StoredEvent:
+        """Store a TransactionEvent (group-committed with others) and say what became of it."""
         ...
 
     def replan(self, reason: str) -> None:
@@ -67,161 +97,10 @@ class StationHub(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class _Reading:
-    import_wh: int | None = None
-    export_wh: int | None = None
-    power_kw: float | None = None
-    soc: float | None = None
-
-
-def parse_time(text: object, field: str) -> datetime:
-    """An OCPP dateTime as aware UTC; a naive one is taken as UTC (OCPP requires UTC)."""
-    if not isinstance(text, str):
-        raise FormatViolationError(description=f"{field} must be a dateTime string")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as error:
-        raise FormatViolationError(description=f"{field}: {text!r} is not a dateTime") from error
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def _scaled(sampled: dict[str, Any]) -> tuple[float, str]:
-    unit = sampled.get("unit_of_measure") or {}
-    multiplier = int(unit.get("multiplier", 0))
-    return float(sampled["value"]) * 10.0**multiplier, str(unit.get("unit", ""))
-
-
-def _reading(sampled_values: Sequence[dict[str, Any]]) -> _Reading:
-    """Totals only: a per-phase value (with ``phase``) is a part, not the register."""
-    import_wh = export_wh = None
-    power_kw = soc = None
-    for sampled in sampled_values:
-        if sampled.get("phase"):
-            continue
-        measurand = sampled.get("measurand", "Energy.Active.Import.Register")
-        value, unit = _scaled(sampled)
-        if measurand == "Energy.Active.Import.Register":
-            import_wh = round(value * _WH_PER_UNIT.get(unit or "Wh", 1.0))
-        elif measurand == "Energy.Active.Export.Register":
-            export_wh = round(value * _WH_PER_UNIT.get(unit or "Wh", 1.0))
-        elif measurand == "Power.Active.Import":
-            power_kw = (power_kw or 0.0) + value * _KW_PER_UNIT.get(unit or "W", 0.001)
-        elif measurand == "Power.Active.Export":
-            power_kw = (power_kw or 0.0) - value * _KW_PER_UNIT.get(unit or "W", 0.001)
-        elif measurand == "SoC":
-            soc = value / 100.0
-    return _Reading(import_wh, export_wh, power_kw, soc)
-
-
-def lacks_export(meter_value: Sequence[dict[str, Any]]) -> bool:
-    """Whether a register reading in ``meter_value`` leaves the export register out."""
-    readings = (_reading(entry.get("sampled_value", [])) for entry in meter_value)
-    return any(r.import_wh is not None and r.export_wh is None for r in readings)
-
-
-def meter_samples(
-    station_id: str,
-    transaction_id: str,
-    seq_no: int,
-    meter_value: Sequence[dict[str, Any]],
-    *,
-    export_wh: int = 0,
-) -> list[MeterSample]:
-    """The register readings in a message's ``meterValue`` list.
-
-    A reading without an import register (only power or SoC) is not a register reading and
-    is left out; one without an export register (a charge-only station's) keeps the export
-    register where it was: ``export_wh``, or the message's previous reading.
-    """
-    samples = []
-    for entry in meter_value:
-        reading = _reading(entry.get("sampled_value", []))
-        if reading.import_wh is None:
-            continue
-        if reading.export_wh is not None:
-            export_wh = reading.export_wh
-        samples.append(
-            MeterSample(
-                station_id=station_id,
-                transaction_id=transaction_id,
-                seq_no=seq_no,
-                measured_at=parse_time(entry.get("timestamp"), "meterValue.timestamp"),
-                import_register_wh=reading.import_wh,
-                export_register_wh=export_wh,
-                power_kw=reading.power_kw,
-                soc=reading.soc,
-            )
-        )
-    return samples
-
-
-def _kilo(value: object) -> float | None:
-    """W as kW, or Wh as kWh (``None`` stays ``None``)."""
-    return None if value is None else w_to_kw(float(value))  # type: ignore[arg-type]
-
-
-def ev_needs(
-    station_id: str, evse_id: int, charging_needs: dict[str, Any], received_at: datetime
-) -> EvNeeds:
-    """A NotifyEVChargingNeeds request as the store's :class:`EvNeeds`.
-
-    Energies: the battery is ``evEnergyCapacity`` and the SoC ``stateOfCharge`` (DC
-    parameters, or ``customData`` on AC); the
-    target is ``targetSoC`` x capacity when given (2.1), else stored energy plus
-    ``evTargetEnergyRequest`` (2.1) or ``energyAmount`` (2.0.1), which are energy still to
-    be delivered; the floor is stored energy plus ``evMinV2XEnergyRequest`` (negative
-    when the vehicle is above the lowest level it accepts for V2X).
-    """
-    dc = charging_needs.get("dc_charging_parameters") or {}
-    ac = charging_needs.get("ac_charging_parameters") or {}
-    v2x = charging_needs.get("v2x_charging_parameters") or {}
-    # AC parameters carry no battery size or SoC: a station may pass the vehicle's in
-    # customData (as v2ghub's simulated chargers do).
-    extra = charging_needs.get("custom_data") or {}
-    battery_kwh = _kilo(dc.get("ev_energy_capacity", extra.get("ev_energy_capacity")))
-    soc_percent = dc.get("state_of_charge", extra.get("state_of_charge"))
-    soc = None if soc_percent is None else float(soc_percent) / 100.0
-    stored_kwh = None if battery_kwh is None or soc is None else battery_kwh * soc
-    target_kwh = None
-    target_soc = v2x.get("target_soc")
-    if target_soc is not None and battery_kwh is not None:
-        target_kwh = battery_kwh * float(target_soc) / 100.0
-    elif stored_kwh is not None:
-        request_wh = v2x.get("ev_target_energy_request")
-        if request_wh is None:
-            request_wh = dc.get("energy_amount", ac.get("energy_amount"))
-        if request_wh is not None:
-            target_kwh = stored_kwh + float(request_wh) / 1000.0
-    min_kwh = None
-    floor_wh = v2x.get("ev_min_v2x_energy_request")
-    if floor_wh is not None and stored_kwh is not None:
-        min_kwh = max(stored_kwh + float(floor_wh) / 1000.0, 0.0)
-    max_charge_kw = _kilo(v2x.get("max_charge_power"))
-    if max_charge_kw is None:
-        max_charge_kw = _kilo(dc.get("ev_max_power"))
-    if max_charge_kw is None and ac.get("ev_max_current") is not None:
-        phases = _AC_PHASES.get(str(charging_needs.get("requested_energy_transfer")), 3)
-        volts = float(ac.get("ev_max_voltage", 230))
-        max_charge_kw = float(ac["ev_max_current"]) * volts * phases / 1000
-    departure = charging_needs.get("departure_time")
-    return EvNeeds(
-        station_id=station_id,
-        evse_id=evse_id,
-        received_at=received_at,
-        departure_at=None if departure is None else parse_time(departure, "departureTime"),
-        battery_kwh=battery_kwh,
-        soc=soc,
-        target_energy_kwh=target_kwh,
-        min_energy_kwh=min_kwh,
-        max_charge_kw=max_charge_kw,
-        max_discharge_kw=_kilo(v2x.get("max_discharge_power")),
-        min_charge_kw=_kilo(v2x.get("min_charge_power")),
-        min_discharge_kw=_kilo(v2x.get("min_discharge_power")),
-        control_mode=charging_needs.get("control_mode"),
-    )
+def _call_results(version: OcppVersion) -> ModuleType:
+    """The ``ocpp`` package's answer payloads of ``version``."""
+    results: ModuleType = v21.call_result if version is OcppVersion.V21 else v201.call_result
+    return results
 
 
 def _message_id(raw: object) -> str:
@@ -245,11 +124,11 @@ class StationConnection:
     id: str
     version: OcppVersion
     hub: StationHub
-    _call_result: Any
+    results: ModuleType
+    """The ``ocpp`` package's ``call_result`` module of the connection's version."""
     _awaited: set[str]
-
-    def _answer(self, action: str, **fields: Any) -> Any:
-        return getattr(self._call_result, action)(**fields)
+    call: Callable[..., Awaitable[object]]
+    """The ``ocpp`` package's ``ChargePoint.call`` (declared here, defined there)."""
 
     # --- frames -----------------------------------------------------------------------------
 
@@ -269,7 +148,7 @@ class StationConnection:
             await self._route_call(message)
         elif message.message_type_id in (MessageType.CallResult, MessageType.CallError):
             if isinstance(message.unique_id, str) and message.unique_id in self._awaited:
-                self._response_queue.put_nowait(message)  # type: ignore[attr-defined]
+                deliver_answer(self, message)
             else:
                 LOGGER.warning("%s: answer to no pending request dropped: %.200s", self.id, raw_msg)
 
@@ -286,11 +165,11 @@ class StationConnection:
                 message.unique_id, FormatViolationError(description="payload must be an object")
             )
             return
-        if message.action not in self.route_map:  # type: ignore[attr-defined]
+        if not handles(self, message.action):
             await self._send_error(message.unique_id, self._unhandled(message.action))
             return
         try:
-            await self._handle_call(message)  # type: ignore[attr-defined]
+            await handle_call(self, message)
         except OCPPError as error:
             await self._send_error(message.unique_id, error)
         except Exception as error:
@@ -318,9 +197,9 @@ class StationConnection:
             error_description=str(error.description)[:255],
             error_details=details,
         )
-        await self._send(frame.to_json())  # type: ignore[attr-defined]
+        await send_frame(self, frame.to_json())
 
-    async def request(self, payload: Any) -> Any:
+    async def request(self, payload: object) -> object:
         """Send a request to the station and return its answer.
 
         Raises ``OCPPError`` when the station answers with a CallError and
@@ -329,160 +208,164 @@ class StationConnection:
         unique_id = str(uuid.uuid4())
         self._awaited.add(unique_id)
         try:
-            return await ChargePoint.call(self, payload, suppress=False, unique_id=unique_id)
+            answer: object = await self.call(payload, suppress=False, unique_id=unique_id)
+            return answer
         finally:
             self._awaited.discard(unique_id)
 
     # --- handlers ---------------------------------------------------------------------------
+    # The ocpp package passes a payload's fields as snake_case keyword arguments (nested
+    # objects as dicts); each handler reads them into typed records first.
 
     @on("BootNotification")
     async def on_boot_notification(
-        self, *, charging_station: dict[str, Any], reason: str, **_: Any
-    ) -> Any:
+        self, *, charging_station: object, reason: object, **_: object
+    ) -> object:
+        station = ChargingStationInfo.from_payload(charging_station)
         now = self.hub.now()
+        station_id, version = self.id, self.version
         await self.hub.write(
-            "record_boot",
-            self.id,
-            ocpp_version=self.version,
-            vendor=charging_station.get("vendor_name"),
-            model=charging_station.get("model"),
-            at=now,
+            lambda store: store.record_boot(
+                station_id,
+                ocpp_version=version,
+                vendor=station.vendor_name,
+                model=station.model,
+                at=now,
+            )
         )
-        await self.hub.write(
-            "record_event", Event(at=now, kind="boot", detail=reason, station_id=self.id)
-        )
-        return self._answer(
-            "BootNotification",
-            current_time=now.isoformat(),
-            interval=HEARTBEAT_INTERVAL_S,
-            status="Accepted",
+        boot = Event(at=now, kind=EventKind.BOOT, detail=str(reason), station_id=station_id)
+        await self.hub.write(lambda store: store.record_event(boot))
+        return self.results.BootNotification(
+            current_time=now.isoformat(), interval=HEARTBEAT_INTERVAL_S, status="Accepted"
         )
 
     @on("Heartbeat")
-    def on_heartbeat(self, **_: Any) -> Any:
-        return self._answer("Heartbeat", current_time=self.hub.now().isoformat())
+    def on_heartbeat(self, **_: object) -> object:
+        return self.results.Heartbeat(current_time=self.hub.now().isoformat())
 
     @on("StatusNotification")
     async def on_status_notification(
-        self, timestamp: str, connector_status: str, evse_id: int, **_: Any
-    ) -> Any:
-        await self.hub.write(
-            "set_evse_status",
-            self.id,
-            evse_id,
-            connector_status,
-            parse_time(timestamp, "timestamp"),
-        )
-        return self._answer("StatusNotification")
+        self, *, timestamp: object, connector_status: object, evse_id: int, **_: object
+    ) -> object:
+        at = parse_time(timestamp, "timestamp")
+        status = str(connector_status)
+        station_id = self.id
+        await self.hub.write(lambda store: store.set_evse_status(station_id, evse_id, status, at))
+        return self.results.StatusNotification()
 
     @on("Authorize")
-    def on_authorize(self, id_token: dict[str, Any], **_: Any) -> Any:
-        return self._answer("Authorize", id_token_info={"status": "Accepted"})
+    def on_authorize(self, **_: object) -> object:
+        return self.results.Authorize(id_token_info={"status": "Accepted"})
 
     @on("TransactionEvent")
     async def on_transaction_event(
         self,
         *,
         event_type: str,
-        timestamp: str,
+        timestamp: object,
         trigger_reason: str,
         seq_no: int,
-        transaction_info: dict[str, Any],
-        evse: dict[str, Any] | None = None,
-        id_token: dict[str, Any] | None = None,
-        meter_value: list[dict[str, Any]] | None = None,
+        transaction_info: object,
+        evse: object = None,
+        id_token: object = None,
+        meter_value: object = None,
         offline: bool = False,
-        **_: Any,
-    ) -> Any:
-        transaction_id = str(transaction_info["transaction_id"])
+        **_: object,
+    ) -> object:
+        info = TransactionInfo.from_payload(transaction_info)
+        values = meter_values(meter_value)
+        station_id, transaction_id = self.id, info.transaction_id
         export_wh = 0
-        if lacks_export(meter_value or []):
-            export_wh = await self.hub.write("latest_export_wh", self.id, transaction_id)
-        samples = meter_samples(
-            self.id, transaction_id, seq_no, meter_value or [], export_wh=export_wh
+        if lacks_export(values):
+            export_wh = await self.hub.write(
+                lambda store: store.latest_export_wh(station_id, transaction_id)
+            )
+        # Only the first event must name the EVSE; the store keeps it.
+        evse_id = None if evse is None else int(required_number(obj(evse, "evse"), "id"))
+        token = None if id_token is None else text(obj(id_token, "idToken"), "id_token")
+        event = TransactionEventRecord(
+            station_id=station_id,
+            evse_id=evse_id,
+            transaction_id=transaction_id,
+            event_type=event_type,
+            seq_no=seq_no,
+            at=parse_time(timestamp, "timestamp"),
+            trigger_reason=trigger_reason,
+            samples=meter_samples(station_id, transaction_id, seq_no, values, export_wh=export_wh),
+            id_token=token,
+            stopped_reason=info.stopped_reason,
+            offline=offline,
         )
-        try:
-            stored = await self.hub.write(
-                "transaction_event",
-                station_id=self.id,
-                # Only the first event must name the EVSE; the store keeps it.
-                evse_id=None if evse is None else int(evse["id"]),
-                transaction_id=transaction_id,
-                event_type=event_type,
-                seq_no=seq_no,
-                at=parse_time(timestamp, "timestamp"),
-                trigger_reason=trigger_reason,
-                samples=samples,
-                id_token=None if id_token is None else str(id_token.get("id_token")),
-                stopped_reason=transaction_info.get("stopped_reason"),
-                offline=offline,
-            )
-        except ValueError as error:
-            await self.hub.write(
-                "record_event",
-                Event(at=self.hub.now(), kind="refused", detail=str(error), station_id=self.id),
-            )
-            raise PropertyConstraintViolationError(description=str(error)) from error
+        result = await self.hub.store_transaction_event(event)
+        if result.status is StoredStatus.REFUSED:
+            refused = Event(self.hub.now(), EventKind.REFUSED, result.reason, station_id)
+            await self.hub.write(lambda store: store.record_event(refused))
+            raise PropertyConstraintViolationError(description=result.reason)
+        stored = result.status is StoredStatus.STORED
         if stored and event_type == "Ended":
-            self.hub.transaction_ended(self.id, transaction_id)
+            self.hub.transaction_ended(station_id, transaction_id)
         if stored and event_type in ("Started", "Ended"):
-            self.hub.replan(f"{self.id} transaction {transaction_id} {event_type.lower()}")
+            self.hub.replan(f"{station_id} transaction {transaction_id} {event_type.lower()}")
         if id_token is not None:
-            return self._answer("TransactionEvent", id_token_info={"status": "Accepted"})
-        return self._answer("TransactionEvent")
+            return self.results.TransactionEvent(id_token_info={"status": "Accepted"})
+        return self.results.TransactionEvent()
 
     @on("MeterValues")
-    async def on_meter_values(
-        self, evse_id: int, meter_value: list[dict[str, Any]], **_: Any
-    ) -> Any:
+    async def on_meter_values(self, *, evse_id: int, meter_value: object, **_: object) -> object:
+        values = meter_values(meter_value)
+        station_id = self.id
         export_wh = 0
-        if lacks_export(meter_value):
-            export_wh = await self.hub.write("evse_export_wh", self.id, evse_id)
-        samples = meter_samples(self.id, "", -1, meter_value, export_wh=export_wh)
+        if lacks_export(values):
+            export_wh = await self.hub.write(
+                lambda store: store.evse_export_wh(station_id, evse_id)
+            )
+        samples = meter_samples(station_id, "", -1, values, export_wh=export_wh)
         # The transaction open on the EVSE when measured: station time, as its start is.
         measured_at = min((s.measured_at for s in samples), default=self.hub.now())
         try:
-            await self.hub.write("add_meter_values", self.id, evse_id, samples, at=measured_at)
+            await self.hub.write(
+                lambda store: store.add_meter_values(station_id, evse_id, samples, at=measured_at)
+            )
         except ValueError as error:
             raise PropertyConstraintViolationError(description=str(error)) from error
-        return self._answer("MeterValues")
+        return self.results.MeterValues()
 
     @on("NotifyEVChargingNeeds")
     async def on_notify_ev_charging_needs(
-        self, charging_needs: dict[str, Any], evse_id: int, **_: Any
-    ) -> Any:
-        needs = ev_needs(self.id, evse_id, charging_needs, self.hub.now())
-        await self.hub.write("record_needs", needs)
+        self, *, charging_needs: object, evse_id: int, **_: object
+    ) -> object:
+        needs = ev_needs(
+            self.id, evse_id, ChargingNeeds.from_payload(charging_needs), self.hub.now()
+        )
+        await self.hub.write(lambda store: store.record_needs(needs))
         self.hub.replan(f"{self.id} EVSE {evse_id} sent its charging needs")
-        return self._answer("NotifyEVChargingNeeds", status="Accepted")
+        return self.results.NotifyEVChargingNeeds(status="Accepted")
 
 
-class _Station21(StationConnection, v21.ChargePoint):  # type: ignore[misc]
+class _Station21(StationConnection, ChargePoint21):
     pass
 
 
-class _Station201(StationConnection, v201.ChargePoint):  # type: ignore[misc]
+class _Station201(StationConnection, ChargePoint201):
     pass
 
 
 def station_connection(
-    station_id: str, connection: Any, version: OcppVersion, hub: StationHub, *, timeout_s: float
+    station_id: str, connection: object, version: OcppVersion, hub: StationHub, *, timeout_s: float
 ) -> StationConnection:
     """The handler object for one connected station speaking ``version``."""
     kind = _Station21 if version is OcppVersion.V21 else _Station201
     station: StationConnection = kind(station_id, connection, response_timeout=timeout_s)
     station.version = version
+    station.results = _call_results(version)
     station.hub = hub
     station._awaited = set()
     return station
 
 
-def answer_status(result: Any) -> str:
-    """The status a station answered (``Accepted``, ``Rejected``...) with its reason, if any."""
-    status = str(getattr(result, "status", "Accepted"))
+def answer_outcome(result: object) -> SendOutcome:
+    """What a station answered (``Accepted``, ``Rejected``...) with its reason, if any."""
+    status = getattr(result, "status", "Accepted")
     info = getattr(result, "status_info", None)
-    if status != "Accepted" and info:
-        reason = info.get("reason_code") if isinstance(info, dict) else None
-        if reason:
-            return f"{status}: {reason}"
-    return status
+    reason = info.get("reason_code") if isinstance(info, dict) else None
+    return answered(str(status), None if reason is None else str(reason))

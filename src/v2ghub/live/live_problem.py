@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -31,7 +31,14 @@ import numpy.typing as npt
 
 from v2ghub.model.problem import Planner, Problem, Schedule
 from v2ghub.model.time_grid import TimeGrid
-from v2ghub.planning import safe_plan
+from v2ghub.planning.check import (
+    Violation,
+    ViolationKind,
+    check,
+    plan_safely,
+    planner_name,
+    safe_plan,
+)
 from v2ghub.scenarios.catalog import CityData, pilot_cities
 from v2ghub.scenarios.config import DEFAULT_DEGRADATION_CNY_PER_KWH, GridShape
 from v2ghub.scenarios.load_shapes import grid_signals
@@ -428,53 +435,73 @@ def build_problem(
     )
 
 
-def first_step_violation(
-    live: LiveProblem, schedule: Schedule, *, tolerance_kw: float
-) -> str | None:
-    """What makes a schedule unfit to send, or ``None``: its shape, a non-finite value, or a
-    first-step power outside ``[-max_discharge_kw, max_charge_kw]`` or a site's
-    ``[-export_limit_kw, import_limit_kw]`` by more than ``tolerance_kw``."""
-    problem = live.problem
-    power = schedule.power_kw
-    if power.ndim != 2 or power.shape[0] != problem.n_vehicles or power.shape[1] < 1:
-        return f"returned power of shape {power.shape}, expected ({problem.n_vehicles}, >=1)"
-    first = power[:, 0]
-    bad = np.flatnonzero(~np.isfinite(first))
-    if bad.size:
-        return f"returned non-finite power for {_where(live, int(bad[0]))}"
-    over = np.flatnonzero(first > problem.max_charge_kw + tolerance_kw)
-    if over.size:
-        i = int(over[0])
-        return (
-            f"asked {_where(live, i)} for {first[i]:.3f} kW, above its charging limit "
-            f"{problem.max_charge_kw[i]:g} kW"
-        )
-    under = np.flatnonzero(first < -problem.max_discharge_kw - tolerance_kw)
-    if under.size:
-        i = int(under[0])
-        return (
-            f"asked {_where(live, i)} for {first[i]:.3f} kW, beyond its discharging limit "
-            f"{problem.max_discharge_kw[i]:g} kW"
-        )
-    n_sites = problem.import_limit_kw.shape[0]
-    site_kw = np.bincount(problem.site_index, weights=first, minlength=n_sites)
-    for limit, side, sign in (
-        (problem.import_limit_kw, "import", 1.0),
-        (problem.export_limit_kw, "export", -1.0),
-    ):
-        broken = np.flatnonzero(sign * site_kw > limit + tolerance_kw)
-        if broken.size:
-            s = int(broken[0])
-            return (
-                f"planned {site_kw[s]:.3f} kW at site {live.site_ids[s]!r}, beyond its "
-                f"{side} limit {limit[s]:g} kW"
-            )
-    return None
+def describe_violation(live: LiveProblem, schedule: Schedule, violation: Violation) -> str:
+    """A broken guarantee in the operator's terms: the station and EVSE, or the site, and
+    the power against the limit."""
+    if violation.kind is ViolationKind.SHAPE:
+        shape = schedule.power_kw.shape
+        return f"returned power of shape {shape}, expected ({live.problem.n_vehicles}, >=1)"
+    step = violation.step or 0
+    when = f" in step {step}" if step else ""
+    more = f" ({violation.count:,} cases)" if violation.count > 1 else ""
+    if violation.row is not None:
+        return _row_violation(live, schedule, violation, step) + when + more
+    if violation.site is not None:
+        return _site_violation(live, schedule, violation, step, when) + more
+    return str(violation)
+
+
+def _row_violation(live: LiveProblem, schedule: Schedule, violation: Violation, step: int) -> str:
+    problem, row, kind = live.problem, violation.row or 0, violation.kind
+    where = _where(live, row)
+    if kind is ViolationKind.NOT_FINITE:
+        return f"returned non-finite power for {where}"
+    asked = f"asked {where} for {schedule.power_kw[row, step]:.3f} kW"
+    if kind is ViolationKind.CHARGE_LIMIT:
+        return f"{asked}, above its charging limit {problem.max_charge_kw[row]:g} kW"
+    if kind is ViolationKind.DISCHARGE_LIMIT:
+        return f"{asked}, beyond its discharging limit {problem.max_discharge_kw[row]:g} kW"
+    energy = kind in (ViolationKind.ENERGY_BELOW_WINDOW, ViolationKind.ENERGY_ABOVE_WINDOW)
+    return f"{asked}: {kind.value} by {violation.excess:.6g} {'kWh' if energy else 'kW'}"
+
+
+def _site_violation(
+    live: LiveProblem, schedule: Schedule, violation: Violation, step: int, when: str
+) -> str:
+    problem, site = live.problem, violation.site or 0
+    site_kw = float(schedule.power_kw[problem.site_index == site, step].sum())
+    if violation.kind is ViolationKind.SITE_IMPORT:
+        side, limit_kw = "import", problem.import_limit_kw[site]
+    else:
+        side, limit_kw = "export", problem.export_limit_kw[site]
+    return (
+        f"planned {site_kw:.3f} kW at site {live.site_ids[site]!r}{when}, beyond its "
+        f"{side} limit {limit_kw:g} kW"
+    )
 
 
 def _where(live: LiveProblem, row: int) -> str:
     key = live.rows[row] if row < len(live.rows) else None
     return f"{key.station_id}/{key.evse_id}" if key else f"row {row}"
+
+
+class _Guarded:
+    """A planner that releases ``busy`` when its plan ends (even after a timeout) and
+    keeps the schedule it returned."""
+
+    def __init__(self, planner: Planner, busy: threading.Lock | None) -> None:
+        self.planner = planner
+        self.name = planner_name(planner)
+        self.busy = busy
+        self.returned: Schedule | None = None
+
+    def plan(self, problem: Problem) -> Schedule:
+        try:
+            self.returned = self.planner.plan(problem)
+            return self.returned
+        finally:
+            if self.busy is not None:
+                self.busy.release()
 
 
 def plan(
@@ -487,46 +514,45 @@ def plan(
 ) -> Schedule:
     """The planner's schedule, or the safe charge-only plan and why.
 
-    The planner runs in a daemon thread, waited for ``timeout_s`` wall seconds. It falls
-    back (:func:`v2ghub.planning.safe_plan`: charge-only at full power within every limit)
-    when the planner raises, times out, or returns a first step that breaks a limit
-    (:func:`first_step_violation`). A timed-out planner cannot be stopped; with ``busy``
-    (a lock held while a planner runs) a new plan is not started while an earlier one is
-    still running, and the fallback says so.
+    Plans through :func:`v2ghub.planning.check.plan_safely`: the planner runs in a daemon
+    thread, waited for ``timeout_s`` wall seconds, and the safe plan (charge-only at full
+    power within every limit) replaces it when it raises, times out, or breaks a guarantee
+    in the steps that will be sent: the first, or all of them when a vehicle under
+    ScheduledControl gets the whole plan. A timed-out planner cannot be stopped; with
+    ``busy`` (a lock held while a planner runs) a new plan is not started while an
+    earlier one is still running, and the fallback says so. A broken guarantee is told
+    with the station or site (:func:`describe_violation`).
     """
     problem = live.problem
-    name = str(getattr(planner, "name", type(planner).__name__))
+    name = planner_name(planner)
     if problem.n_vehicles == 0:
         return Schedule(power_kw=np.zeros((0, 1)), planner=name)
     if busy is not None and not busy.acquire(blocking=False):
-        reason = f"planner {name!r} is still running an earlier plan"
-        return safe_plan(problem, reason + FALLBACK_SUFFIX)
-    outcome: list[Schedule | Exception] = []
-
-    def work() -> None:
-        try:
-            outcome.append(planner.plan(problem))
-        except Exception as error:  # reported as the fallback's reason
-            outcome.append(error)
-        finally:
-            if busy is not None:
-                busy.release()
-
-    worker = threading.Thread(target=work, name=f"planner-{name}", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if not outcome:
-        reason = f"planner {name!r} timed out after {timeout_s:g} s"
-    elif isinstance(outcome[0], Exception):
-        error = outcome[0]
-        reason = f"planner {name!r} failed: {type(error).__name__}: {error}"
-    else:
-        schedule = outcome[0]
-        violation = first_step_violation(live, schedule, tolerance_kw=tolerance_kw)
-        if violation is None:
-            return schedule
-        reason = f"planner {name!r} {violation}"
-    return safe_plan(problem, reason + FALLBACK_SUFFIX)
+        return safe_plan(
+            problem, f"planner {name!r} is still running an earlier plan{FALLBACK_SUFFIX}"
+        )
+    steps = None if any(key.scheduled for key in live.rows) else 1
+    guarded = _Guarded(planner, busy)
+    in_time: list[Schedule | None] = []
+    schedule = plan_safely(
+        guarded,
+        problem,
+        steps=steps,
+        timeout_s=timeout_s,
+        tolerance_kw=tolerance_kw,
+        on_planned=lambda _seconds: in_time.append(guarded.returned),
+    )
+    reason = schedule.fallback_reason
+    if reason is None:
+        return schedule
+    returned = in_time[0] if in_time else None
+    if returned is not None:
+        # The planner answered in time: its schedule broke a guarantee. Say where.
+        violations = check(problem, returned, steps=steps, tolerance_kw=tolerance_kw)
+        if violations:
+            described = "; ".join(describe_violation(live, returned, v) for v in violations)
+            reason = f"planner {name!r} {described}"
+    return replace(schedule, fallback_reason=reason + FALLBACK_SUFFIX)
 
 
 def warm_up(planner: Planner, settings: ControlSettings, *, now: datetime) -> None:

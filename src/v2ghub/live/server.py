@@ -11,17 +11,17 @@ connected are refused during the handshake and logged as events; nothing is take
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ocpp.exceptions import OCPPError
@@ -31,8 +31,9 @@ from websockets.http11 import Request, Response
 
 from v2ghub.live.clock import Clock
 from v2ghub.live.control import ControlLoop, SetpointCommand
-from v2ghub.live.csms import StationConnection, answer_status, station_connection
+from v2ghub.live.csms import StationConnection, answer_outcome, station_connection
 from v2ghub.live.live_problem import ControlSettings
+from v2ghub.live.outcomes import OFFLINE, SendOutcome, SendStatus
 from v2ghub.live.profiles import profile_request
 from v2ghub.live.security import (
     basic_credentials,
@@ -43,8 +44,16 @@ from v2ghub.live.security import (
     server_tls_context,
     verify_password,
 )
+from v2ghub.live.store_seam import LiveStore
 from v2ghub.model.problem import Planner
-from v2ghub.store.records import Event, OcppVersion, Station
+from v2ghub.store.records import (
+    Event,
+    EventKind,
+    OcppVersion,
+    Station,
+    StoredEvent,
+    TransactionEventRecord,
+)
 
 LOGGER = logging.getLogger("v2ghub.live")
 
@@ -53,6 +62,8 @@ MAX_GROUP = 500
 """TransactionEvents committed together at most (a group commit)."""
 PING_TIMEOUT_S = 5.0
 SUBPROTOCOLS = [OcppVersion.V21.value, OcppVersion.V201.value]
+
+T = TypeVar("T")
 
 
 class Replanner(Protocol):
@@ -82,7 +93,7 @@ class CsmsServer:
     Use as an async context manager; ``url`` is where stations connect.
     """
 
-    def __init__(self, store: Any, settings: ServerSettings, *, clock: Clock) -> None:
+    def __init__(self, store: LiveStore, settings: ServerSettings, *, clock: Clock) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -95,7 +106,7 @@ class CsmsServer:
         self._refusals: dict[str, float] = {}
         """When each kind of refused handshake was last written to the event log."""
         self._sockets: dict[str, ServerConnection] = {}
-        self._events: list[tuple[dict[str, Any], asyncio.Future[bool | ValueError]]] = []
+        self._events: list[tuple[TransactionEventRecord, asyncio.Future[StoredEvent]]] = []
         self._committer: asyncio.Task[None] | None = None
         self._decoy_hash = hash_password(generate_password())
         self._tls = settings.certfile is not None or not is_loopback(settings.host)
@@ -105,35 +116,33 @@ class CsmsServer:
     def now(self) -> datetime:
         return self.clock.now()
 
-    async def write(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Run ``store.method`` in the store's single writer thread (committed on return).
+    async def write(self, work: Callable[[LiveStore], T], /) -> T:
+        """Run ``work(store)`` in the store's single writer thread (committed on return)
+        and return its result."""
+        store = self.store
+        return await asyncio.get_running_loop().run_in_executor(self._writer, work, store)
+
+    async def store_transaction_event(self, event: TransactionEventRecord) -> StoredEvent:
+        """Store a TransactionEvent in the writer thread; what became of it.
 
         TransactionEvents, the bulk of the traffic, are group-committed: those that arrive
         while the writer is busy are stored together in one database transaction, and each
         is answered once that transaction is committed.
         """
-        if method == "transaction_event":
-            return await self._grouped_event(kwargs)
-        work = functools.partial(getattr(self.store, method), *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._writer, work)
-
-    async def _grouped_event(self, event: dict[str, Any]) -> bool:
-        done: asyncio.Future[bool | ValueError] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[StoredEvent] = asyncio.get_running_loop().create_future()
         self._events.append((event, done))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_events())
-        result = await done
-        if isinstance(result, ValueError):
-            raise result
-        return result
+        return await done
 
     async def _commit_events(self) -> None:
         loop = asyncio.get_running_loop()
+        store = self.store
         while self._events:
             group, self._events = self._events[:MAX_GROUP], self._events[MAX_GROUP:]
-            work = functools.partial(self.store.transaction_events, [e for e, _ in group])
+            events = [event for event, _ in group]
             try:
-                results = await loop.run_in_executor(self._writer, work)
+                results = await loop.run_in_executor(self._writer, store.transaction_events, events)
             except Exception as error:  # the whole group failed: each station hears it
                 for _, done in group:
                     if not done.done():
@@ -219,10 +228,8 @@ class CsmsServer:
         if last_s is not None and now_s - last_s < REFUSAL_EVENT_INTERVAL_S:
             return
         self._refusals[key] = now_s
-        await self.write(
-            "record_event",
-            Event(at=self.now(), kind="connection refused", detail=why, station_id=station_id),
-        )
+        event = Event(self.now(), EventKind.CONNECTION_REFUSED, why, station_id)
+        await self.write(lambda store: store.record_event(event))
 
     async def _refuse(
         self, connection: ServerConnection, status: HTTPStatus, station_id: str | None, why: str
@@ -281,10 +288,8 @@ class CsmsServer:
         except (TimeoutError, ConnectionClosed):
             why = f"the old connection did not answer a ping in {PING_TIMEOUT_S:g} s: closed"
             LOGGER.warning("%s: %s", station_id, why)
-            await self.write(
-                "record_event",
-                Event(at=self.now(), kind="stale connection", detail=why, station_id=station_id),
-            )
+            stale = Event(self.now(), EventKind.STALE_CONNECTION, why, station_id)
+            await self.write(lambda store: store.record_event(stale))
             await socket.close(1001, "replaced after it stopped answering")
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._gone(station_id), PING_TIMEOUT_S)
@@ -317,10 +322,8 @@ class CsmsServer:
         self._installed[station_id] = set()
         LOGGER.info("%s connected (%s)", station_id, version.value)
         try:
-            await self.write(
-                "record_event",
-                Event(at=self.now(), kind="connected", detail=version.value, station_id=station_id),
-            )
+            connected = Event(self.now(), EventKind.CONNECTED, version.value, station_id)
+            await self.write(lambda store: store.record_event(connected))
             await station.start()  # type: ignore[attr-defined]
         except ConnectionClosed:
             pass
@@ -329,34 +332,32 @@ class CsmsServer:
                 del self.stations[station_id]
                 del self._sockets[station_id]
             with suppress(Exception):  # the station is gone either way
-                await self.write(
-                    "record_event",
-                    Event(at=self.now(), kind="disconnected", detail="", station_id=station_id),
-                )
+                gone = Event(self.now(), EventKind.DISCONNECTED, "", station_id)
+                await self.write(lambda store: store.record_event(gone))
             self.replan(f"{station_id} disconnected")
 
     # --- requests to stations -------------------------------------------------------------
 
-    async def call_station(self, station_id: str, payload: Any) -> str:
-        """Send ``payload`` to a station; the answer's status, or why there is none.
+    async def call_station(self, station_id: str, payload: object) -> SendOutcome:
+        """Send ``payload`` to a station; the answer, or why there is none.
 
-        Returns ``Accepted``/``Rejected``/... as the station answered, ``CallError: ...``,
-        ``Timeout`` or ``Offline``; it never raises for a station's failure.
+        The outcome is ``Accepted``/``Rejected`` as the station answered, a CallError, a
+        timeout or ``Offline``; it never raises for a station's failure.
         """
         station = self.stations.get(station_id)
         if station is None:
-            return "Offline"
+            return OFFLINE
         try:
             result = await station.request(payload)
         except OCPPError as error:
-            return f"CallError: {error.code}: {error.description}"
+            return SendOutcome(SendStatus.CALL_ERROR, f"{error.code}: {error.description}")
         except TimeoutError:
-            return "Timeout"
+            return SendOutcome(SendStatus.TIMEOUT)
         except ConnectionClosed:
-            return "Offline"
-        return answer_status(result)
+            return OFFLINE
+        return answer_outcome(result)
 
-    async def send_setpoint(self, command: SetpointCommand) -> str:
+    async def send_setpoint(self, command: SetpointCommand) -> SendOutcome:
         """Send one EVSE its setpoint; the station's answer (see :meth:`call_station`).
 
         On OCPP 2.1 the first command of a transaction installs a dynamic charging profile
@@ -369,7 +370,7 @@ class CsmsServer:
         """
         station = self.stations.get(command.station_id)
         if station is None:
-            return "Offline"
+            return OFFLINE
         if station.version is not command.ocpp_version:
             command = replace(command, ocpp_version=station.version)
         key = (command.evse_id, command.transaction_id)
@@ -382,15 +383,15 @@ class CsmsServer:
                 installed=key in installed,
             )
         except ValueError as error:  # nothing sent: the command does not fit the station
-            return f"NotSent: {error}"
-        status = await self.call_station(command.station_id, request)
+            return SendOutcome(SendStatus.NOT_SENT, str(error))
+        outcome = await self.call_station(command.station_id, request)
         if self.stations.get(command.station_id) is not station:
-            return status  # reconnected meanwhile: the new connection starts afresh
-        if status == "Accepted":
+            return outcome  # reconnected meanwhile: the new connection starts afresh
+        if outcome.accepted:
             installed.add(key)
         else:
             installed.discard(key)
-        return status
+        return outcome
 
 
 def profile_id(evse_id: int, transaction_id: str) -> int:

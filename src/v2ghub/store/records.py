@@ -8,6 +8,7 @@ the project's sign (+ charging, - discharging).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -133,11 +134,74 @@ class Setpoint:
     fallback_reason: str | None = None
 
 
+class EventKind(StrEnum):
+    """What an :class:`Event` of the log is about; the value is what the database keeps and
+    ``v2ghub station`` shows."""
+
+    BOOT = "boot"
+    """A station sent a BootNotification (detail: its reason)."""
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    CONNECTION_REFUSED = "connection refused"
+    """A websocket handshake was refused (unknown id, wrong password, already connected)."""
+    STALE_CONNECTION = "stale connection"
+    """A station's old connection stopped answering pings and was closed."""
+    REFUSED = "refused"
+    """A TransactionEvent the store refused (registers going backwards, a bad field)."""
+    PLANNER_FALLBACK = "planner-fallback"
+    """The control loop sent the safe charge-only plan (detail: why)."""
+    ASSUMED = "assumed"
+    """The control loop assumed defaults for what the store does not know."""
+    SETPOINT_NOT_ACCEPTED = "setpoint-not-accepted"
+    CONTROL_FAILED = "control-failed"
+
+
 @dataclass(frozen=True)
 class Event:
     """Something worth keeping in the log: a boot, a refused connection, a planner failure."""
 
     at: datetime
-    kind: str
+    kind: EventKind
     detail: str
     station_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TransactionEventRecord:
+    """A TransactionEvent as the store takes it.
+
+    ``evse_id`` may be ``None`` after a transaction's first event (OCPP names the EVSE
+    once); ``samples`` are the event's register readings.
+    """
+
+    station_id: str
+    evse_id: int | None
+    transaction_id: str
+    event_type: str
+    """``Started``, ``Updated`` or ``Ended``."""
+    seq_no: int
+    at: datetime
+    trigger_reason: str
+    samples: Sequence[MeterSample] = ()
+    id_token: str | None = None
+    stopped_reason: str | None = None
+    offline: bool = False
+
+
+class StoredStatus(StrEnum):
+    """What became of a TransactionEvent written to the store."""
+
+    STORED = "stored"
+    REPLAY = "replay"
+    """Already stored (same station, transaction and ``seq_no``): nothing changed."""
+    REFUSED = "refused"
+    """Refused (``reason`` says why): nothing of the event was stored."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """The store's answer to one TransactionEvent of a group commit."""
+
+    status: StoredStatus
+    reason: str = ""
+    """Why it was refused (the check's message); empty otherwise."""

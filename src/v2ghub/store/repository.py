@@ -8,7 +8,7 @@ acknowledge a meter value as soon as the call returns) and rolled back whole on 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,12 +33,16 @@ from v2ghub.store.database import WRITE_OPTION, masked, migrate, open_engine, re
 from v2ghub.store.plugged import plugged_sessions
 from v2ghub.store.records import (
     Event,
+    EventKind,
     EvNeeds,
     MeterSample,
     OcppVersion,
     PluggedSession,
     Setpoint,
     Station,
+    StoredEvent,
+    StoredStatus,
+    TransactionEventRecord,
 )
 from v2ghub.store.transactions import (
     insert_on_conflict,
@@ -242,44 +246,42 @@ class Store:
         ``seq_no`` order: a sample below an earlier one raises ``ValueError`` and nothing
         of the event is stored.
         """
-        [result] = self.transaction_events(
-            [
-                {
-                    "station_id": station_id,
-                    "evse_id": evse_id,
-                    "transaction_id": transaction_id,
-                    "event_type": event_type,
-                    "seq_no": seq_no,
-                    "at": at,
-                    "trigger_reason": trigger_reason,
-                    "samples": samples,
-                    "id_token": id_token,
-                    "stopped_reason": stopped_reason,
-                    "offline": offline,
-                }
-            ]
+        event = TransactionEventRecord(
+            station_id=station_id,
+            evse_id=evse_id,
+            transaction_id=transaction_id,
+            event_type=event_type,
+            seq_no=seq_no,
+            at=at,
+            trigger_reason=trigger_reason,
+            samples=samples,
+            id_token=id_token,
+            stopped_reason=stopped_reason,
+            offline=offline,
         )
-        if isinstance(result, ValueError):
-            raise result
-        return result
+        [result] = self.transaction_events([event])
+        if result.status is StoredStatus.REFUSED:
+            raise ValueError(result.reason)
+        return result.status is StoredStatus.STORED
 
-    def transaction_events(self, events: Sequence[Mapping[str, Any]]) -> list[bool | ValueError]:
-        """Store several TransactionEvents (each the keyword arguments of
-        :meth:`transaction_event`) in one database transaction: a group commit.
+    def transaction_events(self, events: Sequence[TransactionEventRecord]) -> list[StoredEvent]:
+        """Store several TransactionEvents in one database transaction: a group commit.
 
-        Each event is stored in a savepoint of its own, so a refused one (its
-        ``ValueError`` is its result) leaves the others stored; the rest are ``True``, or
-        ``False`` for a replay. Everything is committed before this returns.
+        Each event is stored in a savepoint of its own, so a refused one (``REFUSED`` with
+        the check's message) leaves the others stored; the rest are ``STORED``, or
+        ``REPLAY`` for one stored before. Everything is committed before this returns.
         """
-        results: list[bool | ValueError] = []
+        results: list[StoredEvent] = []
         with self._write() as connection:
             for event in events:
                 try:
-                    prepared = _checked_event(**event)
+                    ordered = _checked_samples(event)
                     with connection.begin_nested():
-                        results.append(store_event(connection, **prepared))
+                        stored = store_event(connection, event, ordered)
                 except ValueError as error:
-                    results.append(error)
+                    results.append(StoredEvent(StoredStatus.REFUSED, str(error)))
+                    continue
+                results.append(StoredEvent(StoredStatus.STORED if stored else StoredStatus.REPLAY))
         return results
 
     def add_meter_values(
@@ -462,7 +464,10 @@ class Store:
         with self._write() as connection:
             connection.execute(
                 schema.events.insert().values(
-                    at=event.at, kind=event.kind, detail=event.detail, station_id=event.station_id
+                    at=event.at,
+                    kind=event.kind.value,
+                    detail=event.detail,
+                    station_id=event.station_id,
                 )
             )
 
@@ -529,7 +534,7 @@ class Store:
             for row in rows  # the last recorded of a site overwrites the others
         }
 
-    def events(self, *, kind: str | None = None, limit: int = 100) -> list[Event]:
+    def events(self, *, kind: EventKind | None = None, limit: int = 100) -> list[Event]:
         """The newest ``limit`` events (of one kind, or all), newest first."""
         columns = schema.events.c
         query = sa.select(schema.events).order_by(columns.at.desc(), columns.id.desc()).limit(limit)
@@ -537,7 +542,12 @@ class Store:
             query = query.where(columns.kind == kind)
         with self._read() as connection:
             return [
-                Event(at=row.at, kind=row.kind, detail=row.detail, station_id=row.station_id)
+                Event(
+                    at=row.at,
+                    kind=EventKind(row.kind),
+                    detail=row.detail,
+                    station_id=row.station_id,
+                )
                 for row in connection.execute(query)
             ]
 
@@ -572,36 +582,11 @@ def _station(row: Row[Any]) -> Station:
     )
 
 
-def _checked_event(
-    *,
-    station_id: str,
-    evse_id: int | None,
-    transaction_id: str,
-    event_type: str,
-    seq_no: int,
-    at: datetime,
-    trigger_reason: str,
-    samples: Sequence[MeterSample],
-    id_token: str | None = None,
-    stopped_reason: str | None = None,
-    offline: bool = False,
-) -> dict[str, Any]:
-    """A TransactionEvent's fields checked, with its samples in order, for ``store_event``."""
-    check_event_type(event_type)
-    if seq_no < 0:
-        raise ValueError(f"seq_no {seq_no} must be >= 0")
-    check_transaction_id(transaction_id)
-    check_aware("at", at)
-    return {
-        "station_id": station_id,
-        "evse_id": evse_id,
-        "transaction_id": transaction_id,
-        "event_type": event_type,
-        "seq_no": seq_no,
-        "at": at,
-        "trigger_reason": trigger_reason,
-        "ordered": event_samples(samples, station_id, transaction_id, seq_no),
-        "id_token": id_token,
-        "stopped_reason": stopped_reason,
-        "offline": offline,
-    }
+def _checked_samples(event: TransactionEventRecord) -> list[MeterSample]:
+    """A TransactionEvent's fields checked; its samples in time order, for ``store_event``."""
+    check_event_type(event.event_type)
+    if event.seq_no < 0:
+        raise ValueError(f"seq_no {event.seq_no} must be >= 0")
+    check_transaction_id(event.transaction_id)
+    check_aware("at", event.at)
+    return event_samples(event.samples, event.station_id, event.transaction_id, event.seq_no)

@@ -22,28 +22,19 @@ from v2ghub.store.checks import (
     latest_changes,
     meter_value_registers,
 )
-from v2ghub.store.records import MeterSample
+from v2ghub.store.records import MeterSample, TransactionEventRecord
 
 UNKNOWN_EVSE_ID = 0
 """The EVSE of a transaction first seen in an event that named none (OCPP sends it once)."""
 
 
 def store_event(
-    connection: Connection,
-    *,
-    station_id: str,
-    evse_id: int | None,
-    transaction_id: str,
-    event_type: str,
-    seq_no: int,
-    at: datetime,
-    trigger_reason: str,
-    ordered: Sequence[MeterSample],
-    id_token: str | None,
-    stopped_reason: str | None,
-    offline: bool,
+    connection: Connection, event: TransactionEventRecord, ordered: Sequence[MeterSample]
 ) -> bool:
-    """Store one checked TransactionEvent (samples in time order); ``False`` for a replay."""
+    """Store one checked TransactionEvent (``ordered``: its samples in time order);
+    ``False`` for a replay."""
+    station_id, transaction_id, seq_no = event.station_id, event.transaction_id, event.seq_no
+    evse_id, at = event.evse_id, event.at
     events = schema.transaction_events.c
     known = sa.select(events.seq_no).where(
         events.station_id == station_id,
@@ -76,10 +67,10 @@ def store_event(
             station_id=station_id,
             transaction_id=transaction_id,
             seq_no=seq_no,
-            event_type=event_type,
-            trigger_reason=trigger_reason,
+            event_type=event.event_type,
+            trigger_reason=event.trigger_reason,
             at=at,
-            offline=offline,
+            offline=event.offline,
         )
         .on_conflict_do_nothing()
         .returning(schema.transaction_events.c.seq_no)
@@ -110,11 +101,11 @@ def store_event(
         changes["started_at"] = at
     if evse_id is not None and session.evse_id == UNKNOWN_EVSE_ID:
         changes["evse_id"] = evse_id
-    if id_token is not None:
-        changes["id_token"] = id_token
-    if event_type == "Ended":
+    if event.id_token is not None:
+        changes["id_token"] = event.id_token
+    if event.event_type == "Ended":
         changes["ended_at"] = at
-        changes["stopped_reason"] = stopped_reason
+        changes["stopped_reason"] = event.stopped_reason
     connection.execute(
         schema.sessions.update().where(_session_key(station_id, transaction_id)).values(**changes)
     )
