@@ -18,7 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from v2ghub import cli
 from v2ghub.cli import main
 from v2ghub.errors import InputError, PlanningError
 from v2ghub.model.problem import Problem, Schedule
@@ -27,6 +26,7 @@ from v2ghub.scenarios.day_ahead import period_kinds
 from v2ghub.scenarios.prices_csv import PriceSeries, load_prices_csv
 from v2ghub.scenarios.sessions_csv import SessionsFile, load_sessions_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
+from v2ghub.workflows import day_ahead_plan
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SESSIONS = EXAMPLES / "sessions.csv"
@@ -449,7 +449,7 @@ def test_planning_error_exits_1_and_keeps_old_files(
         def plan(self, problem: Problem) -> Schedule:
             raise PlanningError("HiGHS stopped with status\nTime limit reached")
 
-    monkeypatch.setattr(cli, "LpPlanner", FailingLp)
+    monkeypatch.setattr(day_ahead_plan, "LpPlanner", FailingLp)
     out, summary = tmp_path / "schedule.csv", tmp_path / "summary.json"
     out.write_text("old\n", encoding="utf-8")
     args = ["--sessions", str(SESSIONS), "--prices", str(PRICES)]

@@ -415,6 +415,12 @@ class TableWriter:
             self._writer = pq.ParquetWriter(self.path, table.schema)
         self._writer.write_table(table)
 
+    def add_metadata(self, metadata: dict[bytes, bytes]) -> None:
+        """Key-value metadata for the file's footer (after at least one run)."""
+        if self._writer is None:
+            raise ValueError(f"{self.path}: no run written yet")
+        self._writer.add_key_value_metadata(metadata)
+
     def __enter__(self) -> TableWriter:
         return self
 

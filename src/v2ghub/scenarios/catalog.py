@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from v2ghub.errors import InputError
 from v2ghub.model.tariff import (
     HOURS_PER_DAY,
     MONTHS,
@@ -232,3 +233,18 @@ def pilot_cities() -> dict[str, CityData]:
 def vehicle_models() -> tuple[VehicleModelData, ...]:
     """The shipped vehicle models of the synthetic fleet mix."""
     return tuple(VehicleTable.model_validate(_read("vehicles.toml")).vehicle)
+
+
+def city_name(name: str) -> str:
+    """A shipped city's name, matched without regard to case.
+
+    >>> city_name("shenzhen")
+    'Shenzhen'
+    """
+    known = {city.lower(): city for city in pilot_cities()}
+    try:
+        return known[name.lower()]
+    except KeyError:
+        raise InputError(
+            f"unknown city {name!r}; known: {', '.join(sorted(known.values()))}"
+        ) from None
