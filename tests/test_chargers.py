@@ -15,6 +15,7 @@ import math
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from http import HTTPStatus
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -23,10 +24,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
 from ocpp.routing import on
-from ocpp.v21 import ChargePoint as ChargePoint21
 from ocpp.v21 import call as call21
-from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v21 import call_result as call_result21
 from ocpp.v201 import call as call201
+from ocpp.v201 import call_result as call_result201
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -47,6 +48,7 @@ from v2ghub.live.chargers import (
     make_fleet_config,
 )
 from v2ghub.live.clock import ScaledClock
+from v2ghub.live.ocpp_adapter import ChargePoint21, ChargePoint201
 from v2ghub.store.records import OcppVersion
 
 SPEED = 600.0
@@ -62,7 +64,8 @@ class _Recorder:
 
     csms: Csms
     id: str
-    _call_result: Any
+    results: ModuleType
+    """The ``ocpp`` package's public ``call_result`` module of the version."""
     _connection: ServerConnection
 
     def _record(self, action: str, payload: dict[str, Any]) -> None:
@@ -71,24 +74,24 @@ class _Recorder:
     @on("BootNotification")
     def on_boot(self, **payload: Any) -> Any:
         self._record("BootNotification", payload)
-        return self._call_result.BootNotification(
+        return self.results.BootNotification(
             current_time=timestamp(datetime.now(UTC)), interval=300, status="Accepted"
         )
 
     @on("StatusNotification")
     def on_status(self, **payload: Any) -> Any:
         self._record("StatusNotification", payload)
-        return self._call_result.StatusNotification()
+        return self.results.StatusNotification()
 
     @on("Heartbeat")
     def on_heartbeat(self, **payload: Any) -> Any:
         self._record("Heartbeat", payload)
-        return self._call_result.Heartbeat(current_time=timestamp(datetime.now(UTC)))
+        return self.results.Heartbeat(current_time=timestamp(datetime.now(UTC)))
 
     @on("NotifyEVChargingNeeds")
     def on_needs(self, **payload: Any) -> Any:
         self._record("NotifyEVChargingNeeds", payload)
-        return self._call_result.NotifyEVChargingNeeds(status="Accepted")
+        return self.results.NotifyEVChargingNeeds(status="Accepted")
 
     @on("TransactionEvent")
     def on_transaction_event(self, **payload: Any) -> Any:
@@ -99,15 +102,15 @@ class _Recorder:
             self.csms.closing.append(asyncio.ensure_future(self._connection.close()))
         else:
             self._record("TransactionEvent", payload)
-        return self._call_result.TransactionEvent()
+        return self.results.TransactionEvent()
 
 
-class _Csms21(_Recorder, ChargePoint21):  # type: ignore[misc]
-    pass
+class _Csms21(_Recorder, ChargePoint21):
+    results = call_result21
 
 
-class _Csms201(_Recorder, ChargePoint201):  # type: ignore[misc]
-    pass
+class _Csms201(_Recorder, ChargePoint201):
+    results = call_result201
 
 
 class Csms:

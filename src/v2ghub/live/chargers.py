@@ -27,17 +27,19 @@ import math
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
+from ocpp import v21, v201
 from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
 from ocpp.exceptions import NotSupportedError, OCPPError
+from ocpp.messages import Call, MessageType, unpack
 from ocpp.routing import on
-from ocpp.v21 import ChargePoint as ChargePoint21
-from ocpp.v201 import ChargePoint as ChargePoint201
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
@@ -68,6 +70,14 @@ from v2ghub.live.charger_messages import (
     transaction_event,
 )
 from v2ghub.live.clock import Clock
+from v2ghub.live.ocpp_adapter import (
+    ChargePoint21,
+    ChargePoint201,
+    deliver_answer,
+    handle_call,
+    handles,
+    send_frame,
+)
 from v2ghub.scenarios.catalog import vehicle_models
 from v2ghub.store.records import OcppVersion
 from v2ghub.units import SECONDS_PER_HOUR
@@ -408,34 +418,57 @@ class _Station:
 
 
 class _Link:
-    """The station end of one websocket: answers the CSMS's requests for ``station``."""
+    """The station end of one websocket: answers the CSMS's requests for ``station``.
 
+    Mixed into the ``ocpp`` package's ``ChargePoint`` of the station's version; its
+    ``route_message`` counts every request and each one refused.
+    """
+
+    id: str
     station: _Station
-    route_map: dict[str, Any]
-    _call_result: Any
+    results: ModuleType
+    """The ``ocpp`` package's ``call_result`` module of the link's version."""
+    requests: ModuleType
+    """The ``ocpp`` package's ``call`` module of the link's version."""
+    call: Callable[..., Awaitable[object]]
+    """The ``ocpp`` package's ``ChargePoint.call`` (declared here, defined there)."""
 
-    async def _handle_call(self, msg: Any) -> Any:
-        stats = self.station.fleet.collector
-        stats.requests_received[msg.action] += 1
-        if msg.action not in self.route_map:
-            stats.requests_refused[msg.action] += 1
-            known = msg.action in _KNOWN_ACTIONS
-            error = OcppNotImplementedError if known else NotSupportedError
-            raise error(details={"cause": f"{msg.action} is not implemented by this station"})
+    async def route_message(self, raw_msg: str | bytes) -> None:
         try:
-            return await super()._handle_call(msg)  # type: ignore[misc]
+            message = unpack(raw_msg)
         except OCPPError:
-            stats.requests_refused[msg.action] += 1
-            raise
+            LOGGER.warning("%s: a frame that is not OCPP was dropped: %.200r", self.id, raw_msg)
+            return
+        if message.message_type_id == MessageType.Call:
+            await self._serve_request(message)
+        elif message.message_type_id in (MessageType.CallResult, MessageType.CallError):
+            deliver_answer(self, message)
 
-    def _answer(self, action: str, status: str, reason: str | None) -> Any:
+    async def _serve_request(self, message: Call) -> None:
+        stats = self.station.fleet.collector
+        action = str(message.action)
+        stats.requests_received[action] += 1
+        try:
+            if not handles(self, action):
+                known = action in _KNOWN_ACTIONS
+                error = OcppNotImplementedError if known else NotSupportedError
+                raise error(details={"cause": f"{action} is not implemented by this station"})
+            await handle_call(self, message)
+        except OCPPError as error:
+            stats.requests_refused[action] += 1
+            await send_frame(self, message.create_call_error(error).to_json())
+
+    def _answer(self, action: str, status: str, reason: str | None) -> object:
         if status != "Accepted":
             self.station.fleet.collector.requests_refused[action] += 1
         info = None if reason is None else {"reason_code": reason}
-        return getattr(self._call_result, action)(status=status, status_info=info)
+        answer: object = getattr(self.results, action)(status=status, status_info=info)
+        return answer
 
     @on("SetChargingProfile")
-    def on_set_charging_profile(self, evse_id: int, charging_profile: Payload, **_: Any) -> Any:
+    def on_set_charging_profile(
+        self, *, evse_id: int, charging_profile: Payload, **_: object
+    ) -> object:
         status, reason = self.station.set_profile(evse_id, charging_profile)
         return self._answer("SetChargingProfile", status, reason)
 
@@ -444,23 +477,28 @@ class _Link:
         self,
         charging_profile_id: int | None = None,
         charging_profile_criteria: Payload | None = None,
-        **_: Any,
-    ) -> Any:
+        **_: object,
+    ) -> object:
         status = self.station.clear_profiles(charging_profile_id, charging_profile_criteria)
-        return self._call_result.ClearChargingProfile(status=status)
+        answer: object = self.results.ClearChargingProfile(status=status)
+        return answer
 
 
-class _Link21(_Link, ChargePoint21):  # type: ignore[misc]
+class _Link21(_Link, ChargePoint21):
+    results = v21.call_result
+    requests = v21.call
+
     @on("UpdateDynamicSchedule")
     def on_update_dynamic_schedule(
-        self, charging_profile_id: int, schedule_update: Payload, **_: Any
-    ) -> Any:
+        self, *, charging_profile_id: int, schedule_update: Payload, **_: object
+    ) -> object:
         status, reason = self.station.update_profile(charging_profile_id, schedule_update)
         return self._answer("UpdateDynamicSchedule", status, reason)
 
 
-class _Link201(_Link, ChargePoint201):  # type: ignore[misc]
-    pass
+class _Link201(_Link, ChargePoint201):
+    results = v201.call_result
+    requests = v201.call
 
 
 def _known_actions() -> frozenset[str]:
@@ -642,9 +680,14 @@ class ChargerFleet:
             await asyncio.wait_for(self._stopping.wait(), wall_s)
 
     async def _serve_connection(
-        self, station: _Station, link_class: Any, ws: ClientConnection, *, first: bool
+        self,
+        station: _Station,
+        link_class: type[_Link21 | _Link201],
+        ws: ClientConnection,
+        *,
+        first: bool,
     ) -> None:
-        link: Any = link_class(
+        link = link_class(
             station.config.station_id, ws, response_timeout=self.config.response_timeout_s
         )
         link.station = station
@@ -661,7 +704,7 @@ class ChargerFleet:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
 
-    async def _session(self, station: _Station, link: Any, *, first: bool) -> None:
+    async def _session(self, station: _Station, link: _Link, *, first: bool) -> None:
         station.heartbeat_interval_s = await self._boot(station, link, first=first)
         station.online = True
         station.offline_since = None
@@ -698,7 +741,7 @@ class ChargerFleet:
                 await self._call(link, "Heartbeat", {})
                 last_sent = time.monotonic()
 
-    async def _boot(self, station: _Station, link: Any, *, first: bool) -> float:
+    async def _boot(self, station: _Station, link: _Link, *, first: bool) -> float:
         """BootNotification until Accepted; the heartbeat interval (simulated s)."""
         payload = boot_notification(station_id=station.config.station_id, first=first)
         while True:
@@ -713,12 +756,12 @@ class ChargerFleet:
             if self._stopping.is_set():
                 raise asyncio.CancelledError
 
-    async def _call(self, link: Any, action: str, payload: Payload) -> Any:
+    async def _call(self, link: _Link, action: str, payload: Payload) -> Any:
         """Send one request; the response, or ``None`` after a CallError (counted, logged).
 
         A lost connection or a timeout propagates: the caller reconnects and resends.
         """
-        request = getattr(link._call, action)(**payload)
+        request = getattr(link.requests, action)(**payload)
         self.collector.calls_sent[action] += 1
         began = time.perf_counter()
         try:

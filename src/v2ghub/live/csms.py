@@ -129,6 +129,8 @@ class StationConnection:
     _awaited: set[str]
     call: Callable[..., Awaitable[object]]
     """The ``ocpp`` package's ``ChargePoint.call`` (declared here, defined there)."""
+    start: Callable[[], Awaitable[None]]
+    """The ``ocpp`` package's ``ChargePoint.start``: read and route frames until closed."""
 
     # --- frames -----------------------------------------------------------------------------
 

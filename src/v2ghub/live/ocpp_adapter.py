@@ -7,7 +7,8 @@ simulated station refuses: for those, v2ghub overrides ``route_message`` and use
 members below. ``tests/test_ocpp_adapter.py`` checks that each still exists with the
 signature and behaviour relied on, so an upgrade of ``ocpp`` that changes them fails
 there, loudly, not in production. The package carries no type hints (mypy sees ``Any``):
-the base classes here are the only ``type: ignore`` of the live aggregator.
+the ``type: ignore`` comments here (subclassing its classes, reaching its private members)
+are the only ones of the live aggregator.
 """
 
 from __future__ import annotations

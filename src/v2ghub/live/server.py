@@ -28,6 +28,7 @@ from ocpp.exceptions import OCPPError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from v2ghub.live.clock import Clock
 from v2ghub.live.control import ControlLoop, SetpointCommand
@@ -61,7 +62,7 @@ REFUSAL_EVENT_INTERVAL_S = 60.0
 MAX_GROUP = 500
 """TransactionEvents committed together at most (a group commit)."""
 PING_TIMEOUT_S = 5.0
-SUBPROTOCOLS = [OcppVersion.V21.value, OcppVersion.V201.value]
+SUBPROTOCOLS = [Subprotocol(OcppVersion.V21.value), Subprotocol(OcppVersion.V201.value)]
 
 T = TypeVar("T")
 
@@ -200,7 +201,7 @@ class CsmsServer:
             self._connection,
             self.settings.host,
             self.settings.port,
-            subprotocols=SUBPROTOCOLS,  # type: ignore[arg-type]
+            subprotocols=SUBPROTOCOLS,
             process_request=self._check_handshake,
             ssl=ssl_context,
             max_size=self.settings.max_frame_bytes,
@@ -324,7 +325,7 @@ class CsmsServer:
         try:
             connected = Event(self.now(), EventKind.CONNECTED, version.value, station_id)
             await self.write(lambda store: store.record_event(connected))
-            await station.start()  # type: ignore[attr-defined]
+            await station.start()
         except ConnectionClosed:
             pass
         finally:
