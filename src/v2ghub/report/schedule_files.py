@@ -27,12 +27,9 @@ moves a session's final energy by at most 0.05 W times its plugged hours.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -40,7 +37,7 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
-from v2ghub.errors import InputError
+from v2ghub.files import atomic_text
 from v2ghub.model.problem import Problem
 from v2ghub.model.time_grid import TimeGrid
 from v2ghub.planning.objective import final_energy_kwh, schedule_cost
@@ -50,6 +47,22 @@ from v2ghub.units import SECONDS_PER_HOUR, SECONDS_PER_MINUTE, WH_PER_KWH
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+__all__ = [
+    "POWER_DECIMALS",
+    "POWER_UNITS_PER_KW",
+    "SCHEDULE_COLUMNS",
+    "atomic_text",  # its home is v2ghub.files; kept here for the callers that import it here
+    "format_power",
+    "metered_wh",
+    "plan_summary",
+    "plugged_pairs",
+    "write_schedule_csv",
+    "write_schedule_rows",
+    "write_summary",
+    "write_summary_json",
+    "written_power",
+]
 
 SCHEDULE_COLUMNS = ("session_id", "start", "power_kw")
 POWER_DECIMALS = 4
@@ -101,36 +114,6 @@ def metered_wh(power_units: IntArray, *, step_s: int) -> IntArray:
     twice = 2 * np.abs(power_units) * step_s + _UNIT_SECONDS_PER_WH
     magnitude = twice // (2 * _UNIT_SECONDS_PER_WH)
     return np.asarray(np.sign(power_units) * magnitude, dtype=np.int64)
-
-
-@contextlib.contextmanager
-def atomic_text(path: Path) -> Iterator[TextIO]:
-    """A text handle whose content replaces ``path`` only when the block succeeds.
-
-    Writes to a hidden temporary file in the same folder and renames it over ``path`` at
-    the end (:func:`os.replace`, atomic on one file system); on any error the temporary
-    file is removed and ``path`` is left as it was.
-
-    Raises
-    ------
-    InputError
-        The file cannot be created or written (naming the file and the reason).
-    """
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise InputError(f"cannot write the file ({error.strerror})", file=path) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            yield handle
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; outputs are ordinary files
-        os.replace(temporary, path)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise InputError(f"cannot write the file ({error.strerror})", file=path) from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_schedule_rows(

@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from v2ghub.errors import InputError
+from v2ghub.files import atomic_text
 from v2ghub.settlement.ledger import GROUP_SEPARATOR, Ledger, Lines, StreamTotal
 from v2ghub.settlement.money import fen_to_cny
 from v2ghub.settlement.settle import STATEMENT_COLUMNS
@@ -191,10 +192,8 @@ def write_statement(result: Statement, out: Path) -> tuple[Path, Path]:
     """Write ``statement.csv`` and ``statement.json`` into ``out``; their paths.
 
     Each file replaces the old one only when both are written (see
-    :func:`~v2ghub.report.schedule_files.atomic_text`).
+    :func:`~v2ghub.files.atomic_text`).
     """
-    from v2ghub.report.schedule_files import atomic_text  # noqa: PLC0415 - writing only
-
     if out.exists() and not out.is_dir():
         raise InputError("is a file; give the folder to write the statement into", file=out)
     out.mkdir(parents=True, exist_ok=True)
