@@ -10,6 +10,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from v2ghub import defaults
 from v2ghub.model.problem import Planner
 from v2ghub.planning.check import Violation, ViolationKind, check, plan_safely, safe_plan
 from v2ghub.planning.fast import FastPlanner
@@ -21,7 +22,7 @@ from v2ghub.planning.v2g_rules import V2gRulesPlanner
 
 # The day's share of a capacity (demand) charge, so the optimiser also shaves the area's
 # peak: a two-part tariff of about 30 CNY per kW and month is about 1 CNY per kW a day.
-MPC_PEAK_PRICE_CNY_PER_KW = 1.0
+MPC_PEAK_PRICE_CNY_PER_KW = defaults.MPC_PEAK_PRICE_CNY_PER_KW
 
 
 def _mpc(

@@ -11,9 +11,9 @@ the fleet charge more (+), below nominal it charges less or discharges (-). A 5%
 gives the full rated response at a 5% frequency error beyond the deadband; at 50 Hz,
 0.1 Hz beyond the deadband asks 0.1 / 50 / 0.05 = 4% of it.
 
-Defaults (FACTS.md, grid [M]): deadband 0.05 Hz; droop 5%, within the 2-10% asked of
-new resources. Each vehicle gives its share of the fraction exactly as it follows a
-regulation signal (:func:`v2ghub.regulation.dispatch.setpoints`): shares by headroom, set
+Defaults (:mod:`v2ghub.defaults`; FACTS.md, grid [M]): deadband 0.05 Hz; droop 5%, within
+the 2-10% asked of new resources. Each vehicle gives its share of the fraction exactly as it
+follows a regulation signal (:func:`v2ghub.regulation.dispatch.setpoints`): shares by headroom, set
 once per interval.
 """
 
@@ -22,13 +22,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from v2ghub.defaults import DROOP, FREQUENCY_DEADBAND_HZ
 from v2ghub.regulation.dispatch import Participation, setpoints
 
 FloatArray = npt.NDArray[np.float64]
 
 NOMINAL_FREQUENCY_HZ = 50.0
-DEFAULT_DEADBAND_HZ = 0.05
-DEFAULT_DROOP = 0.05
+DEFAULT_DEADBAND_HZ = FREQUENCY_DEADBAND_HZ
+DEFAULT_DROOP = DROOP
 
 
 def droop_fraction(

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from v2ghub import defaults
 from v2ghub.errors import InputError
 from v2ghub.regulation.demand_response import DemandResponseEvent
 from v2ghub.scenarios.catalog import (
@@ -59,11 +60,11 @@ PILOT_CITIES = (
     "Chongqing",
     "Kunming",
 )
-DEFAULT_PLANNERS = ("uncontrolled", "tou", "v2g-rules", "mpc")
+DEFAULT_PLANNERS = defaults.PLANNERS
 MAX_VEHICLES = 10_000_000
-# Battery wear per kWh discharged: an LFP pack of ~600 CNY/kWh over 3,000 cycles
-# (FACTS.md, degradation [M]); a parameter, overridable in a scenario or on `v2ghub plan`.
-DEFAULT_DEGRADATION_CNY_PER_KWH = "0.2"
+# Battery wear per kWh discharged (the table in v2ghub.defaults says why); a parameter,
+# overridable in a scenario or on `v2ghub plan`.
+DEFAULT_DEGRADATION_CNY_PER_KWH = defaults.DEGRADATION_CNY_PER_KWH
 
 
 class Settings(BaseModel):
@@ -75,11 +76,13 @@ class Settings(BaseModel):
 class SimulationSettings(Settings):
     """What to simulate."""
 
-    date: dt.date = dt.date(2025, 7, 16)  # a Wednesday in summer, when critical peaks apply
-    step_minutes: Annotated[int, Field(ge=1, le=60)] = 15
-    control_interval_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
-    seed: int = 2025
-    vehicles_per_city: Annotated[int, Field(ge=10, le=MAX_VEHICLES)] = 10_000
+    date: dt.date = defaults.SIMULATION_DATE
+    step_minutes: Annotated[int, Field(ge=1, le=60)] = defaults.STEP_MINUTES
+    control_interval_minutes: Annotated[int, Field(ge=1, le=1440)] = (
+        defaults.CONTROL_INTERVAL_MINUTES
+    )
+    seed: int = defaults.SEED
+    vehicles_per_city: Annotated[int, Field(ge=10, le=MAX_VEHICLES)] = defaults.VEHICLES_PER_CITY
     cities: tuple[str, ...] = PILOT_CITIES
     planners: tuple[str, ...] = DEFAULT_PLANNERS
     degradation_cny_per_kwh: Annotated[float, Field(ge=0)] = float(DEFAULT_DEGRADATION_CNY_PER_KWH)
@@ -118,12 +121,12 @@ class FleetMix(Settings):
     home_charger_kw: PositiveKw = 7.0
     workplace_charger_kw: PositiveKw = 20.0
     public_charger_kw: PositiveKw = 60.0
-    ac_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.90
-    dc_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.92
-    soc_min: Share = 0.3
-    soc_max: Share = 1.0
-    home_soc_target: Share = 0.9
-    away_soc_target: Share = 0.8
+    ac_efficiency: Annotated[float, Field(gt=0, le=1)] = defaults.SYNTHETIC_AC_EFFICIENCY
+    dc_efficiency: Annotated[float, Field(gt=0, le=1)] = defaults.SYNTHETIC_DC_EFFICIENCY
+    soc_min: Share = defaults.SYNTHETIC_SOC_MIN
+    soc_max: Share = defaults.SYNTHETIC_SOC_MAX
+    home_soc_target: Share = defaults.HOME_SOC_TARGET
+    away_soc_target: Share = defaults.AWAY_SOC_TARGET
     homes_per_transformer: Annotated[int, Field(ge=1)] = 100
     home_transformer_share: Annotated[float, Field(gt=0)] = 0.5
     workplace_chargers_per_site: Annotated[int, Field(ge=1)] = 50
@@ -246,7 +249,9 @@ class DemandResponseEntry(Settings):
 # event: an ASSUMPTION, not a programme's rule: the first hour of the evening peak (about
 # 18-22 h in most provinces, FACTS.md), half a kW below the baseline per plugged vehicle.
 DEFAULT_DEMAND_RESPONSE = DemandResponseEntry(
-    start=dt.time(18), end=dt.time(19), reduction_kw_per_vehicle=0.5
+    start=dt.time(defaults.DEMAND_RESPONSE_START_HOUR),
+    end=dt.time(defaults.DEMAND_RESPONSE_END_HOUR),
+    reduction_kw_per_vehicle=defaults.DEMAND_RESPONSE_KW_PER_VEHICLE,
 )
 
 
