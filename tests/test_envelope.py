@@ -9,34 +9,37 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from v2ghub.model.headroom import PluggedFleet
 from v2ghub.regulation.envelope import fleet_envelope
 
 START = datetime(2025, 7, 16, 19, tzinfo=UTC)
 
 
-def _two_cars(**overrides: object) -> dict[str, object]:
+def _two_cars(import_limit_kw: float = np.inf, export_limit_kw: float = np.inf) -> PluggedFleet:
     """A V2G car and a charge-only car at one site, both lossless, 11 kW chargers."""
-    arrays: dict[str, object] = {
-        "planned_kw": np.array([0.0, 5.0]),
-        "energy_kwh": np.array([40.0, 30.0]),
-        "energy_min_kwh": np.array([10.0, 0.0]),
-        "energy_max_kwh": np.array([60.0, 60.0]),
-        "target_energy_kwh": np.array([0.0, 0.0]),
-        "max_charge_kw": np.array([11.0, 11.0]),
-        "max_discharge_kw": np.array([11.0, 0.0]),
-        "charge_efficiency": np.ones(2),
-        "discharge_efficiency": np.ones(2),
-        "hours_to_departure": np.array([10.0, 10.0]),
-        "site_index": np.zeros(2, dtype=np.int64),
-        "import_limit_kw": np.array([np.inf]),
-        "export_limit_kw": np.array([np.inf]),
-    }
-    arrays.update(overrides)
-    return arrays
+    return PluggedFleet(
+        planned_kw=np.array([0.0, 5.0]),
+        energy_kwh=np.array([40.0, 30.0]),
+        energy_min_kwh=np.array([10.0, 0.0]),
+        energy_max_kwh=np.array([60.0, 60.0]),
+        target_energy_kwh=np.array([0.0, 0.0]),
+        max_charge_kw=np.array([11.0, 11.0]),
+        max_discharge_kw=np.array([11.0, 0.0]),
+        charge_efficiency=np.ones(2),
+        discharge_efficiency=np.ones(2),
+        site_index=np.zeros(2, dtype=np.int64),
+        import_limit_kw=np.array([import_limit_kw]),
+        export_limit_kw=np.array([export_limit_kw]),
+    )
+
+
+TEN_HOURS = np.array([10.0, 10.0])
 
 
 def test_the_envelope_of_two_cars_by_hand() -> None:
-    envelope = fleet_envelope(start=START, durations_h=(0.25, 1.0, 4.0), **_two_cars())  # type: ignore[arg-type]
+    envelope = fleet_envelope(
+        _two_cars(), start=START, hours_to_departure=TEN_HOURS, durations_h=(0.25, 1.0, 4.0)
+    )
     # Up: car 1 can add 11 kW (20 kWh of room lasts), car 2 6 kW: 17 kW for 15 min and 1 h;
     # for 4 h car 1 has room for 20 / 4 = 5 kW more and car 2 for 30 / 4 = 7.5 kW in all,
     # 2.5 more than its 5 kW plan: 7.5 kW.
@@ -51,9 +54,10 @@ def test_the_envelope_of_two_cars_by_hand() -> None:
 def test_a_site_limit_caps_the_envelope() -> None:
     # 5 kW planned under a 12 kW import limit leaves 7 kW up; 2 kW export allows 7 down.
     envelope = fleet_envelope(
+        _two_cars(import_limit_kw=12.0, export_limit_kw=2.0),
         start=START,
+        hours_to_departure=TEN_HOURS,
         durations_h=(1.0,),
-        **_two_cars(import_limit_kw=np.array([12.0]), export_limit_kw=np.array([2.0])),  # type: ignore[arg-type]
     )
     np.testing.assert_allclose(envelope.raise_kw, [7.0])
     np.testing.assert_allclose(envelope.lower_kw, [7.0])
@@ -61,9 +65,7 @@ def test_a_site_limit_caps_the_envelope() -> None:
 
 def test_a_car_leaving_within_the_hold_offers_nothing() -> None:
     envelope = fleet_envelope(
-        start=START,
-        durations_h=(0.25, 1.0),
-        **_two_cars(hours_to_departure=np.array([0.5, 10.0])),  # type: ignore[arg-type]
+        _two_cars(), start=START, hours_to_departure=np.array([0.5, 10.0]), durations_h=(0.25, 1.0)
     )
     np.testing.assert_allclose(envelope.raise_kw, [17.0, 6.0])
     np.testing.assert_allclose(envelope.lower_kw, [16.0, 5.0])
@@ -83,8 +85,7 @@ def test_a_longer_hold_is_never_larger(n: int, seed: int, limit: float) -> None:
     energy = rng.uniform(minimum, maximum)
     charge = rng.uniform(3, 22, n)
     discharge = np.where(rng.random(n) < 0.5, rng.uniform(3, 22, n), 0.0)
-    envelope = fleet_envelope(
-        start=START,
+    fleet = PluggedFleet(
         planned_kw=rng.uniform(-discharge, charge),
         energy_kwh=energy,
         energy_min_kwh=minimum,
@@ -94,10 +95,14 @@ def test_a_longer_hold_is_never_larger(n: int, seed: int, limit: float) -> None:
         max_discharge_kw=discharge,
         charge_efficiency=rng.uniform(0.85, 0.97, n),
         discharge_efficiency=rng.uniform(0.85, 0.97, n),
-        hours_to_departure=rng.uniform(0, 12, n),
         site_index=rng.integers(0, 3, n),
         import_limit_kw=np.full(3, limit),
         export_limit_kw=np.full(3, limit),
+    )
+    envelope = fleet_envelope(
+        fleet,
+        start=START,
+        hours_to_departure=rng.uniform(0, 12, n),
         durations_h=(0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
     )
     assert np.all(np.diff(envelope.raise_kw) <= 1e-9)

@@ -1,7 +1,8 @@
 """How far each vehicle's power can move from its plan and hold there: headroom that lasts.
 
 Regulation capacity (:mod:`v2ghub.regulation.capacity`), the planners' regulation term
-(:mod:`v2ghub.planning.reserve`) and the flexibility envelope all read it from here.
+(:mod:`v2ghub.planning.reserve`), the flexibility envelope and demand response all read
+it from here.
 
 Directions in the project's sign convention (+ charging, - discharging):
 
@@ -28,6 +29,19 @@ below (stored energy per hour at charger power ``p``), the energy bounds are
 holds for any signal within -1..1 of it for the whole duration: no vehicle leaves its SoC
 window or ends below its departure need because of regulation. A vehicle that could not
 reach its target at ``refill_kw`` from now on offers nothing downwards.
+
+Sites (:func:`fit_sites`): at a site with planned net power ``P`` and limits
+``-export_limit <= P <= import_limit``, all its vehicles raising at once may add at most
+``import_limit - P`` and all lowering at once may take at most ``P + export_limit``; each
+vehicle's headroom is scaled by its site's ratio, ``min(1, allowed / wanted)``. At a
+limited site a vehicle refills at its share of the site (:func:`site_share`),
+``refill_kw = max_charge_kw * min(1, import_limit / sum of the site's chargers)``.
+:func:`site_headroom` is the whole recipe, for a :class:`PluggedFleet`.
+
+This module is the one home of this arithmetic (and of ``g``, :func:`stored_rate_kwh_per_h`
+and its inverse :func:`power_for_stored_rate`): the regulation service, the flexibility
+envelope, demand response and the planners' headroom term call it; the fast planner's
+compiled kernels repeat ``g`` in scalar form (:mod:`v2ghub.planning._fast_kernels`).
 """
 
 from __future__ import annotations
@@ -38,6 +52,7 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -58,10 +73,45 @@ class Headroom:
         return float(self.lower_kw.sum())
 
 
-def _power_for_stored_rate(
+@dataclass(frozen=True)
+class PluggedFleet:
+    """The plugged vehicles at one moment, as headroom reads them (arrays of the same rows),
+    and the limits of the sites ``site_index`` points into."""
+
+    planned_kw: FloatArray
+    energy_kwh: FloatArray
+    energy_min_kwh: FloatArray
+    energy_max_kwh: FloatArray
+    target_energy_kwh: FloatArray
+    max_charge_kw: FloatArray
+    max_discharge_kw: FloatArray
+    charge_efficiency: FloatArray
+    discharge_efficiency: FloatArray
+    site_index: IntArray
+    import_limit_kw: FloatArray
+    export_limit_kw: FloatArray
+
+
+def stored_rate_kwh_per_h(
+    power_kw: FloatArray, charge_efficiency: FloatArray, discharge_efficiency: FloatArray
+) -> FloatArray:
+    """Stored energy gained per hour at charger power ``power_kw``: ``g(p)``.
+
+    ``g(p) = charge_efficiency * max(p, 0) - max(-p, 0) / discharge_efficiency``.
+    """
+    return np.asarray(
+        np.maximum(power_kw, 0.0) * charge_efficiency
+        - np.maximum(-power_kw, 0.0) / discharge_efficiency
+    )
+
+
+def power_for_stored_rate(
     rate_kwh_per_h: FloatArray, charge_efficiency: FloatArray, discharge_efficiency: FloatArray
 ) -> FloatArray:
-    """Charger power that changes stored energy at ``rate_kwh_per_h`` (inverse of ``g``)."""
+    """Charger power that changes stored energy at ``rate_kwh_per_h``: ``g^-1``.
+
+    ``g^-1(r) = r / charge_efficiency`` for ``r >= 0``, ``r * discharge_efficiency`` below.
+    """
     return np.where(
         rate_kwh_per_h >= 0,
         rate_kwh_per_h / charge_efficiency,
@@ -97,10 +147,10 @@ def headroom(
     refill = max_charge_kw if refill_kw is None else refill_kw
     need_floor = target_energy_kwh - after_h * refill * charge_efficiency
     floor = np.maximum(energy_min_kwh, need_floor)
-    lowest_kw = _power_for_stored_rate(
+    lowest_kw = power_for_stored_rate(
         (floor - energy_kwh) / duration_h, charge_efficiency, discharge_efficiency
     )
-    highest_kw = _power_for_stored_rate(
+    highest_kw = power_for_stored_rate(
         (energy_max_kwh - energy_kwh) / duration_h, charge_efficiency, discharge_efficiency
     )
     # A vehicle behind the refill curve already (it could not reach its target at the
@@ -119,7 +169,7 @@ def fit_sites(
     room: Headroom,
     *,
     planned_kw: FloatArray,
-    site_index: npt.NDArray[np.int64],
+    site_index: IntArray,
     import_limit_kw: FloatArray,
     export_limit_kw: FloatArray,
 ) -> Headroom:
@@ -150,7 +200,7 @@ def fit_sites(
 
 
 def site_share(
-    site_index: npt.NDArray[np.int64], max_charge_kw: FloatArray, import_limit_kw: FloatArray
+    site_index: IntArray, max_charge_kw: FloatArray, import_limit_kw: FloatArray
 ) -> FloatArray:
     """Per vehicle, the share of its charger's power its site gives all at once:
     ``min(1, import_limit / sum of the site's chargers)``."""
@@ -161,42 +211,29 @@ def site_share(
 
 
 def site_headroom(
-    *,
-    planned_kw: FloatArray,
-    energy_kwh: FloatArray,
-    energy_min_kwh: FloatArray,
-    energy_max_kwh: FloatArray,
-    target_energy_kwh: FloatArray,
-    max_charge_kw: FloatArray,
-    max_discharge_kw: FloatArray,
-    charge_efficiency: FloatArray,
-    discharge_efficiency: FloatArray,
-    hours_to_departure: FloatArray,
-    duration_h: float,
-    site_index: npt.NDArray[np.int64],
-    import_limit_kw: FloatArray,
-    export_limit_kw: FloatArray,
+    fleet: PluggedFleet, *, hours_to_departure: FloatArray, duration_h: float
 ) -> Headroom:
     """What each vehicle can promise at its site: :func:`headroom` refilled at the
     vehicle's share of a limited site (:func:`site_share`), then :func:`fit_sites`."""
     room = headroom(
-        planned_kw=planned_kw,
-        energy_kwh=energy_kwh,
-        energy_min_kwh=energy_min_kwh,
-        energy_max_kwh=energy_max_kwh,
-        target_energy_kwh=target_energy_kwh,
-        max_charge_kw=max_charge_kw,
-        max_discharge_kw=max_discharge_kw,
-        charge_efficiency=charge_efficiency,
-        discharge_efficiency=discharge_efficiency,
+        planned_kw=fleet.planned_kw,
+        energy_kwh=fleet.energy_kwh,
+        energy_min_kwh=fleet.energy_min_kwh,
+        energy_max_kwh=fleet.energy_max_kwh,
+        target_energy_kwh=fleet.target_energy_kwh,
+        max_charge_kw=fleet.max_charge_kw,
+        max_discharge_kw=fleet.max_discharge_kw,
+        charge_efficiency=fleet.charge_efficiency,
+        discharge_efficiency=fleet.discharge_efficiency,
         hours_to_departure=hours_to_departure,
         duration_h=duration_h,
-        refill_kw=max_charge_kw * site_share(site_index, max_charge_kw, import_limit_kw),
+        refill_kw=fleet.max_charge_kw
+        * site_share(fleet.site_index, fleet.max_charge_kw, fleet.import_limit_kw),
     )
     return fit_sites(
         room,
-        planned_kw=planned_kw,
-        site_index=site_index,
-        import_limit_kw=import_limit_kw,
-        export_limit_kw=export_limit_kw,
+        planned_kw=fleet.planned_kw,
+        site_index=fleet.site_index,
+        import_limit_kw=fleet.import_limit_kw,
+        export_limit_kw=fleet.export_limit_kw,
     )

@@ -40,10 +40,20 @@ BoolArray = npt.NDArray[np.bool_]
 
 @njit(cache=True)
 def _stored_change(power_kw: float, eta_c: float, eta_d: float, dt_h: float) -> float:
-    """Stored-energy change (kWh) of one step at ``power_kw``."""
+    """Stored-energy change (kWh) of one step at ``power_kw``: ``g(p) dt_h``, the scalar
+    form of :func:`v2ghub.model.headroom.stored_rate_kwh_per_h`."""
     if power_kw >= 0.0:
         return power_kw * eta_c * dt_h
     return power_kw * dt_h / eta_d
+
+
+@njit(cache=True)
+def _power_for_change(change_kwh: float, eta_c: float, eta_d: float, dt_h: float) -> float:
+    """Charger power (kW) that changes stored energy by ``change_kwh`` in one step: the
+    inverse of :func:`_stored_change` (:func:`v2ghub.model.headroom.power_for_stored_rate`)."""
+    if change_kwh >= 0.0:
+        return change_kwh / (eta_c * dt_h)
+    return change_kwh * eta_d / dt_h
 
 
 @njit(cache=True)
@@ -206,11 +216,7 @@ def _solve_vehicle(  # noqa: PLR0917 - numba kernels take no keyword-only argume
         elif after <= energy and after > b_loose and lowest < after:
             room = after - lowest
             after -= room * (after - b_loose) / (room + (b_strict - b_loose))
-        change = after - energy
-        if change >= 0.0:
-            power_out[t] = change / (eta_c * dt_h)
-        else:
-            power_out[t] = change * eta_d / dt_h
+        power_out[t] = _power_for_change(after - energy, eta_c, eta_d, dt_h)
         energy = after
 
 

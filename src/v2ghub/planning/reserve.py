@@ -48,7 +48,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from v2ghub.model.headroom import Headroom, site_headroom
+from v2ghub import defaults
+from v2ghub.model.headroom import Headroom, PluggedFleet, site_headroom, stored_rate_kwh_per_h
 from v2ghub.model.problem import Problem
 from v2ghub.planning.objective import schedule_cost
 from v2ghub.planning.peak import BlockPlan, PlanBlocks
@@ -56,7 +57,7 @@ from v2ghub.planning.stepping import make_feasible
 
 FloatArray = npt.NDArray[np.float64]
 
-REGULATION_DURATION_H = 1.0
+REGULATION_DURATION_H = defaults.REGULATION_DURATION_H
 """How long a regulation promise must hold at full deflection (one market hour)."""
 RESERVE_ITERATIONS = 6
 COMMITMENT_PRICE_CNY_PER_KW_H = 2.0
@@ -78,15 +79,10 @@ def stored_energy_at_steps(problem: Problem, power_kw: FloatArray) -> FloatArray
     plugged = (columns[None, :] >= problem.arrival_step[:, None]) & (
         columns[None, :] < problem.departure_step[:, None]
     )
-    stored = np.where(
-        plugged,
-        (
-            np.maximum(power_kw, 0.0) * problem.charge_efficiency[:, None]
-            - np.maximum(-power_kw, 0.0) / problem.discharge_efficiency[:, None]
-        )
-        * dt_h,
-        0.0,
+    rate = stored_rate_kwh_per_h(
+        power_kw, problem.charge_efficiency[:, None], problem.discharge_efficiency[:, None]
     )
+    stored = np.where(plugged, rate * dt_h, 0.0)
     before = np.zeros_like(stored)
     np.cumsum(stored[:, :-1], axis=1, out=before[:, 1:])
     return np.asarray(problem.energy_kwh[:, None] + before)
@@ -112,7 +108,7 @@ def plan_headroom(
     plugged = real & (problem.arrival_step <= step) & (problem.departure_step > step)
     dt_h = problem.dt_h
     # Other rows' planned power still loads the site (forecast groups included).
-    return site_headroom(
+    fleet = PluggedFleet(
         planned_kw=planned,
         energy_kwh=energy_kwh,
         energy_min_kwh=problem.energy_min_kwh,
@@ -122,13 +118,13 @@ def plan_headroom(
         max_discharge_kw=problem.max_discharge_kw,
         charge_efficiency=problem.charge_efficiency,
         discharge_efficiency=problem.discharge_efficiency,
-        hours_to_departure=np.where(plugged, (problem.departure_step - step) * dt_h, 0.0).astype(
-            np.float64
-        ),
-        duration_h=duration_h,
         site_index=problem.site_index,
         import_limit_kw=problem.import_limit_kw,
         export_limit_kw=problem.export_limit_kw,
+    )
+    hours_to_departure = np.where(plugged, (problem.departure_step - step) * dt_h, 0.0)
+    return site_headroom(
+        fleet, hours_to_departure=hours_to_departure.astype(np.float64), duration_h=duration_h
     )
 
 

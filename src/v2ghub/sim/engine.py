@@ -1,6 +1,13 @@
 """The twin's engine: steps a city's fleet through time, calling a planner at each control
 interval and applying its setpoints through battery physics and meters.
 
+One run (:meth:`Simulator.run`) is: set up (:class:`_Run`: the fleet in arrival order, its
+energies, meters and samples), then per step: plug in the arrivals, plan when due
+(:meth:`Simulator._plan_when_due`), answer a demand-response event
+(:meth:`Simulator._answer_event`), take the hourly flexibility envelope, apply the step
+(regulation or battery physics, :meth:`Simulator._apply`), meter it (:meth:`_Run.meter`);
+at the end the results are put back into the fleet's order (:meth:`_Run.result`).
+
 Every operation is on whole arrays of vehicles; the only Python loop is over time steps.
 """
 
@@ -14,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from v2ghub.defaults import ENVELOPE_DURATIONS_H
 from v2ghub.model.case import CityCase
 from v2ghub.model.fleet import Fleet
+from v2ghub.model.headroom import PluggedFleet
 from v2ghub.model.problem import Planner, Problem, Schedule, capabilities_of
 from v2ghub.model.tariff import PriceLevels
 from v2ghub.planning.check import plan_safely
-from v2ghub.regulation.envelope import ENVELOPE_DURATIONS_H, EnvelopeHour, fleet_envelope
+from v2ghub.regulation.envelope import EnvelopeHour, fleet_envelope
 from v2ghub.sim.battery import step_batteries
 from v2ghub.units import SECONDS_PER_HOUR
 
@@ -166,6 +175,192 @@ class _Plan:
         )
 
 
+@dataclass(eq=False)
+class _Run:
+    """One run's state: the fleet in arrival order, its energies, meters and samples.
+
+    Working in arrival order makes the arrivals of a step a slice and every gather read
+    memory nearly in sequence; :meth:`result` puts everything back into the fleet's order.
+    ``active`` are the plugged sessions (sorted: newcomers come after every earlier
+    arrival). Energy by price level has shape ``(levels, sessions)``.
+    """
+
+    case: CityCase
+    fleet: Fleet
+    order: IntArray
+    inverse: IntArray
+    first_step: IntArray
+    end_step: IntArray
+    prices: PriceLevels
+    import_price: FloatArray
+    export_price: FloatArray
+    energy_kwh: FloatArray
+    import_kwh_by_level: FloatArray
+    export_kwh_by_level: FloatArray
+    sample: IntArray
+    sample_rows: IntArray
+    soc_sample: FloatArray
+    charge_kw: FloatArray
+    discharge_kw: FloatArray
+    plugged_count: IntArray
+    mean_soc: FloatArray
+    hour_tops: frozenset[int]
+    expected: ExpectedArrivals | None = None
+    active: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    plan: _Plan | None = None
+    baseline: _Plan | None = None  # the plan without the event, while one runs
+    envelope: list[EnvelopeHour] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)
+    violations: int = 0
+    cuts: int = 0
+    planner_seconds: float = 0.0
+
+    @staticmethod
+    def set_up(case: CityCase, *, sample_seed: int) -> _Run:
+        """The run's arrays before the first step."""
+        grid = case.grid
+        n, n_steps = case.fleet.n_sessions, grid.length
+        prices = case.tariff.price_levels(grid)
+        first_unsorted, _ = grid.plugged_steps(case.fleet.arrival_s, case.fleet.departure_s)
+        order = np.argsort(first_unsorted, kind="stable")
+        fleet = case.fleet.take(order)
+        first, end = grid.plugged_steps(fleet.arrival_s, fleet.departure_s)
+        end = np.minimum(end, n_steps)
+        first = np.minimum(first, end)
+        rng = np.random.default_rng(sample_seed)
+        sample = np.sort(rng.choice(n, size=min(n, SOC_SAMPLE_SIZE), replace=False))
+        inverse = np.empty(n, dtype=np.int64)
+        inverse[order] = np.arange(n, dtype=np.int64)
+        # The flexibility envelope is taken at the top of every hour (UTC offsets here are
+        # whole hours, so UTC hour tops are local ones).
+        step_s = round(grid.step.total_seconds())
+        start_s = round(grid.start.timestamp())
+        hour_tops = {k for k in range(n_steps) if (start_s + k * step_s) % SECONDS_PER_HOUR == 0}
+        return _Run(
+            case=case,
+            fleet=fleet,
+            order=order,
+            inverse=inverse,
+            first_step=first,
+            end_step=end,
+            prices=prices,
+            import_price=prices.import_series(),
+            export_price=prices.export_series(),
+            energy_kwh=fleet.energy_arrival_kwh.copy(),
+            import_kwh_by_level=np.zeros((prices.n_levels, n)),
+            export_kwh_by_level=np.zeros((prices.n_levels, n)),
+            sample=sample,
+            sample_rows=inverse[sample],
+            soc_sample=np.full((sample.size, n_steps), np.nan),
+            charge_kw=np.zeros(n_steps),
+            discharge_kw=np.zeros(n_steps),
+            plugged_count=np.zeros(n_steps, dtype=np.int64),
+            mean_soc=np.full(n_steps, np.nan),
+            hour_tops=frozenset(hour_tops),
+        )
+
+    def plug_in(self, step: int) -> bool:
+        """Add the sessions that arrive at ``step``, drop those that have left; whether
+        any arrived."""
+        first, end = self.first_step, self.end_step
+        arrived_from = np.searchsorted(first, step, side="left")
+        arrived_until = np.searchsorted(first, step, side="right")
+        newcomers = np.arange(arrived_from, arrived_until, dtype=np.int64)
+        newcomers = newcomers[end[newcomers] > step]
+        self.active = np.concatenate((self.active[end[self.active] > step], newcomers))
+        self.plugged_count[step] = self.active.size
+        return newcomers.size > 0
+
+    def plugged_fleet(self, plan: _Plan, setpoint_kw: FloatArray) -> PluggedFleet:
+        """What the grid services read of the plugged vehicles."""
+        sites = self.case.sites
+        return PluggedFleet(
+            planned_kw=setpoint_kw,
+            energy_kwh=self.energy_kwh[plan.index],
+            energy_min_kwh=plan.energy_min_kwh,
+            energy_max_kwh=plan.energy_max_kwh,
+            target_energy_kwh=self.fleet.target_energy_kwh[plan.index],
+            max_charge_kw=plan.max_charge_kw,
+            max_discharge_kw=plan.max_discharge_kw,
+            charge_efficiency=plan.charge_efficiency,
+            discharge_efficiency=plan.discharge_efficiency,
+            site_index=plan.site_index,
+            import_limit_kw=sites.import_limit_kw,
+            export_limit_kw=sites.export_limit_kw,
+        )
+
+    def meter(
+        self,
+        step: int,
+        plan: _Plan,
+        *,
+        applied_kw: FloatArray,
+        charged_kw: FloatArray,
+        discharged_kw: FloatArray,
+    ) -> None:
+        """Meter one step's powers (grid side): energy per session and price level, the
+        fleet's totals, site limits broken, and the SoC seen."""
+        dt_h = self.case.grid.dt_h
+        level = self.prices.level[step]
+        import_row = self.import_kwh_by_level[level]
+        import_row[plan.index] += charged_kw * dt_h
+        if discharged_kw.any():
+            export_row = self.export_kwh_by_level[level]
+            export_row[plan.index] += discharged_kw * dt_h
+        self.charge_kw[step] = charged_kw.sum()
+        self.discharge_kw[step] = discharged_kw.sum()
+
+        sites = self.case.sites
+        site_net = np.bincount(plan.site_index, weights=applied_kw, minlength=sites.n_sites)
+        over = (site_net > sites.import_limit_kw + SITE_LIMIT_TOLERANCE_KW) | (
+            site_net < -sites.export_limit_kw - SITE_LIMIT_TOLERANCE_KW
+        )
+        self.violations += int(np.count_nonzero(over))
+
+        energy, battery, active = self.energy_kwh, self.fleet.battery_kwh, self.active
+        if active.size:
+            self.mean_soc[step] = float(np.mean(energy[active] / battery[active]))
+        rows = self.sample_rows
+        sample_plugged = (self.first_step[rows] <= step) & (self.end_step[rows] > step)
+        self.soc_sample[:, step] = np.where(sample_plugged, energy[rows] / battery[rows], np.nan)
+
+    def result(
+        self,
+        *,
+        planner: str,
+        started: float,
+        regulation: RegulationFollower | None,
+        demand_response: DemandResponseService | None,
+    ) -> SimulationRun:
+        """What happened, per step and per session in the fleet's order."""
+        inverse, dr = self.inverse, demand_response
+        return SimulationRun(
+            case=self.case,
+            planner=planner,
+            prices=self.prices,
+            charge_kw=self.charge_kw,
+            discharge_kw=self.discharge_kw,
+            plugged_count=self.plugged_count,
+            mean_soc=self.mean_soc,
+            soc_sample_index=self.sample,
+            soc_sample=self.soc_sample,
+            energy_final_kwh=self.energy_kwh[inverse],
+            import_kwh_by_level=np.ascontiguousarray(self.import_kwh_by_level[:, inverse].T),
+            export_kwh_by_level=np.ascontiguousarray(self.export_kwh_by_level[:, inverse].T),
+            site_limit_violations=self.violations,
+            setpoint_cuts=self.cuts,
+            fallback_reasons=tuple(self.fallbacks),
+            planner_seconds=self.planner_seconds,
+            total_seconds=time.perf_counter() - started,
+            regulation_hours=tuple(regulation.results()) if regulation else (),
+            envelope=tuple(self.envelope),
+            demand_response_events=tuple(dr.results()) if dr is not None else (),
+            dr_delivered_kwh=(
+                dr.session_kwh[inverse] if dr is not None else np.zeros(self.fleet.n_sessions)
+            ),
+        )
+
+
 class Simulator:
     """Runs one :class:`CityCase` with one planner.
 
@@ -213,230 +408,174 @@ class Simulator:
     def run(self) -> SimulationRun:
         """Step through the whole grid and return what happened."""
         started = time.perf_counter()
-        case = self.case
-        grid = case.grid
-        n, n_steps, dt_h = case.fleet.n_sessions, grid.length, grid.dt_h
-        prices = case.tariff.price_levels(grid)
-        import_price = prices.import_series()
-        export_price = prices.export_series()
-
-        # Work in arrival order: arrivals become a slice and every gather reads memory
-        # nearly in sequence. Results are put back into the fleet's order at the end.
-        first_unsorted, _ = grid.plugged_steps(case.fleet.arrival_s, case.fleet.departure_s)
-        order = np.argsort(first_unsorted, kind="stable")
-        fleet = case.fleet.take(order)
-        first, end = grid.plugged_steps(fleet.arrival_s, fleet.departure_s)
-        end = np.minimum(end, n_steps)
-        first = np.minimum(first, end)
-        energy = fleet.energy_arrival_kwh.copy()
-        import_by_level = np.zeros((prices.n_levels, n))
-        export_by_level = np.zeros((prices.n_levels, n))
-
-        rng = np.random.default_rng(self.sample_seed)
-        sample = np.sort(rng.choice(n, size=min(n, SOC_SAMPLE_SIZE), replace=False))
-        inverse = np.empty(n, dtype=np.int64)
-        inverse[order] = np.arange(n, dtype=np.int64)
-        sample_sorted = inverse[sample]
-        soc_sample = np.full((sample.size, n_steps), np.nan)
-        charge_kw = np.zeros(n_steps)
-        discharge_kw = np.zeros(n_steps)
-        plugged_count = np.zeros(n_steps, dtype=np.int64)
-        mean_soc = np.full(n_steps, np.nan)
-        expected = (
+        run = _Run.set_up(self.case, sample_seed=self.sample_seed)
+        run.expected = (
             ExpectedArrivals(
-                fleet=fleet,
-                first_step=first,
-                end_step=end,
-                site_limited=np.isfinite(case.sites.import_limit_kw)
-                | np.isfinite(case.sites.export_limit_kw),
-                steps_per_group=max(1, round(1 / dt_h)),
+                fleet=run.fleet,
+                first_step=run.first_step,
+                end_step=run.end_step,
+                site_limited=np.isfinite(self.case.sites.import_limit_kw)
+                | np.isfinite(self.case.sites.export_limit_kw),
+                steps_per_group=max(1, round(1 / self.case.grid.dt_h)),
             )
             if capabilities_of(self.planner).expected_arrivals
             else None
         )
-        violations = 0
-        cuts = 0
-        fallbacks: list[str] = []
-        planner_seconds = 0.0
-
-        def new_plan(step: int, active: IntArray, energy_kwh: FloatArray) -> _Plan:
-            nonlocal planner_seconds
-            t0 = time.perf_counter()
-            problem = self._problem(
-                fleet=fleet,
-                order=order,
-                active=active,
-                step=step,
-                energy=energy_kwh,
-                end=end,
-                prices=prices,
-                import_price=import_price,
-                export_price=export_price,
-                expected=expected.after(step) if expected is not None else None,
-            )
-            schedule = plan_safely(self.planner, problem, steps=problem.control_steps)
-            if schedule.fallback_reason is not None:
-                fallbacks.append(schedule.fallback_reason)
-            planner_seconds += time.perf_counter() - t0
-            return _Plan.of(problem, schedule, active, end[active], step)
-
-        dr = self.demand_response
-        # The flexibility envelope is taken at the top of every hour (UTC offsets here are
-        # whole hours, so UTC hour tops are local ones).
-        step_s = round(grid.step.total_seconds())
-        start_s = round(grid.start.timestamp())
-        hour_tops = {k for k in range(n_steps) if (start_s + k * step_s) % SECONDS_PER_HOUR == 0}
-        envelope: list[EnvelopeHour] = []
-        active = np.zeros(0, dtype=np.int64)
-        plan: _Plan | None = None
-        baseline: _Plan | None = None  # the plan without the event, while one runs
-        for step in range(n_steps):
-            # Newcomers come after every earlier arrival, so ``active`` stays sorted.
-            arrived_from = np.searchsorted(first, step, side="left")
-            arrived_until = np.searchsorted(first, step, side="right")
-            newcomers = np.arange(arrived_from, arrived_until, dtype=np.int64)
-            newcomers = newcomers[end[newcomers] > step]
-            active = np.concatenate((active[end[active] > step], newcomers))
-            plugged_count[step] = active.size
-
-            arrivals = self.replan_on_arrival and newcomers.size > 0
-            planning_instant = step % self.control_steps == 0 or arrivals
-            in_event = dr is not None and dr.covers(step)
-            held = plan.still_plugged(step) if plan is not None and not planning_instant else None
-            # In an event and right after it, plan every step from the energies the event
-            # left, so that the plan in force always keeps every owner's departure need.
-            if planning_instant or in_event or (dr is not None and dr.has_ended(step)):
-                plan = new_plan(step, active, energy)
-            else:
-                assert held is not None  # step 0 always plans
-                plan = held
-
-            setpoint = plan.setpoint(step)
-            if dr is not None and in_event:
-                # The baseline is the run without the event: its plan changes at that
-                # run's planning instants only, from the energies it would have had.
-                if dr.begins(step):
-                    dr.start_baseline(energy)
-                    baseline = plan if planning_instant or held is None else held
-                elif planning_instant:
-                    baseline = new_plan(step, active, dr.baseline_energy_kwh)
-                else:
-                    assert baseline is not None
-                    baseline = baseline.still_plugged(step)
-                setpoint = dr.respond(
-                    step=step,
-                    rows=plan,
-                    planned_kw=setpoint,
-                    baseline_kw=baseline.setpoint_of(plan.index, step),
-                    energy_kwh=energy[plan.index],
-                    target_energy_kwh=fleet.target_energy_kwh[plan.index],
-                )
-            if step in hour_tops or (self.regulation is not None and self.regulation.covers(step)):
-                # What the grid services read of the plugged vehicles, as keywords.
-                vehicles: dict[str, npt.NDArray[Any]] = {
-                    "planned_kw": setpoint,
-                    "energy_kwh": energy[plan.index],
-                    "energy_min_kwh": plan.energy_min_kwh,
-                    "energy_max_kwh": plan.energy_max_kwh,
-                    "target_energy_kwh": fleet.target_energy_kwh[plan.index],
-                    "max_charge_kw": plan.max_charge_kw,
-                    "max_discharge_kw": plan.max_discharge_kw,
-                    "charge_efficiency": plan.charge_efficiency,
-                    "discharge_efficiency": plan.discharge_efficiency,
-                    "site_index": plan.site_index,
-                    "import_limit_kw": case.sites.import_limit_kw,
-                    "export_limit_kw": case.sites.export_limit_kw,
-                }
-            if step in hour_tops:
-                envelope.append(
-                    fleet_envelope(
-                        start=grid.start + step * grid.step,
-                        hours_to_departure=((plan.end_step - step) * dt_h).astype(np.float64),
-                        durations_h=ENVELOPE_DURATIONS_H,
-                        **vehicles,
-                    )
-                )
-            if self.regulation is not None and self.regulation.covers(step):
-                new_energy, charged_kwh, discharged_kwh = self.regulation.follow(
-                    step=step, end_step=plan.end_step, **vehicles
-                )
-                charged = charged_kwh / dt_h  # the step's mean powers
-                discharged = discharged_kwh / dt_h
-                applied = charged - discharged
-            else:
-                new_energy, applied = plan.apply(energy[plan.index], setpoint, dt_h)
-                cuts += int(np.count_nonzero(np.abs(applied - setpoint) > 1e-6))
-                charged = np.maximum(applied, 0.0)
-                discharged = np.maximum(-applied, 0.0)
-            energy[plan.index] = new_energy
-            if dr is not None and in_event:
-                dr.record(step=step, index=plan.index, applied_kw=applied)
-            level = prices.level[step]
-            import_row = import_by_level[level]
-            import_row[plan.index] += charged * dt_h
-            if discharged.any():
-                export_row = export_by_level[level]
-                export_row[plan.index] += discharged * dt_h
-            charge_kw[step] = charged.sum()
-            discharge_kw[step] = discharged.sum()
-
-            site_net = np.bincount(plan.site_index, weights=applied, minlength=case.sites.n_sites)
-            over = (site_net > case.sites.import_limit_kw + SITE_LIMIT_TOLERANCE_KW) | (
-                site_net < -case.sites.export_limit_kw - SITE_LIMIT_TOLERANCE_KW
-            )
-            violations += int(np.count_nonzero(over))
-
-            if active.size:
-                mean_soc[step] = float(np.mean(energy[active] / fleet.battery_kwh[active]))
-            sample_plugged = (first[sample_sorted] <= step) & (end[sample_sorted] > step)
-            soc_sample[:, step] = np.where(
-                sample_plugged,
-                energy[sample_sorted] / fleet.battery_kwh[sample_sorted],
-                np.nan,
-            )
+        for step in range(self.case.grid.length):
+            self._step(run, step)
             if self.on_step is not None:
                 self.on_step(step + 1)
-
-        return SimulationRun(
-            case=case,
+        return run.result(
             planner=self.planner.name,
-            prices=prices,
-            charge_kw=charge_kw,
-            discharge_kw=discharge_kw,
-            plugged_count=plugged_count,
-            mean_soc=mean_soc,
-            soc_sample_index=sample,
-            soc_sample=soc_sample,
-            energy_final_kwh=energy[inverse],
-            import_kwh_by_level=np.ascontiguousarray(import_by_level[:, inverse].T),
-            export_kwh_by_level=np.ascontiguousarray(export_by_level[:, inverse].T),
-            site_limit_violations=violations,
-            setpoint_cuts=cuts,
-            fallback_reasons=tuple(fallbacks),
-            planner_seconds=planner_seconds,
-            total_seconds=time.perf_counter() - started,
-            regulation_hours=tuple(self.regulation.results()) if self.regulation else (),
-            envelope=tuple(envelope),
-            demand_response_events=tuple(dr.results()) if dr is not None else (),
-            dr_delivered_kwh=dr.session_kwh[inverse] if dr is not None else np.zeros(n),
+            started=started,
+            regulation=self.regulation,
+            demand_response=self.demand_response,
         )
+
+    def _step(self, run: _Run, step: int) -> None:
+        """One step: plug in, plan when due, answer an event, envelope, apply and meter."""
+        arrivals = run.plug_in(step) and self.replan_on_arrival
+        planning_instant = step % self.control_steps == 0 or arrivals
+        plan, held = self._plan_when_due(run, step, planning_instant=planning_instant)
+        setpoint = plan.setpoint(step)
+        in_event = self.demand_response is not None and self.demand_response.covers(step)
+        if in_event:
+            setpoint = self._answer_event(
+                run, step, plan, setpoint, held=held, planning_instant=planning_instant
+            )
+        regulated = self.regulation is not None and self.regulation.covers(step)
+        vehicles = run.plugged_fleet(plan, setpoint) if step in run.hour_tops or regulated else None
+        if step in run.hour_tops:
+            assert vehicles is not None
+            grid = self.case.grid
+            run.envelope.append(
+                fleet_envelope(
+                    vehicles,
+                    start=grid.start + step * grid.step,
+                    hours_to_departure=((plan.end_step - step) * grid.dt_h).astype(np.float64),
+                    durations_h=ENVELOPE_DURATIONS_H,
+                )
+            )
+        applied, charged, discharged = self._apply(run, step, plan, setpoint, vehicles)
+        if in_event:
+            assert self.demand_response is not None
+            self.demand_response.record(step=step, index=plan.index, applied_kw=applied)
+        run.meter(step, plan, applied_kw=applied, charged_kw=charged, discharged_kw=discharged)
+
+    def _plan_when_due(
+        self, run: _Run, step: int, *, planning_instant: bool
+    ) -> tuple[_Plan, _Plan | None]:
+        """The plan in force at ``step`` and the one held from before (None when none is).
+
+        A new plan at a planning instant; in an event and right after it, every step from
+        the energies the event left, so that the plan in force always keeps every owner's
+        departure need.
+        """
+        dr = self.demand_response
+        in_event = dr is not None and dr.covers(step)
+        plan = run.plan
+        held = plan.still_plugged(step) if plan is not None and not planning_instant else None
+        if planning_instant or in_event or (dr is not None and dr.has_ended(step)):
+            run.plan = self._new_plan(run, step, run.energy_kwh)
+        else:
+            assert held is not None  # step 0 always plans
+            run.plan = held
+        return run.plan, held
+
+    def _answer_event(
+        self,
+        run: _Run,
+        step: int,
+        plan: _Plan,
+        setpoint_kw: FloatArray,
+        *,
+        held: _Plan | None,
+        planning_instant: bool,
+    ) -> FloatArray:
+        """The setpoints of a demand-response step: the plan's, cut to answer the event.
+
+        The baseline is the run without the event: its plan changes at that run's
+        planning instants only, from the energies it would have had.
+        """
+        dr = self.demand_response
+        assert dr is not None
+        if dr.begins(step):
+            dr.start_baseline(run.energy_kwh)
+            run.baseline = plan if planning_instant or held is None else held
+        elif planning_instant:
+            run.baseline = self._new_plan(run, step, dr.baseline_energy_kwh)
+        else:
+            assert run.baseline is not None
+            run.baseline = run.baseline.still_plugged(step)
+        return dr.respond(
+            step=step,
+            rows=plan,
+            planned_kw=setpoint_kw,
+            baseline_kw=run.baseline.setpoint_of(plan.index, step),
+            energy_kwh=run.energy_kwh[plan.index],
+            target_energy_kwh=run.fleet.target_energy_kwh[plan.index],
+        )
+
+    def _apply(
+        self,
+        run: _Run,
+        step: int,
+        plan: _Plan,
+        setpoint_kw: FloatArray,
+        vehicles: PluggedFleet | None,
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Live the step: regulation around the setpoints in an offered hour, else the
+        battery physics; the new energies are stored.
+
+        Returns
+        -------
+        (applied_kw, charged_kw, discharged_kw): the step's mean powers, grid side.
+        """
+        dt_h = self.case.grid.dt_h
+        if self.regulation is not None and self.regulation.covers(step):
+            assert vehicles is not None
+            new_energy, charged_kwh, discharged_kwh = self.regulation.follow(
+                step=step, fleet=vehicles, end_step=plan.end_step
+            )
+            charged = charged_kwh / dt_h
+            discharged = discharged_kwh / dt_h
+            applied = charged - discharged
+        else:
+            new_energy, applied = plan.apply(run.energy_kwh[plan.index], setpoint_kw, dt_h)
+            run.cuts += int(np.count_nonzero(np.abs(applied - setpoint_kw) > 1e-6))
+            charged = np.maximum(applied, 0.0)
+            discharged = np.maximum(-applied, 0.0)
+        run.energy_kwh[plan.index] = new_energy
+        return applied, charged, discharged
+
+    def _new_plan(self, run: _Run, step: int, energy_kwh: FloatArray) -> _Plan:
+        """Plan the plugged vehicles from ``energy_kwh`` through the checked path."""
+        t0 = time.perf_counter()
+        expected = run.expected
+        problem = self._problem(
+            run,
+            step=step,
+            energy=energy_kwh,
+            expected=expected.after(step) if expected is not None else None,
+        )
+        schedule = plan_safely(self.planner, problem, steps=problem.control_steps)
+        if schedule.fallback_reason is not None:
+            run.fallbacks.append(schedule.fallback_reason)
+        run.planner_seconds += time.perf_counter() - t0
+        return _Plan.of(problem, schedule, run.active, run.end_step[run.active], step)
 
     def _problem(
         self,
+        run: _Run,
         *,
-        fleet: Fleet,
-        order: IntArray,
-        active: IntArray,
         step: int,
         energy: FloatArray,
-        end: IntArray,
-        prices: PriceLevels,
-        import_price: FloatArray,
-        export_price: FloatArray,
         expected: ExpectedGroups | None = None,
     ) -> Problem:
         """The problem of the plugged vehicles, then the groups expected to come, if any."""
         case = self.case
+        fleet, order, active, end = run.fleet, run.order, run.active, run.end_step
+        prices, import_price, export_price = run.prices, run.import_price, run.export_price
         groups = expected if expected is not None and expected.n_groups else None
         departure = end[active] - step
         horizon = int(departure.max()) if active.size else 1

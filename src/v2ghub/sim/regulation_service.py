@@ -45,7 +45,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from v2ghub.model.headroom import site_headroom
+from v2ghub.defaults import (
+    REGULATION_HOURS,
+    REGULATION_RESPONSE_DELAY_S,
+    REGULATION_SIGNAL_STEP_S,
+)
+from v2ghub.model.headroom import PluggedFleet, site_headroom
 from v2ghub.model.time_grid import TimeGrid
 from v2ghub.regulation.dispatch import participation, setpoints
 from v2ghub.regulation.frequency_response import droop_fraction
@@ -65,7 +70,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 MIN_CAPACITY_KW = 1e-6
-DEFAULT_HOURS = (10, 11, 19, 20)  # a midday and an evening pair, when grids are short of it
+DEFAULT_HOURS = REGULATION_HOURS  # a midday and an evening pair, when grids are short of it
 
 
 @dataclass(frozen=True)
@@ -75,9 +80,9 @@ class RegulationOffer:
     hours: tuple[int, ...] = DEFAULT_HOURS
     share: float = 1.0
     signal: Literal["dynamic", "traditional"] = "dynamic"
-    step_s: float = 2.0
+    step_s: float = REGULATION_SIGNAL_STEP_S
     seed: int = 0
-    response_delay_s: float = 2.0
+    response_delay_s: float = REGULATION_RESPONSE_DELAY_S
     frequency_response: bool = True
     signal_trace: RegulationSignal | None = None
     frequency_trace: FrequencyTrace | None = None
@@ -259,24 +264,10 @@ class RegulationFollower:
         return step in self.hour_of_step
 
     def follow(
-        self,
-        *,
-        step: int,
-        planned_kw: FloatArray,
-        energy_kwh: FloatArray,
-        energy_min_kwh: FloatArray,
-        energy_max_kwh: FloatArray,
-        target_energy_kwh: FloatArray,
-        max_charge_kw: FloatArray,
-        max_discharge_kw: FloatArray,
-        charge_efficiency: FloatArray,
-        discharge_efficiency: FloatArray,
-        end_step: IntArray,
-        site_index: IntArray,
-        import_limit_kw: FloatArray,
-        export_limit_kw: FloatArray,
+        self, *, step: int, fleet: PluggedFleet, end_step: IntArray
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Live one energy step at the signal's pace.
+        """Live one energy step at the signal's pace, the plugged vehicles ``fleet`` (who
+        leave at ``end_step``) moving around their planned power.
 
         Returns
         -------
@@ -287,20 +278,9 @@ class RegulationFollower:
         steps_done = hour.samples_done // self.samples_per_step
         remaining_h = (hour_steps - steps_done) * self.step_h
         room = site_headroom(
-            planned_kw=planned_kw,
-            energy_kwh=energy_kwh,
-            energy_min_kwh=energy_min_kwh,
-            energy_max_kwh=energy_max_kwh,
-            target_energy_kwh=target_energy_kwh,
-            max_charge_kw=max_charge_kw,
-            max_discharge_kw=max_discharge_kw,
-            charge_efficiency=charge_efficiency,
-            discharge_efficiency=discharge_efficiency,
+            fleet,
             hours_to_departure=((end_step - step) * self.step_h).astype(np.float64),
             duration_h=remaining_h,
-            site_index=site_index,
-            import_limit_kw=import_limit_kw,
-            export_limit_kw=export_limit_kw,
         )
         if hour.capacity_kw < 0:  # the hour's first step: commit
             hour.raise_kw = room.raise_total_kw
@@ -314,9 +294,10 @@ class RegulationFollower:
             )
         shares = participation(room, hour.capacity_kw)
         dt_h = self.offer.step_s / SECONDS_PER_HOUR
-        charged = np.zeros_like(energy_kwh)
-        discharged = np.zeros_like(energy_kwh)
-        energy = energy_kwh
+        planned_kw = fleet.planned_kw
+        charged = np.zeros_like(fleet.energy_kwh)
+        discharged = np.zeros_like(fleet.energy_kwh)
+        energy = fleet.energy_kwh
         setpoint = np.empty_like(planned_kw)
         planned_total = float(planned_kw.sum())
         start = hour.samples_done
@@ -333,12 +314,12 @@ class RegulationFollower:
             energy, applied = step_batteries(
                 energy_kwh=energy,
                 setpoint_kw=setpoint,
-                max_charge_kw=max_charge_kw,
-                max_discharge_kw=max_discharge_kw,
-                charge_efficiency=charge_efficiency,
-                discharge_efficiency=discharge_efficiency,
-                energy_min_kwh=energy_min_kwh,
-                energy_max_kwh=energy_max_kwh,
+                max_charge_kw=fleet.max_charge_kw,
+                max_discharge_kw=fleet.max_discharge_kw,
+                charge_efficiency=fleet.charge_efficiency,
+                discharge_efficiency=fleet.discharge_efficiency,
+                energy_min_kwh=fleet.energy_min_kwh,
+                energy_max_kwh=fleet.energy_max_kwh,
                 dt_h=dt_h,
             )
             charged += np.maximum(applied, 0.0) * dt_h
