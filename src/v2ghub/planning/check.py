@@ -12,7 +12,7 @@ A schedule keeps the guarantees when, for every row ``i`` and checked step ``t``
 - per site ``s``: ``-export_limit_kw[s] - tol_s <= sum_{i at s} p[i, t] <= import_limit_kw[s]
   + tol_s`` with ``tol_s = tol + 1e-9 * |limit|`` (sums of many rows round);
 - ``e[i, t+1] = e[i, t] + dt_h * (eta_c * max(p, 0) + min(p, 0) / eta_d)`` never leaves
-  ``[energy_min_kwh - tol * dt_h, energy_max_kwh + tol * dt_h]`` by a step that pushes it
+  ``[energy_min_kwh - tol * 1 h, energy_max_kwh + tol * 1 h]`` by a step that pushes it
   further out (a vehicle that plugs in below its window may charge back into it).
 
 Energy short of the target at departure is not a violation: planners report it per
@@ -204,7 +204,7 @@ def _row_violations(
         + np.minimum(power, 0.0) / problem.discharge_efficiency[rows, None]
     ) * dt_h
     path = problem.energy_kwh[rows, None] + np.cumsum(stored, axis=1)
-    slack_kwh = tolerance_kw * dt_h
+    slack_kwh = tolerance_kw * 1.0  # kWh: the power tolerance held for an hour
     below = problem.energy_min_kwh[rows, None] - path
     if (bad := (below > slack_kwh) & (power < 0)).any():
         found.append(shifted(_first(ViolationKind.ENERGY_BELOW_WINDOW, bad, below)))

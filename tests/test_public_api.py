@@ -1,0 +1,177 @@
+"""The public Python API: its names, a notebook-style session, and the written result read
+back equal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import v2ghub
+from v2ghub import InputError, Problem, Scenario, Schedule, Settlement, Twin, TwinResult
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = """
+import numpy as np
+from v2ghub import Scenario, Schedule, Twin
+
+class Overnight:  # my planner: charge only from 23:00 to 07:00 local, evenly
+    name = "overnight"
+    def plan(self, problem):
+        from v2ghub.planning.stepping import make_feasible
+        night = problem.period_kind == 0  # valley
+        power = np.where(night, problem.max_charge_kw[:, None], 0.0)
+        return Schedule(make_feasible(problem, power), self.name)
+
+scenario = Scenario.pilot_cities(cities=["Shenzhen"], vehicles_per_city=60)
+result = Twin(scenario, planners=[Overnight(), "mpc"]).run()
+settlement = result.settle()
+result.report(OUT / "report.html")
+"""
+
+
+def test_exported_names_are_pinned() -> None:
+    assert v2ghub.__all__ == [
+        "PLANNERS",
+        "DescribedPlanner",
+        "InputError",
+        "PeriodSettlement",
+        "Planner",
+        "PlannerCapabilities",
+        "PlanningError",
+        "Problem",
+        "RunInfo",
+        "Scenario",
+        "Schedule",
+        "Settlement",
+        "TimeGrid",
+        "Twin",
+        "TwinResult",
+        "Violation",
+        "ViolationKind",
+        "__version__",
+        "capabilities_of",
+        "check",
+        "make_planner",
+        "plan_checked",
+        "plan_safely",
+    ]
+    for name in v2ghub.__all__:
+        assert getattr(v2ghub, name) is not None
+
+
+def test_a_notebook_runs_its_own_planner_beside_mpc_settles_and_reports(tmp_path: Path) -> None:
+    lines = [line for line in NOTEBOOK.strip().splitlines() if line.strip()]
+    assert len(lines) < 20
+    namespace: dict[str, object] = {"OUT": tmp_path}
+    exec(compile(NOTEBOOK, "notebook", "exec"), namespace)
+    result = namespace["result"]
+    settlement = namespace["settlement"]
+    assert isinstance(result, TwinResult)
+    assert isinstance(settlement, Settlement)
+    assert result.planners == ("overnight", "mpc")
+    mine = result.metrics("Shenzhen", "overnight")
+    assert mine.sessions == 60
+    assert mine.energy_discharged_kwh == 0.0
+    assert mine.energy_charged_kwh > 0
+    mpc = result.metrics("Shenzhen", "mpc")
+    assert mpc.energy_discharged_kwh > 0
+    assert mpc.peak_reduction_kw == pytest.approx(mine.peak_kw - mpc.peak_kw)  # mine: reference
+    assert settlement.balanced
+    owners = settlement.period("Shenzhen", "overnight").net_cny("owner")
+    assert owners == -mine.owner_cost_cny
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "overnight" in html
+    assert "<img" in html
+
+
+@pytest.fixture(scope="module")
+def small_result() -> TwinResult:
+    scenario = Scenario.pilot_cities(cities=["Kunming"], vehicles_per_city=50, seed=11)
+    return Twin(scenario, planners=["tou", "fast"], regulation=True, demand_response=True).run()
+
+
+def test_a_written_result_reads_back_equal(small_result: TwinResult, tmp_path: Path) -> None:
+    out = small_result.write(tmp_path / "out")
+    back = TwinResult.read(out)
+    assert back == small_result
+    assert back.notes == small_result.notes
+    assert back.info.seed == 11
+    np.testing.assert_array_equal(
+        back.run("Kunming", "fast").soc_sample, small_result.run("Kunming", "fast").soc_sample
+    )
+    assert back.sessions().num_rows == 100
+    assert back.metrics("Kunming", "fast").regulation_hours == 4
+    assert back.metrics("Kunming", "fast").dr_events == 1
+
+
+def test_results_of_other_seeds_differ(small_result: TwinResult) -> None:
+    scenario = Scenario.pilot_cities(cities=["Kunming"], vehicles_per_city=50, seed=12)
+    other = Twin(scenario, planners=["tou", "fast"], regulation=True, demand_response=True).run()
+    assert other != small_result
+
+
+def test_settle_matches_the_written_settlement(small_result: TwinResult, tmp_path: Path) -> None:
+    settled = small_result.settle(out=tmp_path / "settled")
+    assert settled.balanced
+    assert sorted(settled.periods) == [
+        f"{small_result.info.date}/Kunming/fast",
+        f"{small_result.info.date}/Kunming/tou",
+    ]
+    lines = settled.statements()
+    assert lines.num_rows > 0
+    fast = settled.period("Kunming", "fast")
+    assert fast.net_cny("grid") + fast.net_cny("owner") + fast.net_cny("aggregator") + (
+        fast.net_cny("operator")
+    ) == Decimal(0)
+
+
+def test_a_planner_that_breaks_a_guarantee_is_replaced_and_counted() -> None:
+    class Reckless:
+        name = "reckless"
+
+        def plan(self, problem: Problem) -> Schedule:
+            return Schedule(np.full((problem.n_vehicles, problem.control_steps), 500.0), "x")
+
+    scenario = Scenario.pilot_cities(cities=["Haikou"], vehicles_per_city=30)
+    result = Twin(scenario, planners=[Reckless(), "uncontrolled"]).run()
+    metrics = result.metrics("Haikou", "reckless")
+    safe = result.metrics("Haikou", "uncontrolled")
+    assert metrics.fallbacks > 0
+    assert safe.fallbacks == 0
+    # Every plan fell back to safe charging: the day is the uncontrolled planner's.
+    assert metrics.energy_charged_kwh == pytest.approx(safe.energy_charged_kwh)
+    assert metrics.unmet_energy_kwh == pytest.approx(safe.unmet_energy_kwh)
+
+
+def test_the_twin_refuses_what_a_planner_cannot_take() -> None:
+    scenario = Scenario.pilot_cities(cities=["Haikou"], vehicles_per_city=3000)
+    with pytest.raises(InputError, match="the lp planner plans at most 2,000 sessions per city"):
+        Twin(scenario, planners=["lp"]).check()
+    with pytest.raises(ValueError, match="planner names must differ, got tou, tou"):
+        Twin(scenario, planners=["tou", "tou"])
+    with pytest.raises(InputError, match="unknown city 'Atlantis'"):
+        scenario.replace(cities=["Atlantis"])
+
+
+def test_the_custom_planner_example_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "custom_planner.py"), "--vehicles", "40"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    rows = done.stdout.strip().splitlines()
+    assert rows[0].split()[:2] == ["city", "planner"]
+    assert [row.split()[:2] for row in rows[1:]] == [
+        ["Shenzhen", "mpc"],
+        ["Shenzhen", "valley-first"],
+        ["Kunming", "mpc"],
+        ["Kunming", "valley-first"],
+    ]
+    assert all(row.split()[-1] == "0" for row in rows[1:])  # no fallback
