@@ -271,6 +271,7 @@ def plan_safely(
     timeout_s: float | None = None,
     tolerance_kw: float = TOLERANCE_KW,
     on_planned: Callable[[float], None] | None = None,
+    describe: Callable[[Violation], str] = str,
 ) -> Schedule:
     """Plan ``problem`` with ``planner``, check the schedule, fall back if it fails.
 
@@ -279,7 +280,8 @@ def plan_safely(
     within that many wall seconds, the safe charge-only plan comes back with
     ``fallback_reason`` saying why. A planner that times out runs on in its daemon thread
     (Python cannot stop it); its late answer is dropped. ``on_planned`` is told the seconds
-    the planner took.
+    the planner took. ``describe`` words a violation for the reason (the live loop names
+    stations and sites instead of row and site numbers).
 
     >>> from v2ghub.planning.check import plan_safely
     >>> from v2ghub.scenarios.examples import small_problem
@@ -305,7 +307,9 @@ def plan_safely(
         return safe_plan(problem, f"planner {name!r} timed out after {timeout_s:g} s")
     if isinstance(outcome, Exception):
         return safe_plan(problem, f"planner {name!r} failed: {type(outcome).__name__}: {outcome}")
-    broken = _broken(name, problem, outcome, steps=steps, tolerance_kw=tolerance_kw)
+    broken = _broken(
+        name, problem, outcome, steps=steps, tolerance_kw=tolerance_kw, describe=describe
+    )
     return outcome if broken is None else safe_plan(problem, broken)
 
 
@@ -333,13 +337,19 @@ def plan_checked(
 
 
 def _broken(
-    name: str, problem: Problem, schedule: Schedule, *, steps: int | None, tolerance_kw: float
+    name: str,
+    problem: Problem,
+    schedule: Schedule,
+    *,
+    steps: int | None,
+    tolerance_kw: float,
+    describe: Callable[[Violation], str] = str,
 ) -> str | None:
     """What guarantees the schedule breaks, in one sentence, or ``None``."""
     violations = check(problem, schedule, steps=steps, tolerance_kw=tolerance_kw)
     if not violations:
         return None
-    return f"planner {name!r} broke a guarantee: {'; '.join(str(v) for v in violations)}"
+    return f"planner {name!r} broke a guarantee: {'; '.join(describe(v) for v in violations)}"
 
 
 def _run(
