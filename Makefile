@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-planners clean
+.PHONY: run test lint typecheck docs pytest bench bench-planners clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,16 +16,22 @@ run: $(STAMP)
 	$(BIN)/v2ghub simulate
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
-	$(BIN)/pytest -q
+# The documentation site, built strictly (a broken reference fails), into a scratch folder.
+docs: $(STAMP)
+	site=$$(mktemp -d) && $(BIN)/mkdocs build --strict --quiet --site-dir "$$site"; \
+	status=$$?; rm -rf "$$site"; exit $$status
 
-test: lint typecheck pytest
+# Both cores: pytest-xdist.
+pytest: $(STAMP)
+	$(BIN)/pytest -q -n 2
+
+test: lint typecheck docs pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulator.py

@@ -15,10 +15,13 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import numpy.typing as npt
 
 from v2ghub import Problem, Scenario, Schedule, Twin
 from v2ghub.model import PeriodKind
 from v2ghub.planning.stepping import make_feasible
+
+FloatArray = npt.NDArray[np.float64]
 
 
 class ValleyFirst:
@@ -45,9 +48,11 @@ class ValleyFirst:
         return Schedule(power_kw=make_feasible(problem, power_kw), planner=self.name)
 
 
-def _spread(energy_kwh: np.ndarray, hours: np.ndarray) -> np.ndarray:
+def _spread(energy_kwh: FloatArray, hours: FloatArray) -> FloatArray:
     """Energy over hours as a power (kW); zero where there are no hours."""
-    return np.divide(energy_kwh, hours, out=np.zeros_like(energy_kwh), where=hours > 0)
+    power_kw = np.zeros_like(energy_kwh)
+    np.divide(energy_kwh, hours, out=power_kw, where=hours > 0)
+    return power_kw
 
 
 def main() -> None:

@@ -7,6 +7,8 @@ the :class:`TwinResult`. Every plan goes through one checked path (:func:`plan_s
 Sign convention everywhere: positive power charges the vehicle (import from the grid),
 negative power discharges it (vehicle-to-grid export). See :mod:`v2ghub.units`.
 
+Examples
+--------
 >>> import v2ghub
 >>> sorted(v2ghub.PLANNERS)[:3]
 ['fast', 'lp', 'mpc']

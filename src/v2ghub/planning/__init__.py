@@ -82,6 +82,8 @@ def make_planner(name: str, **options: Any) -> Planner:
 
     A misspelt name or option raises :class:`ValueError` naming what is known.
 
+    Examples
+    --------
     >>> from v2ghub.planning import make_planner
     >>> planner = make_planner("fast", peak_price_cny_per_kw=1)
     >>> planner.name, planner.capabilities.peak_price

@@ -111,6 +111,8 @@ def check(
     cover at least ``min(control_steps, horizon)`` steps and at most the horizon. At most
     one violation per kind is returned, the worst, with the number of cases.
 
+    Examples
+    --------
     >>> from v2ghub.planning import UncontrolledPlanner
     >>> from v2ghub.planning.check import check
     >>> from v2ghub.scenarios.examples import small_problem
@@ -283,6 +285,8 @@ def plan_safely(
     the planner took. ``describe`` words a violation for the reason (the live loop names
     stations and sites instead of row and site numbers).
 
+    Examples
+    --------
     >>> from v2ghub.planning.check import plan_safely
     >>> from v2ghub.scenarios.examples import small_problem
     >>> class Reckless:

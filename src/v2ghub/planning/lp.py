@@ -281,6 +281,8 @@ class LpPlanner:
         ``"ipm"`` (interior point, crossover off: fastest measured here), ``"simplex"``
         or ``"choose"``.
 
+    Notes
+    -----
     The regulation headroom term comes with the problem
     (``Problem.regulation_price_cny_per_kw_h``, ``Problem.regulation_commitment_kw``).
     """

@@ -238,6 +238,8 @@ def vehicle_models() -> tuple[VehicleModelData, ...]:
 def city_name(name: str) -> str:
     """A shipped city's name, matched without regard to case.
 
+    Examples
+    --------
     >>> city_name("shenzhen")
     'Shenzhen'
     """

@@ -20,6 +20,8 @@ def small_problem() -> Problem:
     price is peak (1.2 CNY/kWh) from 18:00 to 21:00, flat (0.7) before and valley (0.3)
     after; a discharged kWh earns 0.9 CNY at peak.
 
+    Examples
+    --------
     >>> problem = small_problem()
     >>> problem.n_vehicles, problem.grid.length, problem.dt_h
     (3, 8, 1.0)

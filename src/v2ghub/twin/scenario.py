@@ -52,6 +52,8 @@ class Scenario:
     Build one with :meth:`pilot_cities`, :meth:`from_toml` or :meth:`from_sessions`, and
     change it with :meth:`replace`; it is immutable.
 
+    Examples
+    --------
     >>> from v2ghub import Scenario
     >>> scenario = Scenario.pilot_cities(cities=["Shenzhen"], vehicles_per_city=200)
     >>> scenario.cities, scenario.vehicles_per_city, scenario.seed

@@ -52,14 +52,16 @@ class Twin:
         when the scenario names none and no market runs, or the events (scenario entries).
         The scenario's own ``[[demand_response]]`` events are always answered.
 
+    Examples
+    --------
     >>> from v2ghub import Scenario, Twin
     >>> scenario = Scenario.pilot_cities(cities=["Shenzhen"], vehicles_per_city=40)
     >>> result = Twin(scenario, planners=["uncontrolled", "tou"]).run()
     >>> result.planners, result.cities
     (('uncontrolled', 'tou'), ('Shenzhen',))
     >>> tou = result.metrics("Shenzhen", "tou")
-    >>> tou.sessions, tou.unmet_energy_kwh
-    (40, 0.0)
+    >>> tou.sessions, tou.fallbacks, tou.energy_discharged_kwh
+    (40, 0, 0.0)
     """
 
     def __init__(
