@@ -175,3 +175,21 @@ def test_the_custom_planner_example_runs() -> None:
         ["Kunming", "valley-first"],
     ]
     assert all(row.split()[-1] == "0" for row in rows[1:])  # no fallback
+
+
+def test_the_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Use it from Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "vehicles_per_city=500" in code
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(
+        compile(code.replace("vehicles_per_city=500", "vehicles_per_city=30"), "README", "exec"),
+        namespace,
+    )
+    assert (tmp_path / "my-run" / "summary.json").is_file()
+    assert (tmp_path / "my-run" / "report.html").is_file()
+    result = namespace["result"]
+    assert isinstance(result, TwinResult)
+    assert result.metrics("Kunming", "mpc").regulation_hours == 4
