@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,9 +72,9 @@ def test_price_levels_are_exact_and_few() -> None:
     assert series[44] == pytest.approx(1.38125)  # 11:00
 
 
-def _fleet(**overrides: object) -> Fleet:
+def _fleet(**overrides: Any) -> Fleet:
     n = 2
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "site_index": np.zeros(n, dtype=np.int64),
         "battery_kwh": np.full(n, 60.0),
         "soc_arrival": np.full(n, 0.5),
@@ -91,7 +92,7 @@ def _fleet(**overrides: object) -> Fleet:
         "session_ids": np.array(["a", "b"]),
     }
     values.update(overrides)
-    return Fleet(**values)  # type: ignore[arg-type]
+    return Fleet(**values)
 
 
 def test_fleet_derived_energies() -> None:

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
+from rich.text import JustifyMethod
 
 from v2ghub.model.fleet import ChargerKind
 from v2ghub.regulation.envelope import ENVELOPE_DURATIONS_H
@@ -436,7 +437,7 @@ def _mw(kw: float) -> str:
 def print_summary(console: Console, results: Sequence[RunSummary], planners: Sequence[str]) -> None:
     """The summary table in the terminal: one row per city and planner, then totals."""
     table = Table(title="v2ghub: one day per city and planner")
-    for column, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("city", "left"),
         ("planner", "left"),
         ("peak MW\nno EVs", "right"),
@@ -447,8 +448,9 @@ def print_summary(console: Console, results: Sequence[RunSummary], planners: Seq
         ("V2G\nMWh", "right"),
         ("unmet\nkWh", "right"),
         ("owners pay\nCNY", "right"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    )
+    for column, justify in columns:
+        table.add_column(column, justify=justify)
     for result in results:
         m = result.metrics
         first = m.planner == planners[0]
