@@ -22,9 +22,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
-from rich.text import JustifyMethod
 
 from v2ghub.model.fleet import ChargerKind
 from v2ghub.regulation.envelope import ENVELOPE_DURATIONS_H
