@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 
 from rich.console import Console
 
-from v2ghub import __version__
+from v2ghub import __version__, defaults
 from v2ghub.errors import InputError, PlanningError
 from v2ghub.live.commands import LIVE_COMMANDS, add_live_commands, run_live_command
 from v2ghub.planning import PLANNERS
@@ -29,7 +29,7 @@ from v2ghub.workflows import settle as settling
 from v2ghub.workflows.day_ahead_plan import DEFAULT_PLAN_PLANNER, PLAN_PLANNERS, plan_files
 from v2ghub.workflows.statement import statement_line
 
-DEFAULT_OUT = Path("v2ghub-out")
+DEFAULT_OUT = defaults.OUT_DIR
 
 
 def _positive_vehicles(text: str) -> int:
@@ -87,7 +87,7 @@ def _add_simulate_parser(commands: Commands) -> None:
     add("--sites", **FILE, help="site limits CSV for --sessions")
     add("--city", metavar="NAME", help="the city (tariff, load) of --sessions; e.g. Shenzhen")
     add("--vehicles", type=_positive_vehicles, metavar="N", help="synthetic vehicles per city")
-    add("--seed", type=int, help="random seed (default 2025)")
+    add("--seed", type=int, help=f"random seed (default {defaults.SEED})")
     add("--date", type=_day, help="the simulated day, YYYY-MM-DD")
     add(
         "--planners",

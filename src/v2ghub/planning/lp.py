@@ -100,9 +100,10 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from v2ghub.defaults import REGULATION_DURATION_H
 from v2ghub.errors import PlanningError
 from v2ghub.model.problem import PlannerCapabilities, Problem, Schedule
-from v2ghub.planning.reserve import MISSED_COMMITMENT_CNY_PER_KW_H, REGULATION_DURATION_H
+from v2ghub.planning.reserve import MISSED_COMMITMENT_CNY_PER_KW_H
 from v2ghub.planning.stepping import make_feasible
 
 FloatArray = npt.NDArray[np.float64]

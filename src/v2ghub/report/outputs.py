@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 from rich.console import Console, JustifyMethod
 from rich.table import Table
 
+from v2ghub.defaults import ENVELOPE_DURATIONS_H
 from v2ghub.model.fleet import ChargerKind
-from v2ghub.regulation.envelope import ENVELOPE_DURATIONS_H
 from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.settlement.money import energy_wh, fen_to_cny
 from v2ghub.sim.metrics import (

@@ -57,17 +57,18 @@ from pathlib import Path
 
 import numpy as np
 
+from v2ghub import defaults
 from v2ghub.errors import InputError
 from v2ghub.model.fleet import ChargerKind, Fleet
 from v2ghub.scenarios.csv_files import CsvRow, check_header, read_rows
 
-DEFAULT_SOC_MIN = 0.2
+DEFAULT_SOC_MIN = defaults.SOC_MIN
 """SoC floor for V2G discharge when ``soc_min`` is absent or blank."""
-DEFAULT_SOC_MAX = 1.0
+DEFAULT_SOC_MAX = defaults.SOC_MAX
 """SoC ceiling for charging when ``soc_max`` is absent or blank."""
-DEFAULT_CHARGE_EFFICIENCY = 0.92
+DEFAULT_CHARGE_EFFICIENCY = defaults.CHARGE_EFFICIENCY
 """Grid-to-battery efficiency when ``charge_efficiency`` is absent or blank (AC, 87-93 %)."""
-DEFAULT_DISCHARGE_EFFICIENCY = 0.92
+DEFAULT_DISCHARGE_EFFICIENCY = defaults.DISCHARGE_EFFICIENCY
 """Battery-to-grid efficiency when ``discharge_efficiency`` is absent or blank."""
 DEFAULT_CHARGER_KIND = ChargerKind.PUBLIC
 """Charger kind when ``charger_kind`` is absent or blank."""

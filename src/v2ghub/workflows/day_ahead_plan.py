@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from v2ghub import defaults
 from v2ghub.errors import InputError
 from v2ghub.files import atomic_text
 from v2ghub.model.problem import Planner
@@ -31,7 +32,7 @@ PLAN_PLANNERS = tuple(
 )
 """Planners of ``v2ghub plan``: the exact LP, the fast planner and the rule planners
 (``mpc`` and ``mpc-lp`` re-plan a running day; a day-ahead plan is a single solve)."""
-DEFAULT_PLAN_PLANNER = "lp"
+DEFAULT_PLAN_PLANNER = defaults.PLAN_PLANNER
 PEAK_PRICE_PLANNERS = ("lp", "fast")
 
 
