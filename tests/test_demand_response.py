@@ -113,7 +113,7 @@ def _allocate(
 # 50 - 0.25 h x 7 kW x 0.9 = 48.425 kWh, so it must charge at least
 # (48.425 - 47) / (0.25 x 0.9) = 6.333 kW; with 47.3 kWh, (1.125 / 0.225) = 5 kW: it
 # may pause 2 kW. Pausable 7 + 3 + 2 = 12 kW; dischargeable 5 kW.
-HAND = {
+HAND: dict[str, Any] = {
     "energy_kwh": [20.0, 20.0, 40.0, 47.3],
     "target_kwh": [40.0, 40.0, 30.0, 50.0],
     "max_discharge_kw": [0.0, 0.0, 5.0, 0.0],
@@ -137,7 +137,7 @@ PLANNED = [7.0, 3.0, 0.0, 7.0]
 def test_allocation_pauses_pro_rata_then_discharges_by_hand(
     reduction_kw: float, setpoints: list[float], paused: float, discharged: float
 ) -> None:
-    allocation = _allocate(PLANNED, reduction_kw, **HAND)  # type: ignore[arg-type]
+    allocation = _allocate(PLANNED, reduction_kw, **HAND)
     np.testing.assert_allclose(allocation.setpoint_kw, setpoints, atol=1e-9)
     assert allocation.requested_kw == reduction_kw
     assert allocation.paused_kw == pytest.approx(paused)
@@ -149,7 +149,7 @@ def test_allocation_holds_for_the_rest_of_the_event() -> None:
     # Four steps left: D (leaving in two) may only pause what it could for both, to reach
     # 50 kWh from 47.3 in 0.5 h: (50 - 47.3) / (0.5 x 0.9) = 6 kW, so 1 kW. A, B and C
     # have hours to spare (C may discharge 5 kW for an hour: 3.75 / 0.9 kWh stored).
-    allocation = _allocate(PLANNED, 30.0, hold_steps=4, **HAND)  # type: ignore[arg-type]
+    allocation = _allocate(PLANNED, 30.0, hold_steps=4, **HAND)
     np.testing.assert_allclose(allocation.setpoint_kw, [0.0, 0.0, -5.0, 6.0], atol=1e-9)
     assert allocation.achieved_kw == pytest.approx(16.0)
 

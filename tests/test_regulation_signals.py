@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -105,9 +106,11 @@ def test_dynamic_has_several_times_the_mileage_of_traditional(seed: int) -> None
 
 
 @pytest.mark.parametrize("kind", ["dynamic", "traditional"])
-def test_same_seed_same_signal_other_seed_other_signal(kind: str) -> None:
+def test_same_seed_same_signal_other_seed_other_signal(
+    kind: Literal["dynamic", "traditional"],
+) -> None:
     def make(seed: int) -> RegulationSignal:
-        return synthetic_signal(kind, duration_s=HOUR_S, seed=seed)  # type: ignore[arg-type]
+        return synthetic_signal(kind, duration_s=HOUR_S, seed=seed)
 
     np.testing.assert_array_equal(make(3).values, make(3).values)
     assert not np.allclose(make(3).values, make(4).values)
@@ -134,10 +137,10 @@ def test_length_step_and_start() -> None:
         ({"duration_s": 1.0}, re.escape("duration_s must be at least one step (2.0 s), got 1.0")),
     ],
 )
-def test_synthetic_signal_refuses_bad_arguments(kwargs: dict[str, object], message: str) -> None:
-    arguments: dict[str, object] = {"kind": "dynamic", "duration_s": HOUR_S, "seed": 0} | kwargs
+def test_synthetic_signal_refuses_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
+    arguments: dict[str, Any] = {"kind": "dynamic", "duration_s": HOUR_S, "seed": 0} | kwargs
     with pytest.raises(ValueError, match=message):
-        synthetic_signal(**arguments)  # type: ignore[arg-type]
+        synthetic_signal(**arguments)
 
 
 # --- the types ---------------------------------------------------------------------------
