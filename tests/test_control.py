@@ -240,26 +240,29 @@ def two_vehicles(import_limit_kw: float = 100.0) -> LiveProblem:
     return build_problem([session(1, PEAK), session(2, PEAK)], now=PEAK, settings=settings)
 
 
+BROKE = "planner 'fixed' broke a guarantee: "
+
+
 @pytest.mark.parametrize(
     ("planner", "reason"),
     [
         (Failing(), "planner 'boom' failed: RuntimeError: solver exploded"),
         (
             Fixed([50.0, 0.0]),
-            "planner 'fixed' asked st1/1 for 50.000 kW, above its charging limit 7 kW; "
+            BROKE + "asked st1/1 for 50.000 kW, above its charging limit 7 kW; "
             "planned 50.000 kW at site 'a', beyond its import limit 10 kW",
         ),
         (
             Fixed([0.0, -7.5]),
-            "planner 'fixed' asked st2/1 for -7.500 kW, beyond its discharging limit 7 kW; "
+            BROKE + "asked st2/1 for -7.500 kW, beyond its discharging limit 7 kW; "
             "planned -7.500 kW at site 'a', beyond its export limit 0 kW",
         ),
         (
             Fixed([7.0, 7.0]),
-            "planner 'fixed' planned 14.000 kW at site 'a', beyond its import limit 10 kW",
+            BROKE + "planned 14.000 kW at site 'a', beyond its import limit 10 kW",
         ),
-        (Fixed([math.nan, 0.0]), "planner 'fixed' returned non-finite power for st1/1"),
-        (Fixed([1.0]), "planner 'fixed' returned power of shape (1, 1), expected (2, >=1)"),
+        (Fixed([math.nan, 0.0]), BROKE + "returned non-finite power for st1/1"),
+        (Fixed([1.0]), BROKE + "returned power of shape (1, 1), expected (2, >=1)"),
     ],
 )
 def test_fallback_says_why(planner: Any, reason: str) -> None:

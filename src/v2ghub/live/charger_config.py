@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
+from v2ghub import defaults
 from v2ghub.live.charger_messages import AC_MAX_KW, Vehicle
 from v2ghub.store.records import OcppVersion
 
@@ -63,9 +64,9 @@ class FleetConfig:
     """Mean (exponential) time a station stays free between two vehicles."""
     arrival_soc: tuple[float, float] = (0.2, 0.6)
     target_soc: tuple[float, float] = (0.8, 0.95)
-    min_soc: float = 0.2
-    charge_efficiency: float = 0.92
-    discharge_efficiency: float = 0.92
+    min_soc: float = defaults.SOC_MIN
+    charge_efficiency: float = defaults.CHARGE_EFFICIENCY
+    discharge_efficiency: float = defaults.DISCHARGE_EFFICIENCY
     validate_messages: bool = True
     """Check every message against the OCPP JSON schemas (costs CPU at scale)."""
     response_timeout_s: float = 30.0

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from v2ghub.defaults import DATA_DIR, LIVE_CONTROL_INTERVAL_S
 from v2ghub.errors import InputError
 from v2ghub.live.chargers import (
     ChargerConfig,
@@ -31,12 +32,12 @@ from v2ghub.live.live_problem import ControlSettings, LiveSite, warm_up
 from v2ghub.live.security import generate_password, hash_password, is_loopback
 from v2ghub.live.server import CsmsServer, ServerSettings
 from v2ghub.planning import PLANNERS, make_planner
-from v2ghub.scenarios.catalog import pilot_cities
+from v2ghub.scenarios.catalog import city_name, pilot_cities
 from v2ghub.scenarios.config import GridShape, load_scenario
 from v2ghub.scenarios.sites_csv import load_sites_csv
 from v2ghub.store.repository import Store
 
-DEFAULT_DATA_DIR = Path("v2ghub-data")
+DEFAULT_DATA_DIR = DATA_DIR
 DEFAULT_PORT = 9000
 DEFAULT_CITY = "Shenzhen"
 LIVE_COMMANDS = ("serve", "station", "chargers", "site")
@@ -119,7 +120,10 @@ def add_live_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "limit); a site not listed imports within its chargers' limits and exports nothing",
     )
     serve.add_argument(
-        "--control-interval", type=float, default=60.0, help="seconds between plans (default 60)"
+        "--control-interval",
+        type=float,
+        default=LIVE_CONTROL_INTERVAL_S,
+        help=f"seconds between plans (default {LIVE_CONTROL_INTERVAL_S:g})",
     )
     serve.add_argument("--certfile", type=Path, help="TLS certificate chain (PEM)")
     serve.add_argument("--keyfile", type=Path, help="TLS private key (PEM)")
@@ -357,17 +361,6 @@ def _control_settings(args: argparse.Namespace, store: Store) -> ControlSettings
         unknown_site_export_limit_kw=0.0,
         grid_shape=grid_shape,
     )
-
-
-def city_name(name: str) -> str:
-    """A shipped city's name, matched without regard to case."""
-    known = {city.lower(): city for city in pilot_cities()}
-    try:
-        return known[name.lower()]
-    except KeyError:
-        raise InputError(
-            f"unknown city {name!r}; known: {', '.join(sorted(known.values()))}"
-        ) from None
 
 
 def _serve(args: argparse.Namespace, console: Console) -> int:

@@ -29,25 +29,19 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from v2ghub import defaults
 from v2ghub.model.problem import Planner, Problem, Schedule
 from v2ghub.model.time_grid import TimeGrid
 from v2ghub.planning.check import (
     Violation,
     ViolationKind,
-    check,
     plan_safely,
     planner_name,
     safe_plan,
 )
 from v2ghub.scenarios.catalog import CityData, pilot_cities
-from v2ghub.scenarios.config import DEFAULT_DEGRADATION_CNY_PER_KWH, GridShape
+from v2ghub.scenarios.config import GridShape
 from v2ghub.scenarios.load_shapes import grid_signals
-from v2ghub.scenarios.sessions_csv import (
-    DEFAULT_CHARGE_EFFICIENCY,
-    DEFAULT_DISCHARGE_EFFICIENCY,
-    DEFAULT_SOC_MAX,
-    DEFAULT_SOC_MIN,
-)
 from v2ghub.store.records import OcppVersion, PluggedSession
 from v2ghub.units import SECONDS_PER_HOUR
 
@@ -107,9 +101,9 @@ class ControlSettings:
     default_target_soc
         Target at departure when the owner gave none (the synthetic home target).
     default_min_soc, soc_max, charge_efficiency, discharge_efficiency
-        The sessions file's defaults (:mod:`v2ghub.scenarios.sessions_csv`).
+        A session's defaults (:mod:`v2ghub.defaults`), as a sessions file's.
     degradation_cny_per_kwh
-        Battery wear per kWh discharged, the scenarios' default.
+        Battery wear per kWh discharged, the scenarios' default (:mod:`v2ghub.defaults`).
     grid_shape, base_load_vehicles
         The synthetic base load and solar surplus of the twin
         (:func:`~v2ghub.scenarios.load_shapes.grid_signals`), scaled to
@@ -136,21 +130,21 @@ class ControlSettings:
     sites: tuple[LiveSite, ...]
     planner: str = "fast"
     planner_timeout_s: float = 4.0
-    control_interval_s: float = 60.0
+    control_interval_s: float = defaults.LIVE_CONTROL_INTERVAL_S
     step_minutes: int = 15
     horizon_hours: float = 24.0
     debounce_s: float = 0.5
     default_dwell_h: float = 8.0
     default_battery_kwh: float = 60.0
-    unknown_soc: float = DEFAULT_SOC_MIN
-    default_target_soc: float = 0.9
-    default_min_soc: float = DEFAULT_SOC_MIN
-    soc_max: float = DEFAULT_SOC_MAX
-    charge_efficiency: float = DEFAULT_CHARGE_EFFICIENCY
-    discharge_efficiency: float = DEFAULT_DISCHARGE_EFFICIENCY
+    unknown_soc: float = defaults.SOC_MIN
+    default_target_soc: float = defaults.TARGET_SOC
+    default_min_soc: float = defaults.SOC_MIN
+    soc_max: float = defaults.SOC_MAX
+    charge_efficiency: float = defaults.CHARGE_EFFICIENCY
+    discharge_efficiency: float = defaults.DISCHARGE_EFFICIENCY
     unknown_site_import_limit_kw: float = math.inf
     unknown_site_export_limit_kw: float = 0.0
-    degradation_cny_per_kwh: float = float(DEFAULT_DEGRADATION_CNY_PER_KWH)
+    degradation_cny_per_kwh: float = float(defaults.DEGRADATION_CNY_PER_KWH)
     grid_shape: GridShape = field(default_factory=GridShape)
     base_load_vehicles: int | None = None
     limit_tolerance_kw: float = 0.01
@@ -531,27 +525,24 @@ def plan(
         return safe_plan(
             problem, f"planner {name!r} is still running an earlier plan{FALLBACK_SUFFIX}"
         )
-    steps = None if any(key.scheduled for key in live.rows) else 1
     guarded = _Guarded(planner, busy)
-    in_time: list[Schedule | None] = []
+
+    def describe(violation: Violation) -> str:
+        # Called only for a schedule the planner returned in time, which it keeps.
+        returned = guarded.returned
+        return str(violation) if returned is None else describe_violation(live, returned, violation)
+
     schedule = plan_safely(
         guarded,
         problem,
-        steps=steps,
+        steps=None if any(key.scheduled for key in live.rows) else 1,
         timeout_s=timeout_s,
         tolerance_kw=tolerance_kw,
-        on_planned=lambda _seconds: in_time.append(guarded.returned),
+        describe=describe,
     )
     reason = schedule.fallback_reason
     if reason is None:
         return schedule
-    returned = in_time[0] if in_time else None
-    if returned is not None:
-        # The planner answered in time: its schedule broke a guarantee. Say where.
-        violations = check(problem, returned, steps=steps, tolerance_kw=tolerance_kw)
-        if violations:
-            described = "; ".join(describe_violation(live, returned, v) for v in violations)
-            reason = f"planner {name!r} {described}"
     return replace(schedule, fallback_reason=reason + FALLBACK_SUFFIX)
 
 

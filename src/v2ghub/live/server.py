@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from v2ghub.defaults import DATA_DIR
 from v2ghub.live.clock import Clock
 from v2ghub.live.control import ControlLoop, SetpointCommand
 from v2ghub.live.csms import StationConnection, answer_outcome, station_connection
@@ -193,7 +194,7 @@ class CsmsServer:
                 if self.settings.allow_profile_1_off_loopback:
                     self._tls = False
                 else:
-                    folder = self.settings.tls_folder or Path("v2ghub-data")
+                    folder = self.settings.tls_folder or DATA_DIR
                     certfile, keyfile = self_signed_certificate(folder, self.settings.host)
             if self._tls and certfile is not None and keyfile is not None:
                 ssl_context = server_tls_context(certfile, keyfile)

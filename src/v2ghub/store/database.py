@@ -17,9 +17,10 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from v2ghub.defaults import DATA_DIR
 from v2ghub.errors import InputError
 
-DEFAULT_DATA_DIR = Path("v2ghub-data")
+DEFAULT_DATA_DIR = DATA_DIR
 SQLITE_FILE_NAME = "v2ghub.sqlite3"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 """How long a SQLite writer waits for another writer's lock before it fails (ms)."""
