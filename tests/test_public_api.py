@@ -12,7 +12,16 @@ import numpy as np
 import pytest
 
 import v2ghub
-from v2ghub import InputError, Problem, Scenario, Schedule, Settlement, Twin, TwinResult
+from v2ghub import (
+    InputError,
+    PlanningError,
+    Problem,
+    Scenario,
+    Schedule,
+    Settlement,
+    Twin,
+    TwinResult,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = """
@@ -193,3 +202,26 @@ def test_the_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
     result = namespace["result"]
     assert isinstance(result, TwinResult)
     assert result.metrics("Kunming", "mpc").regulation_hours == 4
+
+
+def test_a_day_ahead_plan_takes_a_planner_object_and_refuses_a_broken_schedule(
+    tmp_path: Path,
+) -> None:
+    from v2ghub.planning import UncontrolledPlanner  # noqa: PLC0415
+    from v2ghub.workflows.day_ahead_plan import plan_files  # noqa: PLC0415
+
+    class Reckless:
+        name = "reckless"
+
+        def plan(self, problem: Problem) -> Schedule:
+            return Schedule(np.full((problem.n_vehicles, problem.grid.length), 500.0), "x")
+
+    sessions, prices = ROOT / "examples" / "sessions.csv", ROOT / "examples" / "prices.csv"
+    out = tmp_path / "schedule.csv"
+    with pytest.raises(PlanningError, match=r"^planner 'reckless' broke a guarantee: power while"):
+        plan_files(sessions=sessions, prices=prices, out=out, planner=Reckless())
+    assert not out.exists()
+    written = plan_files(sessions=sessions, prices=prices, out=out, planner=UncontrolledPlanner())
+    assert written.planner == "uncontrolled"
+    assert written.summary["sessions"] == 13
+    assert out.read_text(encoding="utf-8").startswith("session_id,start,power_kw\n")

@@ -73,11 +73,12 @@ def plan_files(
     out: Path,
     sites: Path | None = None,
     summary: Path | None = None,
-    planner: str = DEFAULT_PLAN_PLANNER,
+    planner: str | Planner = DEFAULT_PLAN_PLANNER,
     degradation_cny_per_kwh: str = "0.2",
     peak_price_cny_per_kw: str | None = None,
 ) -> DayAheadPlan:
-    """Read the files, plan every session with ``planner``, check the schedule against
+    """Read the files, plan every session with ``planner`` (a name of
+    :data:`PLAN_PLANNERS` or a planner object of one's own), check the schedule against
     the guarantees (a broken one raises :class:`~v2ghub.errors.PlanningError`, never is
     written), then write ``out`` (and ``summary``); both are replaced only together."""
     from v2ghub.report.schedule_files import (  # noqa: PLC0415 - writing only
@@ -86,7 +87,7 @@ def plan_files(
         write_summary,
     )
 
-    if planner not in PLAN_PLANNERS:
+    if isinstance(planner, str) and planner not in PLAN_PLANNERS:
         raise InputError(
             f"--planner: unknown planner {planner!r} (known: {', '.join(PLAN_PLANNERS)})"
         )
@@ -115,7 +116,9 @@ def plan_files(
         session_rows=read.rows,
     )
     chosen: Planner
-    if planner == "lp":
+    if not isinstance(planner, str):
+        chosen = planner
+    elif planner == "lp":
         check_prices_for_lp(problem, prices=series, prices_file=prices)
         chosen = LpPlanner(peak_price_cny_per_kw=peak_price)
     elif planner == "fast":
@@ -129,7 +132,7 @@ def plan_files(
         problem=problem,
         power_kw=schedule.power_kw,
         prices=series,
-        planner=planner,
+        planner=chosen.name,
         solve_seconds=solve_seconds,
         peak_price_cny_per_kw=peak_price,
     )
@@ -155,4 +158,4 @@ def plan_files(
         )
         if summary_file is not None:
             write_summary(summary_file, figures)
-    return DayAheadPlan(planner=planner, summary=figures)
+    return DayAheadPlan(planner=chosen.name, summary=figures)
