@@ -34,9 +34,10 @@ from v2ghub.scenarios.config import (
 )
 from v2ghub.sim.battery import step_batteries
 from v2ghub.sim.demand_response_service import DemandResponseService
-from v2ghub.sim.engine import SimulationRun, Simulator
+from v2ghub.sim.engine import Simulator
 from v2ghub.sim.metrics import evaluate
 from v2ghub.sim.regulation_service import RegulationFollower, RegulationOffer
+from v2ghub.sim.run_state import SimulationRun
 
 from .strategies import START, cases
 from .test_scenarios import test_bad_scenario_files_name_file_and_field as refused

@@ -40,7 +40,7 @@ from v2ghub.settlement.market import (
     clear,
     commitment_amounts,
 )
-from v2ghub.sim.engine import SimulationRun
+from v2ghub.sim.run_state import SimulationRun
 from v2ghub.units import KW_PER_MW
 
 HOUR = timedelta(hours=1)

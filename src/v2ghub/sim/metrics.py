@@ -22,7 +22,7 @@ from v2ghub.regulation.envelope import EnvelopeHour
 from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.settlement.money import bills_fen, energy_wh, fen_to_cny, round_fen
 from v2ghub.sim.demand_response_service import EventResult
-from v2ghub.sim.engine import SimulationRun
+from v2ghub.sim.run_state import SimulationRun
 
 if TYPE_CHECKING:
     from v2ghub.sim.market_day import MarketOutcome
