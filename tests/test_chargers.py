@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ocpp.exceptions import FormatViolationError
 from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
 from ocpp.routing import on
 from ocpp.v21 import call as call21
@@ -35,7 +36,12 @@ from websockets.typing import Subprotocol
 
 from v2ghub.live.charger_fleet import BatteryBank
 from v2ghub.live.charger_messages import (
+    AC_PHASES,
+    AC_VOLTAGE_V,
+    CallAnswer,
+    ProfileCriteria,
     ProfileRefusedError,
+    ScheduleRates,
     parse_profile,
     period_command_kw,
     timestamp,
@@ -50,6 +56,7 @@ from v2ghub.live.chargers import (
 from v2ghub.live.clock import ScaledClock
 from v2ghub.live.ocpp_adapter import ChargePoint21, ChargePoint201
 from v2ghub.store.records import OcppVersion
+from v2ghub.units import current_to_kw, kw_to_current
 
 SPEED = 600.0
 START = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
@@ -606,6 +613,84 @@ def test_profile_parsing_converts_amps_and_refuses_what_it_cannot_do() -> None:
         parse(profile({"operation_mode": "CentralSetpoint", "setpoint": -1.0}), can_discharge=False)
     with pytest.raises(ProfileRefusedError, match="UnsupportedPurpose"):
         parse(profile({"limit": 1.0}, purpose="PriorityCharging"))
+
+
+def amp_profile(**period: object) -> dict[str, object]:
+    """A 16 A TxProfile (Relative, one period), as ``ocpp`` hands it (snake_case)."""
+    return {
+        "id": 7,
+        "stack_level": 1,
+        "charging_profile_purpose": "TxProfile",
+        "charging_profile_kind": "Relative",
+        "charging_schedule": [
+            {
+                "id": 1,
+                "charging_rate_unit": "A",
+                "charging_schedule_period": [{"start_period": 0, "limit": 16, **period}],
+            }
+        ],
+    }
+
+
+def test_a_profile_is_read_into_a_typed_record_and_a_wrong_field_is_named() -> None:
+    profile = parse_profile(
+        amp_profile(), received_at=START, version=OcppVersion.V21, can_discharge=True
+    )
+    assert (profile.profile_id, profile.stack_level, profile.rate_unit) == (7, 1, "A")
+    assert profile.periods[0].limit_kw == pytest.approx(16 * 230 * 3 / 1000)
+    with pytest.raises(FormatViolationError, match=r"chargingSchedulePeriod\[0\]\.limit"):
+        parse_profile(
+            amp_profile(limit="16"), received_at=START, version=OcppVersion.V21, can_discharge=True
+        )
+    with pytest.raises(FormatViolationError, match=r"chargingProfile\.chargingProfilePurpose"):
+        parse_profile(
+            {**amp_profile(), "charging_profile_purpose": None},
+            received_at=START,
+            version=OcppVersion.V21,
+            can_discharge=True,
+        )
+
+
+def test_a_schedule_update_is_in_the_profiles_unit_and_criteria_match() -> None:
+    profile = parse_profile(
+        amp_profile(), received_at=START, version=OcppVersion.V21, can_discharge=True
+    )
+    update = ScheduleRates.from_payload(
+        {"setpoint": -10, "discharge_limit": 10},
+        rate_unit=profile.rate_unit,
+        phases=None,
+        field="scheduleUpdate",
+    )
+    assert update.demands_discharge
+    (period,) = profile.updated(update).periods
+    assert period.limit_kw == pytest.approx(11.04)
+    assert period.setpoint_kw == pytest.approx(-6.9)
+    assert period.discharge_limit_kw == pytest.approx(-6.9)
+    assert ProfileCriteria.from_payload(None).matches(profile)
+    assert ProfileCriteria.from_payload({"stack_level": 1}).matches(profile)
+    assert not ProfileCriteria.from_payload(
+        {"charging_profile_purpose": "TxDefaultProfile"}
+    ).matches(profile)
+
+
+def test_answers_are_read_into_call_answers() -> None:
+    boot = call_result21.BootNotification(current_time="x", interval=30, status="Pending")
+    assert CallAnswer.from_result(boot) == CallAnswer(status="Pending", interval_s=30.0)
+    event = call_result201.TransactionEvent(id_token_info={"status": "Blocked"})
+    assert CallAnswer.from_result(event) == CallAnswer(status="Blocked", interval_s=None)
+    heartbeat = call_result21.Heartbeat(current_time="x")
+    assert CallAnswer.from_result(heartbeat) == CallAnswer(status=None, interval_s=None)
+    with pytest.raises(FormatViolationError, match=r"idTokenInfo\.status"):
+        CallAnswer.from_result(call_result21.Authorize(id_token_info={"status": 1}))
+
+
+@given(current_a=st.floats(0, 1000), phases=st.sampled_from([1, 2, 3]))
+def test_current_and_power_convert_both_ways(current_a: float, phases: int) -> None:
+    power_kw = current_to_kw(current_a, voltage_v=AC_VOLTAGE_V, phases=phases)
+    assert kw_to_current(power_kw, voltage_v=AC_VOLTAGE_V, phases=phases) == pytest.approx(
+        current_a, abs=1e-9
+    )
+    assert current_to_kw(16, voltage_v=AC_VOLTAGE_V, phases=AC_PHASES) == pytest.approx(11.04)
 
 
 @settings(max_examples=200, deadline=None)

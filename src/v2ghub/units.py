@@ -79,3 +79,9 @@ def percent_to_fraction(percent: float) -> float:
 def fraction_to_percent(fraction: float) -> float:
     """A fraction (0-1) as a percentage (0-100)."""
     return fraction * PERCENT_PER_FRACTION
+
+
+def kw_to_current(power_kw: float, *, voltage_v: float, phases: int = 1) -> float:
+    """The current of a power, the inverse of :func:`current_to_kw`:
+    ``A = kW * 1000 / (V * phases)``."""
+    return kw_to_w(power_kw) / (voltage_v * phases)

@@ -1,9 +1,13 @@
 """What a simulated charging station says and understands: OCPP payloads and charging
 profiles, pure functions with no I/O.
 
-Payloads are plain ``dict`` objects with snake_case keys, the form the ``ocpp`` package's
-call dataclasses take (it turns them into camelCase and validates them against the
-official JSON schemas). Units on the wire are OCPP's: W, Wh, A, V, percent.
+Requests are built as plain ``dict`` objects with snake_case keys (:data:`Request`), the
+form the ``ocpp`` package's call dataclasses take (it turns them into camelCase and
+validates them against the official JSON schemas). What the CSMS sends (charging profiles,
+schedule updates, clearing criteria, the answers to our requests) is read at once into
+typed records (:func:`parse_profile`, :class:`ScheduleRates`, :class:`ProfileCriteria`,
+:class:`CallAnswer`); a field of the wrong type is an OCPP ``FormatViolation`` naming it.
+Units on the wire are OCPP's: W, Wh, A, V, percent; in the records kW and SoC 0-1.
 
 Metering choices (valid in both OCPP 2.0.1 and 2.1):
 
@@ -23,15 +27,39 @@ in ``dcChargingParameters`` as the schema defines.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TypeAlias
 
+from v2ghub.live.ocpp_payloads import (
+    Payload,
+    number,
+    obj,
+    parse_time,
+    required_number,
+    required_objects,
+    required_text,
+    text,
+)
 from v2ghub.store.records import OcppVersion
-from v2ghub.units import kw_to_w, kwh_to_wh, w_to_kw
+from v2ghub.units import (
+    current_to_kw,
+    fraction_to_percent,
+    kw_to_current,
+    kw_to_w,
+    kwh_to_wh,
+    w_to_kw,
+)
 
-Payload = dict[str, Any]
+JsonValue: TypeAlias = (
+    str | int | float | bool | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
+)
+"""A JSON value of a request (snake_case keys: the ``ocpp`` package camelCases them)."""
+Request: TypeAlias = dict[str, JsonValue]
+"""A request's payload: the keywords of the ``ocpp`` call dataclass of its action."""
 
 VENDOR_ID = "v2ghub"
 AC_VOLTAGE_V = 230.0
@@ -42,7 +70,6 @@ DC_VOLTAGE_V = 400.0
 AC_MIN_CURRENT_A = 6
 AC_MAX_KW = 22.0
 """A station of at most this power is AC; above it, DC."""
-PERCENT = 100.0
 
 # Operation modes a simulated station follows; the others are refused with a reason.
 MODE_CHARGING_ONLY = "ChargingOnly"
@@ -80,7 +107,7 @@ class Vehicle:
 # ---------------------------------------------------------------- station -> CSMS
 
 
-def boot_notification(*, station_id: str, first: bool) -> Payload:
+def boot_notification(*, station_id: str, first: bool) -> Request:
     """BootNotification: reason PowerUp at start, Unknown after a lost connection."""
     return {
         "charging_station": {
@@ -93,7 +120,7 @@ def boot_notification(*, station_id: str, first: bool) -> Payload:
     }
 
 
-def status_notification(*, at: datetime, occupied: bool) -> Payload:
+def status_notification(*, at: datetime, occupied: bool) -> Request:
     """StatusNotification of the station's one EVSE and connector."""
     return {
         "timestamp": timestamp(at),
@@ -111,22 +138,22 @@ def meter_value(
     power_kw: float,
     soc: float | None,
     context: str,
-) -> Payload:
+) -> Request:
     """One MeterValue with the registers, the power split into import/export, and SoC."""
-    sampled: list[Payload] = [
+    sampled: list[Request] = [
         _sample(math.floor(import_wh), "Energy.Active.Import.Register", context, "Wh"),
         _sample(math.floor(export_wh), "Energy.Active.Export.Register", context, "Wh"),
         _sample(round(kw_to_w(max(power_kw, 0.0)), 1), "Power.Active.Import", context, "W"),
         _sample(round(kw_to_w(max(-power_kw, 0.0)), 1), "Power.Active.Export", context, "W"),
     ]
     if soc is not None:
-        soc_sample = _sample(round(soc * PERCENT, 1), "SoC", context, "Percent")
+        soc_sample = _sample(round(fraction_to_percent(soc), 1), "SoC", context, "Percent")
         soc_sample["location"] = "EV"
         sampled.append(soc_sample)
     return {"timestamp": timestamp(at), "sampled_value": sampled}
 
 
-def _sample(value: float, measurand: str, context: str, unit: str) -> Payload:
+def _sample(value: float, measurand: str, context: str, unit: str) -> Request:
     return {
         "value": value,
         "measurand": measurand,
@@ -143,15 +170,15 @@ def transaction_event(
     transaction_id: str,
     trigger_reason: str,
     charging_state: str,
-    meter: Payload,
+    meter: Request,
     id_token: str | None = None,
     stopped_reason: str | None = None,
-) -> Payload:
+) -> Request:
     """TransactionEvent (Started, Updated or Ended) of EVSE 1 with one meter value."""
-    info: Payload = {"transaction_id": transaction_id, "charging_state": charging_state}
+    info: Request = {"transaction_id": transaction_id, "charging_state": charging_state}
     if stopped_reason is not None:
         info["stopped_reason"] = stopped_reason
-    payload: Payload = {
+    payload: Request = {
         "event_type": event_type,
         "timestamp": timestamp(at),
         "trigger_reason": trigger_reason,
@@ -168,7 +195,7 @@ def transaction_event(
 
 def charging_needs(
     *, vehicle: Vehicle, energy_kwh: float, version: OcppVersion, dc: bool
-) -> Payload:
+) -> Request:
     """NotifyEVChargingNeeds for a vehicle holding ``energy_kwh`` now.
 
     On 2.1: ``requestedEnergyTransfer`` AC_BPT/DC_BPT when the vehicle may discharge (else
@@ -186,14 +213,14 @@ def charging_needs(
     energy_wh = kwh_to_wh(energy_kwh)
     target_wh = vehicle.target_soc * capacity_wh - energy_wh
     energy_amount_wh = max(round(target_wh), 0)
-    soc_percent = round(energy_kwh / vehicle.battery_kwh * PERCENT)
+    soc_percent = round(fraction_to_percent(energy_kwh / vehicle.battery_kwh))
     max_charge_w = kw_to_w(vehicle.max_charge_kw)
     bidirectional = version is OcppVersion.V21 and vehicle.max_discharge_kw > 0
-    needs: Payload = {"departure_time": timestamp(vehicle.departure_at)}
+    needs: Request = {"departure_time": timestamp(vehicle.departure_at)}
     if dc:
         needs["requested_energy_transfer"] = "DC_BPT" if bidirectional else "DC"
         needs["dc_charging_parameters"] = {
-            "ev_max_current": round(max_charge_w / DC_VOLTAGE_V),
+            "ev_max_current": round(kw_to_current(vehicle.max_charge_kw, voltage_v=DC_VOLTAGE_V)),
             "ev_max_voltage": round(DC_VOLTAGE_V * 1.25),
             "ev_max_power": round(max_charge_w),
             "ev_energy_capacity": round(capacity_wh),
@@ -206,7 +233,10 @@ def charging_needs(
             "energy_amount": energy_amount_wh,
             "ev_min_current": AC_MIN_CURRENT_A,
             "ev_max_current": max(
-                round(max_charge_w / (AC_VOLTAGE_V * AC_PHASES)), AC_MIN_CURRENT_A
+                round(
+                    kw_to_current(vehicle.max_charge_kw, voltage_v=AC_VOLTAGE_V, phases=AC_PHASES)
+                ),
+                AC_MIN_CURRENT_A,
             ),
             "ev_max_voltage": round(AC_VOLTAGE_V),
         }
@@ -233,7 +263,7 @@ def charging_needs(
             # The V2X cycling window is the owner's whole window [min_soc, full].
             "ev_min_v2x_energy_request": round(vehicle.min_soc * capacity_wh - energy_wh, 1),
             "ev_max_v2x_energy_request": round(capacity_wh - energy_wh, 1),
-            "target_soc": round(vehicle.target_soc * PERCENT),
+            "target_soc": round(fraction_to_percent(vehicle.target_soc)),
         }
     return {"evse_id": 1, "charging_needs": needs}
 
@@ -248,6 +278,42 @@ class ProfileRefusedError(ValueError):
         super().__init__(f"{reason_code}: {detail}")
         self.reason_code = reason_code
         self.detail = detail
+
+
+@dataclass(frozen=True)
+class ScheduleRates:
+    """What a schedule period or an UpdateDynamicSchedule asks, in kW with the project's sign
+    (``None``: not given)."""
+
+    limit_kw: float | None
+    setpoint_kw: float | None
+    discharge_limit_kw: float | None
+    """<= 0: the most the vehicle may discharge (2.1 sends it negative)."""
+
+    @classmethod
+    def from_payload(
+        cls, raw: Payload, *, rate_unit: str, phases: int | None, field: str
+    ) -> ScheduleRates:
+        """``limit``, ``setpoint`` and ``dischargeLimit`` of ``raw``, given in ``rate_unit``
+        (W, or A: see :func:`rate_to_kw`); ``field`` names ``raw`` in an error."""
+
+        def kw(key: str, name: str) -> float | None:
+            value = number(raw, key, field=f"{field}.{name}")
+            return None if value is None else rate_to_kw(value, unit=rate_unit, phases=phases)
+
+        discharge_kw = kw("discharge_limit", "dischargeLimit")
+        return cls(
+            limit_kw=kw("limit", "limit"),
+            setpoint_kw=kw("setpoint", "setpoint"),
+            discharge_limit_kw=None if discharge_kw is None else -abs(discharge_kw),
+        )
+
+    @property
+    def demands_discharge(self) -> bool:
+        """A negative setpoint or limit demands discharge; a dischargeLimit only permits."""
+        return (self.setpoint_kw is not None and self.setpoint_kw < 0) or (
+            self.limit_kw is not None and self.limit_kw < 0
+        )
 
 
 @dataclass(frozen=True)
@@ -276,6 +342,8 @@ class ChargingProfile:
     """Where ``start_s`` offsets count from; ``None``: from when the profile was received."""
     duration_s: float | None
     periods: tuple[SchedulePeriod, ...]
+    rate_unit: str
+    """``W`` or ``A``: the unit of its schedule, and of an UpdateDynamicSchedule of it."""
 
     def period_at(self, at: datetime) -> SchedulePeriod | None:
         """The period in force at ``at``, or ``None`` before the start or after the end."""
@@ -292,105 +360,175 @@ class ChargingProfile:
                 current = period
         return current
 
-    def updated(
-        self,
-        *,
-        limit_kw: float | None,
-        setpoint_kw: float | None,
-        discharge_limit_kw: float | None,
-    ) -> ChargingProfile:
-        """The profile after an UpdateDynamicSchedule: given fields replace the first period's."""
+    def updated(self, update: ScheduleRates) -> ChargingProfile:
+        """The profile after an UpdateDynamicSchedule: given rates replace the first period's."""
         first = self.periods[0]
         first = replace(
             first,
-            limit_kw=first.limit_kw if limit_kw is None else limit_kw,
-            setpoint_kw=first.setpoint_kw if setpoint_kw is None else setpoint_kw,
+            limit_kw=first.limit_kw if update.limit_kw is None else update.limit_kw,
+            setpoint_kw=first.setpoint_kw if update.setpoint_kw is None else update.setpoint_kw,
             discharge_limit_kw=(
-                first.discharge_limit_kw if discharge_limit_kw is None else discharge_limit_kw
+                first.discharge_limit_kw
+                if update.discharge_limit_kw is None
+                else update.discharge_limit_kw
             ),
         )
         return replace(self, periods=(first, *self.periods[1:]))
 
 
 def parse_profile(
-    profile: Payload, *, received_at: datetime, version: OcppVersion, can_discharge: bool
+    raw: object, *, received_at: datetime, version: OcppVersion, can_discharge: bool
 ) -> ChargingProfile:
-    """The profile of a SetChargingProfile request (snake_case keys, as ``ocpp`` hands them).
+    """The ``chargingProfile`` of a SetChargingProfile request (snake_case keys, as ``ocpp``
+    hands them), read into a :class:`ChargingProfile`.
 
     Refuses (``ProfileRefusedError``) what the station cannot do: an unsupported purpose or
     operation mode, or a demand to discharge (a negative setpoint or limit) on a station
-    that cannot discharge. Limits in A become W with
-    ``W = A * 230 V * phases`` (AC, 3 phases unless ``numberPhases`` says otherwise).
+    that cannot discharge. Limits in A become kW with :func:`rate_to_kw`. A field of the
+    wrong type is an OCPP ``FormatViolation`` naming it.
     """
-    purpose = str(profile["charging_profile_purpose"])
+    profile = obj(raw, "chargingProfile")
+    purpose = required_text(
+        profile, "charging_profile_purpose", field="chargingProfile.chargingProfilePurpose"
+    )
     if purpose not in SUPPORTED_PURPOSES:
         raise ProfileRefusedError("UnsupportedPurpose", f"purpose {purpose} is not supported")
-    schedules = profile["charging_schedule"]
-    schedule = schedules[0]
-    unit = str(schedule["charging_rate_unit"])
-    periods = tuple(
-        _parse_period(p, unit=unit, version=version, can_discharge=can_discharge)
-        for p in sorted(schedule["charging_schedule_period"], key=lambda p: p["start_period"])
+    schedule = required_objects(
+        profile.get("charging_schedule"), "chargingProfile.chargingSchedule"
+    )[0]
+    unit = required_text(schedule, "charging_rate_unit", field="chargingSchedule.chargingRateUnit")
+    raw_periods = required_objects(
+        schedule.get("charging_schedule_period"), "chargingSchedule.chargingSchedulePeriod"
     )
-    kind = str(profile["charging_profile_kind"])
+    periods = sorted(
+        (
+            _parse_period(
+                period,
+                field=f"chargingSchedulePeriod[{i}]",
+                unit=unit,
+                version=version,
+                can_discharge=can_discharge,
+            )
+            for i, period in enumerate(raw_periods)
+        ),
+        key=lambda period: period.start_s,
+    )
+    kind = required_text(
+        profile, "charging_profile_kind", field="chargingProfile.chargingProfileKind"
+    )
+    start = schedule.get("start_schedule")
     start_at: datetime | None
-    if kind == "Absolute" and "start_schedule" in schedule:
-        start_at = datetime.fromisoformat(str(schedule["start_schedule"]))
+    if kind == "Absolute" and start is not None:
+        start_at = parse_time(start, "chargingSchedule.startSchedule")
     elif kind == "Dynamic" and len(periods) == 1:
         start_at = None
     elif kind in ("Absolute", "Relative", "Dynamic"):
         start_at = received_at
     else:
         raise ProfileRefusedError("UnsupportedKind", f"chargingProfileKind {kind} is not supported")
-    duration = schedule.get("duration")
     return ChargingProfile(
-        profile_id=int(profile["id"]),
+        profile_id=int(required_number(profile, "id", field="chargingProfile.id")),
         purpose=purpose,
-        stack_level=int(profile["stack_level"]),
-        transaction_id=profile.get("transaction_id"),
+        stack_level=int(
+            required_number(profile, "stack_level", field="chargingProfile.stackLevel")
+        ),
+        transaction_id=text(profile, "transaction_id", field="chargingProfile.transactionId"),
         start_at=start_at,
-        duration_s=None if duration is None else float(duration),
-        periods=periods,
+        duration_s=number(schedule, "duration", field="chargingSchedule.duration"),
+        periods=tuple(periods),
+        rate_unit=unit,
     )
 
 
 def rate_to_kw(value: float, *, unit: str, phases: int | None, dc: bool = False) -> float:
-    """A rate in the schedule's unit (W or A) as kW."""
-    if unit == "A":
-        volts = DC_VOLTAGE_V if dc else AC_VOLTAGE_V * (AC_PHASES if phases is None else phases)
-        return w_to_kw(value * volts)
-    return w_to_kw(value)
+    """A rate in the schedule's unit (W or A) as kW: a current at :data:`DC_VOLTAGE_V` (DC),
+    or at :data:`AC_VOLTAGE_V` per phase on ``phases`` (AC, :data:`AC_PHASES` when
+    ``None``)."""
+    if unit != "A":
+        return w_to_kw(value)
+    if dc:
+        return current_to_kw(value, voltage_v=DC_VOLTAGE_V)
+    return current_to_kw(
+        value, voltage_v=AC_VOLTAGE_V, phases=AC_PHASES if phases is None else phases
+    )
 
 
 def _parse_period(
-    period: Payload, *, unit: str, version: OcppVersion, can_discharge: bool
+    period: Payload, *, field: str, unit: str, version: OcppVersion, can_discharge: bool
 ) -> SchedulePeriod:
-    phases = period.get("number_phases")
-
-    def kw(key: str) -> float | None:
-        value = period.get(key)
-        return None if value is None else rate_to_kw(float(value), unit=unit, phases=phases)
-
-    mode = period.get("operation_mode")
+    phases = number(period, "number_phases", field=f"{field}.numberPhases")
+    mode = text(period, "operation_mode", field=f"{field}.operationMode")
     if mode is not None and mode not in SUPPORTED_MODES:
         raise ProfileRefusedError("UnsupportedMode", f"operationMode {mode} is not supported")
-    limit_kw, setpoint_kw, discharge_kw = kw("limit"), kw("setpoint"), kw("discharge_limit")
-    # A dischargeLimit only permits; a negative setpoint or limit demands discharge.
-    wants_discharge = (setpoint_kw is not None and setpoint_kw < 0) or (
-        limit_kw is not None and limit_kw < 0
+    rates = ScheduleRates.from_payload(
+        period, rate_unit=unit, phases=None if phases is None else int(phases), field=field
     )
-    if wants_discharge and not can_discharge:
+    if rates.demands_discharge and not can_discharge:
         reason = "V2XNotSupported" if version is OcppVersion.V21 else "NegativeLimit"
         raise ProfileRefusedError(reason, "this station cannot discharge")
-    if mode == MODE_CENTRAL_SETPOINT and setpoint_kw is None:
+    if mode == MODE_CENTRAL_SETPOINT and rates.setpoint_kw is None:
         raise ProfileRefusedError("MissingSetpoint", "CentralSetpoint needs a setpoint")
     return SchedulePeriod(
-        start_s=float(period["start_period"]),
+        start_s=required_number(period, "start_period", field=f"{field}.startPeriod"),
         mode=mode,
-        limit_kw=limit_kw,
-        setpoint_kw=setpoint_kw,
-        discharge_limit_kw=None if discharge_kw is None else -abs(discharge_kw),
+        limit_kw=rates.limit_kw,
+        setpoint_kw=rates.setpoint_kw,
+        discharge_limit_kw=rates.discharge_limit_kw,
     )
+
+
+@dataclass(frozen=True)
+class ProfileCriteria:
+    """ClearChargingProfile's ``chargingProfileCriteria``: what a profile must match
+    (``None``: anything)."""
+
+    purpose: str | None
+    stack_level: int | None
+
+    @classmethod
+    def from_payload(cls, raw: object) -> ProfileCriteria:
+        """Read the criteria (``None``: none given, every profile matches)."""
+        criteria = obj(raw, "chargingProfileCriteria")
+        stack_level = number(criteria, "stack_level", field="chargingProfileCriteria.stackLevel")
+        return cls(
+            purpose=text(
+                criteria,
+                "charging_profile_purpose",
+                field="chargingProfileCriteria.chargingProfilePurpose",
+            ),
+            stack_level=None if stack_level is None else int(stack_level),
+        )
+
+    def matches(self, profile: ChargingProfile) -> bool:
+        """Whether ``profile`` has the purpose and stack level asked for."""
+        return self.purpose in (None, profile.purpose) and self.stack_level in (
+            None,
+            profile.stack_level,
+        )
+
+
+@dataclass(frozen=True)
+class CallAnswer:
+    """What the CSMS answered to one of the station's requests: the parts a station uses."""
+
+    status: str | None
+    """``status``, else ``idTokenInfo.status`` (TransactionEvent, Authorize); ``None``: neither."""
+    interval_s: float | None
+    """BootNotification's heartbeat (or retry) interval, s."""
+
+    @classmethod
+    def from_result(cls, result: object) -> CallAnswer:
+        """Read the ``ocpp`` package's ``call_result`` dataclass of an answer."""
+        fields: Payload = (
+            {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+            if dataclasses.is_dataclass(result)
+            else {}
+        )
+        status = text(fields, "status")
+        if status is None:
+            info = obj(fields.get("id_token_info"), "idTokenInfo")
+            status = text(info, "status", field="idTokenInfo.status")
+        return cls(status=status, interval_s=number(fields, "interval"))
 
 
 def period_command_kw(period: SchedulePeriod) -> tuple[float, bool]:

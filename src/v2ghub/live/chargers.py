@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import ModuleType
-from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -54,9 +53,12 @@ from v2ghub.live.charger_config import (
 )
 from v2ghub.live.charger_fleet import BatteryBank
 from v2ghub.live.charger_messages import (
+    CallAnswer,
     ChargingProfile,
-    Payload,
+    ProfileCriteria,
     ProfileRefusedError,
+    Request,
+    ScheduleRates,
     Vehicle,
     boot_notification,
     charging_needs,
@@ -64,7 +66,6 @@ from v2ghub.live.charger_messages import (
     meter_value,
     parse_profile,
     period_command_kw,
-    rate_to_kw,
     seconds_between,
     status_notification,
     transaction_event,
@@ -78,6 +79,7 @@ from v2ghub.live.ocpp_adapter import (
     handles,
     send_frame,
 )
+from v2ghub.live.ocpp_payloads import obj
 from v2ghub.scenarios.catalog import vehicle_models
 from v2ghub.store.records import OcppVersion
 from v2ghub.units import SECONDS_PER_HOUR
@@ -104,7 +106,7 @@ MAX_METER_PHASES = 100
 @dataclass
 class _Outgoing:
     action: str
-    payload: Payload
+    payload: Request
     offline: bool
 
 
@@ -139,7 +141,6 @@ class _Station:
         self.visits = 0
         self.ended = 0
         self.profiles: dict[int, ChargingProfile] = {}
-        self.profile_units: dict[int, str] = {}
         self.heartbeat_interval_s = DEFAULT_HEARTBEAT_S
         self.serving = False
 
@@ -227,7 +228,7 @@ class _Station:
         self.vehicle = None
         self.transaction_id = None
         for profile_id in [k for k, p in self.profiles.items() if p.purpose == "TxProfile"]:
-            self._forget(profile_id)
+            self.profiles.pop(profile_id, None)
         self.enqueue("StatusNotification", status_notification(at=now, occupied=False))
         self.schedule_next(now, first=False)
 
@@ -278,7 +279,7 @@ class _Station:
         self.seq_no += 1
         self.enqueue("TransactionEvent", payload)
 
-    def enqueue(self, action: str, payload: Payload) -> None:
+    def enqueue(self, action: str, payload: Request) -> None:
         """Queue a message; a status change made offline is not kept (boot sends the state)."""
         if action == "StatusNotification" and not self.online:
             return
@@ -287,8 +288,8 @@ class _Station:
 
     # -- charging profiles (called from the CSMS's requests) --
 
-    def set_profile(self, evse_id: int, profile: Payload) -> tuple[str, str | None]:
-        """Store a SetChargingProfile; (status, reasonCode)."""
+    def set_profile(self, evse_id: int, profile: object) -> tuple[str, str | None]:
+        """Store a SetChargingProfile's ``chargingProfile``; (status, reasonCode)."""
         now = self.fleet.clock.now()
         if evse_id not in (0, 1):
             return "Rejected", "UnknownEvse"
@@ -309,61 +310,43 @@ class _Station:
             return "Rejected", "TxNotFound"
         self.fleet.advance(now)
         self.profiles[parsed.profile_id] = parsed
-        self.profile_units[parsed.profile_id] = str(
-            profile["charging_schedule"][0]["charging_rate_unit"]
-        )
         self.apply_profiles(now)
         return "Accepted", None
 
-    def update_profile(self, profile_id: int, update: Payload) -> tuple[str, str | None]:
-        """Apply an UpdateDynamicSchedule; (status, reasonCode)."""
+    def update_profile(self, profile_id: int, update: object) -> tuple[str, str | None]:
+        """Apply an UpdateDynamicSchedule's ``scheduleUpdate``; (status, reasonCode)."""
         profile = self.profiles.get(profile_id)
         if profile is None:
             return "Rejected", "UnknownProfile"
-        unit = self.profile_units[profile_id]
-
-        def kw(key: str) -> float | None:
-            value = update.get(key)
-            return None if value is None else rate_to_kw(float(value), unit=unit, phases=None)
-
-        limit_kw, setpoint_kw, discharge_kw = kw("limit"), kw("setpoint"), kw("discharge_limit")
-        wants_discharge = (setpoint_kw is not None and setpoint_kw < 0) or (
-            limit_kw is not None and limit_kw < 0
+        rates = ScheduleRates.from_payload(
+            obj(update, "scheduleUpdate"),
+            rate_unit=profile.rate_unit,
+            phases=None,
+            field="scheduleUpdate",
         )
-        if wants_discharge and not self.config.can_discharge:
+        if rates.demands_discharge and not self.config.can_discharge:
             return "Rejected", "V2XNotSupported"
         now = self.fleet.clock.now()
         self.fleet.advance(now)
-        self.profiles[profile_id] = profile.updated(
-            limit_kw=limit_kw,
-            setpoint_kw=setpoint_kw,
-            discharge_limit_kw=None if discharge_kw is None else -abs(discharge_kw),
-        )
+        self.profiles[profile_id] = profile.updated(rates)
         self.apply_profiles(now)
         return "Accepted", None
 
-    def clear_profiles(self, profile_id: int | None, criteria: Payload | None) -> str:
+    def clear_profiles(self, profile_id: int | None, criteria: ProfileCriteria) -> str:
         """ClearChargingProfile by id or by criteria; Accepted or Unknown."""
-        criteria = criteria or {}
         matched = [
             p.profile_id
             for p in self.profiles.values()
-            if (profile_id is None or p.profile_id == profile_id)
-            and criteria.get("charging_profile_purpose", p.purpose) == p.purpose
-            and criteria.get("stack_level", p.stack_level) == p.stack_level
+            if profile_id in (None, p.profile_id) and criteria.matches(p)
         ]
         if not matched:
             return "Unknown"
         now = self.fleet.clock.now()
         self.fleet.advance(now)
         for key in matched:
-            self._forget(key)
+            self.profiles.pop(key, None)
         self.apply_profiles(now)
         return "Accepted"
-
-    def _forget(self, profile_id: int) -> None:
-        self.profiles.pop(profile_id, None)
-        self.profile_units.pop(profile_id, None)
 
     def apply_profiles(self, now: datetime) -> None:
         """Set the bank's command from the profiles in force at ``now``.
@@ -467,7 +450,7 @@ class _Link:
 
     @on("SetChargingProfile")
     def on_set_charging_profile(
-        self, *, evse_id: int, charging_profile: Payload, **_: object
+        self, *, evse_id: int, charging_profile: object, **_: object
     ) -> object:
         status, reason = self.station.set_profile(evse_id, charging_profile)
         return self._answer("SetChargingProfile", status, reason)
@@ -476,10 +459,11 @@ class _Link:
     def on_clear_charging_profile(
         self,
         charging_profile_id: int | None = None,
-        charging_profile_criteria: Payload | None = None,
+        charging_profile_criteria: object = None,
         **_: object,
     ) -> object:
-        status = self.station.clear_profiles(charging_profile_id, charging_profile_criteria)
+        criteria = ProfileCriteria.from_payload(charging_profile_criteria)
+        status = self.station.clear_profiles(charging_profile_id, criteria)
         answer: object = self.results.ClearChargingProfile(status=status)
         return answer
 
@@ -490,7 +474,7 @@ class _Link21(_Link, ChargePoint21):
 
     @on("UpdateDynamicSchedule")
     def on_update_dynamic_schedule(
-        self, *, charging_profile_id: int, schedule_update: Payload, **_: object
+        self, *, charging_profile_id: int, schedule_update: object, **_: object
     ) -> object:
         status, reason = self.station.update_profile(charging_profile_id, schedule_update)
         return self._answer("UpdateDynamicSchedule", status, reason)
@@ -551,7 +535,7 @@ class ChargerFleet:
         self._bank_at = start
         tasks = [asyncio.create_task(self._keep_connected(s)) for s in self._stations]
         ticker = asyncio.create_task(self._tick(start))
-        waiters: list[asyncio.Task[Any]] = [asyncio.create_task(self._stopping.wait())]
+        waiters: list[asyncio.Task[object]] = [asyncio.create_task(self._stopping.wait())]
         if stop is not None:
             waiters.append(asyncio.create_task(stop.wait()))
         if duration_s is not None:
@@ -745,19 +729,20 @@ class ChargerFleet:
         """BootNotification until Accepted; the heartbeat interval (simulated s)."""
         payload = boot_notification(station_id=station.config.station_id, first=first)
         while True:
-            result = await self._call(link, "BootNotification", payload)
-            if result is not None and result.status == "Accepted":
-                return float(result.interval) if result.interval > 0 else DEFAULT_HEARTBEAT_S
-            wait_s = RETRY_AFTER_ERROR_S
-            if result is not None and result.interval > 0:
-                wait_s = float(result.interval)
+            answer = await self._call(link, "BootNotification", payload)
+            interval_s = None if answer is None else answer.interval_s
+            given_s = interval_s if interval_s is not None and interval_s > 0 else None
+            if answer is not None and answer.status == "Accepted":
+                return DEFAULT_HEARTBEAT_S if given_s is None else given_s
+            wait_s = RETRY_AFTER_ERROR_S if given_s is None else given_s
             LOGGER.info("%s: boot not accepted, retrying in %s s", link.id, wait_s)
             await self._sleep_or_stop(self.clock.seconds(wait_s))
             if self._stopping.is_set():
                 raise asyncio.CancelledError
 
-    async def _call(self, link: _Link, action: str, payload: Payload) -> Any:
-        """Send one request; the response, or ``None`` after a CallError (counted, logged).
+    async def _call(self, link: _Link, action: str, payload: Request) -> CallAnswer | None:
+        """Send one request; the answer, or ``None`` after a CallError (counted, logged) or
+        an answer that cannot be read (a rejection, logged).
 
         A lost connection or a timeout propagates: the caller reconnects and resends.
         """
@@ -774,22 +759,20 @@ class ChargerFleet:
             LOGGER.warning("%s: %s failed with CallError %r", link.id, action, error)
             return None
         self.collector.latencies_ms.append((time.perf_counter() - began) * 1000)
-        status = _status_of(result)
-        if status is not None and status not in _FINE_STATUSES:
+        try:
+            answer = CallAnswer.from_result(result)
+        except OCPPError as error:
+            # Only without schema validation: the station goes on as after a refusal.
             self.collector.rejections[action] += 1
-            LOGGER.warning("%s: %s answered %s", link.id, action, status)
-        return result
+            LOGGER.warning("%s: the answer to %s cannot be read: %s", link.id, action, error)
+            return None
+        if answer.status is not None and answer.status not in _FINE_STATUSES:
+            self.collector.rejections[action] += 1
+            LOGGER.warning("%s: %s answered %s", link.id, action, answer.status)
+        return answer
 
 
 _FINE_STATUSES = frozenset({"Accepted", "Processing", "NoChargingProfile"})
-
-
-def _status_of(result: Any) -> str | None:
-    status = getattr(result, "status", None)
-    if status is None:
-        info = getattr(result, "id_token_info", None)
-        status = info.get("status") if isinstance(info, dict) else None
-    return None if status is None else str(status)
 
 
 async def run_fleet(

@@ -53,6 +53,14 @@ def number(payload: Payload, key: str, *, field: str | None = None) -> float | N
     raise _bad(field or key, value, "a number")
 
 
+def required_text(payload: Payload, key: str, *, field: str | None = None) -> str:
+    """``payload[key]`` as a string; a missing one is refused."""
+    value = text(payload, key, field=field)
+    if value is None:
+        raise _bad(field or key, value, "a string")
+    return value
+
+
 def required_number(payload: Payload, key: str, *, field: str | None = None) -> float:
     """``payload[key]`` as a float; a missing one is refused."""
     value = number(payload, key, field=field)
@@ -77,6 +85,14 @@ def objects(value: object, field: str) -> list[Payload]:
     if not isinstance(value, list):
         raise _bad(field, value, "a list")
     return [obj(item, f"{field}[{i}]") for i, item in enumerate(value)]
+
+
+def required_objects(value: object, field: str) -> list[Payload]:
+    """``value`` as a list of at least one object."""
+    found = objects(value, field)
+    if not found:
+        raise _bad(field, value, "a list of at least one object")
+    return found
 
 
 def parse_time(value: object, field: str) -> datetime:
