@@ -16,6 +16,7 @@ from v2ghub.regulation import envelope, frequency_response
 from v2ghub.scenarios import config, sessions_csv
 from v2ghub.sim.regulation_service import RegulationOffer
 from v2ghub.store import database
+from v2ghub.workflows import day_ahead_plan
 
 TABLE = {entry.name: entry.value for entry in DEFAULTS}
 
@@ -126,7 +127,15 @@ CODE_DEFAULTS: list[tuple[str, object, str]] = [
     ("store.database.DEFAULT_DATA_DIR", database.DEFAULT_DATA_DIR, "DATA_DIR"),
     ("live.commands.DEFAULT_DATA_DIR", commands.DEFAULT_DATA_DIR, "DATA_DIR"),
     ("cli.DEFAULT_OUT", cli.DEFAULT_OUT, "OUT_DIR"),
-    ("cli.DEFAULT_PLAN_PLANNER", cli.DEFAULT_PLAN_PLANNER, "PLAN_PLANNER"),
+    ("day_ahead_plan.DEFAULT_PLAN_PLANNER", day_ahead_plan.DEFAULT_PLAN_PLANNER, "PLAN_PLANNER"),
+    ("commands.DEFAULT_PORT", commands.DEFAULT_PORT, "OCPP_PORT"),
+    ("commands.DEFAULT_CITY", commands.DEFAULT_CITY, "LIVE_CITY"),
+    ("ControlSettings.default_dwell_h", CONTROL["default_dwell_h"], "LIVE_DWELL_H"),
+    (
+        "ControlSettings.default_battery_kwh",
+        CONTROL["default_battery_kwh"],
+        "LIVE_BATTERY_KWH",
+    ),
     (
         "planning.MPC_PEAK_PRICE_CNY_PER_KW",
         planning.MPC_PEAK_PRICE_CNY_PER_KW,

@@ -78,6 +78,15 @@ PLAN_PLANNER = "lp"
 DATA_DIR = Path("v2ghub-data")
 """Folder of the embedded SQLite database, relative to the working directory."""
 LIVE_CONTROL_INTERVAL_S = 60.0
+"""Seconds between two plans of the live control loop."""
+LIVE_DWELL_H = 8.0
+"""Hours a live session without a departure is taken to stay (recorded as assumed)."""
+LIVE_BATTERY_KWH = 60.0
+"""Battery of a live vehicle that sends none (recorded as assumed)."""
+OCPP_PORT = 9000
+"""Port of the OCPP server (``v2ghub serve --port``)."""
+LIVE_CITY = "Shenzhen"
+"""City whose tariff the live aggregator plans with unless told (``--city``)."""
 
 # --- Grid services -------------------------------------------------------------------------
 REGULATION_HOURS = (10, 11, 19, 20)
@@ -199,6 +208,25 @@ DEFAULTS: tuple[Default, ...] = (
         LIVE_CONTROL_INTERVAL_S,
         "s",
         "choice: a minute, well inside OCPP profile updates and the 15-minute meter interval",
+    ),
+    Default(
+        "LIVE_DWELL_H",
+        LIVE_DWELL_H,
+        "h",
+        "choice: an overnight or working-day stay; a vehicle that states its departure replaces it",
+    ),
+    Default(
+        "LIVE_BATTERY_KWH",
+        LIVE_BATTERY_KWH,
+        "kWh",
+        "[M] about the mid-size battery of the vehicle models in data/vehicles.toml",
+    ),
+    Default("OCPP_PORT", OCPP_PORT, "port", "choice: the port OCPP servers commonly use"),
+    Default(
+        "LIVE_CITY",
+        LIVE_CITY,
+        "city",
+        "choice: a pilot city with a published TOU tariff and discharge price",
     ),
     Default(
         "REGULATION_HOURS",

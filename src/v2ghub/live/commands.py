@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from v2ghub.defaults import DATA_DIR, LIVE_CONTROL_INTERVAL_S
+from v2ghub.defaults import DATA_DIR, LIVE_CITY, LIVE_CONTROL_INTERVAL_S, OCPP_PORT
 from v2ghub.errors import InputError
 from v2ghub.live.chargers import (
     ChargerConfig,
@@ -38,8 +38,8 @@ from v2ghub.scenarios.sites_csv import load_sites_csv
 from v2ghub.store.repository import Store
 
 DEFAULT_DATA_DIR = DATA_DIR
-DEFAULT_PORT = 9000
-DEFAULT_CITY = "Shenzhen"
+DEFAULT_PORT = OCPP_PORT
+DEFAULT_CITY = LIVE_CITY
 LIVE_COMMANDS = ("serve", "station", "chargers", "site")
 
 

@@ -134,8 +134,8 @@ class ControlSettings:
     step_minutes: int = 15
     horizon_hours: float = 24.0
     debounce_s: float = 0.5
-    default_dwell_h: float = 8.0
-    default_battery_kwh: float = 60.0
+    default_dwell_h: float = defaults.LIVE_DWELL_H
+    default_battery_kwh: float = defaults.LIVE_BATTERY_KWH
     unknown_soc: float = defaults.SOC_MIN
     default_target_soc: float = defaults.TARGET_SOC
     default_min_soc: float = defaults.SOC_MIN
