@@ -49,7 +49,8 @@ class Twin:
         with a ``[market]`` table runs it either way.
     demand_response:
         ``True`` to answer the default event (18:00-19:00 local, 0.5 kW a plugged vehicle)
-        when the scenario names none and no market runs, or the events (scenario entries).
+        when the scenario names none and no market is asked for, or the events (scenario
+        entries).
         The scenario's own ``[[demand_response]]`` events are always answered.
 
     Examples
@@ -87,23 +88,26 @@ class Twin:
         if regulation is True:
             regulation = RegulationOffer(seed=scenario.seed)
         self.regulation: RegulationOffer | None = regulation or None
+        market_asked = market is not False
         if market is True:
             market = settings.market or default_market()
         self.market: MarketSettings | None = market or settings.market
-        self._demand_response = self._events(demand_response)
+        self._demand_response = self._events(demand_response, market_asked=market_asked)
 
     @staticmethod
     def _name(planner: Planner | str) -> str:
         return planner if isinstance(planner, str) else planner.name
 
-    def _events(self, asked: Sequence[DemandResponseEntry] | bool) -> _DemandResponse:
+    def _events(
+        self, asked: Sequence[DemandResponseEntry] | bool, *, market_asked: bool
+    ) -> _DemandResponse:
         """The events each city answers on its simulated day, and a note saying what."""
         settings = self.scenario.settings
         entries = tuple(settings.demand_response)
         origin = "from the scenario file"
         if not isinstance(asked, bool):
             entries, origin = (*entries, *asked), "given to the twin"
-        elif asked and not entries and self.market is None:
+        elif asked and not entries and not market_asked:
             entries = (DEFAULT_DEMAND_RESPONSE,)
             origin = "the --demand-response default, an assumption"
         with_events = settings.model_copy(update={"demand_response": entries})
