@@ -116,6 +116,9 @@ def test_a_written_result_reads_back_equal(small_result: TwinResult, tmp_path: P
     assert back.sessions().num_rows == 100
     assert back.metrics("Kunming", "fast").regulation_hours == 4
     assert back.metrics("Kunming", "fast").dr_events == 1
+    hours = back.envelope("Kunming", "fast")
+    assert len(hours) >= 24
+    assert [h.durations_h for h in hours[:1]] == [(0.25, 1.0, 4.0)]
 
 
 def test_results_of_other_seeds_differ(small_result: TwinResult) -> None:

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from v2ghub.errors import InputError
+from v2ghub.regulation.envelope import EnvelopeHour
 from v2ghub.sim.metrics import CityMetrics, DailyCurves, RunSummary
 from v2ghub.twin.codec import decode, encode
 from v2ghub.twin.output_folder import link_or_copy, replacing
@@ -102,6 +103,11 @@ class TwinResult:
     def curves(self, city: str, planner: str) -> DailyCurves:
         """The daily curves (kW per step) of ``planner`` in ``city``."""
         return self.run(city, planner).curves
+
+    def envelope(self, city: str, planner: str) -> tuple[EnvelopeHour, ...]:
+        """The flexibility envelope of ``planner`` in ``city`` at the top of each hour: how
+        far the fleet's power could go up or down (kW) and hold for 15 min, 1 h and 4 h."""
+        return self.run(city, planner).envelope
 
     def summary_table(self) -> pa.Table:
         """One row per city and planner, every metric (``summary.csv`` as a table)."""
