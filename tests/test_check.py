@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from v2ghub import (
     PlannerCapabilities,
@@ -181,3 +182,49 @@ def test_make_planner_takes_keyword_options_and_names_unknown_ones() -> None:
         make_planner("tou", seed=1)
     with pytest.raises(ValueError, match=r"unknown planner 'fastest' \(known: uncontrolled, "):
         make_planner("fastest")
+
+
+def _reference_kinds(problem: Problem, power: np.ndarray, tol: float) -> set[ViolationKind]:
+    """The guarantees as plain array arithmetic: the oracle the compiled check must match."""
+    steps = np.arange(power.shape[1])
+    plugged = (steps >= problem.arrival_step[:, None]) & (steps < problem.departure_step[:, None])
+    kinds = set()
+    if np.any(~plugged & (power != 0)):
+        kinds.add(ViolationKind.UNPLUGGED)
+    if np.any(power - problem.max_charge_kw[:, None] > tol):
+        kinds.add(ViolationKind.CHARGE_LIMIT)
+    if np.any(-power - problem.max_discharge_kw[:, None] > tol):
+        kinds.add(ViolationKind.DISCHARGE_LIMIT)
+    stored = np.where(
+        power > 0,
+        power * problem.charge_efficiency[:, None],
+        power / problem.discharge_efficiency[:, None],
+    )
+    path = problem.energy_kwh[:, None] + np.cumsum(stored * problem.dt_h, axis=1)
+    if np.any((problem.energy_min_kwh[:, None] - path > tol) & (power < 0)):
+        kinds.add(ViolationKind.ENERGY_BELOW_WINDOW)
+    if np.any((path - problem.energy_max_kwh[:, None] > tol) & (power > 0)):
+        kinds.add(ViolationKind.ENERGY_ABOVE_WINDOW)
+    n_sites = problem.import_limit_kw.shape[0]
+    for step in range(power.shape[1]):
+        site_kw = np.bincount(problem.site_index, weights=power[:, step], minlength=n_sites)
+        if np.any(site_kw - problem.import_limit_kw > tol):
+            kinds.add(ViolationKind.SITE_IMPORT)
+        if np.any(-site_kw - problem.export_limit_kw > tol):
+            kinds.add(ViolationKind.SITE_EXPORT)
+    return kinds
+
+
+@settings(max_examples=200, deadline=None)
+@given(problem=problems(), seed=st.integers(0, 2**32 - 1), order=st.sampled_from("CF"))
+def test_the_compiled_check_finds_what_plain_arithmetic_finds(
+    problem: Problem, seed: int, order: str
+) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (problem.n_vehicles, problem.grid.length)
+    scale = np.maximum(problem.max_charge_kw, problem.max_discharge_kw)[:, None]
+    power = rng.uniform(-1.2, 1.2, size=shape) * scale
+    power[rng.random(shape) < 0.5] = 0.0
+    power = np.asfortranarray(power) if order == "F" else np.ascontiguousarray(power)
+    found = {v.kind for v in check(problem, _schedule(power), tolerance_kw=1e-5)}
+    assert found == _reference_kinds(problem, power, 1e-5)

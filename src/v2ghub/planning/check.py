@@ -29,18 +29,23 @@ from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from v2ghub.errors import PlanningError
 from v2ghub.model.problem import Planner, Problem, Schedule
+from v2ghub.planning._check_kernel import (
+    ABOVE,
+    BELOW,
+    CHARGE,
+    DISCHARGE,
+    NOT_FINITE,
+    UNPLUGGED,
+    check_rows,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
 TOLERANCE_KW = 1e-5
 """How far (kW) a schedule may pass a limit before it counts as broken (solver rounding)."""
-
-_CHUNK_ELEMENTS = 4_000_000
-"""Rows x steps checked at once, so a million-vehicle day is checked in bounded memory."""
 
 SAFE_PLANNER_NAME = "safe-fallback"
 
@@ -88,15 +93,6 @@ class Violation:
         return f"{self.kind.value}{at}{by}{more}"
 
 
-def _first(kind: ViolationKind, mask: npt.NDArray[np.bool_], excess: FloatArray) -> Violation:
-    """The worst case of ``mask`` (rows x steps) as one violation with their count."""
-    worst = int(np.argmax(np.where(mask, excess, -np.inf)))
-    row, step = np.unravel_index(worst, mask.shape)
-    return Violation(
-        kind, int(mask.sum()), row=int(row), step=int(step), excess=float(excess.flat[worst])
-    )
-
-
 def check(
     problem: Problem,
     schedule: Schedule,
@@ -128,105 +124,62 @@ def check(
     n_steps = power.shape[1] if steps is None else min(max(steps, 0), power.shape[1])
     if n_rows == 0 or n_steps == 0:
         return []
-    power = power[:, :n_steps]
-    found: dict[ViolationKind, Violation] = {}
-
-    def keep(violation: Violation) -> None:
-        """Keep the worst violation of a kind, counting every case."""
-        earlier = found.get(violation.kind)
-        if earlier is None:
-            found[violation.kind] = violation
-            return
-        worst = violation if violation.excess > earlier.excess else earlier
-        found[violation.kind] = Violation(
-            worst.kind,
-            earlier.count + violation.count,
-            row=worst.row,
-            site=worst.site,
-            step=worst.step,
-            excess=worst.excess,
-        )
-
-    rows_per_chunk = max(1, _CHUNK_ELEMENTS // n_steps)
-    step_index = np.arange(n_steps)
-    dt_h = problem.dt_h
-    for start in range(0, n_rows, rows_per_chunk):
-        stop = min(n_rows, start + rows_per_chunk)
-        for violation in _row_violations(
-            problem,
-            power[start:stop],
-            start,
-            step_index=step_index,
-            dt_h=dt_h,
-            tolerance_kw=tolerance_kw,
-        ):
-            keep(violation)
-    if ViolationKind.NOT_FINITE not in found:
-        for violation in _site_violations(problem, power, tolerance_kw):
-            keep(violation)
-    return list(found.values())
-
-
-def _row_violations(
-    problem: Problem,
-    power: FloatArray,
-    offset: int,
-    *,
-    step_index: npt.NDArray[np.int64],
-    dt_h: float,
-    tolerance_kw: float,
-) -> list[Violation]:
-    """The per-row guarantees on rows ``offset ..`` (power: those rows x checked steps)."""
-    rows = slice(offset, offset + power.shape[0])
-
-    def shifted(violation: Violation) -> Violation:
-        row = None if violation.row is None else violation.row + offset
-        return Violation(
-            violation.kind, violation.count, row=row, step=violation.step, excess=violation.excess
-        )
-
-    found: list[Violation] = []
-    not_finite = ~np.isfinite(power)
-    if not_finite.any():
-        return [shifted(_first(ViolationKind.NOT_FINITE, not_finite, np.ones_like(power)))]
-    plugged = (step_index >= problem.arrival_step[rows, None]) & (
-        step_index < problem.departure_step[rows, None]
+    power = np.asarray(power[:, :n_steps], dtype=np.float64)
+    counts, worst, rows, steps_at, site_kw, finite = check_rows(
+        power,
+        _floats(problem.energy_kwh),
+        _ints(problem.arrival_step),
+        _ints(problem.departure_step),
+        _floats(problem.max_charge_kw),
+        _floats(problem.max_discharge_kw),
+        _floats(problem.charge_efficiency),
+        _floats(problem.discharge_efficiency),
+        _floats(problem.energy_min_kwh),
+        _floats(problem.energy_max_kwh),
+        _ints(problem.site_index),
+        problem.import_limit_kw.shape[0],
+        problem.dt_h,
+        tolerance_kw,
+        tolerance_kw * 1.0,  # kWh: the power tolerance held for an hour
+        bool(power.flags.f_contiguous and not power.flags.c_contiguous),
     )
-    unplugged = ~plugged & (power != 0)
-    if unplugged.any():
-        found.append(shifted(_first(ViolationKind.UNPLUGGED, unplugged, np.abs(power))))
-    over = power - problem.max_charge_kw[rows, None]
-    if (bad := over > tolerance_kw).any():
-        found.append(shifted(_first(ViolationKind.CHARGE_LIMIT, bad, over)))
-    beyond = -power - problem.max_discharge_kw[rows, None]
-    if (bad := beyond > tolerance_kw).any():
-        found.append(shifted(_first(ViolationKind.DISCHARGE_LIMIT, bad, beyond)))
-    stored = (
-        np.maximum(power, 0.0) * problem.charge_efficiency[rows, None]
-        + np.minimum(power, 0.0) / problem.discharge_efficiency[rows, None]
-    ) * dt_h
-    path = problem.energy_kwh[rows, None] + np.cumsum(stored, axis=1)
-    slack_kwh = tolerance_kw * 1.0  # kWh: the power tolerance held for an hour
-    below = problem.energy_min_kwh[rows, None] - path
-    if (bad := (below > slack_kwh) & (power < 0)).any():
-        found.append(shifted(_first(ViolationKind.ENERGY_BELOW_WINDOW, bad, below)))
-    above = path - problem.energy_max_kwh[rows, None]
-    if (bad := (above > slack_kwh) & (power > 0)).any():
-        found.append(shifted(_first(ViolationKind.ENERGY_ABOVE_WINDOW, bad, above)))
+    found = [
+        Violation(
+            kind,
+            int(counts[index]),
+            row=int(rows[index]),
+            step=int(steps_at[index]),
+            excess=float(worst[index]),
+        )
+        for kind, index in _ROW_KINDS
+        if counts[index]
+    ]
+    if finite:
+        found += _site_violations(problem, site_kw, tolerance_kw)
     return found
 
 
-def _site_violations(problem: Problem, power: FloatArray, tolerance_kw: float) -> list[Violation]:
-    """Site import and export limits, every checked step (one sparse product)."""
-    n_sites = problem.import_limit_kw.shape[0]
-    limited = np.isfinite(problem.import_limit_kw) | np.isfinite(problem.export_limit_kw)
-    if n_sites == 0 or not limited.any():
-        return []
-    members = sp.csr_array(
-        (np.ones(problem.n_vehicles), (problem.site_index, np.arange(problem.n_vehicles))),
-        shape=(n_sites, problem.n_vehicles),
-    )
-    site_kw = np.asarray(members @ power)
+_ROW_KINDS = (
+    (ViolationKind.NOT_FINITE, NOT_FINITE),
+    (ViolationKind.UNPLUGGED, UNPLUGGED),
+    (ViolationKind.CHARGE_LIMIT, CHARGE),
+    (ViolationKind.DISCHARGE_LIMIT, DISCHARGE),
+    (ViolationKind.ENERGY_BELOW_WINDOW, BELOW),
+    (ViolationKind.ENERGY_ABOVE_WINDOW, ABOVE),
+)
+"""Each per-row kind and its index in the kernel's arrays, in the order reported."""
+
+
+def _floats(values: npt.NDArray[np.float64]) -> FloatArray:
+    return np.ascontiguousarray(values, dtype=np.float64)
+
+
+def _ints(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
+def _site_violations(problem: Problem, site_kw: FloatArray, tolerance_kw: float) -> list[Violation]:
+    """Site import and export limits, every checked step (``site_kw``: sites x steps)."""
     found = []
     for kind, limit, sign in (
         (ViolationKind.SITE_IMPORT, problem.import_limit_kw, 1.0),
