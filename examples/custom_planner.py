@@ -17,9 +17,8 @@ import argparse
 import numpy as np
 import numpy.typing as npt
 
-from v2ghub import Problem, Scenario, Schedule, Twin
+from v2ghub import Problem, Scenario, Schedule, Twin, make_feasible
 from v2ghub.model import PeriodKind
-from v2ghub.planning.stepping import make_feasible
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,12 +27,11 @@ from v2ghub import (
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = """
 import numpy as np
-from v2ghub import Scenario, Schedule, Twin
+from v2ghub import Scenario, Schedule, Twin, make_feasible
 
 class Overnight:  # my planner: charge only from 23:00 to 07:00 local, evenly
     name = "overnight"
     def plan(self, problem):
-        from v2ghub.planning.stepping import make_feasible
         night = problem.period_kind == 0  # valley
         power = np.where(night, problem.max_charge_kw[:, None], 0.0)
         return Schedule(make_feasible(problem, power), self.name)
@@ -65,12 +65,12 @@ def test_exported_names_are_pinned() -> None:
         "__version__",
         "capabilities_of",
         "check",
+        "make_feasible",
         "make_planner",
         "plan_checked",
         "plan_safely",
     ]
-    for name in v2ghub.__all__:
-        assert getattr(v2ghub, name) is not None
+    assert [name for name in v2ghub.__all__ if not hasattr(v2ghub, name)] == []
 
 
 def test_a_notebook_runs_its_own_planner_beside_mpc_settles_and_reports(tmp_path: Path) -> None:
@@ -228,3 +228,26 @@ def test_a_day_ahead_plan_takes_a_planner_object_and_refuses_a_broken_schedule(
     assert written.planner == "uncontrolled"
     assert written.summary["sessions"] == 13
     assert out.read_text(encoding="utf-8").startswith("session_id,start,power_kw\n")
+
+
+def test_a_failed_run_leaves_no_work_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Interrupted:
+        name = "interrupted"
+
+        def plan(self, problem: Problem) -> Schedule:
+            raise KeyboardInterrupt  # not a planner error: the run itself stops
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    scenario = Scenario.pilot_cities(cities=["Haikou"], vehicles_per_city=20)
+    with pytest.raises(KeyboardInterrupt):
+        Twin(scenario, planners=[Interrupted()]).run()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_simulate_refuses_a_planner_named_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    from v2ghub.cli import main  # noqa: PLC0415
+
+    assert main(["simulate", "--quiet", "--planners", "tou,tou", "--vehicles", "10"]) == 2
+    assert capsys.readouterr().err.strip() == "error: planner names must differ, got tou, tou"

@@ -26,7 +26,7 @@ from v2ghub.model import (
     TimeGrid,
     capabilities_of,
 )
-from v2ghub.planning import PLANNERS, make_planner
+from v2ghub.planning import PLANNERS, make_feasible, make_planner
 from v2ghub.planning.check import Violation, ViolationKind, check, plan_checked, plan_safely
 from v2ghub.twin import PeriodSettlement, RunInfo, Scenario, Settlement, Twin, TwinResult
 
@@ -51,6 +51,7 @@ __all__ = [
     "__version__",
     "capabilities_of",
     "check",
+    "make_feasible",
     "make_planner",
     "plan_checked",
     "plan_safely",

@@ -36,13 +36,17 @@ class SendOutcome:
 
     status: SendStatus
     detail: str = ""
+    station_status: str | None = None
+    """The status the station answered with, when it is not one of ours (e.g.
+    ``NotSupported``): the text shows it in place of ``Rejected``, as the station said it."""
 
     @property
     def accepted(self) -> bool:
         return self.status is SendStatus.ACCEPTED
 
     def __str__(self) -> str:
-        return f"{self.status.value}: {self.detail}" if self.detail else self.status.value
+        head = self.station_status or self.status.value
+        return f"{head}: {self.detail}" if self.detail else head
 
 
 ACCEPTED = SendOutcome(SendStatus.ACCEPTED)
@@ -53,11 +57,10 @@ def answered(status: str, reason_code: str | None = None) -> SendOutcome:
     """The outcome of a station's answer ``status`` (with its ``statusInfo.reasonCode``).
 
     Anything but ``Accepted`` is :attr:`SendStatus.REJECTED`; a status other than
-    ``Rejected`` is kept in the detail so that nothing the station said is lost.
+    ``Rejected`` is kept as the station's own (its text reads ``NotSupported: reason``,
+    as it did before the outcome was typed), so nothing the station said is lost.
     """
     if status == SendStatus.ACCEPTED.value:
         return ACCEPTED
-    parts = [] if status == SendStatus.REJECTED.value else [status]
-    if reason_code:
-        parts.append(reason_code)
-    return SendOutcome(SendStatus.REJECTED, ": ".join(parts))
+    own = None if status == SendStatus.REJECTED.value else status
+    return SendOutcome(SendStatus.REJECTED, reason_code or "", station_status=own)

@@ -16,6 +16,7 @@ from v2ghub.planning.check import Violation, ViolationKind, check, plan_safely, 
 from v2ghub.planning.fast import FastPlanner
 from v2ghub.planning.lp import LpPlanner
 from v2ghub.planning.mpc import RecedingHorizonPlanner
+from v2ghub.planning.stepping import make_feasible
 from v2ghub.planning.tou import TouPlanner
 from v2ghub.planning.uncontrolled import UncontrolledPlanner
 from v2ghub.planning.v2g_rules import V2gRulesPlanner
@@ -118,6 +119,7 @@ __all__ = [
     "Violation",
     "ViolationKind",
     "check",
+    "make_feasible",
     "make_planner",
     "plan_safely",
     "safe_plan",

@@ -78,6 +78,8 @@ class Violation:
     site: int | None = None
     step: int | None = None
     excess: float = 0.0
+    detail: str = ""
+    """More about it, where the kind alone says too little (a wrong shape's numbers)."""
 
     def __str__(self) -> str:
         where = []
@@ -90,7 +92,8 @@ class Violation:
         at = f" at {', '.join(where)}" if where else ""
         more = f" ({self.count:,} cases)" if self.count > 1 else ""
         by = f" by {self.excess:.6g}" if self.excess else ""
-        return f"{self.kind.value}{at}{by}{more}"
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.kind.value}{detail}{at}{by}{more}"
 
 
 def check(
@@ -116,11 +119,15 @@ def check(
     >>> check(problem, UncontrolledPlanner().plan(problem))
     []
     """
-    power = schedule.power_kw
     n_rows, horizon = problem.n_vehicles, problem.grid.length
     needed = min(problem.control_steps, horizon)
+    if not isinstance(schedule, Schedule) or not isinstance(schedule.power_kw, np.ndarray):
+        what = type(schedule.power_kw if isinstance(schedule, Schedule) else schedule).__name__
+        return [Violation(ViolationKind.SHAPE, 1, detail=f"a {what}, not a Schedule of arrays")]
+    power = schedule.power_kw
     if power.ndim != 2 or power.shape[0] != n_rows or not needed <= power.shape[1] <= horizon:
-        return [Violation(ViolationKind.SHAPE, 1, excess=0.0)]
+        expected = f"({n_rows}, {needed}..{horizon})"
+        return [Violation(ViolationKind.SHAPE, 1, detail=f"{power.shape}, not {expected}")]
     n_steps = power.shape[1] if steps is None else min(max(steps, 0), power.shape[1])
     if n_rows == 0 or n_steps == 0:
         return []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from v2ghub import defaults
 from v2ghub.errors import InputError
 from v2ghub.scenarios.signals_csv import load_frequency_csv, load_signal_csv
 from v2ghub.sim.regulation_service import DEFAULT_HOURS, RegulationOffer
@@ -77,7 +78,7 @@ def regulation_from_options(
             ) from None
     signal = load_signal_csv(signal_file) if signal_file else None
     frequency = load_frequency_csv(frequency_file) if frequency_file else None
-    step_s = signal.step_s if signal is not None else 2.0
+    step_s = signal.step_s if signal is not None else defaults.REGULATION_SIGNAL_STEP_S
     if frequency is not None and signal is not None and frequency.step_s != signal.step_s:
         raise InputError(
             f"the frequency file's step ({frequency.step_s:g} s) differs from the signal "

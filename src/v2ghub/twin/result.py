@@ -221,7 +221,11 @@ class TwinResult:
             raise InputError("not found: not the output folder of a v2ghub run", file=path)
         metadata = pq.read_metadata(path).metadata or {}
         if RESULT_METADATA_KEY not in metadata:
-            raise InputError("holds no v2ghub run summaries (written before 0.2?)", file=path)
+            raise InputError(
+                "holds no run summaries to read back (written by a v2ghub without the Python "
+                "API? run it again)",
+                file=path,
+            )
         saved = decode(_Saved, json.loads(metadata[RESULT_METADATA_KEY]), where=str(path))
         return cls(runs=saved.runs, info=saved.info, notes=saved.notes, folder=Path(folder))
 

@@ -3,6 +3,7 @@ planner objects and returns a :class:`~v2ghub.twin.TwinResult`."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,10 +80,10 @@ class Twin:
             planners if planners is not None else scenario.planners
         )
         if not self.planners:
-            raise ValueError("a twin needs at least one planner")
+            raise InputError("a twin needs at least one planner")
         names = [self._name(p) for p in self.planners]
         if len(set(names)) != len(names):
-            raise ValueError(f"planner names must differ, got {', '.join(names)}")
+            raise InputError(f"planner names must differ, got {', '.join(names)}")
         self.planner_names = tuple(names)
         settings = scenario.settings
         if regulation is True:
@@ -154,6 +155,14 @@ class Twin:
         self.check()
         owned = workdir is None
         folder = Path(tempfile.mkdtemp(prefix="v2ghub-run-")) if workdir is None else Path(workdir)
+        try:
+            return self._run_into(folder, progress=progress, owned=owned)
+        except BaseException:
+            if owned:  # nothing of a failed run is left behind
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    def _run_into(self, folder: Path, *, progress: Progress, owned: bool) -> TwinResult:
         folder.mkdir(parents=True, exist_ok=True)
         from v2ghub.report.outputs import (  # noqa: PLC0415 - heavy imports only when run
             TableWriter,

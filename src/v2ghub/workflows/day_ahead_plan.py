@@ -16,7 +16,7 @@ import numpy as np
 from v2ghub import defaults
 from v2ghub.errors import InputError
 from v2ghub.files import atomic_text
-from v2ghub.model.problem import Planner
+from v2ghub.model.problem import Planner, capabilities_of
 from v2ghub.model.sites import SiteLimits
 from v2ghub.planning import PLANNERS, make_planner
 from v2ghub.planning.check import plan_checked
@@ -74,7 +74,7 @@ def plan_files(
     sites: Path | None = None,
     summary: Path | None = None,
     planner: str | Planner = DEFAULT_PLAN_PLANNER,
-    degradation_cny_per_kwh: str = "0.2",
+    degradation_cny_per_kwh: str = defaults.DEGRADATION_CNY_PER_KWH,
     peak_price_cny_per_kw: str | None = None,
 ) -> DayAheadPlan:
     """Read the files, plan every session with ``planner`` (a name of
@@ -94,9 +94,15 @@ def plan_files(
     degradation = non_negative(degradation_cny_per_kwh, "--degradation-cny-per-kwh")
     peak_price = 0.0
     if peak_price_cny_per_kw is not None:
-        if planner not in PEAK_PRICE_PLANNERS:
+        takes_peak = (
+            planner in PEAK_PRICE_PLANNERS
+            if isinstance(planner, str)
+            else capabilities_of(planner).peak_price
+        )
+        if not takes_peak:
             raise InputError(
-                f"--peak-price-cny-per-kw applies to --planner lp or fast, not {planner!r}"
+                "--peak-price-cny-per-kw applies to --planner lp or fast, not "
+                f"{planner if isinstance(planner, str) else planner.name!r}"
             )
         peak_price = non_negative(peak_price_cny_per_kw, "--peak-price-cny-per-kw")
     _check_paths(out, summary, [p for p in (sessions, prices, sites) if p is not None])
