@@ -83,10 +83,24 @@ def _add_simulate_parser(commands: Commands) -> None:
         "10,000 synthetic vehicles each, planners uncontrolled, tou, v2g-rules and mpc.",
     ).add_argument
     add("--scenario", **FILE, help="a TOML scenario file")
-    add("--sessions", **FILE, help="your own sessions CSV instead of a synthetic fleet")
-    add("--sites", **FILE, help="site limits CSV for --sessions")
+    add(
+        "--sessions",
+        **FILE,
+        help="your own sessions CSV (columns in docs/cli.md) instead of a synthetic fleet",
+    )
+    add(
+        "--sites",
+        **FILE,
+        help="site limits CSV (site_id, import_limit_kw, export_limit_kw) for --sessions",
+    )
     add("--city", metavar="NAME", help="the city (tariff, load) of --sessions; e.g. Shenzhen")
-    add("--vehicles", type=_positive_vehicles, metavar="N", help="synthetic vehicles per city")
+    add(
+        "--vehicles",
+        type=_positive_vehicles,
+        metavar="N",
+        help="synthetic vehicles per city "
+        f"(10 to {MAX_VEHICLES:,}; default {defaults.VEHICLES_PER_CITY:,})",
+    )
     add("--seed", type=int, help=f"random seed (default {defaults.SEED})")
     add("--date", type=_day, help="the simulated day, YYYY-MM-DD")
     add(
@@ -96,16 +110,51 @@ def _add_simulate_parser(commands: Commands) -> None:
         f"mpc-lp up to {TWIN_MAX_SESSIONS:,} sessions a city)",
     )
     add("--cities", **LIST, help="comma-separated cities (default: the nine pilots)")
-    add("--out", **DIR, default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
+    add(
+        "--out",
+        **DIR,
+        default=DEFAULT_OUT,
+        help=f"output folder, replaced if it exists (default: ./{DEFAULT_OUT})",
+    )
     add("--quiet", **SWITCH, help="no progress bar or table")
-    add("--regulation", **SWITCH, help="also offer frequency regulation at hours 10,11,19,20")
-    add("--regulation-hours", **LIST, help="local hours offered; implies --regulation")
-    add("--regulation-kind", choices=("dynamic", "traditional"), default="dynamic")
+    add(
+        "--regulation",
+        **SWITCH,
+        help="also offer frequency regulation: commit the headroom "
+        "the fleet can hold each offered hour and follow a 2-s signal",
+    )
+    add(
+        "--regulation-hours",
+        **LIST,
+        help="local hours offered, comma-separated (default "
+        f"{','.join(map(str, defaults.REGULATION_HOURS))}); implies --regulation",
+    )
+    add(
+        "--regulation-kind",
+        choices=("dynamic", "traditional"),
+        default="dynamic",
+        help="the seeded synthetic signal: fast and energy-neutral, or slower with a drift",
+    )
     add("--regulation-signal", **FILE, help="follow this signal CSV; implies --regulation")
     add("--frequency", **FILE, help="answer this frequency CSV by droop; implies --regulation")
-    add("--no-frequency-response", **SWITCH, help="with --regulation, no droop response")
-    add("--market", **SWITCH, help="sell the fleet's headroom in a day-ahead capacity market")
-    add("--demand-response", **SWITCH, help="answer the default demand-response event")
+    add(
+        "--no-frequency-response",
+        **SWITCH,
+        help="with --regulation, no primary frequency "
+        "response (by default 5%% droop, 0.05 Hz deadband, within the promise)",
+    )
+    add(
+        "--market",
+        **SWITCH,
+        help="first sell the fleet's day-ahead headroom in a capacity "
+        "market (the scenario's [market], else the shipped one); every planner honours it",
+    )
+    add(
+        "--demand-response",
+        **SWITCH,
+        help="answer an event 18:00-19:00 local, 0.5 kW below "
+        "the baseline per plugged vehicle, when the scenario has none and no market runs",
+    )
 
 
 def _add_settle_parser(commands: Commands) -> None:
