@@ -4,7 +4,7 @@ file or a user's own sessions."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -252,6 +252,3 @@ class Scenario:
             if flags:
                 notes.append(f"{city}: assumed {', '.join(flags)} (see data/cities.toml).")
         return notes
-
-    def __iter__(self) -> Iterator[CityCase]:
-        return iter(self.cases())
