@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 import v2ghub
@@ -119,6 +120,22 @@ def test_a_written_result_reads_back_equal(small_result: TwinResult, tmp_path: P
     hours = back.envelope("Kunming", "fast")
     assert len(hours) >= 24
     assert [h.durations_h for h in hours[:1]] == [(0.25, 1.0, 4.0)]
+
+
+def test_a_damaged_result_folder_is_refused_naming_the_file(
+    small_result: TwinResult, tmp_path: Path
+) -> None:
+    out = small_result.write(tmp_path / "out")
+    table = pq.read_table(out / "sessions.parquet")
+    damaged = {b"v2ghub.result": b'{"info": {"date": "2025-07-16"}, "runs": "nonsense"}'}
+    pq.write_table(table.replace_schema_metadata(damaged), out / "sessions.parquet")
+    with pytest.raises(InputError, match=r"sessions\.parquet: unreadable run summaries \("):
+        TwinResult.read(out)
+    pq.write_table(table.replace_schema_metadata({}), out / "sessions.parquet")
+    with pytest.raises(InputError, match="holds no run summaries to read back"):
+        TwinResult.read(out)
+    with pytest.raises(InputError, match="not found: not the output folder of a v2ghub run"):
+        TwinResult.read(tmp_path)
 
 
 def test_results_of_other_seeds_differ(small_result: TwinResult) -> None:

@@ -13,6 +13,7 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import math
 import sys
 import types
@@ -68,9 +69,10 @@ def decode(kind: type[T], data: Any, *, where: str = "") -> T:
     return typing.cast(T, _decode(kind, data, where or kind.__name__))
 
 
+@functools.cache
 def _hints(kind: type) -> dict[str, Any]:
     """A dataclass's field types, its module's names (and those it imports only for type
-    checking, which live in other modules of ours) in scope."""
+    checking, which live in other modules of ours) in scope; worked out once a class."""
     module = sys.modules[kind.__module__]
     names: dict[str, Any] = dict(vars(module))
     for loaded in list(sys.modules.values()):

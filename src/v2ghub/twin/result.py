@@ -219,14 +219,20 @@ class TwinResult:
         path = Path(folder) / "sessions.parquet"
         if not path.is_file():
             raise InputError("not found: not the output folder of a v2ghub run", file=path)
-        metadata = pq.read_metadata(path).metadata or {}
-        if RESULT_METADATA_KEY not in metadata:
-            raise InputError(
-                "holds no run summaries to read back (written by a v2ghub without the Python "
-                "API? run it again)",
-                file=path,
-            )
-        saved = decode(_Saved, json.loads(metadata[RESULT_METADATA_KEY]), where=str(path))
+        try:
+            metadata = pq.read_metadata(path).metadata or {}
+            if RESULT_METADATA_KEY not in metadata:
+                raise InputError(
+                    "holds no run summaries to read back (written by a v2ghub without the "
+                    "Python API? run it again)",
+                    file=path,
+                )
+            saved = decode(_Saved, json.loads(metadata[RESULT_METADATA_KEY]), where="result")
+        except (ValueError, TypeError, KeyError) as error:  # a damaged or foreign file
+            if isinstance(error, InputError):
+                raise
+            problem = " ".join(str(error).split())
+            raise InputError(f"unreadable run summaries ({problem})", file=path) from None
         return cls(runs=saved.runs, info=saved.info, notes=saved.notes, folder=Path(folder))
 
     def saved_metadata(self) -> dict[bytes, bytes]:
