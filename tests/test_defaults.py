@@ -10,6 +10,7 @@ import pytest
 
 from v2ghub import cli, defaults, planning
 from v2ghub.defaults import DEFAULTS
+from v2ghub.api.web_server import WebSettings
 from v2ghub.live import charger_config, commands, live_problem
 from v2ghub.planning import reserve
 from v2ghub.regulation import envelope, frequency_response
@@ -129,6 +130,7 @@ CODE_DEFAULTS: list[tuple[str, object, str]] = [
     ("cli.DEFAULT_OUT", cli.DEFAULT_OUT, "OUT_DIR"),
     ("day_ahead_plan.DEFAULT_PLAN_PLANNER", day_ahead_plan.DEFAULT_PLAN_PLANNER, "PLAN_PLANNER"),
     ("commands.DEFAULT_PORT", commands.DEFAULT_PORT, "OCPP_PORT"),
+    ("WebSettings.port", WebSettings().port, "API_PORT"),
     ("commands.DEFAULT_CITY", commands.DEFAULT_CITY, "LIVE_CITY"),
     ("ControlSettings.default_dwell_h", CONTROL["default_dwell_h"], "LIVE_DWELL_H"),
     (

@@ -15,6 +15,8 @@ from typing import Any, TypeAlias
 from rich.console import Console
 
 from v2ghub import __version__, defaults
+from v2ghub.api.commands import TOKEN_COMMANDS, add_token_commands, run_token_command
+from v2ghub.api.live_context import web_pages
 from v2ghub.errors import InputError, PlanningError
 from v2ghub.live.commands import LIVE_COMMANDS, add_live_commands, run_live_command
 from v2ghub.planning import PLANNERS
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settle_parser(commands)
     _add_statement_parser(commands)
     add_live_commands(commands)
+    add_token_commands(commands)
     return parser
 
 
@@ -354,6 +357,13 @@ def _say(console: Console, line: str) -> None:
     console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
+def _service_command(args: argparse.Namespace, console: Console) -> int:
+    """The live aggregator's commands, with the web API beside ``serve``."""
+    if args.command in TOKEN_COMMANDS:
+        return run_token_command(args, console)
+    return run_live_command(args, console, web_pages=web_pages)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``v2ghub`` command."""
     args = build_parser().parse_args(argv)
@@ -369,8 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1  # the statements are written, for inspection, but do not balance
         elif args.command == "statement":
             statement(args, console)
-        elif args.command in LIVE_COMMANDS:
-            return run_live_command(args, console)
+        elif args.command in (*LIVE_COMMANDS, *TOKEN_COMMANDS):
+            return _service_command(args, console)
     except InputError as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return 2

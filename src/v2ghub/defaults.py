@@ -85,6 +85,8 @@ LIVE_BATTERY_KWH = 60.0
 """Battery of a live vehicle that sends none (recorded as assumed)."""
 OCPP_PORT = 9000
 """Port of the OCPP server (``v2ghub serve --port``)."""
+API_PORT = 8000
+"""Port of the web API and dashboard (``v2ghub serve --api-port``)."""
 LIVE_CITY = "Shenzhen"
 """City whose tariff the live aggregator plans with unless told (``--city``)."""
 
@@ -222,6 +224,7 @@ DEFAULTS: tuple[Default, ...] = (
         "[M] about the mid-size battery of the vehicle models in data/vehicles.toml",
     ),
     Default("OCPP_PORT", OCPP_PORT, "port", "choice: the port OCPP servers commonly use"),
+    Default("API_PORT", API_PORT, "port", "choice: the usual port of a Python web service"),
     Default(
         "LIVE_CITY",
         LIVE_CITY,

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 import signal
 import ssl
-from contextlib import suppress
-from dataclasses import replace
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, suppress
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
 
-from v2ghub.defaults import DATA_DIR, LIVE_CITY, LIVE_CONTROL_INTERVAL_S, OCPP_PORT
+from v2ghub.defaults import API_PORT, DATA_DIR, LIVE_CITY, LIVE_CONTROL_INTERVAL_S, OCPP_PORT
 from v2ghub.errors import InputError
 from v2ghub.live.chargers import (
     ChargerConfig,
@@ -28,6 +30,7 @@ from v2ghub.live.chargers import (
     run_fleet,
 )
 from v2ghub.live.clock import Clock, ScaledClock, SystemClock
+from v2ghub.live.control import ControlLoop
 from v2ghub.live.live_problem import ControlSettings, LiveSite, warm_up
 from v2ghub.live.security import generate_password, hash_password, is_loopback
 from v2ghub.live.server import CsmsServer, ServerSettings
@@ -43,7 +46,23 @@ DEFAULT_CITY = LIVE_CITY
 LIVE_COMMANDS = ("serve", "station", "chargers", "site")
 
 
-def _store_options(parser: argparse.ArgumentParser) -> None:
+@dataclass(frozen=True)
+class Running:
+    """A running ``serve``: what the web pages beside it read."""
+
+    args: argparse.Namespace
+    store: Store
+    server: CsmsServer
+    control: ControlLoop
+    settings: ControlSettings
+
+
+WebPages = Callable[[Running], AbstractAsyncContextManager[str | None]]
+"""Starts the web API and dashboard beside a running ``serve`` (while open); their URL, or
+None when not asked for. :func:`v2ghub.api.pages.web_pages` is the one ``v2ghub`` uses."""
+
+
+def store_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("store")
     group.add_argument(
         "--data-dir",
@@ -97,7 +116,7 @@ def add_live_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
-    _store_options(serve)
+    store_options(serve)
     serve.add_argument(
         "--planner",
         default="fast",
@@ -124,6 +143,31 @@ def add_live_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         type=float,
         default=LIVE_CONTROL_INTERVAL_S,
         help=f"seconds between plans (default {LIVE_CONTROL_INTERVAL_S:g})",
+    )
+    web = serve.add_argument_group("web API and dashboard")
+    web.add_argument(
+        "--api-host",
+        default="127.0.0.1",
+        help="address of the web API and dashboard (default loopback; HTTPS anywhere else)",
+    )
+    web.add_argument(
+        "--api-port",
+        type=int,
+        default=API_PORT,
+        help=f"port of the web API and dashboard (default {API_PORT}; 0: any free one)",
+    )
+    web.add_argument("--no-api", action="store_true", help="run without the web API")
+    web.add_argument(
+        "--ledger",
+        type=Path,
+        help="settlement ledger the API's statements read (what `v2ghub settle --live "
+        "--ledger` posts; default DATA_DIR/ledger.sqlite)",
+    )
+    web.add_argument(
+        "--show-run",
+        type=Path,
+        metavar="FOLDER",
+        help="also show a finished `v2ghub simulate` run folder on the dashboard",
     )
     serve.add_argument("--certfile", type=Path, help="TLS certificate chain (PEM)")
     serve.add_argument("--keyfile", type=Path, help="TLS private key (PEM)")
@@ -153,14 +197,14 @@ def add_live_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     add.add_argument(
         "--max-power-kw", type=float, default=11.0, help="power of one EVSE, kW (default 11)"
     )
-    _store_options(add)
+    store_options(add)
     password = actions.add_parser(
         "password", help="give a station a new password (printed once; the old one stops working)"
     )
     password.add_argument("station_id", metavar="ID")
-    _store_options(password)
+    store_options(password)
     listing = actions.add_parser("list", help="list registered stations")
-    _store_options(listing)
+    store_options(listing)
     _add_chargers_parser(commands)
     _add_site_parser(commands)
 
@@ -187,7 +231,7 @@ def _add_site_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--until", dest="ends_at", type=_aware_time, help="end (default: until replaced)"
     )
     limit.add_argument("--reason", default="grid event", help="why, kept with the event")
-    _store_options(limit)
+    store_options(limit)
 
 
 def _add_chargers_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -205,7 +249,7 @@ def _add_chargers_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
     chargers.add_argument(
         "--url", default=f"ws://127.0.0.1:{DEFAULT_PORT}", help="the server's URL (ws:// or wss://)"
     )
-    _store_options(chargers)
+    store_options(chargers)
     chargers.add_argument(
         "--v201-share",
         type=float,
@@ -231,12 +275,15 @@ def _add_chargers_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
     _clock_options(chargers)
 
 
-def run_live_command(args: argparse.Namespace, console: Console) -> int:
-    """Run ``serve``, ``station`` or ``chargers``; the exit status."""
+def run_live_command(
+    args: argparse.Namespace, console: Console, *, web_pages: WebPages | None = None
+) -> int:
+    """Run ``serve``, ``station``, ``chargers`` or ``site``; the exit status. ``serve``
+    starts ``web_pages`` beside the OCPP server."""
     if args.command == "station":
         return _station(args, console)
     if args.command == "serve":
-        return _serve(args, console)
+        return _serve(args, console, web_pages)
     if args.command == "chargers":
         return _chargers(args, console)
     if args.command == "site":
@@ -363,7 +410,7 @@ def _control_settings(args: argparse.Namespace, store: Store) -> ControlSettings
     )
 
 
-def _serve(args: argparse.Namespace, console: Console) -> int:
+def _serve(args: argparse.Namespace, console: Console, web_pages: WebPages | None) -> int:
     if not is_loopback(args.host) and args.allow_profile_1 and args.certfile is None:
         console.print(
             f"warning: plain ws:// on {args.host} (security profile 1): passwords cross the "
@@ -384,7 +431,14 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
             tls_folder=args.data_dir,
             allow_profile_1_off_loopback=args.allow_profile_1,
         )
-        asyncio.run(_serve_until_stopped(store, server_settings, settings, clock, console))
+        if args.show_run is not None and not args.show_run.is_dir():
+            why = "is not a run folder (give what `v2ghub simulate --out` wrote)"
+            raise InputError(why, file=args.show_run)
+        asyncio.run(
+            _serve_until_stopped(
+                store, server_settings, settings, clock, console, args=args, web_pages=web_pages
+            )
+        )
     return 0
 
 
@@ -394,6 +448,9 @@ async def _serve_until_stopped(
     settings: ControlSettings,
     clock: Clock,
     console: Console,
+    *,
+    args: argparse.Namespace,
+    web_pages: WebPages | None = None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -421,7 +478,19 @@ async def _serve_until_stopped(
                 "no export (no V2G) until --sites gives one",
                 markup=False,
             )
-        await control.run(stop)
+        async with contextlib.AsyncExitStack() as stack:
+            if web_pages is not None:
+                running = Running(args, store, server, control, settings)
+                url = await stack.enter_async_context(web_pages(running))
+                if url is not None:
+                    console.print(
+                        f"v2ghub serve: dashboard on {url}/ (API docs {url}/docs; a token "
+                        "to log in: v2ghub token add NAME --role ROLE)",
+                        markup=False,
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+            await control.run(stop)
     console.print("v2ghub serve: stopped", markup=False)
 
 

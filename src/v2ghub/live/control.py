@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -24,6 +25,7 @@ import numpy.typing as npt
 
 from v2ghub.live.clock import Clock
 from v2ghub.live.live_problem import ControlSettings, LiveProblem, LiveSite, build_problem, plan
+from v2ghub.live.live_state import LiveStatus, snapshot
 from v2ghub.live.outcomes import SendOutcome, SendStatus
 from v2ghub.live.store_seam import ControlStore
 from v2ghub.model.problem import Planner, Schedule
@@ -261,6 +263,21 @@ class _Planned:
     live: LiveProblem
     schedule: Schedule
     commands: list[SetpointCommand]
+    plan_time_s: float
+
+
+def _setpoint(command: SetpointCommand, outcome: SendOutcome, sent_at: datetime) -> Setpoint:
+    return Setpoint(
+        station_id=command.station_id,
+        evse_id=command.evse_id,
+        transaction_id=command.transaction_id,
+        sent_at=sent_at,
+        setpoint_kw=command.setpoint_kw,
+        discharge_limit_kw=command.discharge_limit_kw,
+        planner=command.planner,
+        status=str(outcome),
+        fallback_reason=command.fallback_reason,
+    )
 
 
 def with_grid_limits(
@@ -329,6 +346,8 @@ class ControlLoop:
         self._triggered = asyncio.Event()
         self._grid_limits: dict[str, tuple[float, float]] | None = None
         self._reasons: list[str] = []
+        self.status = LiveStatus()
+        """The latest instant and the loop's counts, for the web API (:mod:`live_state`)."""
 
     def trigger(self, reason: str) -> None:
         """Ask for a plan soon (a new vehicle's needs, a grid event); call from the loop's
@@ -344,6 +363,7 @@ class ControlLoop:
     ) -> _Planned:
         settings = with_grid_limits(self.settings, grid_limits)
         live = build_problem(sessions, now=now, settings=settings)
+        started_s = time.perf_counter()
         schedule = plan(
             live,
             self.planner,
@@ -351,8 +371,24 @@ class ControlLoop:
             tolerance_kw=settings.limit_tolerance_kw,
             busy=self._planner_busy,
         )
+        plan_time_s = time.perf_counter() - started_s
         commands = setpoint_commands(live, schedule, resolution_w=settings.setpoint_resolution_w)
-        return _Planned(live, schedule, commands)
+        return _Planned(live, schedule, commands, plan_time_s)
+
+    def _publish(self, planned: _Planned, now: datetime) -> None:
+        live = planned.live
+        n = live.problem.n_plugged
+        self.status.publish(
+            snapshot(
+                live.problem,
+                planned.schedule,
+                at=now,
+                site_ids=live.site_ids,
+                rows=tuple((r.station_id, r.evse_id, r.transaction_id) for r in live.rows[:n]),
+                setpoint_kw=np.array([c.setpoint_kw for c in planned.commands], dtype=np.float64),
+                plan_time_s=planned.plan_time_s,
+            )
+        )
 
     def _due(self, command: SetpointCommand, now: datetime) -> bool:
         last = self._last.get(command.key)
@@ -386,6 +422,7 @@ class ControlLoop:
         grid_limits = await asyncio.to_thread(self.store.site_limits, now)
         self._grid_limits = grid_limits
         planned = await asyncio.to_thread(self._plan_now, sessions, now, grid_limits)
+        self._publish(planned, now)
         events: list[Event] = []
         reason = planned.schedule.fallback_reason
         if reason is not None:
@@ -418,19 +455,7 @@ class ControlLoop:
             outcome = task.result()
             if key in current:
                 self._last[key] = _Sent(command, outcome, sent_at)
-            setpoints.append(
-                Setpoint(
-                    station_id=command.station_id,
-                    evse_id=command.evse_id,
-                    transaction_id=command.transaction_id,
-                    sent_at=sent_at,
-                    setpoint_kw=command.setpoint_kw,
-                    discharge_limit_kw=command.discharge_limit_kw,
-                    planner=command.planner,
-                    status=str(outcome),
-                    fallback_reason=command.fallback_reason,
-                )
-            )
+            setpoints.append(_setpoint(command, outcome, sent_at))
             if not outcome.accepted:
                 events.append(
                     Event(
@@ -443,6 +468,9 @@ class ControlLoop:
                         station_id=command.station_id,
                     )
                 )
+        self.status.setpoints = tuple(
+            _setpoint(sent.command, sent.outcome, sent.at) for sent in self._last.values()
+        )
         await asyncio.to_thread(self._record, setpoints, events)
         return setpoints
 
@@ -490,6 +518,7 @@ class ControlLoop:
                 await self.run_once()
             except Exception as error:
                 LOG.exception("control instant failed")
+                self.status.failed()
                 await self._record_failure(error)
             interval_s = self.clock.seconds(self.settings.control_interval_s)
             wait_s = max(0.0, interval_s - (loop.time() - started))

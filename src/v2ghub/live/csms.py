@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from types import ModuleType
 from typing import Protocol, TypeVar
@@ -37,6 +38,8 @@ from ocpp.v21.enums import Action as Action21
 from ocpp.v201.enums import Action as Action201
 
 from v2ghub.live.charging_needs import ChargingNeeds, ev_needs
+from v2ghub.live.live_state import MeasuredPower
+from v2ghub.live.metrics import LiveMetrics
 from v2ghub.live.ocpp_adapter import (
     ChargePoint21,
     ChargePoint201,
@@ -61,6 +64,7 @@ from v2ghub.live.store_seam import LiveStore
 from v2ghub.store.records import (
     Event,
     EventKind,
+    MeterSample,
     OcppVersion,
     StoredEvent,
     StoredStatus,
@@ -77,6 +81,9 @@ T = TypeVar("T")
 
 class StationHub(Protocol):
     """What a station connection needs from the server around it."""
+
+    metrics: LiveMetrics
+    measured: MeasuredPower
 
     def now(self) -> datetime: ...
 
@@ -170,6 +177,7 @@ class StationConnection:
         if not handles(self, message.action):
             await self._send_error(message.unique_id, self._unhandled(message.action))
             return
+        started_s = time.perf_counter()
         try:
             await handle_call(self, message)
         except OCPPError as error:
@@ -177,6 +185,10 @@ class StationConnection:
         except Exception as error:
             LOGGER.exception("%s: %s failed", self.id, message.action)
             await self._send_error(message.unique_id, InternalError(description=str(error)))
+        finally:
+            metrics = self.hub.metrics
+            metrics.ocpp_messages.labels(action=message.action).inc()
+            metrics.ocpp_seconds.observe(time.perf_counter() - started_s)
 
     def _unhandled(self, action: str) -> OCPPError:
         actions = Action21 if self.version is OcppVersion.V21 else Action201
@@ -299,6 +311,9 @@ class StationConnection:
             offline=offline,
         )
         result = await self.hub.store_transaction_event(event)
+        known_evse = self.hub.measured.evse(station_id, transaction_id, evse_id)
+        if known_evse is not None:
+            _note_power(self.hub.measured, station_id, known_evse, event.samples)
         if result.status is StoredStatus.REFUSED:
             refused = Event(self.hub.now(), EventKind.REFUSED, result.reason, station_id)
             await self.hub.write(lambda store: store.record_event(refused))
@@ -306,6 +321,7 @@ class StationConnection:
         stored = result.status is StoredStatus.STORED
         if stored and event_type == "Ended":
             self.hub.transaction_ended(station_id, transaction_id)
+            self.hub.measured.ended(station_id, transaction_id)
         if stored and event_type in ("Started", "Ended"):
             self.hub.replan(f"{station_id} transaction {transaction_id} {event_type.lower()}")
         if id_token is not None:
@@ -330,6 +346,7 @@ class StationConnection:
             )
         except ValueError as error:
             raise PropertyConstraintViolationError(description=str(error)) from error
+        _note_power(self.hub.measured, station_id, evse_id, samples)
         return self.results.MeterValues()
 
     @on("NotifyEVChargingNeeds")
@@ -363,6 +380,16 @@ def station_connection(
     station.hub = hub
     station._awaited = set()
     return station
+
+
+def _note_power(
+    measured: MeasuredPower, station_id: str, evse_id: int, samples: Sequence[MeterSample]
+) -> None:
+    """Keep the latest power reading of ``samples``, if any has one."""
+    timed = [(s.measured_at, s.power_kw) for s in samples if s.power_kw is not None]
+    if timed:
+        at, power_kw = max(timed, key=lambda pair: pair[0])
+        measured.note(station_id, evse_id, float(power_kw), at)
 
 
 def answer_outcome(result: object) -> SendOutcome:

@@ -35,6 +35,8 @@ from v2ghub.live.clock import Clock
 from v2ghub.live.control import ControlLoop, SetpointCommand
 from v2ghub.live.csms import StationConnection, answer_outcome, station_connection
 from v2ghub.live.live_problem import ControlSettings
+from v2ghub.live.live_state import MeasuredPower
+from v2ghub.live.metrics import LiveMetrics
 from v2ghub.live.outcomes import OFFLINE, SendOutcome, SendStatus
 from v2ghub.live.profiles import profile_request
 from v2ghub.live.security import (
@@ -95,10 +97,20 @@ class CsmsServer:
     Use as an async context manager; ``url`` is where stations connect.
     """
 
-    def __init__(self, store: LiveStore, settings: ServerSettings, *, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: LiveStore,
+        settings: ServerSettings,
+        *,
+        clock: Clock,
+        metrics: LiveMetrics | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics if metrics is not None else LiveMetrics()
+        self.measured = MeasuredPower()
+        """The latest metered power per EVSE (for the web API)."""
         self.stations: dict[str, StationConnection] = {}
         self.replanner: Replanner | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2ghub-store")
@@ -333,6 +345,7 @@ class CsmsServer:
             if self.stations.get(station_id) is station:
                 del self.stations[station_id]
                 del self._sockets[station_id]
+                self.measured.disconnected(station_id)
             with suppress(Exception):  # the station is gone either way
                 gone = Event(self.now(), EventKind.DISCONNECTED, "", station_id)
                 await self.write(lambda store: store.record_event(gone))
@@ -387,6 +400,7 @@ class CsmsServer:
         except ValueError as error:  # nothing sent: the command does not fit the station
             return SendOutcome(SendStatus.NOT_SENT, str(error))
         outcome = await self.call_station(command.station_id, request)
+        self.metrics.setpoints.labels(status=outcome.status.value).inc()
         if self.stations.get(command.station_id) is not station:
             return outcome  # reconnected meanwhile: the new connection starts afresh
         if outcome.accepted:

@@ -154,6 +154,8 @@ class EventKind(StrEnum):
     """The control loop assumed defaults for what the store does not know."""
     SETPOINT_NOT_ACCEPTED = "setpoint-not-accepted"
     CONTROL_FAILED = "control-failed"
+    API_WRITE = "api-write"
+    """A change made through the web API (detail: what; ``actor``: the token's name)."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,8 @@ class Event:
     kind: EventKind
     detail: str
     station_id: str | None = None
+    actor: str | None = None
+    """Who made the change through the web API (a token's name); None for the server."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ acknowledge a meter value as soon as the call returns) and rolled back whole on 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +19,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
 from v2ghub.store import schema
+from v2ghub.store.api_tokens import (
+    ApiToken,
+    Role,
+    add_token,
+    revoke_token,
+    token_by_secret,
+    tokens,
+)
 from v2ghub.store.checks import (
     check_aware,
     check_event_type,
@@ -30,6 +37,14 @@ from v2ghub.store.checks import (
     event_samples,
 )
 from v2ghub.store.database import WRITE_OPTION, masked, migrate, open_engine, resolve_url
+from v2ghub.store.grid_events import (
+    GridEvent,
+    GridEventKind,
+    add_grid_event,
+    cancel_grid_event,
+    grid_events,
+    limits_in_force,
+)
 from v2ghub.store.plugged import plugged_sessions
 from v2ghub.store.records import (
     Event,
@@ -468,6 +483,7 @@ class Store:
                     kind=event.kind.value,
                     detail=event.detail,
                     station_id=event.station_id,
+                    actor=event.actor,
                 )
             )
 
@@ -483,56 +499,97 @@ class Store:
         ends_at: datetime | None = None,
         reason: str,
         at: datetime,
-    ) -> None:
+        kind: GridEventKind = GridEventKind.LIMIT,
+        source: str = "cli",
+        external_id: str | None = None,
+        requested_reduction_kw: float | None = None,
+    ) -> int:
         """Record a grid event: ``site_id``'s limits (kW at the connection point, ``None``
         for no limit) from ``starts_at`` until ``ends_at`` (``None``: until a later event
-        replaces them)."""
-        for name, value in (
-            ("import_limit_kw", import_limit_kw),
-            ("export_limit_kw", export_limit_kw),
-        ):
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"site {site_id!r}: {name} must be >= 0 kW, got {value}")
-        check_aware("starts_at", starts_at)
-        check_aware("at", at)
-        if ends_at is not None:
-            check_aware("ends_at", ends_at)
-            if ends_at <= starts_at:
-                raise ValueError(f"site {site_id!r}: the limit ends ({ends_at}) before it starts")
-        if not site_id:
-            raise ValueError("a site limit needs a site id")
+        replaces them); its id. See :mod:`v2ghub.store.grid_events`."""
         with self._write() as connection:
-            connection.execute(
-                schema.site_limits.insert().values(
-                    site_id=site_id,
-                    import_limit_kw=import_limit_kw,
-                    export_limit_kw=export_limit_kw,
-                    starts_at=starts_at,
-                    ends_at=ends_at,
-                    reason=reason,
-                    recorded_at=at,
-                )
+            return add_grid_event(
+                connection,
+                site_id,
+                import_limit_kw=import_limit_kw,
+                export_limit_kw=export_limit_kw,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                reason=reason,
+                at=at,
+                kind=kind,
+                source=source,
+                external_id=external_id,
+                requested_reduction_kw=requested_reduction_kw,
+            )
+
+    def cancel_grid_event(self, event_id: int, *, by: str, at: datetime) -> bool:
+        """Cancel a grid event; whether one in effect was (a cancelled one stays so)."""
+        with self._write() as connection:
+            return cancel_grid_event(connection, event_id, by=by, at=at)
+
+    def grid_events(
+        self,
+        *,
+        site_ids: frozenset[str] | None = None,
+        in_force_at: datetime | None = None,
+        since: datetime | None = None,
+        event_id: int | None = None,
+        limit: int = 500,
+    ) -> list[GridEvent]:
+        """Grid events, newest first (:func:`v2ghub.store.grid_events.grid_events`)."""
+        with self._read() as connection:
+            return grid_events(
+                connection,
+                site_ids=site_ids,
+                in_force_at=in_force_at,
+                since=since,
+                event_id=event_id,
+                limit=limit,
             )
 
     def site_limits(self, now: datetime) -> dict[str, tuple[float, float]]:
         """The limits in force at ``now`` per site: (import, export) kW, ``inf`` for none.
         Of several events in force for a site, the one recorded last holds."""
-        check_aware("now", now)
-        limits = schema.site_limits.c
-        query = (
-            sa.select(schema.site_limits)
-            .where(limits.starts_at <= now, sa.or_(limits.ends_at.is_(None), limits.ends_at > now))
-            .order_by(limits.recorded_at, limits.id)
-        )
         with self._read() as connection:
-            rows = connection.execute(query).all()
-        return {
-            row.site_id: (
-                math.inf if row.import_limit_kw is None else float(row.import_limit_kw),
-                math.inf if row.export_limit_kw is None else float(row.export_limit_kw),
+            return limits_in_force(connection, now)
+
+    # Web API tokens -------------------------------------------------------------------
+
+    def add_token(
+        self,
+        name: str,
+        *,
+        role: Role,
+        token: str,
+        at: datetime,
+        site_ids: tuple[str, ...] = (),
+        owner_id: str | None = None,
+    ) -> ApiToken:
+        """Keep the hash of a new bearer token (:mod:`v2ghub.store.api_tokens`)."""
+        with self._write() as connection:
+            return add_token(
+                connection,
+                name,
+                role=role,
+                token=token,
+                at=at,
+                site_ids=site_ids,
+                owner_id=owner_id,
             )
-            for row in rows  # the last recorded of a site overwrites the others
-        }
+
+    def token(self, token: str) -> ApiToken | None:
+        """The valid token whose secret is ``token``, or None."""
+        with self._read() as connection:
+            return token_by_secret(connection, token)
+
+    def tokens(self) -> list[ApiToken]:
+        with self._read() as connection:
+            return tokens(connection)
+
+    def revoke_token(self, name: str, *, at: datetime) -> bool:
+        with self._write() as connection:
+            return revoke_token(connection, name, at=at)
 
     def events(self, *, kind: EventKind | None = None, limit: int = 100) -> list[Event]:
         """The newest ``limit`` events (of one kind, or all), newest first."""
@@ -547,6 +604,7 @@ class Store:
                     kind=EventKind(row.kind),
                     detail=row.detail,
                     station_id=row.station_id,
+                    actor=row.actor,
                 )
                 for row in connection.execute(query)
             ]

@@ -181,8 +181,11 @@ events = sa.Table(
     sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("station_id", sa.String(STATION_ID_LENGTH)),
+    sa.Column("actor", sa.String(64)),
     sa.Index(None, "kind", "at"),
 )
+"""``actor``: who made a change through the web API (the token's name); ``NULL`` for the
+server's own events."""
 
 site_limits = sa.Table(
     "site_limits",
@@ -195,8 +198,30 @@ site_limits = sa.Table(
     sa.Column("ends_at", UtcDateTime),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False, server_default="limit"),
+    sa.Column("source", sa.String(96), nullable=False, server_default="cli"),
+    sa.Column("external_id", sa.String(128)),
+    sa.Column("requested_reduction_kw", sa.Float),
+    sa.Column("cancelled_at", UtcDateTime),
+    sa.Column("cancelled_by", sa.String(96)),
     sa.Index(None, "site_id", "starts_at"),
 )
 """Grid events: a site's connection limits for a while (a curtailment, a demand-response
 call, a new agreement). ``NULL`` is no limit in that direction; ``ends_at`` ``NULL`` lasts
-until a later event replaces it."""
+until a later event replaces it. ``kind`` is ``limit`` or ``demand-response``, ``source``
+who asked (``cli``, ``api:TOKEN``), ``external_id`` the sender's own id for the event; a
+cancelled event (``cancelled_at``) no longer holds."""
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("site_ids", sa.Text, nullable=False, server_default=""),
+    sa.Column("owner_id", sa.String(255)),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+)
+"""Bearer tokens of the web API: only the SHA-256 of each token is kept. ``site_ids`` are
+an operator's sites (comma-separated), ``owner_id`` an owner's id token."""

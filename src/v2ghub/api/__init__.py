@@ -1,0 +1,1 @@
+"""The web API and the operator dashboard of ``v2ghub serve`` (FastAPI on uvicorn)."""

@@ -1,0 +1,112 @@
+"""The web API beside ``v2ghub serve``: its context (the OCPP server's and the control
+loop's state, the store, the city's time zone, the gauges ``/metrics`` reads at each
+scrape) and :func:`web_pages`, which serves it while ``serve`` runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from v2ghub.api.app import create_app
+from v2ghub.api.context import ApiContext
+from v2ghub.api.web_server import WebServer, WebSettings
+from v2ghub.live.commands import Running
+from v2ghub.live.control import ControlLoop
+from v2ghub.live.live_problem import ControlSettings
+from v2ghub.live.server import CsmsServer
+from v2ghub.scenarios.catalog import pilot_cities
+from v2ghub.store.repository import Store
+
+
+def live_context(
+    store: Store,
+    server: CsmsServer,
+    control: ControlLoop,
+    settings: ControlSettings,
+    *,
+    ledger_path: Path | None = None,
+    run_folder: Path | None = None,
+) -> ApiContext:
+    """What the web API of a running ``serve`` reads."""
+    timezone = ZoneInfo(pilot_cities()[settings.city].tariff().timezone)
+    status = control.status
+    metrics = server.metrics
+
+    def latest_plan_s() -> float:
+        return status.latest.plan_time_s if status.latest is not None else float("nan")
+
+    def plan_age_s() -> float:
+        if status.latest is None:
+            return float("nan")
+        return (server.clock.now() - status.latest.at).total_seconds()
+
+    metrics.gauge(
+        "v2ghub_connected_stations", "Stations connected now", lambda: len(server.stations)
+    )
+    metrics.gauge("v2ghub_plans", "Plans made since the server started", lambda: status.plans)
+    metrics.gauge(
+        "v2ghub_fallbacks",
+        "Plans since start that fell back to the safe charge-only plan",
+        lambda: status.fallbacks,
+    )
+    metrics.gauge(
+        "v2ghub_control_failures",
+        "Control instants that failed since start",
+        lambda: status.failures,
+    )
+    metrics.gauge("v2ghub_last_plan_seconds", "Wall time of the last plan", latest_plan_s)
+    metrics.gauge("v2ghub_last_plan_age_seconds", "Age of the last plan (loop clock)", plan_age_s)
+    metrics.gauge(
+        "v2ghub_plugged_vehicles",
+        "Vehicles in the last plan",
+        lambda: len(status.latest.vehicles) if status.latest is not None else 0,
+    )
+    return ApiContext(
+        store=store,
+        clock=server.clock,
+        timezone=timezone,
+        status=status,
+        connected=lambda: frozenset(server.stations),
+        measured=server.measured.by_station,
+        metrics=metrics,
+        ledger_path=ledger_path,
+        run_folder=run_folder,
+        control_interval_s=settings.control_interval_s,
+        site_limits={
+            site.site_id: (site.import_limit_kw, site.export_limit_kw) for site in settings.sites
+        },
+        unknown_site_limits=(
+            settings.unknown_site_import_limit_kw,
+            settings.unknown_site_export_limit_kw,
+        ),
+    )
+
+
+@asynccontextmanager
+async def web_pages(running: Running) -> AsyncIterator[str | None]:
+    """Serve the web API and dashboard beside ``running`` (``serve``'s ``--api-*``,
+    ``--ledger`` and ``--show-run`` options); their URL, or None with ``--no-api``."""
+    args = running.args
+    if args.no_api:
+        yield None
+        return
+    ledger = args.ledger if args.ledger is not None else args.data_dir / "ledger.sqlite"
+    context = live_context(
+        running.store,
+        running.server,
+        running.control,
+        running.settings,
+        ledger_path=ledger,
+        run_folder=args.show_run,
+    )
+    settings = WebSettings(
+        host=args.api_host,
+        port=args.api_port,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        tls_folder=args.data_dir,
+    )
+    async with WebServer(create_app(context), settings) as server:
+        yield server.url

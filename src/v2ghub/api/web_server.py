@@ -1,0 +1,93 @@
+"""The web API's HTTP server: uvicorn, in the same process and event loop as the OCPP
+server, so that the routes read the control loop's latest instant and the stations
+connected now from memory.
+
+It listens on loopback by default; anywhere else it speaks HTTPS (bearer tokens must not
+cross a network in clear), with the certificate given or the same self-signed one the
+OCPP server makes in the data folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from v2ghub.defaults import DATA_DIR
+from v2ghub.live.security import is_loopback, self_signed_certificate
+
+LOG = logging.getLogger("v2ghub.api")
+STARTUP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    tls_folder: Path | None = None
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: ``serve`` stops everything on a signal."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class WebServer:
+    """Serves ``app`` while open (``async with``); ``url`` is where."""
+
+    def __init__(self, app: FastAPI, settings: WebSettings) -> None:
+        self.settings = settings
+        self._tls = settings.certfile is not None or not is_loopback(settings.host)
+        certfile, keyfile = settings.certfile, settings.keyfile
+        if self._tls and (certfile is None or keyfile is None):
+            certfile, keyfile = self_signed_certificate(
+                settings.tls_folder or DATA_DIR, settings.host
+            )
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=str(certfile) if self._tls and certfile else None,
+            ssl_keyfile=str(keyfile) if self._tls and keyfile else None,
+        )
+        self._server = _QuietServer(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        servers = getattr(self._server, "servers", [])
+        if not servers:
+            raise RuntimeError("the web server is not started")
+        port = servers[0].sockets[0].getsockname()[1]
+        host = self.settings.host if ":" not in self.settings.host else f"[{self.settings.host}]"
+        return f"{'https' if self._tls else 'http'}://{host}:{port}"
+
+    async def __aenter__(self) -> WebServer:
+        self._task = asyncio.create_task(self._server.serve())
+        async with asyncio.timeout(STARTUP_TIMEOUT_S):
+            while not self._server.started:
+                if self._task.done():
+                    self._task.result()  # raises why it could not start
+                    raise RuntimeError("the web server stopped while starting")
+                await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,229 @@
+"""What the control loop last decided, kept in memory for the web API and the dashboard.
+
+After every control instant the loop publishes one immutable :class:`PlanSnapshot`: per
+site the planned net power now and over the horizon with the limits in force, per vehicle
+its stored energy against its target and its setpoint, and the fleet's flexibility
+envelope (:func:`v2ghub.regulation.envelope.fleet_envelope`, the same arithmetic as the
+twin's). Readers take the whole snapshot (one reference read), so they never see half of
+an instant and never touch the database for it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+
+from v2ghub.model.headroom import PluggedFleet
+from v2ghub.model.problem import Problem, Schedule
+from v2ghub.regulation.envelope import ENVELOPE_DURATIONS_H, EnvelopeHour, fleet_envelope
+from v2ghub.store.records import Setpoint
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """One site at a control instant: limits in force and its planned net power, kW."""
+
+    site_id: str
+    import_limit_kw: float
+    export_limit_kw: float
+    planned_kw: float
+    plan_ahead_kw: tuple[float, ...]
+    """Planned net power per step of the plan, from now (the first is ``planned_kw``)."""
+    plugged: int
+
+
+@dataclass(frozen=True)
+class VehicleState:
+    """A plugged vehicle as the loop planned it."""
+
+    station_id: str
+    evse_id: int
+    transaction_id: str
+    site_id: str
+    energy_kwh: float
+    target_energy_kwh: float
+    energy_max_kwh: float
+    planned_kw: float
+    departure_at: datetime
+
+
+@dataclass(frozen=True)
+class PlanSnapshot:
+    """The control loop's latest instant."""
+
+    at: datetime
+    planner: str
+    fallback_reason: str | None
+    plan_time_s: float
+    step: timedelta
+    sites: tuple[SitePlan, ...]
+    vehicles: tuple[VehicleState, ...]
+    envelope: EnvelopeHour
+
+    @property
+    def planned_kw(self) -> float:
+        return float(sum(site.planned_kw for site in self.sites))
+
+
+@dataclass
+class LiveStatus:
+    """The loop's latest snapshot and its running counts (written by the loop only)."""
+
+    latest: PlanSnapshot | None = None
+    plans: int = 0
+    fallbacks: int = 0
+    failures: int = 0
+    started_monotonic_s: float = field(default_factory=time.monotonic)
+    last_instant_monotonic_s: float | None = None
+    """When the loop last finished an instant (monotonic wall seconds)."""
+    setpoints: tuple[Setpoint, ...] = ()
+    """The last setpoint sent to each plugged session, with its answer."""
+
+    def publish(self, snapshot: PlanSnapshot) -> None:
+        self.latest = snapshot
+        self.plans += 1
+        if snapshot.fallback_reason is not None:
+            self.fallbacks += 1
+        self.last_instant_monotonic_s = time.monotonic()
+
+    def failed(self) -> None:
+        self.failures += 1
+        self.last_instant_monotonic_s = time.monotonic()
+
+    def seconds_since_instant(self) -> float | None:
+        if self.last_instant_monotonic_s is None:
+            return None
+        return time.monotonic() - self.last_instant_monotonic_s
+
+
+def snapshot(
+    problem: Problem,
+    schedule: Schedule,
+    *,
+    at: datetime,
+    site_ids: tuple[str, ...],
+    rows: tuple[tuple[str, int, str], ...],
+    setpoint_kw: FloatArray,
+    plan_time_s: float,
+    durations_h: tuple[float, ...] = ENVELOPE_DURATIONS_H,
+) -> PlanSnapshot:
+    """The snapshot of one instant: ``problem`` planned as ``schedule``, whose first step
+    was sent as ``setpoint_kw`` (one per row of ``rows``: station, EVSE, transaction)."""
+    n_rows = len(rows)
+    n_sites = len(site_ids)
+    power_kw = np.asarray(schedule.power_kw, dtype=np.float64)
+    steps = power_kw.shape[1] if power_kw.ndim == 2 and power_kw.shape[0] else 1
+    ahead = np.zeros((n_sites, steps))
+    if power_kw.shape[0]:
+        np.add.at(ahead, problem.site_index, power_kw[:, :steps])
+    plugged = np.bincount(problem.site_index[:n_rows], minlength=n_sites)
+    sent_by_site = np.bincount(
+        problem.site_index[:n_rows], weights=setpoint_kw[:n_rows], minlength=n_sites
+    )
+    sites = tuple(
+        SitePlan(
+            site_id=site_ids[k],
+            import_limit_kw=float(problem.import_limit_kw[k]),
+            export_limit_kw=float(problem.export_limit_kw[k]),
+            planned_kw=float(sent_by_site[k]),
+            plan_ahead_kw=tuple(float(v) for v in ahead[k]),
+            plugged=int(plugged[k]),
+        )
+        for k in range(n_sites)
+    )
+    grid = problem.grid
+    hours_to_departure = (problem.departure_step[:n_rows] * grid.dt_h).astype(np.float64)
+    vehicle = slice(0, n_rows)
+    fleet = PluggedFleet(
+        planned_kw=setpoint_kw[:n_rows].astype(np.float64),
+        energy_kwh=problem.energy_kwh[vehicle],
+        energy_min_kwh=problem.energy_min_kwh[vehicle],
+        energy_max_kwh=problem.energy_max_kwh[vehicle],
+        target_energy_kwh=problem.target_energy_kwh[vehicle],
+        max_charge_kw=problem.max_charge_kw[vehicle],
+        max_discharge_kw=problem.max_discharge_kw[vehicle],
+        charge_efficiency=problem.charge_efficiency[vehicle],
+        discharge_efficiency=problem.discharge_efficiency[vehicle],
+        site_index=problem.site_index[vehicle],
+        import_limit_kw=problem.import_limit_kw,
+        export_limit_kw=problem.export_limit_kw,
+    )
+    envelope = fleet_envelope(
+        fleet, start=at, hours_to_departure=hours_to_departure, durations_h=durations_h
+    )
+    step = grid.step
+    vehicles = tuple(
+        VehicleState(
+            station_id=station_id,
+            evse_id=evse_id,
+            transaction_id=transaction_id,
+            site_id=site_ids[int(problem.site_index[i])],
+            energy_kwh=float(problem.energy_kwh[i]),
+            target_energy_kwh=float(problem.target_energy_kwh[i]),
+            energy_max_kwh=float(problem.energy_max_kwh[i]),
+            planned_kw=float(setpoint_kw[i]),
+            departure_at=grid.start
+            + timedelta(seconds=int(problem.departure_step[i]) * step.total_seconds()),
+        )
+        for i, (station_id, evse_id, transaction_id) in enumerate(rows)
+    )
+    return PlanSnapshot(
+        at=at,
+        planner=schedule.planner,
+        fallback_reason=schedule.fallback_reason,
+        plan_time_s=plan_time_s,
+        step=step,
+        sites=sites,
+        vehicles=vehicles,
+        envelope=envelope,
+    )
+
+
+class MeasuredPower:
+    """The latest metered power of every EVSE, as readings arrive (no database read).
+
+    A TransactionEvent names its EVSE only in its first message: the EVSE of each
+    transaction is remembered from then. A transaction that ends, or a station that
+    disconnects, no longer counts.
+    """
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple[str, int], tuple[float, datetime]] = {}
+        self._evse_of: dict[tuple[str, str], int] = {}
+
+    def evse(self, station_id: str, transaction_id: str, evse_id: int | None) -> int | None:
+        """The EVSE of a transaction: ``evse_id`` if given (and remembered), else the one
+        its first event named."""
+        key = (station_id, transaction_id)
+        if evse_id is not None:
+            self._evse_of[key] = evse_id
+            return evse_id
+        return self._evse_of.get(key)
+
+    def note(self, station_id: str, evse_id: int, power_kw: float, at: datetime) -> None:
+        key = (station_id, evse_id)
+        last = self._latest.get(key)
+        if last is None or at >= last[1]:
+            self._latest[key] = (power_kw, at)
+
+    def ended(self, station_id: str, transaction_id: str) -> None:
+        evse_id = self._evse_of.pop((station_id, transaction_id), None)
+        if evse_id is not None:
+            self._latest.pop((station_id, evse_id), None)
+
+    def disconnected(self, station_id: str) -> None:
+        for key in [key for key in self._latest if key[0] == station_id]:
+            del self._latest[key]
+
+    def by_station(self) -> dict[str, float]:
+        """Summed latest power per station, kW."""
+        totals: dict[str, float] = {}
+        for (station_id, _), (power_kw, _) in list(self._latest.items()):
+            totals[station_id] = totals.get(station_id, 0.0) + power_kw
+        return totals
