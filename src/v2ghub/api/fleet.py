@@ -63,6 +63,7 @@ def fleet_now(api: ApiContext, caller: Principal) -> FleetNow:
                 planned_kw=plan.planned_kw if plan else None,
                 import_limit_kw=_limit(import_kw),
                 export_limit_kw=_limit(export_kw),
+                plan_ahead_kw=list(plan.plan_ahead_kw) if plan else [],
             )
         )
     measured = [site.measured_kw for site in sites if site.measured_kw is not None]
@@ -127,6 +128,7 @@ def fleet_now(api: ApiContext, caller: Principal) -> FleetNow:
         setpoints=setpoints,
         vehicles=vehicles,
         grid_events=[grid_event_out(api, event, now) for event in in_force],
+        plan_step_s=round(latest.step.total_seconds()) if latest else None,
     )
 
 

@@ -45,6 +45,9 @@ class SiteNow(BaseModel):
     import_limit_kw: float | None
     """None: no limit."""
     export_limit_kw: float | None
+    plan_ahead_kw: list[float]
+    """The site's planned net power per plan step from the last plan's instant (empty
+    before the first plan); ``FleetNow.plan_step_s`` long each."""
 
 
 class EnvelopeNow(BaseModel):
@@ -122,6 +125,8 @@ class FleetNow(BaseModel):
     """Omitted for the grid role."""
     grid_events: list[GridEventOut]
     """Grid events in force now."""
+    plan_step_s: int | None
+    """Length of a step of ``SiteNow.plan_ahead_kw``."""
 
 
 # Grid events -------------------------------------------------------------------------------
@@ -214,6 +219,25 @@ class History(BaseModel):
 
 
 # Money -------------------------------------------------------------------------------------
+
+
+class StreamMoney(BaseModel):
+    stream: str
+    """A ledger stream: charging, discharge, wear, ..."""
+    amount_cny: Money
+    """Net to the parties the caller sees (+ received, - paid)."""
+
+
+class Today(BaseModel):
+    """The city's local day so far, of the sites (or the owner) the caller sees."""
+
+    day: str
+    charged_kwh: float
+    discharged_kwh: float
+    sessions: int
+    settled: bool
+    """Whether the ledger holds this day (``v2ghub settle --live``); money is empty if not."""
+    money: list[StreamMoney]
 
 
 class StreamTotalOut(BaseModel):
