@@ -9,6 +9,7 @@ the browser asking first (and the cookie is ``SameSite=Strict`` anyway).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -93,6 +94,17 @@ async def principal(request: Request, api: Annotated[ApiContext, Depends(context
 
 
 Caller = Annotated[Principal, Depends(principal)]
+
+
+def allow(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency: the caller if it has one of ``roles``, else a 403. Checked before the
+    request's body, so a role that may not write learns nothing from a body's errors."""
+
+    async def allowed(caller: Caller) -> Principal:
+        require(caller, *roles)
+        return caller
+
+    return allowed
 
 
 def require(caller: Principal, *roles: Role) -> None:
