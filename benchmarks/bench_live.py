@@ -110,6 +110,7 @@ def _start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[byte
         str(port),
         "--data-dir",
         str(data_dir),
+        "--no-api",
     ]
     with log.open("wb") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)

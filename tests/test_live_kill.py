@@ -49,7 +49,17 @@ def _event(seq_no: int, *, event_type: str = "Updated", offline: bool = False) -
 
 async def _start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "v2ghub.cli", "serve", "--port", "0", "--data-dir", str(data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "v2ghub.cli",
+            "serve",
+            "--port",
+            "0",
+            "--no-api",
+            "--data-dir",
+            str(data_dir),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from v2ghub.defaults import DATA_DIR
+from v2ghub.errors import InputError
 from v2ghub.live.security import is_loopback, self_signed_certificate
 
 LOG = logging.getLogger("v2ghub.api")
@@ -77,12 +79,25 @@ class WebServer:
         return f"{'https' if self._tls else 'http'}://{host}:{port}"
 
     async def __aenter__(self) -> WebServer:
-        self._task = asyncio.create_task(self._server.serve())
+        where = f"{self.settings.host}:{self.settings.port}"
+        listener = socket.socket(
+            socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET, socket.SOCK_STREAM
+        )
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.settings.host, self.settings.port))
+        except OSError as error:
+            listener.close()
+            raise InputError(
+                f"the web API cannot listen on {where}: {error.strerror} (give --api-port, "
+                "or --no-api)"
+            ) from None
+        self._task = asyncio.create_task(self._server.serve(sockets=[listener]))
         async with asyncio.timeout(STARTUP_TIMEOUT_S):
             while not self._server.started:
                 if self._task.done():
-                    self._task.result()  # raises why it could not start
-                    raise RuntimeError("the web server stopped while starting")
+                    self._task.result()
+                    raise RuntimeError(f"the web API stopped while starting on {where}")
                 await asyncio.sleep(0.02)
         return self
 
