@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from v2ghub import cli, defaults, planning
-from v2ghub.defaults import DEFAULTS
 from v2ghub.api.web_server import WebSettings
+from v2ghub.defaults import DEFAULTS
 from v2ghub.live import charger_config, commands, live_problem
 from v2ghub.planning import reserve
 from v2ghub.regulation import envelope, frequency_response
