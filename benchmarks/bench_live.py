@@ -98,7 +98,10 @@ def _register(data_dir: Path, count: int, width: int) -> None:
             )
 
 
-def _start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _start_server(
+    data_dir: Path, port: int, log: Path, extra: tuple[str, ...] = ("--no-api",)
+) -> subprocess.Popen[bytes]:
+    """``v2ghub serve`` on ``port`` with ``extra`` options (default: without the web API)."""
     command = [
         sys.executable,
         "-m",
@@ -110,7 +113,7 @@ def _start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[byte
         str(port),
         "--data-dir",
         str(data_dir),
-        "--no-api",
+        *extra,
     ]
     with log.open("wb") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
