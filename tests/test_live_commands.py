@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from v2ghub.cli import main
+from v2ghub.cli import build_parser, main
+from v2ghub.live.commands import control_settings
+from v2ghub.live.live_problem import LiveSite
 from v2ghub.live.security import verify_password
 from v2ghub.store.repository import Store
 
@@ -58,3 +61,17 @@ def test_site_limit_records_a_grid_event(
         main(["site", "limit", "depot", "--from", "18:00", *data])
     assert stopped.value.code == 2
     assert "not an ISO time: '18:00'" in capsys.readouterr().err
+
+
+def test_serve_exports_nothing_at_a_site_its_sites_file_does_not_list(tmp_path: Path) -> None:
+    sites = tmp_path / "sites.csv"
+    sites.write_text("site_id,import_limit_kw,export_limit_kw\ndepot,100,40\n")
+    with Store.open(data_dir=tmp_path) as store:
+        store.add_station("CP-1", site_id="home", password_hash="x", v2x_allowed=True)
+    args = build_parser().parse_args(["serve", "--sites", str(sites), "--data-dir", str(tmp_path)])
+    settings = control_settings(args)
+    assert settings.sites == (LiveSite("depot", 100.0, 40.0),)
+    assert (settings.unknown_site_import_limit_kw, settings.unknown_site_export_limit_kw) == (
+        math.inf,
+        0.0,
+    )

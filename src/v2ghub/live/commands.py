@@ -381,7 +381,8 @@ def _clock(args: argparse.Namespace) -> Clock:
         raise InputError(str(error)) from error
 
 
-def _control_settings(args: argparse.Namespace, store: Store) -> ControlSettings:
+def control_settings(args: argparse.Namespace) -> ControlSettings:
+    """The control loop's settings from ``serve``'s options."""
     city = city_name(args.city or DEFAULT_CITY)
     grid_shape = GridShape()
     if args.scenario is not None:
@@ -389,10 +390,11 @@ def _control_settings(args: argparse.Namespace, store: Store) -> ControlSettings
         city = scenario.simulation.cities[0]
         grid_shape = scenario.grid
     city = city_name(city)
-    site_ids = tuple(sorted({station.site_id for station in store.stations()}))
     sites: tuple[LiveSite, ...] = ()
     if args.sites is not None:
-        limits = load_sites_csv(args.sites, site_ids=site_ids, other_sites=True)
+        # Only the sites the file lists: any other keeps the unknown site's limits (no
+        # export), as promised, whether or not its stations are registered yet.
+        limits = load_sites_csv(args.sites, site_ids=(), other_sites=True)
         sites = tuple(
             LiveSite(site, float(imp), float(exp))
             for site, imp, exp in zip(
@@ -422,7 +424,7 @@ def _serve(args: argparse.Namespace, console: Console, web_pages: WebPages | Non
     clock = _clock(args)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     with _open_store(args) as store:
-        settings = _control_settings(args, store)
+        settings = control_settings(args)
         server_settings = ServerSettings(
             host=args.host,
             port=args.port,
