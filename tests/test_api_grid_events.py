@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -22,9 +23,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import sqlalchemy as sa
+import trustme
 
 from v2ghub.api.app import create_app
 from v2ghub.api.context import ApiContext
+from v2ghub.api.web_server import WebServer, WebSettings
 from v2ghub.cli import main
 from v2ghub.live.control import ControlLoop, SetpointCommand
 from v2ghub.live.live_problem import ControlSettings, LiveSite
@@ -550,6 +553,14 @@ async def test_the_openapi_schema_names_every_route(client: httpx.AsyncClient) -
         "/metrics",
     ):
         assert path in schema_paths
+    document = (await client.get("/openapi.json")).json()
+    assert document["components"]["securitySchemes"]["token"] == {
+        "type": "http",
+        "description": "a token from `v2ghub token add NAME --role ROLE`",
+        "scheme": "bearer",
+    }
+    assert schema_paths["/api/v1/fleet/now"]["get"]["security"] == [{"token": []}]
+    assert "security" not in schema_paths["/health"]["get"]
     limit = schema_paths["/api/v1/grid-events/site-limits"]["post"]
     assert limit["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "SiteLimitIn"
@@ -601,3 +612,25 @@ def test_the_token_command_prints_a_token_once_and_revokes_it(
     assert "error: no valid token named 'ops-1'" in capsys.readouterr().err
     with Store.open(data_dir=tmp_path) as store:
         assert store.token(secret.group()) is None
+
+
+async def test_the_web_api_speaks_https_with_a_certificate(world: World, tmp_path: Path) -> None:
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certificate.private_key_and_cert_chain_pem.write_to_path(certfile)
+    certificate.private_key_pem.write_to_path(keyfile)
+    authority.cert_pem.write_to_path(tmp_path / "ca.pem")
+    settings = WebSettings(port=0, certfile=certfile, keyfile=keyfile)
+    async with WebServer(create_app(world.api), settings) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        async with httpx.AsyncClient(verify=ssl_context(tmp_path / "ca.pem")) as client:
+            response = await client.get(
+                f"{server.url}/api/v1/fleet/now", headers=world.headers("grid-co")
+            )
+    assert response.status_code == 200
+    assert response.json()["plugged_vehicles"] == 4
+
+
+def ssl_context(ca_file: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca_file))

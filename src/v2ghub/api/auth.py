@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from v2ghub.api.context import ApiContext, context
@@ -76,8 +77,20 @@ def _bearer(request: Request) -> tuple[str | None, bool]:
     return (cookie, True) if cookie else (None, False)
 
 
-async def principal(request: Request, api: Annotated[ApiContext, Depends(context)]) -> Principal:
-    """The request's token, or a 401."""
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="a token from `v2ghub token add NAME --role ROLE`",
+)
+
+
+async def principal(
+    request: Request,
+    api: Annotated[ApiContext, Depends(context)],
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+) -> Principal:
+    """The request's token, or a 401. (``_declared`` only puts the bearer scheme in the
+    OpenAPI schema; the header is read here, to say what is wrong with it.)"""
     secret, from_cookie = _bearer(request)
     if secret is None:
         raise refuse(401, "a bearer token is needed (v2ghub token add NAME --role ROLE)")
