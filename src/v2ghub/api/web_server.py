@@ -26,6 +26,7 @@ from v2ghub.live.security import is_loopback, self_signed_certificate
 
 LOG = logging.getLogger("v2ghub.api")
 STARTUP_TIMEOUT_S = 30.0
+GRACEFUL_SHUTDOWN_S = 2
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class WebServer:
 
     def __init__(self, app: FastAPI, settings: WebSettings) -> None:
         self.settings = settings
+        self._app = app
         self._tls = settings.certfile is not None or not is_loopback(settings.host)
         certfile, keyfile = settings.certfile, settings.keyfile
         if self._tls and (certfile is None or keyfile is None):
@@ -61,6 +63,8 @@ class WebServer:
             host=settings.host,
             port=settings.port,
             log_level="warning",
+            # Open dashboards hold a feed each: stopping waits for them this long at most.
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             access_log=False,
             lifespan="off",
             ssl_certfile=str(certfile) if self._tls and certfile else None,
@@ -102,6 +106,9 @@ class WebServer:
         return self
 
     async def __aexit__(self, *_: object) -> None:
+        feed = getattr(self._app.state, "feed", None)
+        if feed is not None:
+            feed.close()  # the live feeds end now, not at their next event
         self._server.should_exit = True
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
