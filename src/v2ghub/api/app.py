@@ -16,7 +16,18 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from v2ghub import __version__
-from v2ghub.api import dashboard, feed, fleet, grid_events, health, run_view
+from v2ghub.api import (
+    dashboard,
+    feed,
+    fleet,
+    grid_events,
+    health,
+    history,
+    money,
+    run_view,
+    sessions,
+    stations,
+)
 from v2ghub.api.context import ApiContext
 
 DESCRIPTION = """The live aggregator's web API.
@@ -67,7 +78,18 @@ def create_app(api: ApiContext) -> FastAPI:
     app.state.api = api
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for module in (fleet, grid_events, health, feed, run_view, dashboard):
+    for module in (
+        fleet,
+        grid_events,
+        health,
+        history,
+        stations,
+        sessions,
+        money,
+        feed,
+        run_view,
+        dashboard,
+    ):
         app.include_router(module.router)
 
     @app.middleware("http")

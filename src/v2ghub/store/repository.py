@@ -19,6 +19,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
 from v2ghub.store import schema
+from v2ghub.store.api_reads import (
+    DayEnergy,
+    EvseStatus,
+    Intervals,
+    SessionFilter,
+    SessionView,
+    SitePower,
+    day_energy,
+    evse_statuses,
+    measured_power,
+    planned_power,
+    session_views,
+)
 from v2ghub.store.api_tokens import (
     ApiToken,
     Role,
@@ -608,6 +621,56 @@ class Store:
                 )
                 for row in connection.execute(query)
             ]
+
+    # Web API reads --------------------------------------------------------------------
+
+    def measured_power(
+        self, intervals: Intervals, *, site_ids: frozenset[str] | None = None
+    ) -> SitePower:
+        """Mean metered power per site and interval
+        (:func:`v2ghub.store.api_reads.measured_power`)."""
+        with self._read() as connection:
+            return measured_power(connection, intervals, site_ids=site_ids)
+
+    def planned_power(
+        self, intervals: Intervals, *, now: datetime, site_ids: frozenset[str] | None = None
+    ) -> SitePower:
+        """Mean power of the setpoints in force per site and interval
+        (:func:`v2ghub.store.api_reads.planned_power`)."""
+        check_aware("now", now)
+        with self._read() as connection:
+            return planned_power(connection, intervals, now=now, site_ids=site_ids)
+
+    def evse_statuses(self, station_ids: Sequence[str] | None = None) -> list[EvseStatus]:
+        """The EVSEs of some stations (all when None) with their latest status."""
+        with self._read() as connection:
+            return evse_statuses(connection, station_ids)
+
+    def session_views(
+        self, where: SessionFilter, *, now: datetime, limit: int | None = None
+    ) -> list[SessionView]:
+        """Sessions as the web API shows them, newest first
+        (:func:`v2ghub.store.api_reads.session_views`)."""
+        check_aware("now", now)
+        with self._read() as connection:
+            return session_views(connection, where, now=now, limit=limit)
+
+    def day_energy(
+        self,
+        *,
+        start: datetime,
+        now: datetime,
+        site_ids: frozenset[str] | None = None,
+        owner_id: str | None = None,
+    ) -> DayEnergy:
+        """Energy metered since ``start`` by the sessions open since then
+        (:func:`v2ghub.store.api_reads.day_energy`)."""
+        check_aware("start", start)
+        check_aware("now", now)
+        with self._read() as connection:
+            return day_energy(
+                connection, start=start, now=now, site_ids=site_ids, owner_id=owner_id
+            )
 
 
 # Helpers -------------------------------------------------------------------------------
