@@ -12,8 +12,9 @@ plugs in within ``--plug-within`` seconds, then a TransactionEvent with meter va
 - **baseline**: the same fleet against ``serve --no-api``, nothing reading.
 
 The store holds a day of history before each run (``--history-hours`` of meter values
-every 5 minutes and setpoints every 15 minutes for every station), so that the history read
-works over a realistic table, not an empty one.
+every 5 minutes and setpoints every 15 minutes for every station, and what the control
+loop records of each site once a minute), so that the reads work over realistic tables,
+not empty ones.
 
 Reported: API p50/p99 per route (client side, steady state), the OCPP p99 with and without
 the API and their ratio (goal: within 10%), and the store reads the feed made per second
@@ -132,6 +133,25 @@ def _prefill(data_dir: Path, count: int, width: int, hours: float, now: datetime
                 ],
             )
             rows += len(meter_times) + len(plan_times)
+        # What the control loop records: each site at each instant (one a minute).
+        instants = [start + timedelta(minutes=k) for k in range(int(hours * 60))]
+        connection.execute(
+            schema.site_power.insert(),
+            [
+                {
+                    "site_id": f"site-{site + 1}",
+                    "at": at,
+                    "measured_kw": float(rng.uniform(-300.0, 600.0)),
+                    "planned_kw": float(rng.uniform(-300.0, 600.0)),
+                    "import_limit_kw": None,
+                    "export_limit_kw": 0.0,
+                    "plugged": 100,
+                }
+                for site in range(SITES)
+                for at in instants
+            ],
+        )
+        rows += SITES * len(instants)
     return rows
 
 

@@ -5,6 +5,7 @@ statements and today, with the values worked out by hand from the day of
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from tests.api_helpers import TestClient, bearer, client, fill, local, post_ledger
 from v2ghub.store.repository import Store
+from v2ghub.store.site_power import SitePowerRecord
 
 NOON = local(12)
 HISTORY = {"start": "2026-03-10T10:00:00+08:00", "end": "2026-03-10T11:00:00+08:00"}
@@ -51,53 +53,66 @@ def refused(api: TestClient, path: str, who: str | None, **params: Any) -> tuple
 # History ---------------------------------------------------------------------------------
 
 
-def test_history_is_the_mean_metered_power_against_the_setpoints_in_force(api: TestClient) -> None:
+def record(filled: Store) -> Store:
+    """What the control loop recorded at its instants (:mod:`v2ghub.store.site_power`)."""
+    rows = [
+        ("depot", local(10), 10.0, 7.0),
+        ("depot", local(10, 10), -3.0, 1.0),  # holds 15 min: a gap 10:25-10:40
+        ("depot", local(10, 40), 9.0, 4.0),
+        ("mall", local(10, 30), None, 2.0),  # no reading yet
+        ("mall", local(10, 45), 11.0, 2.0),
+    ]
+    filled.record_site_power(
+        [
+            SitePowerRecord(site, at, measured, planned, 50.0, math.inf, 1)
+            for site, at, measured, planned in rows
+        ]
+    )
+    return filled
+
+
+def test_history_is_the_mean_of_what_the_loop_recorded(filled: Store, ledger_path: Path) -> None:
+    api = client(record(filled), now=NOON, ledger_path=ledger_path)
     body = get(api, "/api/v1/history", "admin", **HISTORY)
     assert body["interval_s"] == 900
     assert body["start"] == "2026-03-10T10:00:00+08:00"
     assert body["times"] == [f"2026-03-10T10:{m:02d}:00+08:00" for m in (0, 15, 30, 45)]
     depot, mall = body["sites"]
     assert depot["site_id"] == "depot"
-    # S1 (4, 6 | -4 at the boundary, -2) + S2 EVSE 1 (3 | - | 7 | 9) + S2 EVSE 2 (2 | ...);
-    # the reading without power at 10:35 does not count; S3's at 11:00 is past the end.
-    assert depot["measured_kw"] == [5 + 3 + 2, -3, 7, 9]
-    # S1: 6 kW from 09:50 (in force at 10:00), -3 from 10:10, 0 from 10:40; S2: 4 kW from
-    # 10:05 until T2 ends at 10:50; T0's 5 kW ended with T0 at 09:30.
-    assert depot["planned_kw"] == [
-        round((6 * 10 - 3 * 5) / 15 + 4 * 10 / 15, 3),
-        -3 + 4,
-        round(-3 * 10 / 15 + 4, 3),
-        round(4 * 5 / 15, 3),
-    ]
+    # 10 kW for 10 min then -3 for 5; -3 until its 15 min ran out at 10:25; 9 from 10:40.
+    assert depot["measured_kw"] == [round((10 * 10 - 3 * 5) / 15, 3), -3, 9, 9]
+    assert depot["planned_kw"] == [round((7 * 10 + 1 * 5) / 15, 3), 1, 4, 4]
     assert mall == {
         "site_id": "mall",
         "measured_kw": [None, None, None, 11],
-        "planned_kw": [0, 0, 2, 2],
+        "planned_kw": [None, None, 2, 2],
     }
 
 
-def test_history_averages_only_the_elapsed_part_of_an_interval(filled: Store) -> None:
-    during = client(filled, now=local(10, 35))
+def test_history_averages_only_the_elapsed_part_of_an_interval(
+    filled: Store, ledger_path: Path
+) -> None:
+    during = client(record(filled), now=local(10, 35), ledger_path=ledger_path)
     params = {"start": "2026-03-10T02:00:00Z", "end": "2026-03-10T10:40:00+08:00"}
     body = get(during, "/api/v1/history", "admin", **params)
     assert body["start"] == "2026-03-10T10:00:00+08:00"
     assert body["times"][-1] == "2026-03-10T10:30:00+08:00"  # 10 min long, 5 elapsed
     depot, mall = body["sites"]
-    assert depot["planned_kw"] == [round(45 / 15 + 40 / 15, 3), 1, 1]
-    assert depot["measured_kw"] == [10, -3, None]
-    assert mall["planned_kw"] == [0, 0, 2]
+    assert depot["measured_kw"] == [round(85 / 15, 3), -3, None]
+    assert mall["planned_kw"] == [None, None, 2]
     later = get(during, "/api/v1/history", "admin", **HISTORY)
-    assert later["sites"][1]["planned_kw"] == [0, 0, 2, 0]  # wholly after now: nothing
+    assert later["sites"][1]["measured_kw"] == [None, None, None, None]  # 10:45 is to come
 
 
-def test_history_shows_each_role_its_sites(api: TestClient) -> None:
+def test_history_shows_each_role_its_sites(filled: Store, ledger_path: Path) -> None:
+    api = client(record(filled), now=NOON, ledger_path=ledger_path)
     depot_only = get(api, "/api/v1/history", "depot", **HISTORY)
     assert [site["site_id"] for site in depot_only["sites"]] == ["depot"]
     mall = get(api, "/api/v1/history", "admin", **HISTORY, site_id="mall")
     assert [site["site_id"] for site in mall["sites"]] == ["mall"]
     grid = get(api, "/api/v1/history", "grid", **HISTORY, interval_s=3600)
     assert [site["measured_kw"] for site in grid["sites"]] == [
-        [round((4 + 6 - 4 - 2) / 4 + (3 + 7 + 9) / 3 + 2, 3)],
+        [round((10 * 10 - 3 * 15 + 9 * 15) / 40, 3)],
         [11],
     ]
 

@@ -34,6 +34,7 @@ from v2ghub.model.problem import Problem, Schedule
 from v2ghub.planning import make_planner
 from v2ghub.planning.limits import fit_site_limits
 from v2ghub.store.records import Event, OcppVersion, PluggedSession, Setpoint
+from v2ghub.store.site_power import SitePowerRecord
 
 SHENZHEN = ZoneInfo("Asia/Shanghai")
 PEAK = datetime(2025, 7, 16, 16, 5, tzinfo=SHENZHEN)  # 16:00-17:00 is a critical peak in July
@@ -448,6 +449,7 @@ class MemoryStore:
         self.events: list[Event] = []
         self.reads = 0
         self.grid_limits: dict[str, tuple[float, float]] = {}
+        self.site_power: list[SitePowerRecord] = []
 
     def plugged(self, now: datetime) -> list[PluggedSession]:
         self.reads += 1
@@ -455,6 +457,9 @@ class MemoryStore:
 
     def record_setpoints(self, setpoints: Sequence[Setpoint]) -> None:
         self.setpoints.extend(setpoints)
+
+    def record_site_power(self, records: Sequence[SitePowerRecord]) -> None:
+        self.site_power.extend(records)
 
     def record_event(self, event: Event) -> None:
         self.events.append(event)
@@ -737,3 +742,22 @@ def test_a_scheduled_vehicle_gets_its_plan_until_departure() -> None:
     assert scheduled.schedule_kw[0] == scheduled.setpoint_kw
     assert all(-7.0 <= kw <= 7.0 for kw in scheduled.schedule_kw)
     assert all(round(kw * 10, 6) == round(kw * 10) for kw in scheduled.schedule_kw)
+
+
+def test_each_instant_records_each_sites_measured_and_planned_power() -> None:
+    store = MemoryStore([session(1, VALLEY), session(2, VALLEY)])
+    loop = ControlLoop(
+        store=store,
+        planner=make_planner("uncontrolled"),
+        settings=SETTINGS,
+        clock=StoppedClock(VALLEY),
+        send=answers(rejected="none"),
+        # st9 is not plugged here: its reading is not the site's.
+        measured=lambda: {"st1": 3.5, "st9": 100.0},
+    )
+    sent = asyncio.run(loop.run_once())
+    (record,) = store.site_power
+    assert (record.site_id, record.at, record.plugged) == ("a", VALLEY, 2)
+    assert record.measured_kw == 3.5
+    assert record.planned_kw == sum(s.setpoint_kw for s in sent) == 14.0
+    assert (record.import_limit_kw, record.export_limit_kw) == (100.0, 50.0)

@@ -1,11 +1,11 @@
 """``/api/v1/history``: measured against planned power per site and interval.
 
 The range ``[start, end)`` is cut every ``interval_s`` seconds from ``start`` (the last
-interval ends at ``end``). Per site and interval, ``measured_kw`` is the sum over the
-site's meters (station, EVSE) of the mean of their ``power_kw`` readings in the interval
-(null where none had one), ``planned_kw`` the mean over the interval's elapsed part of the
-setpoints in force (0 for an interval wholly in the future); the rules are stated in
-:mod:`v2ghub.store.api_reads`. Values are kW to the watt, + charging.
+interval ends at ``end``). Per site and interval, ``measured_kw`` and ``planned_kw`` are
+the time-weighted means of what the control loop recorded at its instants: the site's
+metered power then, and the sum of its setpoints (:mod:`v2ghub.store.site_power` states
+the rule). Null where nothing was recorded (before the loop ran, an interval in the future,
+a gap while the server was down). Values are kW to the watt, + charging.
 
 Reads are bounded so that one request stays cheap: at most :data:`MAX_RANGE` and
 :data:`MAX_INTERVALS` intervals of at least :data:`MIN_INTERVAL_S` seconds.
@@ -13,7 +13,6 @@ Reads are bounded so that one request stays cheap: at most :data:`MAX_RANGE` and
 
 from __future__ import annotations
 
-import asyncio
 import math
 from datetime import timedelta
 from typing import Annotated
@@ -25,8 +24,8 @@ from starlette.concurrency import run_in_threadpool
 from v2ghub.api.auth import Caller, refuse, require, require_site
 from v2ghub.api.context import ApiContext, context
 from v2ghub.api.models import History, SiteHistory
-from v2ghub.store.api_reads import Intervals, SitePower
 from v2ghub.store.api_tokens import Role
+from v2ghub.store.site_power import HOLD, Intervals, SiteSeries, interval_means
 
 router = APIRouter(prefix="/api/v1", tags=["history"])
 
@@ -57,23 +56,30 @@ def intervals(start: AwareDatetime, end: AwareDatetime, interval_s: int) -> Inte
     return cut
 
 
-def history_out(
-    api: ApiContext, cut: Intervals, measured: SitePower, planned: SitePower
-) -> History:
-    sites = []
-    for site_id in sorted(set(measured.site_ids) | set(planned.site_ids)):
-        measured_kw = measured.row(site_id, missing=math.nan).tolist()
-        planned_kw = planned.row(site_id, missing=0.0).tolist()
-        sites.append(
-            SiteHistory(
-                site_id=site_id,
-                measured_kw=[
-                    None if math.isnan(value) else round(value, KW_DECIMALS)
-                    for value in measured_kw
-                ],
-                planned_kw=[round(value, KW_DECIMALS) for value in planned_kw],
-            )
+def history_out(api: ApiContext, cut: Intervals, series: list[SiteSeries]) -> History:
+    edges_s = cut.edges_s()
+    now_s = (api.now() - cut.start).total_seconds()
+    hold_s = HOLD.total_seconds()
+
+    def kw(values: list[float]) -> list[float | None]:
+        return [None if math.isnan(value) else round(value, KW_DECIMALS) for value in values]
+
+    sites = [
+        SiteHistory(
+            site_id=site.site_id,
+            measured_kw=kw(
+                interval_means(
+                    site.at_s, site.measured_kw, edges_s=edges_s, now_s=now_s, hold_s=hold_s
+                ).tolist()
+            ),
+            planned_kw=kw(
+                interval_means(
+                    site.at_s, site.planned_kw, edges_s=edges_s, now_s=now_s, hold_s=hold_s
+                ).tolist()
+            ),
         )
+        for site in series
+    ]
     return History(
         start=api.local(cut.start),
         end=api.local(cut.end),
@@ -103,12 +109,13 @@ async def get_history(
         require_site(caller, site_id)
         visible = frozenset({site_id})
     cut = intervals(start, end, interval_s)
-    # Two reads at once, each in a transaction of its own: the history comes in the time
-    # of the longer one.
-    measured, planned = await asyncio.gather(
-        run_in_threadpool(api.store.measured_power, cut, site_ids=visible),
-        run_in_threadpool(api.store.planned_power, cut, now=api.now(), site_ids=visible),
-    )
-    if site_id is not None and not measured.site_ids:
-        raise refuse(404, f"no station is at site {site_id!r}", "site_id")
-    return history_out(api, cut, measured, planned)
+
+    def read() -> History:
+        if site_id is not None and not any(
+            station.site_id == site_id for station in api.store.stations()
+        ):
+            raise refuse(404, f"no station is at site {site_id!r}", "site_id")
+        series = api.store.site_power(start=start, end=end, origin=start, site_ids=visible)
+        return history_out(api, cut, series)
+
+    return await run_in_threadpool(read)

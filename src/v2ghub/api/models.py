@@ -205,8 +205,8 @@ class SiteHistory(BaseModel):
     site_id: str
     measured_kw: list[float | None]
     """Mean metered power per interval (None: no reading in it)."""
-    planned_kw: list[float]
-    """Mean of the setpoints in force over the interval."""
+    planned_kw: list[float | None]
+    """Mean of the setpoints in force over the interval (None: nothing recorded)."""
 
 
 class History(BaseModel):

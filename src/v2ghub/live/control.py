@@ -31,6 +31,7 @@ from v2ghub.live.store_seam import ControlStore
 from v2ghub.model.problem import Planner, Schedule
 from v2ghub.planning.limits import fit_site_limits, site_totals
 from v2ghub.store.records import Event, EventKind, OcppVersion, PluggedSession, Setpoint
+from v2ghub.store.site_power import SitePowerRecord
 from v2ghub.units import SECONDS_PER_HOUR, w_to_kw
 
 FloatArray = npt.NDArray[np.float64]
@@ -317,6 +318,9 @@ class ControlLoop:
     send
         Sends one command (the OCPP server's); must not raise, but if it does the error
         becomes the setpoint's status.
+    measured
+        The latest metered power per station, kW (the OCPP server's); recorded per site
+        with the plan at every instant (:mod:`v2ghub.store.site_power`). None: not metered.
 
     A command is sent when it is due (see ``ControlSettings.resend_threshold_kw``); a
     session that is no longer plugged is forgotten. All of one instant's commands are sent
@@ -331,8 +335,10 @@ class ControlLoop:
         settings: ControlSettings,
         clock: Clock,
         send: Send,
+        measured: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self.store = store
+        self.measured = measured
         self.planner = planner
         self.settings = settings
         self.clock = clock
@@ -375,20 +381,39 @@ class ControlLoop:
         commands = setpoint_commands(live, schedule, resolution_w=settings.setpoint_resolution_w)
         return _Planned(live, schedule, commands, plan_time_s)
 
-    def _publish(self, planned: _Planned, now: datetime) -> None:
+    def _publish(self, planned: _Planned, now: datetime) -> list[SitePowerRecord]:
+        """Publish the instant (:attr:`status`); each site's power, to record."""
         live = planned.live
         n = live.problem.n_plugged
-        self.status.publish(
-            snapshot(
-                live.problem,
-                planned.schedule,
-                at=now,
-                site_ids=live.site_ids,
-                rows=tuple((r.station_id, r.evse_id, r.transaction_id) for r in live.rows[:n]),
-                setpoint_kw=np.array([c.setpoint_kw for c in planned.commands], dtype=np.float64),
-                plan_time_s=planned.plan_time_s,
-            )
+        latest = snapshot(
+            live.problem,
+            planned.schedule,
+            at=now,
+            site_ids=live.site_ids,
+            rows=tuple((r.station_id, r.evse_id, r.transaction_id) for r in live.rows[:n]),
+            setpoint_kw=np.array([c.setpoint_kw for c in planned.commands], dtype=np.float64),
+            plan_time_s=planned.plan_time_s,
         )
+        self.status.publish(latest)
+        by_station = self.measured() if self.measured is not None else {}
+        measured_kw: dict[str, float] = {}
+        for vehicle in latest.vehicles:
+            power_kw = by_station.get(vehicle.station_id)
+            if power_kw is not None:
+                measured_kw[vehicle.site_id] = measured_kw.get(vehicle.site_id, 0.0) + power_kw
+                by_station.pop(vehicle.station_id)  # a station's EVSEs are summed already
+        return [
+            SitePowerRecord(
+                site_id=site.site_id,
+                at=now,
+                measured_kw=measured_kw.get(site.site_id),
+                planned_kw=site.planned_kw,
+                import_limit_kw=site.import_limit_kw,
+                export_limit_kw=site.export_limit_kw,
+                plugged=site.plugged,
+            )
+            for site in latest.sites
+        ]
 
     def _due(self, command: SetpointCommand, now: datetime) -> bool:
         last = self._last.get(command.key)
@@ -422,7 +447,7 @@ class ControlLoop:
         grid_limits = await asyncio.to_thread(self.store.site_limits, now)
         self._grid_limits = grid_limits
         planned = await asyncio.to_thread(self._plan_now, sessions, now, grid_limits)
-        self._publish(planned, now)
+        site_power = self._publish(planned, now)
         events: list[Event] = []
         reason = planned.schedule.fallback_reason
         if reason is not None:
@@ -471,12 +496,15 @@ class ControlLoop:
         self.status.setpoints = tuple(
             _setpoint(sent.command, sent.outcome, sent.at) for sent in self._last.values()
         )
-        await asyncio.to_thread(self._record, setpoints, events)
+        await asyncio.to_thread(self._record, setpoints, events, site_power)
         return setpoints
 
-    def _record(self, setpoints: list[Setpoint], events: list[Event]) -> None:
+    def _record(
+        self, setpoints: list[Setpoint], events: list[Event], site_power: list[SitePowerRecord]
+    ) -> None:
         if setpoints:
             self.store.record_setpoints(setpoints)
+        self.store.record_site_power(site_power)
         for event in events:
             self.store.record_event(event)
 

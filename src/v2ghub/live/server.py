@@ -179,6 +179,7 @@ class CsmsServer:
             settings=settings,
             clock=self.clock,
             send=self.send_setpoint,
+            measured=self.measured.by_station,
         )
         self.replanner = control
         return control

@@ -22,6 +22,7 @@ from v2ghub.store.records import (
     StoredEvent,
     TransactionEventRecord,
 )
+from v2ghub.store.site_power import SitePowerRecord
 
 
 class ControlStore(Protocol):
@@ -32,6 +33,10 @@ class ControlStore(Protocol):
         ...
 
     def record_setpoints(self, setpoints: Sequence[Setpoint]) -> None: ...
+
+    def record_site_power(self, records: Sequence[SitePowerRecord]) -> None:
+        """Each site's measured and planned power at one control instant."""
+        ...
 
     def record_event(self, event: Event) -> None: ...
 

@@ -22,14 +22,10 @@ from v2ghub.store import schema
 from v2ghub.store.api_reads import (
     DayEnergy,
     EvseStatus,
-    Intervals,
     SessionFilter,
     SessionView,
-    SitePower,
     day_energy,
     evse_statuses,
-    measured_power,
-    planned_power,
     session_views,
 )
 from v2ghub.store.api_tokens import (
@@ -71,6 +67,12 @@ from v2ghub.store.records import (
     StoredEvent,
     StoredStatus,
     TransactionEventRecord,
+)
+from v2ghub.store.site_power import (
+    SitePowerRecord,
+    SiteSeries,
+    record_site_power,
+    site_power_series,
 )
 from v2ghub.store.transactions import (
     insert_on_conflict,
@@ -624,22 +626,24 @@ class Store:
 
     # Web API reads --------------------------------------------------------------------
 
-    def measured_power(
-        self, intervals: Intervals, *, site_ids: frozenset[str] | None = None
-    ) -> SitePower:
-        """Mean metered power per site and interval
-        (:func:`v2ghub.store.api_reads.measured_power`)."""
-        with self._read() as connection:
-            return measured_power(connection, intervals, site_ids=site_ids)
+    def record_site_power(self, records: Sequence[SitePowerRecord]) -> None:
+        """Record each site's power at one control instant (:mod:`v2ghub.store.site_power`)."""
+        with self._write() as connection:
+            record_site_power(connection, records)
 
-    def planned_power(
-        self, intervals: Intervals, *, now: datetime, site_ids: frozenset[str] | None = None
-    ) -> SitePower:
-        """Mean power of the setpoints in force per site and interval
-        (:func:`v2ghub.store.api_reads.planned_power`)."""
-        check_aware("now", now)
+    def site_power(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        origin: datetime,
+        site_ids: frozenset[str] | None = None,
+    ) -> list[SiteSeries]:
+        """The sites' recorded power that can hold within ``[start, end)``, per site."""
         with self._read() as connection:
-            return planned_power(connection, intervals, now=now, site_ids=site_ids)
+            return site_power_series(
+                connection, start=start, end=end, origin=origin, site_ids=site_ids
+            )
 
     def evse_statuses(self, station_ids: Sequence[str] | None = None) -> list[EvseStatus]:
         """The EVSEs of some stations (all when None) with their latest status."""

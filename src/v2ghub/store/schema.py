@@ -99,6 +99,8 @@ sessions = sa.Table(
     sa.Column("soc", sa.Float),
     sa.Column("last_meter_at", UtcDateTime),
     sa.Index(None, "station_id", "evse_id", "ended_at"),
+    sa.Index(None, "ended_at"),
+    sa.Index(None, "id_token"),
 )
 
 transaction_events = sa.Table(
@@ -211,6 +213,23 @@ call, a new agreement). ``NULL`` is no limit in that direction; ``ends_at`` ``NU
 until a later event replaces it. ``kind`` is ``limit`` or ``demand-response``, ``source``
 who asked (``cli``, ``api:TOKEN``), ``external_id`` the sender's own id for the event; a
 cancelled event (``cancelled_at``) no longer holds."""
+
+site_power = sa.Table(
+    "site_power",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("site_id", sa.String(64), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("measured_kw", sa.Float),
+    sa.Column("planned_kw", sa.Float, nullable=False),
+    sa.Column("import_limit_kw", sa.Float),
+    sa.Column("export_limit_kw", sa.Float),
+    sa.Column("plugged", sa.Integer, nullable=False),
+    sa.Index(None, "site_id", "at"),
+    sa.Index(None, "at"),
+)
+"""Each site at each control instant: measured and planned net power (kW, + charging), the
+limits in force (``NULL``: none) and the vehicles plugged (:mod:`v2ghub.store.site_power`)."""
 
 api_tokens = sa.Table(
     "api_tokens",
