@@ -76,6 +76,20 @@ def create_app(api: ApiContext) -> FastAPI:
         redoc_url=None,
     )
     app.state.api = api
+    app.state.feed = feed.FleetFeed(api)
+
+    def feed_count(name: str) -> Callable[[], float]:
+        return lambda: float(getattr(app.state.feed, name))
+
+    api.metrics.gauge(
+        "v2ghub_feed_snapshots",
+        "Fleet snapshots the live feed computed since start (each a round of store reads, "
+        "shared by every watcher of a scope)",
+        feed_count("computations"),
+    )
+    api.metrics.gauge(
+        "v2ghub_feed_listeners", "Live feed connections open", feed_count("listeners")
+    )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for module in (
