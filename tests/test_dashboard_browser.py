@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -130,7 +131,23 @@ def _chromium() -> Iterator[webdriver.Chrome]:
 
 
 def _wait(driver: webdriver.Chrome, what: str, condition: Any) -> Any:
-    return WebDriverWait(driver, WAIT_S, poll_frequency=0.1).until(condition, message=what)
+    # The page redraws its tables on every event: an element read as it is replaced is
+    # read again at the next poll.
+    return WebDriverWait(
+        driver, WAIT_S, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(condition, message=what)
+
+
+def _attributes(driver: webdriver.Chrome, css: str, *names: str) -> list[list[str | None]]:
+    """``names`` of every element ``css`` selects, read at once in the page (a redraw
+    cannot come between two of them)."""
+    found: list[list[str | None]] = driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]))"
+        ".map((e) => arguments[1].map((name) => e.getAttribute(name)));",
+        css,
+        list(names),
+    )
+    return found
 
 
 def _text(driver: webdriver.Chrome, element_id: str) -> str:
@@ -146,9 +163,11 @@ def _log_in(driver: webdriver.Chrome, url: str, token: str) -> None:
     _wait(driver, "the dashboard", lambda d: d.current_url == url + "/")
 
 
+VEHICLE_ROWS = "#vehicles-table tbody tr"
+
+
 def _vehicle_rows(driver: webdriver.Chrome) -> list[str]:
-    rows = driver.find_elements(By.CSS_SELECTOR, "#vehicles-table tbody tr")
-    return [str(row.get_attribute("data-station")) for row in rows]
+    return [str(station) for (station,) in _attributes(driver, VEHICLE_ROWS, "data-station")]
 
 
 def _sees_vehicles_and_live_updates(driver: webdriver.Chrome, station_ids: set[str]) -> None:
@@ -156,8 +175,8 @@ def _sees_vehicles_and_live_updates(driver: webdriver.Chrome, station_ids: set[s
     assert _text(driver, "vehicles-count") == "8"
     assert _text(driver, "kpi-plugged") == "8"
     assert _text(driver, "kpi-stations") == "8 / 8"
-    sites = driver.find_elements(By.CSS_SELECTOR, "#sites-table tbody tr")
-    assert [row.get_attribute("data-site") for row in sites] == ["north", "south"]
+    sites = _attributes(driver, "#sites-table tbody tr", "data-site")
+    assert sites == [["north"], ["south"]]
     soc = driver.find_element(By.CSS_SELECTOR, "#vehicles-table tbody tr .soc-text").text
     assert "% → " in soc
     # Live: the feed moves the page on, without a reload (a reload would lose the marker).
@@ -181,10 +200,8 @@ def _stations_card(driver: webdriver.Chrome, stations_route: int, station_ids: s
         _wait(
             driver, "the stations", lambda d: len(d.find_elements(By.CSS_SELECTOR, rows_css)) == 8
         )
-        rows = driver.find_elements(By.CSS_SELECTOR, rows_css)
-        found = {
-            row.get_attribute("data-station"): row.get_attribute("data-connected") for row in rows
-        }
+        pairs = _attributes(driver, rows_css, "data-station", "data-connected")
+        found = {str(station): connected for station, connected in pairs}
         assert found == dict.fromkeys(station_ids, "yes")
     else:
         assert stations_route == 404
