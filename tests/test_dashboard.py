@@ -469,6 +469,12 @@ async def test_five_watchers_share_one_snapshot_a_second(store: CountingStore) -
     assert fleet.envelope.raise_kw == [30.0, 20.0, 10.0]
     assert event.connected_station_ids == ["N1"]
     assert (event.connected_stations, event.registered_stations) == (1, 2)
+    # The vehicles go only in a connection's first event while the plan stays the same;
+    # the setpoints never (GET /api/v1/fleet/now has them).
+    assert "setpoints" not in data["fleet"]
+    later = [data["fleet"] for _, data in first[0][1:]]
+    assert ["vehicles" in fleet for fleet in later] == [False, False]
+    assert [fleet["plugged_vehicles"] for fleet in later] == [2, 2]
 
 
 async def test_each_scope_has_its_own_snapshot_and_sees_only_its_part(

@@ -12,6 +12,12 @@ Each connection gets an event every ``interval_s`` (2 s)::
     event: fleet
     data: {"sequence": 17, "fleet": {...FleetNow...}, "connected_station_ids": [...], ...}
 
+The fleet of an event carries no setpoints (``GET /api/v1/fleet/now`` has them), and its
+vehicles only in the first event of a connection and whenever the control loop has planned
+since the connection's last event: the vehicles change only then, and at a thousand plugged
+they are most of the half megabyte an event would otherwise weigh. An event without them
+has no ``vehicles`` key: the page keeps the ones it has.
+
 and, if the store fails to answer, ``event: problem`` with ``{"detail": ...}`` instead
 (cached the same way, so a failing store is not asked more often). A connection ends after
 ``connection_s`` (the browser's ``EventSource`` reconnects after ``retry``, 1 s, and the
@@ -27,7 +33,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -76,6 +82,12 @@ class _Snapshot:
     sequence: int
     text: str
     """The whole SSE event, ready to send."""
+    fleet_json: bytes | None
+    """The fleet now as ``GET /api/v1/fleet/now`` sends it; None when it could not be read."""
+    light_text: str
+    """The SSE event without the vehicles (the same as ``text`` for a problem)."""
+    plan_at: str | None
+    """When the plan of the vehicles was made (a connection sends them when it changes)."""
 
 
 def _sse(sequence: int, event: str, data: str) -> str:
@@ -105,7 +117,7 @@ class FleetFeed:
         self._lock = asyncio.Lock()
         self._closed = asyncio.Event()
         self._cache: dict[Scope, _Snapshot] = {}
-        self._pending: dict[Scope, asyncio.Future[str]] = {}
+        self._pending: dict[Scope, asyncio.Future[_Snapshot]] = {}
         self.computations = 0
         """Snapshots computed since start (every scope)."""
         self.listeners = 0
@@ -115,11 +127,24 @@ class FleetFeed:
         """The caller's scope's latest event, computed again only if older than
         ``max_age_s``. Concurrent callers share the one computation under way, which
         finishes (and is kept) even if the caller who started it hangs up."""
+        return (await self._latest(caller)).text
+
+    async def fleet_json(self, caller: Principal) -> bytes:
+        """The fleet now as the caller may see it, JSON: the same snapshot as the feed's
+        (at most ``max_age_s`` old). Raises what reading the fleet raised."""
+        latest = await self._latest(caller)
+        if latest.fleet_json is None:
+            return await run_in_threadpool(
+                lambda: fleet_now(self.api, caller).model_dump_json().encode()
+            )
+        return latest.fleet_json
+
+    async def _latest(self, caller: Principal) -> _Snapshot:
         scope: Scope = (caller.role, caller.site_filter())
         async with self._lock:
             cached = self._cache.get(scope)
             if cached is not None and self._monotonic() - cached.computed_s < self.max_age_s:
-                return cached.text
+                return cached
             task = self._pending.get(scope)
             if task is None:
                 sequence = cached.sequence + 1 if cached is not None else 1
@@ -128,19 +153,22 @@ class FleetFeed:
                 self._pending[scope] = task
         return await asyncio.shield(task)
 
-    async def _compute(self, caller: Principal, scope: Scope, sequence: int) -> str:
+    async def _compute(self, caller: Principal, scope: Scope, sequence: int) -> _Snapshot:
         try:
-            text = await run_in_threadpool(self._event, caller, sequence)
+            snapshot = await run_in_threadpool(self._event, caller, sequence)
         except Exception as error:  # the page says so, and the feed goes on
             LOG.exception("the feed could not read the fleet")
             problem = {"detail": f"the fleet could not be read: {type(error).__name__}"}
             text = _sse(sequence, "problem", json.dumps(problem))
+            snapshot = _Snapshot(0.0, sequence, text, None, text, None)
         finally:
             del self._pending[scope]
-        self._cache[scope] = _Snapshot(self._monotonic(), sequence, text)
-        return text
+        snapshot = replace(snapshot, computed_s=self._monotonic())
+        self._cache[scope] = snapshot
+        return snapshot
 
-    def _event(self, caller: Principal, sequence: int) -> str:
+    def _event(self, caller: Principal, sequence: int) -> _Snapshot:
+        """The events with and without the vehicles, and the fleet's JSON."""
         fleet = fleet_now(self.api, caller)
         visible = caller.site_filter()
         stations = [
@@ -150,14 +178,29 @@ class FleetFeed:
         ]
         connected = self.api.connected()
         online = sorted(station_id for station_id in stations if station_id in connected)
-        event = FeedEvent(
+        rest = json.dumps(
+            {
+                "sequence": sequence,
+                "connected_station_ids": [] if caller.role is Role.GRID else online,
+                "connected_stations": len(online),
+                "registered_stations": len(stations),
+            },
+            separators=(",", ":"),
+        )[:-1]
+
+        def event(fleet_text: str) -> str:
+            # FeedEvent's fields, the fleet's JSON spliced in rather than encoded again.
+            return _sse(sequence, "fleet", rest + ',"fleet":' + fleet_text + "}")
+
+        plan_at = None if fleet.last_plan_at is None else fleet.last_plan_at.isoformat()
+        return _Snapshot(
+            computed_s=0.0,
             sequence=sequence,
-            fleet=fleet,
-            connected_station_ids=[] if caller.role is Role.GRID else online,
-            connected_stations=len(online),
-            registered_stations=len(stations),
+            text=event(fleet.model_dump_json(exclude={"setpoints"})),
+            fleet_json=fleet.model_dump_json().encode(),
+            light_text=event(fleet.model_dump_json(exclude={"setpoints", "vehicles"})),
+            plan_at=plan_at,
         )
-        return _sse(sequence, "fleet", event.model_dump_json())
 
     async def events(self, caller: Principal) -> AsyncIterator[str]:
         """One connection's stream: an event every ``interval_s`` until ``connection_s``
@@ -166,8 +209,15 @@ class FleetFeed:
         try:
             yield f"retry: {RETRY_MS}\n\n"
             deadline_s = time.monotonic() + self.connection_s
+            sent_plan_at: str | None = None
+            first = True
             while not self._closed.is_set():
-                yield await self.snapshot(caller)
+                latest = await self._latest(caller)
+                if first or latest.plan_at != sent_plan_at:
+                    yield latest.text
+                else:
+                    yield latest.light_text
+                first, sent_plan_at = False, latest.plan_at
                 left_s = deadline_s - time.monotonic()
                 if left_s <= 0:
                     break

@@ -9,9 +9,10 @@ small indexed queries however large the fleet.
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from v2ghub.api.auth import Caller, Principal, require
@@ -19,6 +20,9 @@ from v2ghub.api.context import ApiContext, context
 from v2ghub.api.grid_events import grid_event_out
 from v2ghub.api.models import EnvelopeNow, FleetNow, SetpointNow, SiteNow, VehicleNow
 from v2ghub.store.api_tokens import Role
+
+if TYPE_CHECKING:
+    from v2ghub.api.feed import FleetFeed
 
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
 
@@ -133,12 +137,15 @@ def fleet_now(api: ApiContext, caller: Principal) -> FleetNow:
 
 
 @router.get("/fleet/now", response_model=FleetNow, summary="The fleet now")
-async def get_fleet_now(api: Api, caller: Caller) -> FleetNow:
+async def get_fleet_now(request: Request, caller: Caller) -> Response:
     """Plugged vehicles, measured and planned power per site and in total (kW, + charging),
     the flexibility envelope, the setpoints in force with the stations' last answers, and
-    the grid events in force. Owners are refused; the grid role sees no vehicle."""
+    the grid events in force. Owners are refused; the grid role sees no vehicle. At most a
+    second old: everyone who sees the same sites shares one snapshot a second with the
+    live feed."""
     require(caller, Role.ADMIN, Role.OPERATOR, Role.GRID)
-    return await run_in_threadpool(fleet_now, api, caller)
+    feed: FleetFeed = request.app.state.feed
+    return Response(await feed.fleet_json(caller), media_type="application/json")
 
 
 @router.get("/fleet/envelope", response_model=EnvelopeNow | None, summary="The envelope now")

@@ -119,10 +119,10 @@ class FleetNow(BaseModel):
     last_plan_at: datetime | None
     planner: str | None
     fallback_reason: str | None
-    setpoints: list[SetpointNow]
-    """Omitted for the grid role (it sees totals only)."""
-    vehicles: list[VehicleNow]
-    """Omitted for the grid role."""
+    setpoints: list[SetpointNow] = []
+    """Empty for the grid role (it sees totals only); not in the live feed's events."""
+    vehicles: list[VehicleNow] = []
+    """Empty for the grid role; in the live feed, only when the loop planned again."""
     grid_events: list[GridEventOut]
     """Grid events in force now."""
     plan_step_s: int | None

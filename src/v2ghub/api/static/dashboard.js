@@ -40,6 +40,8 @@ function watchFeed() {
 
 function onFleet(event) {
   const fleet = event.fleet;
+  // The feed sends the vehicles when the loop has planned again; in between, keep them.
+  if (fleet.vehicles === undefined) fleet.vehicles = state.latest ? state.latest.fleet.vehicles : [];
   state.offsetMs = offsetOf(fleet.at);
   state.latest = event;
   const node = $("live-state");
