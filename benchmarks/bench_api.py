@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import math
+import resource
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,9 @@ READY_TIMEOUT_S = 60.0
 @dataclass(frozen=True)
 class RunResult:
     label: str
+    server_cpu_s: float
+    reader_cpu_s: float
+    fleet_cpu_s: float
     ocpp_p50_ms: float
     ocpp_p99_ms: float
     api_ms: dict[str, tuple[float, float, int]]
@@ -254,6 +258,8 @@ def _measure(args: argparse.Namespace, folder: Path, *, with_api: bool) -> RunRe
     reader: subprocess.Popen[bytes] | None = None
     out = folder / "reader.json"
     snapshots_before = math.nan
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children_cpu_s = before.ru_utime + before.ru_stime
     try:
         if with_api:
             snapshots_before = _feed_snapshots(api_url)
@@ -293,7 +299,12 @@ def _measure(args: argparse.Namespace, folder: Path, *, with_api: bool) -> RunRe
     finally:
         if reader is not None and reader.poll() is None:
             reader.kill()
-        _stop_server(server)
+        server_cpu_s = _stop_server(server)
+    reader_cpu_s = math.nan
+    if reader is not None:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # Both the server and the reader have been waited for: the children's time is both.
+        reader_cpu_s = usage.ru_utime + usage.ru_stime - children_cpu_s - server_cpu_s
     latencies = np.array(fleet.collector.latencies_ms)[steady_from:]
     api_ms: dict[str, tuple[float, float, int]] = {}
     errors = 0
@@ -310,6 +321,9 @@ def _measure(args: argparse.Namespace, folder: Path, *, with_api: bool) -> RunRe
             )
     return RunResult(
         label="with API" if with_api else "no API",
+        server_cpu_s=server_cpu_s,
+        reader_cpu_s=reader_cpu_s,
+        fleet_cpu_s=fleet.stats().cpu_s,
         ocpp_p50_ms=float(np.percentile(latencies, 50)),
         ocpp_p99_ms=float(np.percentile(latencies, 99)),
         api_ms=api_ms,
@@ -352,9 +366,15 @@ def main() -> None:
                 shutil.rmtree(folder)
     baseline, loaded = results
     ratio = loaded.ocpp_p99_ms / baseline.ocpp_p99_ms
-    print(f"{'run':>9} {'OCPP p50 ms':>11} {'OCPP p99 ms':>11}")
-    for result in results:
-        print(f"{result.label:>9} {result.ocpp_p50_ms:11.1f} {result.ocpp_p99_ms:11.1f}")
+    print(
+        f"{'run':>9} {'OCPP p50 ms':>11} {'OCPP p99 ms':>11} {'server cpu s':>12} "
+        f"{'fleet cpu s':>11} {'reader cpu s':>12}"
+    )
+    for r in results:
+        print(
+            f"{r.label:>9} {r.ocpp_p50_ms:11.1f} {r.ocpp_p99_ms:11.1f} {r.server_cpu_s:12.1f} "
+            f"{r.fleet_cpu_s:11.1f} {r.reader_cpu_s:12.1f}"
+        )
     print(
         f"OCPP p99 with the API / without: {ratio:.2f} "
         f"(goal <= {GOAL_OCPP_RATIO:.2f}: {'yes' if ratio <= GOAL_OCPP_RATIO else 'NO'})"

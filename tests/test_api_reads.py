@@ -6,12 +6,27 @@ statements and today, with the values worked out by hand from the day of
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api_helpers import TestClient, bearer, client, fill, local, post_ledger
+from tests.api_helpers import (
+    SHANGHAI,
+    FixedClock,
+    TestClient,
+    bearer,
+    client,
+    fill,
+    local,
+    post_ledger,
+)
+from v2ghub.api.app import create_app
+from v2ghub.api.context import ApiContext
+from v2ghub.live.live_state import LiveStatus
+from v2ghub.store import schema
 from v2ghub.store.repository import Store
 from v2ghub.store.site_power import SitePowerRecord
 
@@ -387,3 +402,47 @@ def test_today_before_it_is_settled(filled: Store, ledger_path: Path) -> None:
         "money": [],
     }
     assert refused(next_day, "/api/v1/today", None) == (401, None)
+
+
+def test_the_recent_history_is_read_from_memory_and_equals_the_stored_one(
+    filled: Store, ledger_path: Path
+) -> None:
+    stored = get(
+        client(record(filled), now=NOON, ledger_path=ledger_path), *HISTORY_CALL, **HISTORY
+    )
+    status = LiveStatus()
+    # The server started at 9:00; then the loop recorded the instants of record().
+    status.power_log.append([SitePowerRecord("depot", local(9), 1.0, 1.0, 50.0, math.inf, 1)])
+    rows = sorted(
+        (
+            SitePowerRecord(
+                series.site_id,
+                local(0) + timedelta(seconds=float(at_s)),
+                None if math.isnan(measured) else float(measured),
+                float(planned),
+                50.0,
+                math.inf,
+                1,
+            )
+            for series in filled.site_power(start=local(0), end=NOON, origin=local(0))
+            for at_s, measured, planned in zip(
+                series.at_s, series.measured_kw, series.planned_kw, strict=True
+            )
+        ),
+        key=lambda row: row.at,
+    )
+    for row in rows:
+        status.power_log.append([row])
+    api = ApiContext(store=filled, clock=FixedClock(NOON), timezone=SHANGHAI, status=status)
+    assert status.power_log.covers(local(9, 45))
+    restarted = LiveStatus()  # a server started at noon remembers the stored morning
+    restarted.power_log.prime(filled.site_power_records(since=local(0)), since=local(0))
+    with filled.engine.begin() as connection:  # gone from the database: only memory has it
+        connection.execute(schema.site_power.delete())
+    assert get(TestClient(create_app(api)), *HISTORY_CALL, **HISTORY) == stored
+    api = replace(api, status=restarted)
+    assert get(TestClient(create_app(api)), *HISTORY_CALL, **HISTORY) == stored
+    assert not status.power_log.covers(local(8, 59))
+
+
+HISTORY_CALL = ("/api/v1/history", "admin")

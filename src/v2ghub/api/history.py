@@ -115,7 +115,11 @@ async def get_history(
             station.site_id == site_id for station in api.store.stations()
         ):
             raise refuse(404, f"no station is at site {site_id!r}", "site_id")
-        series = api.store.site_power(start=start, end=end, origin=start, site_ids=visible)
+        log = api.status.power_log if api.status is not None else None
+        if log is not None and log.covers(start - HOLD):  # the recent hours: from memory
+            series = log.series(start=start, end=end, origin=start, site_ids=visible)
+        else:
+            series = api.store.site_power(start=start, end=end, origin=start, site_ids=visible)
         return history_out(api, cut, series)
 
     return await run_in_threadpool(read)

@@ -32,6 +32,8 @@ def live_context(
     """What the web API of a running ``serve`` reads."""
     timezone = ZoneInfo(pilot_cities()[settings.city].tariff().timezone)
     status = control.status
+    since = server.clock.now() - status.power_log.keep
+    status.power_log.prime(store.site_power_records(since=since), since=since)
     metrics = server.metrics
 
     def latest_plan_s() -> float:

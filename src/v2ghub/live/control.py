@@ -448,6 +448,7 @@ class ControlLoop:
         self._grid_limits = grid_limits
         planned = await asyncio.to_thread(self._plan_now, sessions, now, grid_limits)
         site_power = self._publish(planned, now)
+        self.status.power_log.append(site_power)
         events: list[Event] = []
         reason = planned.schedule.fallback_reason
         if reason is not None:

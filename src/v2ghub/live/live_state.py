@@ -10,7 +10,10 @@ an instant and never touch the database for it.
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,6 +24,7 @@ from v2ghub.model.headroom import PluggedFleet
 from v2ghub.model.problem import Problem, Schedule
 from v2ghub.regulation.envelope import ENVELOPE_DURATIONS_H, EnvelopeHour, fleet_envelope
 from v2ghub.store.records import Setpoint
+from v2ghub.store.site_power import HOLD, SitePowerRecord, SiteSeries
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -84,6 +88,8 @@ class LiveStatus:
     """When the loop last finished an instant (monotonic wall seconds)."""
     setpoints: tuple[Setpoint, ...] = ()
     """The last setpoint sent to each plugged session, with its answer."""
+    power_log: SitePowerLog = field(default_factory=lambda: SitePowerLog())  # noqa: PLW0108 - defined below
+    """Each site's power at each instant of the last day (the history's recent part)."""
 
     def publish(self, snapshot: PlanSnapshot) -> None:
         self.latest = snapshot
@@ -227,3 +233,66 @@ class MeasuredPower:
         for (station_id, _), (power_kw, _) in list(self._latest.items()):
             totals[station_id] = totals.get(station_id, 0.0) + power_kw
         return totals
+
+
+class SitePowerLog:
+    """The sites' power as the loop recorded it since the server started, kept for
+    ``keep`` (a day and a bit) so that a history of the recent hours is read from memory,
+    not from the database (:mod:`v2ghub.store.site_power` has the same rows)."""
+
+    def __init__(self, keep: timedelta = timedelta(hours=26)) -> None:
+        self.keep = keep
+        self._rows: deque[SitePowerRecord] = deque()
+        self._since: datetime | None = None
+
+    def prime(self, records: Sequence[SitePowerRecord], *, since: datetime) -> None:
+        """Start from the stored rows from ``since`` on (all of them, in time order): a
+        server that restarts still answers the last day from memory."""
+        self._rows = deque(records)
+        self._since = since
+
+    def append(self, records: Sequence[SitePowerRecord]) -> None:
+        if not records:
+            return
+        if self._since is None:
+            self._since = records[0].at
+        self._rows.extend(records)
+        oldest = records[-1].at - self.keep
+        while self._rows and self._rows[0].at < oldest:
+            self._since = self._rows.popleft().at
+
+    def covers(self, since: datetime) -> bool:
+        """Whether every row from ``since`` on is here."""
+        return self._since is not None and self._since <= since
+
+    def series(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        origin: datetime,
+        site_ids: frozenset[str] | None,
+    ) -> list[SiteSeries]:
+        """As :func:`v2ghub.store.site_power.site_power_series` reads them."""
+        first = start - HOLD
+        rows = [
+            row
+            for row in list(self._rows)
+            if first <= row.at < end and (site_ids is None or row.site_id in site_ids)
+        ]
+        rows.sort(key=lambda row: (row.site_id, row.at))  # stable: instants keep their order
+        series: list[SiteSeries] = []
+        for site_id, group in itertools.groupby(rows, key=lambda row: row.site_id):
+            part = list(group)
+            series.append(
+                SiteSeries(
+                    site_id,
+                    np.array([(row.at - origin).total_seconds() for row in part]),
+                    np.array(
+                        [np.nan if row.measured_kw is None else row.measured_kw for row in part],
+                        dtype=np.float64,
+                    ),
+                    np.array([row.planned_kw for row in part], dtype=np.float64),
+                )
+            )
+        return series

@@ -72,6 +72,7 @@ from v2ghub.store.site_power import (
     SitePowerRecord,
     SiteSeries,
     record_site_power,
+    site_power_records,
     site_power_series,
 )
 from v2ghub.store.transactions import (
@@ -630,6 +631,11 @@ class Store:
         """Record each site's power at one control instant (:mod:`v2ghub.store.site_power`)."""
         with self._write() as connection:
             record_site_power(connection, records)
+
+    def site_power_records(self, *, since: datetime) -> list[SitePowerRecord]:
+        """Every site's recorded power from ``since`` on, in time order."""
+        with self._read() as connection:
+            return site_power_records(connection, since=since)
 
     def site_power(
         self,

@@ -33,9 +33,12 @@ from sqlalchemy.engine import Connection
 
 from v2ghub.store import schema
 from v2ghub.store.checks import check_aware
+from v2ghub.units import SECONDS_PER_DAY
 
 FloatArray = npt.NDArray[np.float64]
 
+UNIX_EPOCH_JULIAN_DAY = 2440587.5
+"""SQLite's ``julianday()`` of 1970-01-01T00:00Z."""
 HOLD = timedelta(minutes=15)
 """How long a row's values hold at most when no later row follows."""
 
@@ -99,6 +102,25 @@ def record_site_power(connection: Connection, records: Sequence[SitePowerRecord]
     )
 
 
+def site_power_records(connection: Connection, *, since: datetime) -> list[SitePowerRecord]:
+    """Every row from ``since`` on, in time order (to remember the recent hours)."""
+    check_aware("since", since)
+    columns = schema.site_power.c
+    query = sa.select(schema.site_power).where(columns.at >= since).order_by(columns.at, columns.id)
+    return [
+        SitePowerRecord(
+            site_id=row.site_id,
+            at=row.at,
+            measured_kw=row.measured_kw,
+            planned_kw=row.planned_kw,
+            import_limit_kw=math.inf if row.import_limit_kw is None else row.import_limit_kw,
+            export_limit_kw=math.inf if row.export_limit_kw is None else row.export_limit_kw,
+            plugged=row.plugged,
+        )
+        for row in connection.execute(query)
+    ]
+
+
 @dataclass(frozen=True)
 class SiteSeries:
     """One site's rows in time order (seconds since ``origin``)."""
@@ -124,7 +146,12 @@ def site_power_series(
     check_aware("end", end)
     columns = schema.site_power.c
     query = (
-        sa.select(columns.site_id, columns.at, columns.measured_kw, columns.planned_kw)
+        sa.select(
+            columns.site_id,
+            _epoch_s(connection, columns.at),
+            columns.measured_kw,
+            columns.planned_kw,
+        )
         .where(columns.at >= start - HOLD, columns.at < end)
         .order_by(columns.site_id, columns.at, columns.id)
     )
@@ -134,16 +161,26 @@ def site_power_series(
     series: list[SiteSeries] = []
     if not rows:
         return series
-    site = np.array([row.site_id for row in rows], dtype=np.str_)
-    at_s = np.array([(row.at - origin).total_seconds() for row in rows])
-    measured = np.array(
-        [np.nan if row.measured_kw is None else row.measured_kw for row in rows], dtype=np.float64
-    )
-    planned = np.array([row.planned_kw for row in rows], dtype=np.float64)
+    # Column by column: a history reads thousands of rows, and a datetime per row would
+    # cost more than the rest of the request.
+    sites, epoch_s, measured_kw, planned_kw = zip(*rows, strict=True)
+    site = np.array(sites, dtype=np.str_)
+    # julianday() is a double of days: good to tens of microseconds; a millisecond will do.
+    at_s = np.round(np.array(epoch_s, dtype=np.float64) - origin.timestamp(), 3)
+    measured = np.array(measured_kw, dtype=np.float64)  # None becomes NaN
+    planned = np.array(planned_kw, dtype=np.float64)
     bounds = np.flatnonzero(site[1:] != site[:-1]) + 1
     for part in np.split(np.arange(site.size), bounds):
         series.append(SiteSeries(str(site[part[0]]), at_s[part], measured[part], planned[part]))
     return series
+
+
+def _epoch_s(connection: Connection, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[float]:
+    """Seconds since 1970 (UTC) of a time column, computed by the database."""
+    if connection.dialect.name == "postgresql":
+        return sa.cast(sa.extract("epoch", column), sa.Float)
+    # SQLite keeps the UTC time as text; julianday() reads it.
+    return (sa.func.julianday(column) - UNIX_EPOCH_JULIAN_DAY) * SECONDS_PER_DAY
 
 
 def interval_means(
