@@ -10,9 +10,9 @@ an instant and never touch the database for it.
 
 from __future__ import annotations
 
-import itertools
+import bisect
+import math
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -238,32 +238,47 @@ class MeasuredPower:
 class SitePowerLog:
     """The sites' power as the loop recorded it since the server started, kept for
     ``keep`` (a day and a bit) so that a history of the recent hours is read from memory,
-    not from the database (:mod:`v2ghub.store.site_power` has the same rows)."""
+    not from the database (:mod:`v2ghub.store.site_power` has the same rows). Kept per
+    site as columns of numbers, so that a read is a slice, not a loop over rows."""
 
     def __init__(self, keep: timedelta = timedelta(hours=26)) -> None:
         self.keep = keep
-        self._rows: deque[SitePowerRecord] = deque()
-        self._since: datetime | None = None
+        self._sites: dict[str, tuple[list[float], list[float], list[float]]] = {}
+        """Per site: times (s since 1970), measured kW (NaN: none), planned kW."""
+        self._since_s: float | None = None
 
     def prime(self, records: Sequence[SitePowerRecord], *, since: datetime) -> None:
         """Start from the stored rows from ``since`` on (all of them, in time order): a
         server that restarts still answers the last day from memory."""
-        self._rows = deque(records)
-        self._since = since
+        self._sites = {}
+        self._since_s = since.timestamp()
+        self._add(records)
 
     def append(self, records: Sequence[SitePowerRecord]) -> None:
+        """Add one instant's rows (instants come in time order)."""
         if not records:
             return
-        if self._since is None:
-            self._since = records[0].at
-        self._rows.extend(records)
-        oldest = records[-1].at - self.keep
-        while self._rows and self._rows[0].at < oldest:
-            self._since = self._rows.popleft().at
+        if self._since_s is None:
+            self._since_s = records[0].at.timestamp()
+        self._add(records)
+        oldest_s = records[-1].at.timestamp() - self.keep.total_seconds()
+        if self._since_s < oldest_s:
+            self._since_s = oldest_s
+            for times, measured, planned in self._sites.values():
+                cut = bisect.bisect_left(times, oldest_s)
+                if cut:
+                    del times[:cut], measured[:cut], planned[:cut]
+
+    def _add(self, records: Sequence[SitePowerRecord]) -> None:
+        for row in records:
+            times, measured, planned = self._sites.setdefault(row.site_id, ([], [], []))
+            times.append(row.at.timestamp())
+            measured.append(math.nan if row.measured_kw is None else row.measured_kw)
+            planned.append(row.planned_kw)
 
     def covers(self, since: datetime) -> bool:
         """Whether every row from ``since`` on is here."""
-        return self._since is not None and self._since <= since
+        return self._since_s is not None and self._since_s <= since.timestamp()
 
     def series(
         self,
@@ -274,25 +289,21 @@ class SitePowerLog:
         site_ids: frozenset[str] | None,
     ) -> list[SiteSeries]:
         """As :func:`v2ghub.store.site_power.site_power_series` reads them."""
-        first = start - HOLD
-        rows = [
-            row
-            for row in list(self._rows)
-            if first <= row.at < end and (site_ids is None or row.site_id in site_ids)
-        ]
-        rows.sort(key=lambda row: (row.site_id, row.at))  # stable: instants keep their order
+        first_s, end_s, origin_s = (start - HOLD).timestamp(), end.timestamp(), origin.timestamp()
         series: list[SiteSeries] = []
-        for site_id, group in itertools.groupby(rows, key=lambda row: row.site_id):
-            part = list(group)
-            series.append(
-                SiteSeries(
-                    site_id,
-                    np.array([(row.at - origin).total_seconds() for row in part]),
-                    np.array(
-                        [np.nan if row.measured_kw is None else row.measured_kw for row in part],
-                        dtype=np.float64,
-                    ),
-                    np.array([row.planned_kw for row in part], dtype=np.float64),
+        for site_id in sorted(self._sites):
+            if site_ids is not None and site_id not in site_ids:
+                continue
+            times, measured, planned = self._sites[site_id]
+            lo = bisect.bisect_left(times, first_s)
+            hi = bisect.bisect_left(times, end_s)
+            if hi > lo:
+                series.append(
+                    SiteSeries(
+                        site_id,
+                        np.round(np.array(times[lo:hi]) - origin_s, 3),
+                        np.array(measured[lo:hi], dtype=np.float64),
+                        np.array(planned[lo:hi], dtype=np.float64),
+                    )
                 )
-            )
         return series
