@@ -761,3 +761,24 @@ def test_each_instant_records_each_sites_measured_and_planned_power() -> None:
     assert record.measured_kw == 3.5
     assert record.planned_kw == sum(s.setpoint_kw for s in sent) == 14.0
     assert (record.import_limit_kw, record.export_limit_kw) == (100.0, 50.0)
+
+
+def test_a_failure_to_publish_the_instant_does_not_stop_the_setpoints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no snapshot")
+
+    monkeypatch.setattr("v2ghub.live.control.snapshot", broken)
+    store = MemoryStore([session(1, VALLEY)])
+    loop = ControlLoop(
+        store=store,
+        planner=make_planner("uncontrolled"),
+        settings=SETTINGS,
+        clock=StoppedClock(VALLEY),
+        send=answers(rejected="none"),
+    )
+    sent = asyncio.run(loop.run_once())
+    assert [(s.station_id, s.setpoint_kw, s.status) for s in sent] == [("st1", 7.0, "Accepted")]
+    assert loop.status.latest is None
+    assert store.site_power == []

@@ -447,8 +447,12 @@ class ControlLoop:
         grid_limits = await asyncio.to_thread(self.store.site_limits, now)
         self._grid_limits = grid_limits
         planned = await asyncio.to_thread(self._plan_now, sessions, now, grid_limits)
-        site_power = self._publish(planned, now)
-        self.status.power_log.append(site_power)
+        try:
+            site_power = self._publish(planned, now)
+            self.status.power_log.append(site_power)
+        except Exception:  # what the web API shows must never stop the setpoints
+            LOG.exception("could not publish the instant for the web API")
+            site_power = []
         events: list[Event] = []
         reason = planned.schedule.fallback_reason
         if reason is not None:
