@@ -535,3 +535,18 @@ async def test_the_feed_refuses_owners_and_strangers(client: httpx.AsyncClient) 
     assert owner.status_code == 403
     assert owner.json()["detail"] == "the owner role may not do this (only admin, operator, grid)"
     assert (await client.get("/api/v1/feed")).status_code == 401
+
+
+async def test_an_event_carries_the_first_vehicles_and_counts_them_all(
+    store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("v2ghub.api.feed.FEED_VEHICLES", 1)
+    app, _, _ = _app_with_feed(store)
+    async with WebServer(app, WebSettings(port=0)) as server:
+        ((_, data),) = await _events(server.url, Role.ADMIN, 1)
+        headers = {"Authorization": f"Bearer {TOKENS[Role.ADMIN]}"}
+        async with httpx.AsyncClient(base_url=server.url, headers=headers) as client:
+            fleet_now = (await client.get("/api/v1/fleet/now")).json()
+    assert [v["station_id"] for v in data["fleet"]["vehicles"]] == ["N1"]
+    assert data["fleet"]["plugged_vehicles"] == 2
+    assert [v["station_id"] for v in fleet_now["vehicles"]] == ["N1", "S1"]

@@ -12,17 +12,18 @@ Each connection gets an event every ``interval_s`` (2 s)::
     event: fleet
     data: {"sequence": 17, "fleet": {...FleetNow...}, "connected_station_ids": [...], ...}
 
-The fleet of an event carries no setpoints (``GET /api/v1/fleet/now`` has them), and its
-vehicles only in the first event of a connection and whenever the control loop has planned
-since the connection's last event: the vehicles change only then, and at a thousand plugged
-they are most of the half megabyte an event would otherwise weigh. An event without them
-has no ``vehicles`` key: the page keeps the ones it has.
-
 and, if the store fails to answer, ``event: problem`` with ``{"detail": ...}`` instead
 (cached the same way, so a failing store is not asked more often). A connection ends after
 ``connection_s`` (the browser's ``EventSource`` reconnects after ``retry``, 1 s, and the
 token is checked again): a revoked token stops seeing the fleet within that time, and a
 server shutting down never waits longer than that for an open page.
+
+The fleet of an event carries no setpoints (``GET /api/v1/fleet/now`` has them), and its
+vehicles (the first :data:`FEED_VEHICLES` by station) only in the first event of a
+connection and whenever the control loop has planned since the connection's last event:
+the vehicles change only then, and at a thousand plugged they were most of the half
+megabyte an event weighed. An event without them has no ``vehicles`` key: the page keeps
+the ones it has.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ SNAPSHOT_MAX_AGE_S = 1.0
 """A snapshot is computed again only when older than this: at most one per second."""
 CONNECTION_S = 30.0
 """A connection ends after this many seconds; the browser reconnects at once."""
+FEED_VEHICLES = 300
+"""Vehicles an event carries at most (by station): the rows the page shows; the count of
+all of them is ``plugged_vehicles``, and ``GET /api/v1/fleet/now`` has every one."""
 RETRY_MS = 1000
 """How long a browser waits before reconnecting (the stream's ``retry:`` field)."""
 
@@ -193,10 +197,12 @@ class FleetFeed:
             return _sse(sequence, "fleet", rest + ',"fleet":' + fleet_text + "}")
 
         plan_at = None if fleet.last_plan_at is None else fleet.last_plan_at.isoformat()
+        first = sorted(fleet.vehicles, key=lambda v: (v.station_id, v.evse_id))[:FEED_VEHICLES]
+        shown = fleet.model_copy(update={"vehicles": first})
         return _Snapshot(
             computed_s=0.0,
             sequence=sequence,
-            text=event(fleet.model_dump_json(exclude={"setpoints"})),
+            text=event(shown.model_dump_json(exclude={"setpoints"})),
             fleet_json=fleet.model_dump_json().encode(),
             light_text=event(fleet.model_dump_json(exclude={"setpoints", "vehicles"})),
             plan_at=plan_at,

@@ -112,7 +112,9 @@ export function renderVehicles(fleet) {
   const table = $("vehicles-table");
   if (!table) return;
   const vehicles = fleet.vehicles.slice().sort((a, b) => (a.station_id + a.evse_id).localeCompare(b.station_id + b.evse_id));
-  $("vehicles-count").textContent = String(vehicles.length);
+  // The feed carries the first rows only; plugged_vehicles counts them all.
+  const total = Math.max(fleet.plugged_vehicles || 0, vehicles.length);
+  $("vehicles-count").textContent = String(total);
   const shown = vehicles.slice(0, MAX_VEHICLE_ROWS);
   table.tBodies[0].replaceChildren(
     ...shown.map((v) => {
@@ -129,8 +131,8 @@ export function renderVehicles(fleet) {
     }),
   );
   const empty = $("vehicles-empty");
-  empty.hidden = vehicles.length > 0 && vehicles.length <= MAX_VEHICLE_ROWS;
-  if (vehicles.length > MAX_VEHICLE_ROWS) empty.textContent = "and " + (vehicles.length - MAX_VEHICLE_ROWS) + " more.";
+  empty.hidden = total > 0 && total <= shown.length;
+  if (total > shown.length) empty.textContent = "and " + (total - shown.length) + " more.";
   else empty.textContent = "No vehicle plugged.";
 }
 
