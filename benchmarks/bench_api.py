@@ -255,6 +255,11 @@ def _measure(args: argparse.Namespace, folder: Path, *, with_api: bool) -> RunRe
     extra = ("--api-port", str(api_port)) if with_api else ("--no-api",)
     server = _start_server(data_dir, port, folder / "serve.log", extra)
     api_url = f"http://127.0.0.1:{api_port}"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while with_api and "dashboard on" not in (folder / "serve.log").read_text(errors="replace"):
+        if time.monotonic() > deadline:  # the web API starts just after the OCPP server
+            raise RuntimeError("the web API did not start")
+        time.sleep(0.2)
     reader: subprocess.Popen[bytes] | None = None
     out = folder / "reader.json"
     snapshots_before = math.nan

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import signal
@@ -44,6 +45,9 @@ DEFAULT_DATA_DIR = DATA_DIR
 DEFAULT_PORT = OCPP_PORT
 DEFAULT_CITY = LIVE_CITY
 LIVE_COMMANDS = ("serve", "station", "chargers", "site")
+GC_THRESHOLDS = (20_000, 20, 20)
+"""The server's garbage collector runs a young collection every 20,000 allocations (not
+700): a message makes hundreds of short-lived objects, and each collection paused it."""
 
 
 @dataclass(frozen=True)
@@ -492,6 +496,11 @@ async def _serve_until_stopped(
                         highlight=False,
                         soft_wrap=True,
                     )
+            # Everything loaded so far lives as long as the server: out of the collector's
+            # sight, a full collection no longer walks it (it paused the event loop).
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
             await control.run(stop)
     console.print("v2ghub serve: stopped", markup=False)
 
