@@ -26,7 +26,9 @@ import sqlalchemy as sa
 import trustme
 
 from v2ghub.api.app import create_app
+from v2ghub.api.auth import Principal
 from v2ghub.api.context import ApiContext
+from v2ghub.api.fleet import fleet_now
 from v2ghub.api.web_server import WebServer, WebSettings
 from v2ghub.cli import main
 from v2ghub.live.control import ControlLoop, SetpointCommand
@@ -269,6 +271,33 @@ async def test_the_admin_sees_the_whole_fleet_now(client: httpx.AsyncClient, wor
     # what it discharges, and a longer hold is never larger.
     assert envelope["raise_kw"][0] >= -fleet["planned_kw"] - 1e-6
     assert envelope["raise_kw"] == sorted(envelope["raise_kw"], reverse=True)
+
+
+def test_the_fleet_now_follows_each_new_plan_and_each_new_answer(world: World) -> None:
+    """The vehicles and setpoints are made once per plan and set of sites: a new plan or new
+    answers from the stations show at the next read, for every scope."""
+
+    def caller(name: str) -> Principal:
+        token = world.store.token(world.tokens[name])
+        assert token is not None
+        return Principal(token)
+
+    admin, north = caller("admin"), caller("north-ops")
+    status = world.control.status
+    assert {s.status for s in fleet_now(world.api, admin).setpoints} == {"Accepted"}
+    assert {v.station_id for v in fleet_now(world.api, north).vehicles} == {"CP1", "CP2"}
+    status.setpoints = tuple(
+        replace(s, status="Rejected") if s.station_id == "CP2" else s for s in status.setpoints
+    )
+    answers = {s.station_id: s.status for s in fleet_now(world.api, admin).setpoints}
+    assert answers == {"CP1": "Accepted", "CP2": "Rejected", "CP3": "Accepted", "CP4": "Accepted"}
+    latest = status.latest
+    assert latest is not None
+    status.publish(replace(latest, vehicles=latest.vehicles[:1]))  # CP1 only
+    assert [v.station_id for v in fleet_now(world.api, admin).vehicles] == ["CP1"]
+    assert [v.station_id for v in fleet_now(world.api, north).vehicles] == ["CP1"]
+    north_answers = {s.station_id: s.status for s in fleet_now(world.api, north).setpoints}
+    assert north_answers == {"CP1": "Accepted", "CP2": "Rejected"}
 
 
 async def test_an_operator_sees_only_its_sites_and_the_grid_no_vehicle(

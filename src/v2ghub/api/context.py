@@ -43,11 +43,15 @@ class ApiContext:
     """The configured (import, export) limits per site, kW (``serve --sites``)."""
     unknown_site_limits: tuple[float, float] = (math.inf, 0.0)
     """Limits of a site neither configured nor under a grid event."""
-    """The latest metered power per station, kW."""
     metrics: LiveMetrics = field(default_factory=LiveMetrics)
     ledger_path: Path | None = None
     run_folder: Path | None = None
     control_interval_s: float = 60.0
+    plan_rows: dict[frozenset[str] | None, object] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """Per set of visible sites, the latest plan's rows as the API shows them
+    (:func:`v2ghub.api.fleet.fleet_now` keeps them, to make them once per plan)."""
 
     def now(self) -> datetime:
         return self.clock.now()

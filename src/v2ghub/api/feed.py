@@ -173,12 +173,13 @@ class FleetFeed:
 
     def _event(self, caller: Principal, sequence: int) -> _Snapshot:
         """The events with and without the vehicles, and the fleet's JSON."""
-        fleet = fleet_now(self.api, caller)
+        site_of = self.api.store.station_sites()
+        fleet = fleet_now(self.api, caller, site_of)
         visible = caller.site_filter()
         stations = [
-            s.station_id
-            for s in self.api.store.stations()
-            if visible is None or s.site_id in visible
+            station_id
+            for station_id, site_id in site_of.items()
+            if visible is None or site_id in visible
         ]
         connected = self.api.connected()
         online = sorted(station_id for station_id in stations if station_id in connected)

@@ -3,12 +3,14 @@ and in total, the envelope, setpoints in force with their answers, grid events i
 
 Everything here but the stations' sites and the grid events in force is read from memory
 (the control loop's latest instant and the latest metered powers), so a read costs two
-small indexed queries however large the fleet.
+small indexed queries however large the fleet. The vehicles and setpoints are made once
+per plan (and per set of sites seen), not at every read.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -19,7 +21,9 @@ from v2ghub.api.auth import Caller, Principal, require
 from v2ghub.api.context import ApiContext, context
 from v2ghub.api.grid_events import grid_event_out
 from v2ghub.api.models import EnvelopeNow, FleetNow, SetpointNow, SiteNow, VehicleNow
+from v2ghub.live.live_state import PlanSnapshot
 from v2ghub.store.api_tokens import Role
+from v2ghub.store.records import Setpoint
 
 if TYPE_CHECKING:
     from v2ghub.api.feed import FleetFeed
@@ -33,12 +37,73 @@ def _limit(value_kw: float) -> float | None:
     return None if math.isinf(value_kw) else value_kw
 
 
-def fleet_now(api: ApiContext, caller: Principal) -> FleetNow:
+@dataclass(frozen=True)
+class _PlanRows:
+    """The vehicles and setpoints of one plan as one set of sites sees them."""
+
+    latest: PlanSnapshot | None
+    setpoints: tuple[Setpoint, ...]
+    vehicles: list[VehicleNow]
+    setpoint_rows: list[SetpointNow]
+
+
+def _plan_rows(
+    api: ApiContext, visible: frozenset[str] | None, site_of: dict[str, str]
+) -> _PlanRows:
+    """The latest plan's vehicles and the setpoints in force, made again only when the loop
+    publishes a new plan or new setpoints (both are replaced whole, never changed)."""
+    latest = api.status.latest if api.status is not None else None
+    in_force = api.status.setpoints if api.status is not None else ()
+    cached = api.plan_rows.get(visible)
+    if isinstance(cached, _PlanRows) and cached.latest is latest and cached.setpoints is in_force:
+        return cached
+    vehicles = [
+        VehicleNow(
+            station_id=v.station_id,
+            evse_id=v.evse_id,
+            transaction_id=v.transaction_id,
+            site_id=v.site_id,
+            energy_kwh=v.energy_kwh,
+            target_energy_kwh=v.target_energy_kwh,
+            energy_max_kwh=v.energy_max_kwh,
+            soc=v.energy_kwh / v.energy_max_kwh if v.energy_max_kwh > 0 else 0.0,
+            target_soc=v.target_energy_kwh / v.energy_max_kwh if v.energy_max_kwh > 0 else 0.0,
+            planned_kw=v.planned_kw,
+            departure_at=api.local(v.departure_at),
+        )
+        for v in (latest.vehicles if latest is not None else ())
+        if visible is None or v.site_id in visible
+    ]
+    setpoint_rows = [
+        SetpointNow(
+            station_id=s.station_id,
+            evse_id=s.evse_id,
+            transaction_id=s.transaction_id,
+            sent_at=api.local(s.sent_at),
+            setpoint_kw=s.setpoint_kw,
+            discharge_limit_kw=s.discharge_limit_kw,
+            planner=s.planner,
+            status=s.status,
+            fallback_reason=s.fallback_reason,
+        )
+        for s in in_force
+        if visible is None or site_of.get(s.station_id) in visible
+    ]
+    rows = _PlanRows(latest, in_force, vehicles, setpoint_rows)
+    api.plan_rows[visible] = rows  # one assignment: readers see the old rows or the new
+    return rows
+
+
+def fleet_now(
+    api: ApiContext, caller: Principal, site_of: dict[str, str] | None = None
+) -> FleetNow:
     """The fleet now as ``caller`` may see it (an operator: its sites only; the grid role:
-    totals, sites and envelope, no vehicles or setpoints)."""
+    totals, sites and envelope, no vehicles or setpoints). ``site_of`` is each station's
+    site, read from the store when not given."""
     now = api.now()
     visible = caller.site_filter()
-    site_of = {s.station_id: s.site_id for s in api.store.stations()}
+    if site_of is None:
+        site_of = api.store.station_sites()
     in_force = api.store.grid_events(in_force_at=now, site_ids=visible)
     measured_by_site: dict[str, float] = {}
     for station_id, power_kw in api.measured().items():
@@ -84,41 +149,7 @@ def fleet_now(api: ApiContext, caller: Principal) -> FleetNow:
             lower_kw=[float(v) for v in env.lower_kw],
         )
     sees_vehicles = caller.role in (Role.ADMIN, Role.OPERATOR)
-    vehicles: list[VehicleNow] = []
-    setpoints: list[SetpointNow] = []
-    if latest is not None and sees_vehicles:
-        vehicles = [
-            VehicleNow(
-                station_id=v.station_id,
-                evse_id=v.evse_id,
-                transaction_id=v.transaction_id,
-                site_id=v.site_id,
-                energy_kwh=v.energy_kwh,
-                target_energy_kwh=v.target_energy_kwh,
-                energy_max_kwh=v.energy_max_kwh,
-                soc=v.energy_kwh / v.energy_max_kwh if v.energy_max_kwh > 0 else 0.0,
-                target_soc=v.target_energy_kwh / v.energy_max_kwh if v.energy_max_kwh > 0 else 0.0,
-                planned_kw=v.planned_kw,
-                departure_at=api.local(v.departure_at),
-            )
-            for v in latest.vehicles
-            if visible is None or v.site_id in visible
-        ]
-        setpoints = [
-            SetpointNow(
-                station_id=s.station_id,
-                evse_id=s.evse_id,
-                transaction_id=s.transaction_id,
-                sent_at=api.local(s.sent_at),
-                setpoint_kw=s.setpoint_kw,
-                discharge_limit_kw=s.discharge_limit_kw,
-                planner=s.planner,
-                status=s.status,
-                fallback_reason=s.fallback_reason,
-            )
-            for s in (api.status.setpoints if api.status is not None else ())
-            if visible is None or site_of.get(s.station_id) in visible
-        ]
+    rows = _plan_rows(api, visible, site_of) if latest is not None and sees_vehicles else None
     return FleetNow(
         at=api.local(now),
         plugged_vehicles=sum(site.plugged_vehicles for site in sites),
@@ -129,8 +160,8 @@ def fleet_now(api: ApiContext, caller: Principal) -> FleetNow:
         last_plan_at=api.local(latest.at) if latest else None,
         planner=latest.planner if latest else None,
         fallback_reason=latest.fallback_reason if latest else None,
-        setpoints=setpoints,
-        vehicles=vehicles,
+        setpoints=rows.setpoint_rows if rows is not None else [],
+        vehicles=rows.vehicles if rows is not None else [],
         grid_events=[grid_event_out(api, event, now) for event in in_force],
         plan_step_s=round(latest.step.total_seconds()) if latest else None,
     )

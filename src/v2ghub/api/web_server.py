@@ -1,6 +1,8 @@
-"""The web API's HTTP server: uvicorn, in the same process and event loop as the OCPP
-server, so that the routes read the control loop's latest instant and the stations
-connected now from memory.
+"""The web API's HTTP server: uvicorn, in the same process as the OCPP server (so that the
+routes read the control loop's latest instant and the stations connected now from memory)
+but on its own thread and event loop: a burst of web requests then holds the chargers'
+loop for one interpreter switch interval (5 ms) at most, never for a whole request, and a
+burst of charger messages never holds up a dashboard.
 
 It listens on loopback by default; anywhere else it speaks HTTPS (bearer tokens must not
 cross a network in clear), with the certificate given or the same self-signed one the
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +74,9 @@ class WebServer:
             ssl_keyfile=str(keyfile) if self._tls and keyfile else None,
         )
         self._server = _QuietServer(config)
-        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._failure: BaseException | None = None
 
     @property
     def url(self) -> str:
@@ -96,20 +101,38 @@ class WebServer:
                 f"the web API cannot listen on {where}: {error.strerror} (give --api-port, "
                 "or --no-api)"
             ) from None
-        self._task = asyncio.create_task(self._server.serve(sockets=[listener]))
+        self._thread = threading.Thread(
+            target=self._serve, args=(listener,), name="v2ghub-web", daemon=True
+        )
+        self._thread.start()
         async with asyncio.timeout(STARTUP_TIMEOUT_S):
             while not self._server.started:
-                if self._task.done():
-                    self._task.result()
+                if not self._thread.is_alive():
+                    if self._failure is not None:
+                        raise self._failure
                     raise RuntimeError(f"the web API stopped while starting on {where}")
                 await asyncio.sleep(0.02)
         return self
 
+    def _serve(self, listener: socket.socket) -> None:
+        """The web thread: uvicorn on an event loop of its own until told to exit."""
+
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            await self._server.serve(sockets=[listener])
+
+        try:
+            asyncio.run(serve())
+        except BaseException as error:  # kept for the thread that started it
+            self._failure = error
+            LOG.exception("the web API stopped")
+
     async def __aexit__(self, *_: object) -> None:
         feed = getattr(self._app.state, "feed", None)
-        if feed is not None:
-            feed.close()  # the live feeds end now, not at their next event
+        if feed is not None and self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the web loop has just ended
+                # the live feeds end now, not at their next event
+                self._loop.call_soon_threadsafe(feed.close)
         self._server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -239,10 +240,13 @@ class SitePowerLog:
     """The sites' power as the loop recorded it since the server started, kept for
     ``keep`` (a day and a bit) so that a history of the recent hours is read from memory,
     not from the database (:mod:`v2ghub.store.site_power` has the same rows). Kept per
-    site as columns of numbers, so that a read is a slice, not a loop over rows."""
+    site as columns of numbers, so that a read is a slice, not a loop over rows. The control
+    loop writes and the web API's threads read: a lock keeps the columns of a site the same
+    length for every reader."""
 
     def __init__(self, keep: timedelta = timedelta(hours=26)) -> None:
         self.keep = keep
+        self._lock = threading.Lock()
         self._sites: dict[str, tuple[list[float], list[float], list[float]]] = {}
         """Per site: times (s since 1970), measured kW (NaN: none), planned kW."""
         self._since_s: float | None = None
@@ -250,24 +254,26 @@ class SitePowerLog:
     def prime(self, records: Sequence[SitePowerRecord], *, since: datetime) -> None:
         """Start from the stored rows from ``since`` on (all of them, in time order): a
         server that restarts still answers the last day from memory."""
-        self._sites = {}
-        self._since_s = since.timestamp()
-        self._add(records)
+        with self._lock:
+            self._sites = {}
+            self._since_s = since.timestamp()
+            self._add(records)
 
     def append(self, records: Sequence[SitePowerRecord]) -> None:
         """Add one instant's rows (instants come in time order)."""
         if not records:
             return
-        if self._since_s is None:
-            self._since_s = records[0].at.timestamp()
-        self._add(records)
         oldest_s = records[-1].at.timestamp() - self.keep.total_seconds()
-        if self._since_s < oldest_s:
-            self._since_s = oldest_s
-            for times, measured, planned in self._sites.values():
-                cut = bisect.bisect_left(times, oldest_s)
-                if cut:
-                    del times[:cut], measured[:cut], planned[:cut]
+        with self._lock:
+            if self._since_s is None:
+                self._since_s = records[0].at.timestamp()
+            self._add(records)
+            if self._since_s < oldest_s:
+                self._since_s = oldest_s
+                for times, measured, planned in self._sites.values():
+                    cut = bisect.bisect_left(times, oldest_s)
+                    if cut:
+                        del times[:cut], measured[:cut], planned[:cut]
 
     def _add(self, records: Sequence[SitePowerRecord]) -> None:
         for row in records:
@@ -290,20 +296,24 @@ class SitePowerLog:
     ) -> list[SiteSeries]:
         """As :func:`v2ghub.store.site_power.site_power_series` reads them."""
         first_s, end_s, origin_s = (start - HOLD).timestamp(), end.timestamp(), origin.timestamp()
+        columns: list[tuple[str, list[float], list[float], list[float]]] = []
+        with self._lock:
+            for site_id in sorted(self._sites):
+                if site_ids is not None and site_id not in site_ids:
+                    continue
+                times, measured, planned = self._sites[site_id]
+                lo = bisect.bisect_left(times, first_s)
+                hi = bisect.bisect_left(times, end_s)
+                if hi > lo:
+                    columns.append((site_id, times[lo:hi], measured[lo:hi], planned[lo:hi]))
         series: list[SiteSeries] = []
-        for site_id in sorted(self._sites):
-            if site_ids is not None and site_id not in site_ids:
-                continue
-            times, measured, planned = self._sites[site_id]
-            lo = bisect.bisect_left(times, first_s)
-            hi = bisect.bisect_left(times, end_s)
-            if hi > lo:
-                series.append(
-                    SiteSeries(
-                        site_id,
-                        np.round(np.array(times[lo:hi]) - origin_s, 3),
-                        np.array(measured[lo:hi], dtype=np.float64),
-                        np.array(planned[lo:hi], dtype=np.float64),
-                    )
+        for site_id, times_s, measured_kw, planned_kw in columns:
+            series.append(
+                SiteSeries(
+                    site_id,
+                    np.round(np.array(times_s) - origin_s, 3),
+                    np.array(measured_kw, dtype=np.float64),
+                    np.array(planned_kw, dtype=np.float64),
                 )
+            )
         return series

@@ -215,6 +215,14 @@ class Store:
         with self._read() as connection:
             return [_station(row) for row in connection.execute(query)]
 
+    def station_sites(self) -> dict[str, str]:
+        """Each registered station's site, in station order (two columns: the web API's
+        live feed reads it every second)."""
+        table = schema.stations
+        query = sa.select(table.c.station_id, table.c.site_id).order_by(table.c.station_id)
+        with self._read() as connection:
+            return {row.station_id: row.site_id for row in connection.execute(query)}
+
     def record_boot(
         self,
         station_id: str,
@@ -384,6 +392,30 @@ class Store:
         with self._read() as connection:
             value = connection.scalar(query)
         return int(value or 0)
+
+    def session_start(self, station_id: str, transaction_id: str) -> tuple[int, datetime] | None:
+        """A transaction's EVSE and start, or None when it is not stored."""
+        sessions = schema.sessions.c
+        query = sa.select(sessions.evse_id, sessions.started_at).where(
+            sessions.station_id == station_id, sessions.transaction_id == transaction_id
+        )
+        with self._read() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else (int(row.evse_id), row.started_at)
+
+    def last_export_wh(self, station_id: str, evse_id: int) -> int | None:
+        """The export register of the EVSE's latest transaction, open or ended (None when it
+        has had none): where an OCPP 1.6 transaction's export register starts."""
+        sessions = schema.sessions.c
+        query = (
+            sa.select(sessions.export_register_wh)
+            .where(sessions.station_id == station_id, sessions.evse_id == evse_id)
+            .order_by(sessions.started_at.desc())
+            .limit(1)
+        )
+        with self._read() as connection:
+            value = connection.scalar(query)
+        return None if value is None else int(value)
 
     def count_meter_values(self) -> int:
         with self._read() as connection:
