@@ -161,7 +161,7 @@ async def test_no_credentials_and_no_subprotocol_are_refused(server: CsmsServer)
             pass
     assert refused.value.response.status_code == 401
     with pytest.raises(InvalidStatus) as refused:
-        async with _connect(server, "CP-21", subprotocol="ocpp1.6"):
+        async with _connect(server, "CP-21", subprotocol="ocpp1.5"):
             pass
     assert refused.value.response.status_code == 400
 

@@ -87,6 +87,12 @@ OCPP_PORT = 9000
 """Port of the OCPP server (``v2ghub serve --port``)."""
 API_PORT = 8000
 """Port of the web API and dashboard (``v2ghub serve --api-port``)."""
+AC_PHASE_VOLTAGE_V = 220.0
+"""Phase voltage at which an OCPP 1.6 limit in A is turned into kW and back (China's
+low-voltage grid, 220/380 V)."""
+AC_PHASES = 3
+"""Phases of an OCPP 1.6 AC station whose configuration does not say
+(``ConnectorPhaseRotation``)."""
 LIVE_CITY = "Shenzhen"
 """City whose tariff the live aggregator plans with unless told (``--city``)."""
 
@@ -225,6 +231,18 @@ DEFAULTS: tuple[Default, ...] = (
     ),
     Default("OCPP_PORT", OCPP_PORT, "port", "choice: the port OCPP servers commonly use"),
     Default("API_PORT", API_PORT, "port", "choice: the usual port of a Python web service"),
+    Default(
+        "AC_PHASE_VOLTAGE_V",
+        AC_PHASE_VOLTAGE_V,
+        "V",
+        "GB/T 156-2017 standard voltages: 220/380 V low-voltage distribution in China",
+    ),
+    Default(
+        "AC_PHASES",
+        AC_PHASES,
+        "phases",
+        "choice: public and depot AC chargers of 11-22 kW are three-phase",
+    ),
     Default(
         "LIVE_CITY",
         LIVE_CITY,

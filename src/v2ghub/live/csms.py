@@ -1,5 +1,7 @@
 """One connected charging station, as the CSMS sees it: the OCPP messages it sends and the
-answers it gets, on OCPP 2.1 and 2.0.1.
+answers it gets. :class:`StationConnection` reads frames and sends requests whatever the
+version; :class:`Handlers2x` answers OCPP 2.1 and 2.0.1 (:mod:`v2ghub.live.csms16`
+answers 1.6).
 
 Every message that changes state is written to the store (in the store's writer thread)
 and committed before the answer goes back, so a station may forget a meter value as soon
@@ -20,7 +22,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import Protocol, TypeVar
 
-from ocpp import v21, v201
+from ocpp import v16, v21, v201
 from ocpp.exceptions import (
     FormatViolationError,
     InternalError,
@@ -34,6 +36,7 @@ from ocpp.exceptions import (
 )
 from ocpp.messages import Call, CallError, MessageType, unpack
 from ocpp.routing import on
+from ocpp.v16.enums import Action as Action16
 from ocpp.v21.enums import Action as Action21
 from ocpp.v201.enums import Action as Action201
 
@@ -99,15 +102,27 @@ class StationHub(Protocol):
         """Ask the control loop for a new plan soon."""
         ...
 
+    def spawn(self, work: Awaitable[None], /) -> None:
+        """Run ``work`` beside the connection (its failure is logged, never raised)."""
+        ...
+
     def transaction_ended(self, station_id: str, transaction_id: str) -> None:
         """Forget what was sent for a finished transaction."""
         ...
 
 
-def _call_results(version: OcppVersion) -> ModuleType:
-    """The ``ocpp`` package's answer payloads of ``version``."""
-    results: ModuleType = v21.call_result if version is OcppVersion.V21 else v201.call_result
-    return results
+CALL_RESULTS: dict[OcppVersion, ModuleType] = {
+    OcppVersion.V21: v21.call_result,
+    OcppVersion.V201: v201.call_result,
+    OcppVersion.V16: v16.call_result,
+}
+"""The ``ocpp`` package's answer payloads of each version."""
+ACTIONS: dict[OcppVersion, frozenset[str]] = {
+    OcppVersion.V21: frozenset(member.value for member in Action21),
+    OcppVersion.V201: frozenset(member.value for member in Action201),
+    OcppVersion.V16: frozenset(member.value for member in Action16),
+}
+"""Every action of each version (a request outside them is NotSupported)."""
 
 
 def _message_id(raw: object) -> str:
@@ -122,10 +137,10 @@ def _message_id(raw: object) -> str:
 
 
 class StationConnection:
-    """Handlers for the messages a station sends, shared by both OCPP versions.
+    """One station's connection, whatever its OCPP version: frames in, requests out.
 
-    Mixed into the ``ocpp`` package's ``ChargePoint`` of the negotiated version
-    (:func:`station_connection`).
+    Mixed with the handlers of the negotiated version into the ``ocpp`` package's
+    ``ChargePoint`` of that version (:func:`station_connection`).
     """
 
     id: str
@@ -138,6 +153,8 @@ class StationConnection:
     """The ``ocpp`` package's ``ChargePoint.call`` (declared here, defined there)."""
     start: Callable[[], Awaitable[None]]
     """The ``ocpp`` package's ``ChargePoint.start``: read and route frames until closed."""
+    _after_answer: list[Callable[[], Awaitable[None]]]
+    """Requests a handler wants sent once its answer is out (:meth:`after_answer`)."""
 
     # --- frames -----------------------------------------------------------------------------
 
@@ -181,18 +198,28 @@ class StationConnection:
         try:
             await handle_call(self, message)
         except OCPPError as error:
+            self._after_answer.clear()
             await self._send_error(message.unique_id, error)
         except Exception as error:
+            self._after_answer.clear()
             LOGGER.exception("%s: %s failed", self.id, message.action)
             await self._send_error(message.unique_id, InternalError(description=str(error)))
         finally:
             metrics = self.hub.metrics
             metrics.ocpp_messages.labels(action=message.action).inc()
             metrics.ocpp_seconds.observe(time.perf_counter() - started_s)
+        for work in self._after_answer:
+            self.hub.spawn(work())
+        self._after_answer.clear()
+
+    def after_answer(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` once the answer to the message being handled has been sent (a
+        request to the station from inside a handler would wait for an answer the station
+        sends only after it has ours)."""
+        self._after_answer.append(work)
 
     def _unhandled(self, action: str) -> OCPPError:
-        actions = Action21 if self.version is OcppVersion.V21 else Action201
-        if action in {member.value for member in actions}:
+        if action in ACTIONS[self.version]:
             return NotImplementedCallError(description=f"no handler for {action}")
         return NotSupportedError(description=f"{action} is not an action of {self.version}")
 
@@ -213,6 +240,9 @@ class StationConnection:
         )
         await send_frame(self, frame.to_json())
 
+    def prepared(self) -> None:
+        """Called once the connection is set up (a version's own state starts here)."""
+
     async def request(self, payload: object) -> object:
         """Send a request to the station and return its answer.
 
@@ -227,9 +257,13 @@ class StationConnection:
         finally:
             self._awaited.discard(unique_id)
 
-    # --- handlers ---------------------------------------------------------------------------
-    # The ocpp package passes a payload's fields as snake_case keyword arguments (nested
-    # objects as dicts); each handler reads them into typed records first.
+
+class Handlers2x(StationConnection):
+    """The messages an OCPP 2.1 or 2.0.1 station sends.
+
+    The ``ocpp`` package passes a payload's fields as snake_case keyword arguments (nested
+    objects as dicts); each handler reads them into typed records first.
+    """
 
     @on("BootNotification")
     async def on_boot_notification(
@@ -313,7 +347,7 @@ class StationConnection:
         result = await self.hub.store_transaction_event(event)
         known_evse = self.hub.measured.evse(station_id, transaction_id, evse_id)
         if known_evse is not None:
-            _note_power(self.hub.measured, station_id, known_evse, event.samples)
+            note_power(self.hub.measured, station_id, known_evse, event.samples)
         if result.status is StoredStatus.REFUSED:
             refused = Event(self.hub.now(), EventKind.REFUSED, result.reason, station_id)
             await self.hub.write(lambda store: store.record_event(refused))
@@ -346,7 +380,7 @@ class StationConnection:
             )
         except ValueError as error:
             raise PropertyConstraintViolationError(description=str(error)) from error
-        _note_power(self.hub.measured, station_id, evse_id, samples)
+        note_power(self.hub.measured, station_id, evse_id, samples)
         return self.results.MeterValues()
 
     @on("NotifyEVChargingNeeds")
@@ -361,28 +395,42 @@ class StationConnection:
         return self.results.NotifyEVChargingNeeds(status="Accepted")
 
 
-class _Station21(StationConnection, ChargePoint21):
+class _Station21(Handlers2x, ChargePoint21):
     pass
 
 
-class _Station201(StationConnection, ChargePoint201):
+class _Station201(Handlers2x, ChargePoint201):
     pass
 
 
 def station_connection(
-    station_id: str, connection: object, version: OcppVersion, hub: StationHub, *, timeout_s: float
+    station_id: str,
+    connection: object,
+    version: OcppVersion,
+    hub: StationHub,
+    *,
+    timeout_s: float,
+    kinds: dict[OcppVersion, type[StationConnection]] | None = None,
 ) -> StationConnection:
-    """The handler object for one connected station speaking ``version``."""
-    kind = _Station21 if version is OcppVersion.V21 else _Station201
-    station: StationConnection = kind(station_id, connection, response_timeout=timeout_s)
+    """The handler object for one connected station speaking ``version`` (``kinds``: the
+    class of each version, 2.1 and 2.0.1 by default)."""
+    known: dict[OcppVersion, type[StationConnection]] = {
+        OcppVersion.V21: _Station21,
+        OcppVersion.V201: _Station201,
+        **(kinds or {}),
+    }
+    kind = known[version]
+    station: StationConnection = kind(station_id, connection, response_timeout=timeout_s)  # type: ignore[call-arg]
     station.version = version
-    station.results = _call_results(version)
+    station.results = CALL_RESULTS[version]
     station.hub = hub
     station._awaited = set()
+    station._after_answer = []
+    station.prepared()
     return station
 
 
-def _note_power(
+def note_power(
     measured: MeasuredPower, station_id: str, evse_id: int, samples: Sequence[MeterSample]
 ) -> None:
     """Keep the latest power reading of ``samples``, if any has one."""

@@ -13,7 +13,7 @@ are the only ones of the live aggregator.
 
 from __future__ import annotations
 
-from ocpp import v21, v201
+from ocpp import v16, v21, v201
 from ocpp.messages import Call, CallError, CallResult
 
 
@@ -23,6 +23,10 @@ class ChargePoint21(v21.ChargePoint):  # type: ignore[misc]  # ocpp has no type 
 
 class ChargePoint201(v201.ChargePoint):  # type: ignore[misc]  # ocpp has no type hints
     """The ``ocpp`` package's OCPP 2.0.1 endpoint (either end of a connection)."""
+
+
+class ChargePoint16(v16.ChargePoint):  # type: ignore[misc]  # ocpp has no type hints
+    """The ``ocpp`` package's OCPP 1.6J endpoint (either end of a connection)."""
 
 
 def handles(endpoint: object, action: str) -> bool:

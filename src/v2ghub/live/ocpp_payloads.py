@@ -9,6 +9,7 @@ the field and the value, so a station hears what it got wrong.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -157,6 +158,25 @@ class SampledValue:
         return self.value * 10.0**self.multiplier
 
     @classmethod
+    def from_payload_v16(cls, raw: Payload, field: str) -> SampledValue:
+        """An OCPP 1.6 ``sampledValue``: the value is a decimal string, the unit a field of
+        its own (``Wh`` when absent), no multiplier."""
+        value = raw.get("value")
+        try:
+            number_value = float(value) if isinstance(value, str) else math.nan
+        except ValueError:
+            number_value = math.nan
+        if not math.isfinite(number_value):
+            raise _bad(f"{field}.value", value, "a decimal number as a string")
+        return cls(
+            value=number_value,
+            measurand=text(raw, "measurand", field=f"{field}.measurand") or IMPORT_REGISTER,
+            unit=text(raw, "unit", field=f"{field}.unit") or None,
+            multiplier=0,
+            phase=text(raw, "phase", field=f"{field}.phase") or None,
+        )
+
+    @classmethod
     def from_payload(cls, raw: Payload, field: str) -> SampledValue:
         unit = obj(raw.get("unit_of_measure"), f"{field}.unitOfMeasure")
         multiplier = number(unit, "multiplier", field=f"{field}.unitOfMeasure.multiplier")
@@ -201,13 +221,13 @@ class MeterValue:
     sampled_values: tuple[SampledValue, ...]
 
     @classmethod
-    def from_payload(cls, raw: Payload, field: str) -> MeterValue:
+    def from_payload(cls, raw: Payload, field: str, *, v16: bool = False) -> MeterValue:
         sampled = objects(raw.get("sampled_value"), f"{field}.sampledValue")
+        read = SampledValue.from_payload_v16 if v16 else SampledValue.from_payload
         return cls(
             measured_at=parse_time(raw.get("timestamp"), f"{field}.timestamp"),
             sampled_values=tuple(
-                SampledValue.from_payload(s, f"{field}.sampledValue[{i}]")
-                for i, s in enumerate(sampled)
+                read(s, f"{field}.sampledValue[{i}]") for i, s in enumerate(sampled)
             ),
         )
 
@@ -231,10 +251,10 @@ class MeterValue:
         return Reading(import_wh, export_wh, power_kw, soc)
 
 
-def meter_values(raw: object, field: str = "meterValue") -> list[MeterValue]:
-    """A message's ``meterValue`` list (``None``: empty)."""
+def meter_values(raw: object, field: str = "meterValue", *, v16: bool = False) -> list[MeterValue]:
+    """A message's ``meterValue`` list (``None``: empty); ``v16``: in OCPP 1.6's form."""
     return [
-        MeterValue.from_payload(entry, f"{field}[{i}]")
+        MeterValue.from_payload(entry, f"{field}[{i}]", v16=v16)
         for i, entry in enumerate(objects(raw, field))
     ]
 

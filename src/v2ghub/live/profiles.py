@@ -47,7 +47,7 @@ def _watts(power_kw: float) -> float:
     return float(round(kw_to_w(power_kw))) + 0.0
 
 
-def _timestamp(now: datetime) -> str:
+def utc_timestamp(now: datetime) -> str:
     """An aware instant as UTC ISO 8601 in whole seconds with ``Z``."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware, got {now!r}")
@@ -64,6 +64,11 @@ def _check(command: SetpointCommand, version: OcppVersion) -> None:
             f"transaction id {command.transaction_id!r} is longer than "
             f"{TRANSACTION_ID_MAX_LENGTH} characters"
         )
+    check_limits(command)
+
+
+def check_limits(command: SetpointCommand) -> None:
+    """Refuse a setpoint outside the command's own limits (``ValueError``)."""
     if not -command.discharge_limit_kw <= command.setpoint_kw <= command.charge_limit_kw:
         raise ValueError(
             f"setpoint {command.setpoint_kw} kW is outside [-{command.discharge_limit_kw}, "
@@ -110,7 +115,7 @@ def set_charging_profile_v21(
         charging_profile_kind=enums_v21.ChargingProfileKindEnumType.dynamic,
         charging_schedule=[schedule],
         transaction_id=command.transaction_id,
-        dyn_update_time=_timestamp(now),
+        dyn_update_time=utc_timestamp(now),
         max_offline_duration=max_offline_s,
         invalid_after_offline_duration=True,
     )
@@ -151,7 +156,7 @@ def set_charging_profile_v201(
         id=profile_id,
         charging_rate_unit=enums_v201.ChargingRateUnitEnumType.watts,
         charging_schedule_period=[period],
-        start_schedule=_timestamp(now),
+        start_schedule=utc_timestamp(now),
     )
     profile = types_v201.ChargingProfileType(
         id=profile_id,
@@ -187,7 +192,7 @@ def scheduled_profile_v21(
         id=profile_id,
         charging_rate_unit=enums_v21.ChargingRateUnitEnumType.w,
         charging_schedule_period=periods,
-        start_schedule=_timestamp(now),
+        start_schedule=utc_timestamp(now),
         duration=len(command.schedule_kw or (0,)) * command.step_s or None,
     )
     profile = types_v21.ChargingProfileType(

@@ -1,9 +1,10 @@
-"""The OCPP server (CSMS): stations connect over websockets, speak OCPP 2.1 or 2.0.1, and
-are authenticated with their own password (security profile 1 on loopback, profile 2 with
-TLS everywhere else).
+"""The OCPP server (CSMS): stations connect over websockets, speak OCPP 2.1, 2.0.1 or 1.6J,
+and are authenticated with their own password (security profile 1 on loopback, profile 2
+with TLS everywhere else, for 1.6 as its security whitepaper has it).
 
 A station connects to ``ws(s)://HOST:PORT/<anything>/<station id>`` offering the
-subprotocol ``ocpp2.1`` or ``ocpp2.0.1`` and HTTP Basic credentials (user = station id).
+subprotocol ``ocpp2.1``, ``ocpp2.0.1`` or ``ocpp1.6`` and HTTP Basic credentials (user =
+station id).
 Unknown stations, wrong passwords and a second connection for a station that is already
 connected are refused during the handshake and logged as events; nothing is taken over.
 """
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -34,6 +36,7 @@ from v2ghub.defaults import DATA_DIR
 from v2ghub.live.clock import Clock
 from v2ghub.live.control import ControlLoop, SetpointCommand
 from v2ghub.live.csms import StationConnection, answer_outcome, station_connection
+from v2ghub.live.csms16 import Station16
 from v2ghub.live.live_problem import ControlSettings
 from v2ghub.live.live_state import MeasuredPower
 from v2ghub.live.metrics import LiveMetrics
@@ -65,7 +68,9 @@ REFUSAL_EVENT_INTERVAL_S = 60.0
 MAX_GROUP = 500
 """TransactionEvents committed together at most (a group commit)."""
 PING_TIMEOUT_S = 5.0
-SUBPROTOCOLS = [Subprotocol(OcppVersion.V21.value), Subprotocol(OcppVersion.V201.value)]
+SUBPROTOCOLS = [Subprotocol(version.value) for version in OcppVersion]
+STATION_KINDS: dict[OcppVersion, type[StationConnection]] = {OcppVersion.V16: Station16}
+"""The connection class of the versions :mod:`v2ghub.live.csms` does not define itself."""
 
 T = TypeVar("T")
 
@@ -124,6 +129,8 @@ class CsmsServer:
         self._committer: asyncio.Task[None] | None = None
         self._decoy_hash = hash_password(generate_password())
         self._tls = settings.certfile is not None or not is_loopback(settings.host)
+        self._control_settings: ControlSettings | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- the hub a station connection uses ------------------------------------------------
 
@@ -170,6 +177,44 @@ class CsmsServer:
         if self.replanner is not None:
             self.replanner.trigger(reason)
 
+    def spawn(self, work: Awaitable[None], /) -> None:
+        """Run ``work`` beside the connections; a failure is logged."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                LOGGER.exception("a request to a station failed")
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def profile_id(self, evse_id: int, transaction_id: str) -> int:
+        return profile_id(evse_id, transaction_id)
+
+    async def fallback_limit_kw(self, station_id: str, connectors: int) -> float:
+        """What each connector of an OCPP 1.6 station may draw on its own (its
+        TxDefaultProfile): its site's import limit shared by every connector registered at
+        the site, never more than the station's power; the station's power when the site
+        has no limit."""
+        stations = await asyncio.to_thread(self.store.stations)
+        station = next((s for s in stations if s.station_id == station_id), None)
+        if station is None:
+            return 0.0
+        settings = self._control_settings
+        site_limit_kw = math.inf  # no control loop (a test's server): no site limit known
+        if settings is not None:
+            limits = {site.site_id: site.import_limit_kw for site in settings.sites}
+            site_limit_kw = limits.get(station.site_id, settings.unknown_site_import_limit_kw)
+        grid = await asyncio.to_thread(self.store.site_limits, self.now())
+        if station.site_id in grid:
+            site_limit_kw = min(site_limit_kw, grid[station.site_id][0])
+        if math.isinf(site_limit_kw):
+            return station.max_power_kw
+        sharing = sum(1 for s in stations if s.site_id == station.site_id) * max(connectors, 1)
+        return max(0.0, min(station.max_power_kw, site_limit_kw / sharing))
+
     def control_loop(self, planner: Planner, settings: ControlSettings) -> ControlLoop:
         """The control loop that plans with ``planner`` and sends through this server, and
         that this server asks to re-plan on station events (run it with ``run(stop)``)."""
@@ -182,6 +227,7 @@ class CsmsServer:
             measured=self.measured.by_station,
         )
         self.replanner = control
+        self._control_settings = settings
         return control
 
     def transaction_ended(self, station_id: str, transaction_id: str) -> None:
@@ -328,7 +374,12 @@ class CsmsServer:
             await connection.close(1008, "already connected")
             return
         station = station_connection(
-            station_id, connection, version, self, timeout_s=self.settings.call_timeout_s
+            station_id,
+            connection,
+            version,
+            self,
+            timeout_s=self.settings.call_timeout_s,
+            kinds=STATION_KINDS,
         )
         self.stations[station_id] = station
         self._sockets[station_id] = connection
@@ -391,12 +442,14 @@ class CsmsServer:
             command = replace(command, ocpp_version=station.version)
         key = (command.evse_id, command.transaction_id)
         installed = self._installed.setdefault(command.station_id, set())
+        number = profile_id(command.evse_id, command.transaction_id)
         try:
-            request = profile_request(
-                command,
-                profile_id=profile_id(command.evse_id, command.transaction_id),
-                now=self.now(),
-                installed=key in installed,
+            request: object = (
+                station.setpoint_request(command, profile_id=number, now=self.now())
+                if isinstance(station, Station16)
+                else profile_request(
+                    command, profile_id=number, now=self.now(), installed=key in installed
+                )
             )
         except ValueError as error:  # nothing sent: the command does not fit the station
             return SendOutcome(SendStatus.NOT_SENT, str(error))
@@ -406,6 +459,8 @@ class CsmsServer:
             return outcome  # reconnected meanwhile: the new connection starts afresh
         if outcome.accepted:
             installed.add(key)
+            if isinstance(station, Station16):
+                self.spawn(station.verify(command))
         else:
             installed.discard(key)
         return outcome

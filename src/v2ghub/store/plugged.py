@@ -59,7 +59,8 @@ def plugged_session(session: Any, needs: Any | None) -> PluggedSession:
 
     ``max_charge_kw`` is the vehicle's limit capped at the station's, or the station's;
     ``max_discharge_kw`` is 0 unless :func:`discharge_allowed` and the vehicle offers it
-    (on 2.0.1, whose needs cannot say so, the configured station's power).
+    (on 2.0.1, whose needs cannot say so, and on 1.6, which sends none, the configured
+    station's power).
     A station that has not yet sent a BootNotification counts as OCPP 2.0.1.
     """
     version = OcppVersion(session.ocpp_version or OcppVersion.V201)
@@ -69,6 +70,13 @@ def plugged_session(session: Any, needs: Any | None) -> PluggedSession:
     max_charge_kw = station_max_kw
     max_discharge_kw = 0.0
     energy_kwh = None
+    if (
+        needs is None
+        and version is OcppVersion.V16
+        and discharge_allowed(v2x_allowed=session.v2x_allowed, ocpp_version=version)
+    ):
+        # 1.6 sends no needs: a V2X station's configured power stands for the vehicle's.
+        max_discharge_kw = station_max_kw
     if needs is not None:
         if needs.max_charge_kw is not None:
             max_charge_kw = min(needs.max_charge_kw, station_max_kw)

@@ -19,6 +19,7 @@ class OcppVersion(StrEnum):
 
     V21 = "ocpp2.1"
     V201 = "ocpp2.0.1"
+    V16 = "ocpp1.6"
 
 
 @dataclass(frozen=True)
