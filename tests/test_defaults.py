@@ -12,6 +12,7 @@ from v2ghub import cli, defaults, planning
 from v2ghub.api.web_server import WebSettings
 from v2ghub.defaults import DEFAULTS
 from v2ghub.live import charger_config, commands, live_problem
+from v2ghub.live.profiles16 import Rates
 from v2ghub.planning import reserve
 from v2ghub.regulation import envelope, frequency_response
 from v2ghub.scenarios import config, sessions_csv
@@ -131,6 +132,8 @@ CODE_DEFAULTS: list[tuple[str, object, str]] = [
     ("day_ahead_plan.DEFAULT_PLAN_PLANNER", day_ahead_plan.DEFAULT_PLAN_PLANNER, "PLAN_PLANNER"),
     ("commands.DEFAULT_PORT", commands.DEFAULT_PORT, "OCPP_PORT"),
     ("WebSettings.port", WebSettings().port, "API_PORT"),
+    ("profiles16.Rates.voltage_v", Rates().voltage_v, "AC_PHASE_VOLTAGE_V"),
+    ("profiles16.Rates.phases", Rates().phases, "AC_PHASES"),
     ("commands.DEFAULT_CITY", commands.DEFAULT_CITY, "LIVE_CITY"),
     ("ControlSettings.default_dwell_h", CONTROL["default_dwell_h"], "LIVE_DWELL_H"),
     (
