@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,12 +16,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
+from v2ghub.cli import main
 from v2ghub.live.clock import ScaledClock
 from v2ghub.live.control import SetpointCommand
 from v2ghub.live.live_problem import ControlSettings, LiveSite
 from v2ghub.live.security import basic_header, hash_password
 from v2ghub.live.server import CsmsServer, ServerSettings, profile_id
 from v2ghub.planning import make_planner
+from v2ghub.settlement.ledger import Ledger
 from v2ghub.store.records import EventKind, OcppVersion
 from v2ghub.store.repository import Store
 
@@ -35,12 +37,13 @@ def stamp(at: datetime) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store.open(data_dir=tmp_path / "data")
-    hashed = hash_password(PASSWORD)
-    opened.add_station("CP16", site_id="s1", password_hash=hashed, v2x_allowed=True)
-    opened.add_station("CP16-A", site_id="s1", password_hash=hashed, max_power_kw=22.0)
-    return opened
+def store(database_url: str) -> Iterator[Store]:
+    """Two 1.6 stations on one site, on each back end (SQLite and PostgreSQL)."""
+    with Store.open(database_url=database_url) as opened:
+        hashed = hash_password(PASSWORD)
+        opened.add_station("CP16", site_id="s1", password_hash=hashed, v2x_allowed=True)
+        opened.add_station("CP16-A", site_id="s1", password_hash=hashed, max_power_kw=22.0)
+        yield opened
 
 
 @pytest.fixture
@@ -57,7 +60,6 @@ async def server(store: Store, tmp_path: Path) -> AsyncIterator[CsmsServer]:
             ),
         )
         yield running
-    store.close()
 
 
 @dataclass
@@ -389,3 +391,35 @@ async def test_a_second_connection_and_a_wrong_password_are_refused_as_for_2x(
         async with wrong:
             pass
     assert refused.value.response.status_code == 401
+
+
+async def test_a_1_6_session_settles_like_any_other(
+    server: CsmsServer, store: Store, database_url: str, tmp_path: Path
+) -> None:
+    """Shenzhen in March, valley 0-8 at 0.247 CNY/kWh (test_settle_live's prices): 4,000 Wh
+    charged by a 1.6 station 02:00-04:00 local cost its owner 98.8 fen, 99 half up."""
+    start_at = datetime(2026, 3, 9, 18, 0, tzinfo=UTC)  # 02:00 on 10 March in Shenzhen
+    async with open_station(server, "CP16-A") as ws:
+        station = Station16(ws)
+        station.start()
+        start = {"connectorId": 1, "idTag": "T", "meterStart": 1000, "timestamp": stamp(start_at)}
+        transaction = (await station.call("StartTransaction", start))[2]["transactionId"]
+        values = {
+            "connectorId": 1,
+            "transactionId": transaction,
+            "meterValue": [meter(start_at + timedelta(hours=1), 3000)],
+        }
+        await station.call("MeterValues", values)
+        stop = {
+            "transactionId": transaction,
+            "meterStop": 5000,
+            "timestamp": stamp(start_at + timedelta(hours=2)),
+        }
+        await station.call("StopTransaction", stop)
+    out = tmp_path / "settled"
+    command = ["settle", "--live", "--database-url", database_url, "--out", str(out)]
+    assert main([*command, "--day", "2026-03-10", "--city", "shenzhen"]) == 0
+    with Ledger.open(out / "ledger.sqlite") as ledger:
+        balances = ledger.balances("2026-03-10/Shenzhen/live")
+    assert balances[f"owner:CP16-A/{transaction}"] == -99
+    assert balances["grid"] == 99
