@@ -6,11 +6,24 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck docs pytest bench bench-planners clean
 
+# The independent OCPP 1.6 station (tests/test_ocpp16_node_client.py) is a Node.js client:
+# its npm packages, exactly as locked, wherever node is installed (without node the test is
+# skipped; with node it must run, so a failing install fails the build).
+NODE_CLIENT := tests/node_ocpp16
+NODE_STAMP := $(NODE_CLIENT)/node_modules/.installed
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(NODE_STAMP): $(NODE_CLIENT)/package-lock.json
+	@if command -v node >/dev/null 2>&1; then \
+		cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+		echo "node is not installed: the Node.js OCPP 1.6 client test will be skipped" >&2; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/v2ghub simulate
@@ -28,7 +41,7 @@ docs: $(STAMP)
 	status=$$?; rm -rf "$$site"; exit $$status
 
 # Both cores: pytest-xdist.
-pytest: $(STAMP)
+pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -q -n 2
 
 test: lint typecheck docs pytest
@@ -40,4 +53,4 @@ bench-planners: $(STAMP)
 	$(BIN)/python benchmarks/bench_planners.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache $(NODE_CLIENT)/node_modules
