@@ -146,17 +146,13 @@ def profiles(report: dict[str, Any], purpose: str) -> list[dict[str, Any]]:
     return [p for p in report["profiles"] if p["purpose"] == purpose]
 
 
-KNOWN_BUG = "is not an OCPP-J 1.6 error code"
-"""The client's words for the server bug the xfail below names."""
-
-
 def test_the_station_is_served_within_the_1_6_schemas(run: Run) -> None:
     report = run.report
     assert report["protocol"] == "ocpp1.6"
     assert report["schemaViolations"] == []
     assert report["unexpectedCalls"] == []
-    assert [p for p in report["problems"] if KNOWN_BUG not in p] == []
-    assert run.failure is None or KNOWN_BUG in run.failure
+    assert report["problems"] == []
+    assert run.failure is None
     assert report["boot"]["status"] == "Accepted"
     assert report["boot"]["interval"] == 300
     assert report["configurationAsked"] == [
@@ -215,15 +211,6 @@ def test_malformed_frames_get_a_call_error_and_the_connection_stays_up(run: Run)
     assert heartbeat >= datetime.fromisoformat(report["startedAt"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "server bug: on an ocpp1.6 connection csms.py answers a frame that is not JSON, or a "
-        "payload that breaks the schema other than by type (additionalProperties, enum, ...), "
-        "with CALLERROR code FormatViolation, an OCPP 2.x code; OCPP-J 1.6 4.2.3 Table 7 (kept "
-        "by the errata, 5.2) has FormationViolation"
-    ),
-)
 def test_call_errors_carry_1_6_error_codes(run: Run) -> None:
     codes = [error["errorCode"] for error in run.report["callErrors"]]
     assert codes == ["FormationViolation", "TypeConstraintViolation", "FormationViolation"]
