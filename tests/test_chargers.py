@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from http import HTTPStatus
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -123,6 +123,8 @@ class _Csms201(_Recorder, ChargePoint201):
 class Csms:
     """A minimal CSMS on 127.0.0.1 with a free port."""
 
+    subprotocols = ("ocpp2.1", "ocpp2.0.1")
+
     def __init__(self) -> None:
         self.messages: dict[str, list[Record]] = {}
         self.links: dict[str, Any] = {}
@@ -144,11 +146,15 @@ class Csms:
         assert ws.request is not None
         station_id = ws.request.path.rsplit("/", 1)[-1]
         self.auth[station_id] = ws.request.headers.get("Authorization")
-        link = (_Csms21 if ws.subprotocol == "ocpp2.1" else _Csms201)(station_id, ws)
+        link = self.link_class(ws.subprotocol)(station_id, ws)
         link.csms = self
         self.links[station_id] = link
         with contextlib.suppress(ConnectionClosed):
             await link.start()
+
+    def link_class(self, subprotocol: str | None) -> type[Any]:
+        """The server end of a connection that chose ``subprotocol``."""
+        return _Csms21 if subprotocol == "ocpp2.1" else _Csms201
 
     def of(self, station_id: str, action: str) -> list[dict[str, Any]]:
         return [p for a, p in self.messages.get(station_id, []) if a == action]
@@ -164,19 +170,31 @@ class Csms:
         return await self.links[station_id].call(request, suppress=False)
 
 
+CsmsT = TypeVar("CsmsT", bound=Csms)
+
+
 def run_with_csms(
     config_of: Callable[[str], FleetConfig],
     scenario: Callable[[Csms, ChargerFleet], Awaitable[None]],
 ) -> FleetStats:
     """Start the CSMS and the fleet, run ``scenario``, stop both; the fleet's stats."""
+    return run_against(Csms, config_of, scenario)
+
+
+def run_against(
+    csms_class: type[CsmsT],
+    config_of: Callable[[str], FleetConfig],
+    scenario: Callable[[CsmsT, ChargerFleet], Awaitable[None]],
+) -> FleetStats:
+    """:func:`run_with_csms` with a CSMS of ``csms_class``."""
 
     async def main() -> FleetStats:
-        csms = Csms()
+        csms = csms_class()
         async with serve(
             csms._handle,
             "127.0.0.1",
             0,
-            subprotocols=[Subprotocol("ocpp2.1"), Subprotocol("ocpp2.0.1")],
+            subprotocols=[Subprotocol(name) for name in csms.subprotocols],
             process_request=csms._refuse,
             compression=None,
         ) as server:

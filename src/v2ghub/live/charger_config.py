@@ -29,8 +29,19 @@ class ChargerConfig:
     max_power_kw: float = 11.0
     """At most this much charging or discharging; above 22 kW the station is DC."""
     v2x: bool = True
-    """The station can discharge: on OCPP 2.1 by CentralSetpoint; on 2.0.1 (configured so)
-    by a negative limit, the convention bidirectional chargers used before 2.1."""
+    """The station can discharge: on OCPP 2.1 by CentralSetpoint; on 2.0.1 and 1.6
+    (configured so) by a negative limit, the convention bidirectional chargers used before
+    2.1."""
+    current_only: bool = False
+    """OCPP 1.6 AC only: the station takes charging schedules in A, not W
+    (``ChargingScheduleAllowedChargingRateUnit`` ``Current``); else in W (``Power``)."""
+
+    def __post_init__(self) -> None:
+        if self.current_only and (self.ocpp_version is not OcppVersion.V16 or self.dc):
+            raise ValueError(
+                f"{self.station_id}: current_only is for an OCPP 1.6 AC station, not "
+                f"{self.ocpp_version.value} at {self.max_power_kw} kW"
+            )
 
     @property
     def dc(self) -> bool:
@@ -95,27 +106,48 @@ def make_fleet_config(
     password: str | None = None,
     id_prefix: str = "SIM",
     v201_share: float = 0.0,
+    v16_share: float = 0.0,
+    current_only_share: float = 0.0,
     max_power_kw: float = 11.0,
     v2x: bool = True,
     seed: int = 0,
     **options: Any,
 ) -> FleetConfig:
-    """``count`` stations ``SIM0001``...; the last ``round(count * v201_share)`` speak 2.0.1
-    and are charge-only (``v2x`` applies to the 2.1 stations).
+    """``count`` stations ``SIM0001``...: the last ``round(count * v16_share)`` speak OCPP
+    1.6; of the others, the last ``round(others * v201_share)`` speak 2.0.1 and are
+    charge-only, the rest 2.1. ``v2x`` applies to the 2.1 and 1.6 stations. Of the 1.6
+    stations, when AC, the last ``round(count_16 * current_only_share)`` take schedules in
+    A only (``current_only``).
 
     ``options`` are the other :class:`FleetConfig` fields.
     """
-    if not 0 <= v201_share <= 1:
-        raise ValueError(f"v201_share must be in [0, 1], got {v201_share}")
-    v201_count = round(count * v201_share)
+    for name, share in (
+        ("v201_share", v201_share),
+        ("v16_share", v16_share),
+        ("current_only_share", current_only_share),
+    ):
+        if not 0 <= share <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {share}")
+    v16_count = round(count * v16_share)
+    others = count - v16_count
+    v201_count = round(others * v201_share)
+    dc = max_power_kw > AC_MAX_KW
+    current_only_count = 0 if dc else round(v16_count * current_only_share)
     width = max(4, len(str(count)))
+
+    def version(i: int) -> OcppVersion:
+        if i >= others:
+            return OcppVersion.V16
+        return OcppVersion.V201 if i >= others - v201_count else OcppVersion.V21
+
     stations = tuple(
         ChargerConfig(
             station_id=f"{id_prefix}{i + 1:0{width}d}",
             password=password,
-            ocpp_version=OcppVersion.V201 if i >= count - v201_count else OcppVersion.V21,
+            ocpp_version=version(i),
             max_power_kw=max_power_kw,
-            v2x=v2x and i < count - v201_count,
+            v2x=v2x and version(i) is not OcppVersion.V201,
+            current_only=i >= count - current_only_count,
         )
         for i in range(count)
     )
@@ -129,6 +161,7 @@ class StationView:
     station_id: str
     online: bool
     transaction_id: str | None
+    """As the CSMS knows it; on OCPP 1.6 ``None`` until the StartTransaction is answered."""
     vehicle: Vehicle | None
     setpoint_kw: float | None
     """The command in force (+ charge, - discharge); ``None``: no profile, full power."""
@@ -139,6 +172,7 @@ class StationView:
     import_register_wh: float
     export_register_wh: float
     seq_no: int
+    """Transaction messages made so far in the transaction (2.x: the next seqNo)."""
     queued_events: int
     profile_ids: tuple[int, ...]
 

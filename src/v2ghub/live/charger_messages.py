@@ -512,9 +512,12 @@ class CallAnswer:
     """What the CSMS answered to one of the station's requests: the parts a station uses."""
 
     status: str | None
-    """``status``, else ``idTokenInfo.status`` (TransactionEvent, Authorize); ``None``: neither."""
+    """``status``, else ``idTokenInfo.status`` (2.x TransactionEvent, Authorize) or
+    ``idTagInfo.status`` (1.6 Authorize, StartTransaction); ``None``: none of them."""
     interval_s: float | None
     """BootNotification's heartbeat (or retry) interval, s."""
+    transaction_id: int | None = None
+    """The transactionId a 1.6 StartTransaction answer assigns."""
 
     @classmethod
     def from_result(cls, result: object) -> CallAnswer:
@@ -528,7 +531,15 @@ class CallAnswer:
         if status is None:
             info = obj(fields.get("id_token_info"), "idTokenInfo")
             status = text(info, "status", field="idTokenInfo.status")
-        return cls(status=status, interval_s=number(fields, "interval"))
+        if status is None:
+            info = obj(fields.get("id_tag_info"), "idTagInfo")
+            status = text(info, "status", field="idTagInfo.status")
+        transaction_id = number(fields, "transaction_id", field="transactionId")
+        return cls(
+            status=status,
+            interval_s=number(fields, "interval"),
+            transaction_id=None if transaction_id is None else int(transaction_id),
+        )
 
 
 def period_command_kw(period: SchedulePeriod) -> tuple[float, bool]:

@@ -1,18 +1,20 @@
-"""Simulated V2X charging stations that speak real OCPP (2.1 or 2.0.1, client side) to any
-CSMS: ``v2ghub chargers``.
+"""Simulated V2X charging stations that speak real OCPP (2.1, 2.0.1 or 1.6J, client side)
+to any CSMS: ``v2ghub chargers``.
 
-Each station holds one websocket (subprotocol ``ocpp2.1`` or ``ocpp2.0.1``, HTTP Basic
-auth with the station id as user), boots, reports its status, sends heartbeats, and serves
-a stream of vehicles: each visit is one transaction (TransactionEvent Started, the
-vehicle's NotifyEVChargingNeeds, a TransactionEvent Updated every meter interval, Ended
-when the vehicle leaves). The station obeys SetChargingProfile, UpdateDynamicSchedule and
-ClearChargingProfile; it answers any other request with a NotImplemented CallError.
+Each station holds one websocket (subprotocol ``ocpp2.1``, ``ocpp2.0.1`` or ``ocpp1.6``,
+HTTP Basic auth with the station id as user), boots, reports its status, sends heartbeats,
+and serves a stream of vehicles: each visit is one transaction. A 2.x station sends
+TransactionEvent Started, the vehicle's NotifyEVChargingNeeds, a TransactionEvent Updated
+every meter interval, Ended when the vehicle leaves, and obeys SetChargingProfile,
+UpdateDynamicSchedule and ClearChargingProfile; a 1.6 station is in
+:mod:`v2ghub.live.charger_station16`. Any other request is answered with a NotImplemented
+CallError.
 
 Many stations run in one process: one shared tick steps every battery as arrays
 (:class:`~v2ghub.live.charger_fleet.BatteryBank`) and spreads the meter values of the
 stations over the meter interval; each station's own task only sends what the tick queued.
-Events made while a station is offline are kept and sent after it reconnects, with
-``offline=True`` and their original seqNo, in the same transaction. All time comes from a
+Events made while a station is offline are kept and sent after it reconnects (on 2.x with
+``offline=True`` and their original seqNo, in the same transaction). All time comes from a
 :class:`~v2ghub.live.clock.Clock`, so a :class:`~v2ghub.live.clock.ScaledClock` runs a day
 in minutes.
 """
@@ -26,18 +28,12 @@ import logging
 import math
 import time
 import uuid
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from types import ModuleType
 from urllib.parse import quote
 
 import numpy as np
 from ocpp import v21, v201
-from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
-from ocpp.exceptions import NotSupportedError, OCPPError
-from ocpp.messages import Call, MessageType, unpack
+from ocpp.exceptions import OCPPError
 from ocpp.routing import on
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -59,10 +55,8 @@ from v2ghub.live.charger_messages import (
     ProfileRefusedError,
     Request,
     ScheduleRates,
-    Vehicle,
     boot_notification,
     charging_needs,
-    later,
     meter_value,
     parse_profile,
     period_command_kw,
@@ -70,17 +64,18 @@ from v2ghub.live.charger_messages import (
     status_notification,
     transaction_event,
 )
-from v2ghub.live.clock import Clock
-from v2ghub.live.ocpp_adapter import (
-    ChargePoint21,
-    ChargePoint201,
-    deliver_answer,
-    handle_call,
-    handles,
-    send_frame,
+from v2ghub.live.charger_station import (
+    DEFAULT_HEARTBEAT_S,
+    Collector,
+    FleetContext,
+    Outgoing,
+    StationBase,
+    StationLink,
 )
+from v2ghub.live.charger_station16 import Station16
+from v2ghub.live.clock import Clock
+from v2ghub.live.ocpp_adapter import ChargePoint21, ChargePoint201
 from v2ghub.live.ocpp_payloads import obj
-from v2ghub.scenarios.catalog import vehicle_models
 from v2ghub.store.records import OcppVersion
 from v2ghub.units import SECONDS_PER_HOUR
 
@@ -97,111 +92,45 @@ __all__ = [
     "run_fleet",
 ]
 
-DEFAULT_HEARTBEAT_S = 300.0
 RETRY_AFTER_ERROR_S = 60.0
 MAX_METER_PHASES = 100
 """Stations are spread over this many slots of the meter interval, not all at once."""
 
 
-@dataclass
-class _Outgoing:
-    action: str
-    payload: Request
-    offline: bool
+class _Station(StationBase[ChargingProfile]):
+    """An OCPP 2.1 or 2.0.1 station: each visit is one TransactionEvent transaction."""
 
+    meter_actions = frozenset({"TransactionEvent"})
 
-@dataclass
-class _Collector:
-    calls_sent: Counter[str] = field(default_factory=Counter)
-    call_errors: Counter[str] = field(default_factory=Counter)
-    rejections: Counter[str] = field(default_factory=Counter)
-    requests_received: Counter[str] = field(default_factory=Counter)
-    requests_refused: Counter[str] = field(default_factory=Counter)
-    latencies_ms: list[float] = field(default_factory=list)
-    reconnects: int = 0
-    connect_failures: int = 0
-
-
-class _Station:
-    """One station's protocol state; its vehicle lives in the fleet's ``BatteryBank``."""
-
-    def __init__(self, fleet: ChargerFleet, index: int, config: ChargerConfig) -> None:
-        self.fleet = fleet
-        self.index = index
-        self.config = config
-        self.rng = np.random.default_rng([fleet.config.seed, index])
-        self.outbox: deque[_Outgoing] = deque()
-        self.wakeup = asyncio.Event()
-        self.online = False
-        self.offline_since: datetime | None = None
-        self.seq_no = 0
+    def __init__(self, fleet: FleetContext, index: int, config: ChargerConfig) -> None:
+        super().__init__(fleet, index, config)
+        self.link_class = _Link21 if config.ocpp_version is OcppVersion.V21 else _Link201
         self.transaction_id: str | None = None
-        self.vehicle: Vehicle | None = None
-        self.next_arrival_at: datetime | None = None
-        self.visits = 0
-        self.ended = 0
-        self.profiles: dict[int, ChargingProfile] = {}
-        self.heartbeat_interval_s = DEFAULT_HEARTBEAT_S
-        self.serving = False
+
+    def boot_payload(self, *, first: bool) -> Request:
+        return boot_notification(station_id=self.config.station_id, first=first)
+
+    def status_payload(self, now: datetime) -> Request:
+        return status_notification(at=now, occupied=self.vehicle is not None)
+
+    def transaction_label(self) -> str | None:
+        return self.transaction_id
+
+    def payload_to_send(self, item: Outgoing) -> Request:
+        if not item.offline:
+            return item.payload
+        return {**item.payload, "offline": True}
 
     # -- vehicles and transactions (called from the fleet's tick) --
 
-    def tick(self, now: datetime) -> None:
-        """Departure, arrival or a periodic meter value, whichever is due."""
-        if self.vehicle is not None and now >= self.vehicle.departure_at:
-            self._end(now)
-        elif self.vehicle is None and self.next_arrival_at is not None:
-            if now >= self.next_arrival_at:
-                self._start(now)
-        elif self.vehicle is not None:
-            if self.profiles:
-                self.apply_profiles(now)
-            self._transaction_event("Updated", now, "MeterValuePeriodic", "Sample.Periodic")
+    def sample(self, now: datetime) -> None:
+        if self.profiles:
+            self.apply_profiles(now)
+        self._transaction_event("Updated", now, "MeterValuePeriodic", "Sample.Periodic")
 
-    def schedule_next(self, after: datetime, *, first: bool) -> None:
-        cfg = self.fleet.config
-        if cfg.vehicles_per_station is not None and self.visits >= cfg.vehicles_per_station:
-            self.next_arrival_at = None
-            return
-        if first:
-            wait_s = float(self.rng.uniform(0.0, cfg.first_arrival_within_s))
-        else:
-            wait_s = float(self.rng.exponential(cfg.mean_idle_h * SECONDS_PER_HOUR))
-        self.next_arrival_at = later(after, wait_s)
-
-    def _start(self, now: datetime) -> None:
-        cfg = self.fleet.config
-        models = [m for m in vehicle_models() if m.v2g_capable or not self.config.can_discharge]
-        shares = np.array([m.share for m in models])
-        model = models[int(self.rng.choice(len(models), p=shares / shares.sum()))]
-        vehicle_kw = model.dc_max_kw if self.config.dc else model.ac_max_kw
-        max_charge_kw = min(self.config.max_power_kw, vehicle_kw)
-        dwell_s = float(self.rng.uniform(*cfg.dwell_h)) * SECONDS_PER_HOUR
-        self.visits += 1
-        vehicle = Vehicle(
-            id_token=f"{self.config.station_id}-EV{self.visits}",
-            model=model.model,
-            battery_kwh=model.battery_kwh,
-            arrival_soc=float(self.rng.uniform(*cfg.arrival_soc)),
-            target_soc=float(self.rng.uniform(*cfg.target_soc)),
-            min_soc=cfg.min_soc,
-            max_charge_kw=max_charge_kw,
-            max_discharge_kw=max_charge_kw if self.config.can_discharge else 0.0,
-            arrived_at=now,
-            departure_at=later(now, dwell_s),
-        )
-        self.vehicle = vehicle
+    def start(self, now: datetime) -> None:
+        vehicle = self.arrive(now)
         self.transaction_id = str(uuid.UUID(bytes=self.rng.bytes(16), version=4))
-        self.seq_no = 0
-        self.fleet.bank.plug(
-            self.index,
-            energy_kwh=vehicle.arrival_soc * vehicle.battery_kwh,
-            capacity_kwh=vehicle.battery_kwh,
-            floor_kwh=vehicle.min_soc * vehicle.battery_kwh,
-            target_kwh=vehicle.target_soc * vehicle.battery_kwh,
-            max_charge_kw=vehicle.max_charge_kw,
-            max_discharge_kw=vehicle.max_discharge_kw,
-        )
         self.apply_profiles(now)
         self.enqueue("StatusNotification", status_notification(at=now, occupied=True))
         self._transaction_event(
@@ -215,7 +144,7 @@ class _Station:
         )
         self.enqueue("NotifyEVChargingNeeds", needs)
 
-    def _end(self, now: datetime) -> None:
+    def end(self, now: datetime) -> None:
         self._transaction_event(
             "Ended",
             now,
@@ -223,14 +152,9 @@ class _Station:
             "Transaction.End",
             stopped_reason="EVDisconnected",
         )
-        self.fleet.bank.unplug(self.index)
-        self.ended += 1
-        self.vehicle = None
         self.transaction_id = None
-        for profile_id in [k for k, p in self.profiles.items() if p.purpose == "TxProfile"]:
-            self.profiles.pop(profile_id, None)
+        self.leave(now)
         self.enqueue("StatusNotification", status_notification(at=now, occupied=False))
-        self.schedule_next(now, first=False)
 
     def _transaction_event(
         self,
@@ -245,23 +169,17 @@ class _Station:
         if self.transaction_id is None:
             return
         bank, i = self.fleet.bank, self.index
-        power_kw = float(bank.power_kw[i])
         if event_type == "Ended":
             state = "Idle"
         elif event_type == "Started":
             state = "EVConnected"
-        elif power_kw > 0:
-            state = "Charging"
-        elif power_kw < 0:
-            # Discharging has no state of its own; it is energy transfer, as charging is.
-            state = "Charging"
         else:
-            state = "SuspendedEVSE" if bank.command_kw[i] == 0 else "SuspendedEV"
+            state = self.charging_state()
         meter = meter_value(
             at=now,
             import_wh=float(bank.import_wh[i]),
             export_wh=float(bank.export_wh[i]),
-            power_kw=power_kw,
+            power_kw=float(bank.power_kw[i]),
             soc=bank.soc(i),
             context=context,
         )
@@ -278,13 +196,6 @@ class _Station:
         )
         self.seq_no += 1
         self.enqueue("TransactionEvent", payload)
-
-    def enqueue(self, action: str, payload: Request) -> None:
-        """Queue a message; a status change made offline is not kept (boot sends the state)."""
-        if action == "StatusNotification" and not self.online:
-            return
-        self.outbox.append(_Outgoing(action, payload, offline=not self.online))
-        self.wakeup.set()
 
     # -- charging profiles (called from the CSMS's requests) --
 
@@ -308,9 +219,7 @@ class _Station:
             or (parsed.transaction_id not in (None, self.transaction_id))
         ):
             return "Rejected", "TxNotFound"
-        self.fleet.advance(now)
-        self.profiles[parsed.profile_id] = parsed
-        self.apply_profiles(now)
+        self.change_profiles(now, added=parsed)
         return "Accepted", None
 
     def update_profile(self, profile_id: int, update: object) -> tuple[str, str | None]:
@@ -326,10 +235,7 @@ class _Station:
         )
         if rates.demands_discharge and not self.config.can_discharge:
             return "Rejected", "V2XNotSupported"
-        now = self.fleet.clock.now()
-        self.fleet.advance(now)
-        self.profiles[profile_id] = profile.updated(rates)
-        self.apply_profiles(now)
+        self.change_profiles(self.fleet.clock.now(), added=profile.updated(rates))
         return "Accepted", None
 
     def clear_profiles(self, profile_id: int | None, criteria: ProfileCriteria) -> str:
@@ -341,11 +247,7 @@ class _Station:
         ]
         if not matched:
             return "Unknown"
-        now = self.fleet.clock.now()
-        self.fleet.advance(now)
-        for key in matched:
-            self.profiles.pop(key, None)
-        self.apply_profiles(now)
+        self.change_profiles(self.fleet.clock.now(), removed=matched)
         return "Accepted"
 
     def apply_profiles(self, now: datetime) -> None:
@@ -380,70 +282,15 @@ class _Station:
         bank.command_kw[i] = command_kw
         bank.follows_setpoint[i] = follows
 
-    def view(self) -> StationView:
-        bank, i = self.fleet.bank, self.index
-        command = float(bank.command_kw[i])
-        return StationView(
-            station_id=self.config.station_id,
-            online=self.online,
-            transaction_id=self.transaction_id,
-            vehicle=self.vehicle,
-            setpoint_kw=None if math.isnan(command) or math.isinf(command) else command,
-            power_kw=float(bank.power_kw[i]),
-            soc=bank.soc(i),
-            energy_kwh=float(bank.energy_kwh[i]) if bank.plugged[i] else None,
-            import_register_wh=float(bank.import_wh[i]),
-            export_register_wh=float(bank.export_wh[i]),
-            seq_no=self.seq_no,
-            queued_events=len(self.outbox),
-            profile_ids=tuple(sorted(self.profiles)),
-        )
 
+class _Link(StationLink):
+    """The station end of a 2.x connection: the profile requests both versions share."""
 
-class _Link:
-    """The station end of one websocket: answers the CSMS's requests for ``station``.
-
-    Mixed into the ``ocpp`` package's ``ChargePoint`` of the station's version; its
-    ``route_message`` counts every request and each one refused.
-    """
-
-    id: str
     station: _Station
-    results: ModuleType
-    """The ``ocpp`` package's ``call_result`` module of the link's version."""
-    requests: ModuleType
-    """The ``ocpp`` package's ``call`` module of the link's version."""
-    call: Callable[..., Awaitable[object]]
-    """The ``ocpp`` package's ``ChargePoint.call`` (declared here, defined there)."""
-
-    async def route_message(self, raw_msg: str | bytes) -> None:
-        try:
-            message = unpack(raw_msg)
-        except OCPPError:
-            LOGGER.warning("%s: a frame that is not OCPP was dropped: %.200r", self.id, raw_msg)
-            return
-        if message.message_type_id == MessageType.Call:
-            await self._serve_request(message)
-        elif message.message_type_id in (MessageType.CallResult, MessageType.CallError):
-            deliver_answer(self, message)
-
-    async def _serve_request(self, message: Call) -> None:
-        stats = self.station.fleet.collector
-        action = str(message.action)
-        stats.requests_received[action] += 1
-        try:
-            if not handles(self, action):
-                known = action in _KNOWN_ACTIONS
-                error = OcppNotImplementedError if known else NotSupportedError
-                raise error(details={"cause": f"{action} is not implemented by this station"})
-            await handle_call(self, message)
-        except OCPPError as error:
-            stats.requests_refused[action] += 1
-            await send_frame(self, message.create_call_error(error).to_json())
 
     def _answer(self, action: str, status: str, reason: str | None) -> object:
         if status != "Accepted":
-            self.station.fleet.collector.requests_refused[action] += 1
+            self.count_refused(action)
         info = None if reason is None else {"reason_code": reason}
         answer: object = getattr(self.results, action)(status=status, status_info=info)
         return answer
@@ -485,14 +332,13 @@ class _Link201(_Link, ChargePoint201):
     requests = v201.call
 
 
-def _known_actions() -> frozenset[str]:
-    from ocpp.v21.enums import Action as Action21  # noqa: PLC0415
-    from ocpp.v201.enums import Action as Action201  # noqa: PLC0415
-
-    return frozenset(a.value for a in Action21) | frozenset(a.value for a in Action201)
+AnyStation = _Station | Station16
 
 
-_KNOWN_ACTIONS = _known_actions()
+def _make_station(fleet: FleetContext, index: int, config: ChargerConfig) -> AnyStation:
+    if config.ocpp_version is OcppVersion.V16:
+        return Station16(fleet, index, config)
+    return _Station(fleet, index, config)
 
 
 class ChargerFleet:
@@ -506,8 +352,8 @@ class ChargerFleet:
             charge_efficiency=config.charge_efficiency,
             discharge_efficiency=config.discharge_efficiency,
         )
-        self.collector = _Collector()
-        self._stations = [_Station(self, i, c) for i, c in enumerate(config.stations)]
+        self.collector = Collector()
+        self._stations = [_make_station(self, i, c) for i, c in enumerate(config.stations)]
         self._by_id = {s.config.station_id: s for s in self._stations}
         self._bank_at: datetime | None = None
         self._stopping = asyncio.Event()
@@ -611,14 +457,13 @@ class ChargerFleet:
 
     # -- one station's connection --
 
-    async def _keep_connected(self, station: _Station) -> None:
+    async def _keep_connected(self, station: AnyStation) -> None:
         cfg, sc = self.config, station.config
         uri = f"{cfg.url.rstrip('/')}/{quote(sc.station_id, safe='')}"
         headers = {}
         if sc.password is not None:
             token = base64.b64encode(f"{sc.station_id}:{sc.password}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
-        link_class = _Link21 if sc.ocpp_version is OcppVersion.V21 else _Link201
         failures, connected_before = 0, False
         while not self._stopping.is_set():
             opened = False
@@ -638,7 +483,7 @@ class ChargerFleet:
                     if connected_before:
                         self.collector.reconnects += 1
                     first, connected_before, failures = not connected_before, True, 0
-                    await self._serve_connection(station, link_class, ws, first=first)
+                    await self._serve_connection(station, ws, first=first)
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
                 LOGGER.warning("%s: connection lost or refused: %r", sc.station_id, exc)
             except Exception:
@@ -654,7 +499,7 @@ class ChargerFleet:
             backoff_s *= float(station.rng.uniform(0.5, 1.0))
             await self._sleep_or_stop(self.clock.seconds(backoff_s))
 
-    def _went_offline(self, station: _Station) -> None:
+    def _went_offline(self, station: AnyStation) -> None:
         if station.online:
             station.online = False
             station.offline_since = self.clock.now()
@@ -665,13 +510,12 @@ class ChargerFleet:
 
     async def _serve_connection(
         self,
-        station: _Station,
-        link_class: type[_Link21 | _Link201],
+        station: AnyStation,
         ws: ClientConnection,
         *,
         first: bool,
     ) -> None:
-        link = link_class(
+        link = station.link_class(
             station.config.station_id, ws, response_timeout=self.config.response_timeout_s
         )
         link.station = station
@@ -688,7 +532,7 @@ class ChargerFleet:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
 
-    async def _session(self, station: _Station, link: _Link, *, first: bool) -> None:
+    async def _session(self, station: AnyStation, link: StationLink, *, first: bool) -> None:
         station.heartbeat_interval_s = await self._boot(station, link, first=first)
         station.online = True
         station.offline_since = None
@@ -697,21 +541,18 @@ class ChargerFleet:
             # Vehicles come once the station has first been accepted, so a run starts online.
             station.serving = True
             station.schedule_next(now, first=True)
-        await self._call(
-            link, "StatusNotification", status_notification(at=now, occupied=bool(station.vehicle))
-        )
+        await self._call(link, "StatusNotification", station.status_payload(now))
         last_sent = time.monotonic()
         while True:
             while station.outbox:
                 item = station.outbox[0]
-                payload = dict(item.payload)
-                if item.offline:
-                    payload["offline"] = True
-                await self._call(link, item.action, payload)
+                payload = station.payload_to_send(item)
+                if payload is not None:
+                    station.answered(item, await self._call(link, item.action, payload))
+                    if item.action in station.meter_actions:
+                        self._meter_values_sent += 1
+                    last_sent = time.monotonic()
                 station.outbox.popleft()
-                if item.action == "TransactionEvent":
-                    self._meter_values_sent += 1
-                last_sent = time.monotonic()
             if self._stopping.is_set():
                 return
             station.wakeup.clear()
@@ -725,9 +566,9 @@ class ChargerFleet:
                 await self._call(link, "Heartbeat", {})
                 last_sent = time.monotonic()
 
-    async def _boot(self, station: _Station, link: _Link, *, first: bool) -> float:
+    async def _boot(self, station: AnyStation, link: StationLink, *, first: bool) -> float:
         """BootNotification until Accepted; the heartbeat interval (simulated s)."""
-        payload = boot_notification(station_id=station.config.station_id, first=first)
+        payload = station.boot_payload(first=first)
         while True:
             answer = await self._call(link, "BootNotification", payload)
             interval_s = None if answer is None else answer.interval_s
@@ -740,7 +581,7 @@ class ChargerFleet:
             if self._stopping.is_set():
                 raise asyncio.CancelledError
 
-    async def _call(self, link: _Link, action: str, payload: Request) -> CallAnswer | None:
+    async def _call(self, link: StationLink, action: str, payload: Request) -> CallAnswer | None:
         """Send one request; the answer, or ``None`` after a CallError (counted, logged) or
         an answer that cannot be read (a rejection, logged).
 

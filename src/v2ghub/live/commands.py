@@ -243,11 +243,11 @@ def _add_chargers_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
         "chargers",
         help="simulate V2X charging stations with cars that speak OCPP to a server",
         description="Run N simulated charging stations in one process: vehicles arrive and "
-        "leave, declare their needs (NotifyEVChargingNeeds), obey the charging profiles they "
-        "get (discharging on OCPP 2.1 V2X stations) and send meter values. The stations "
-        "(SIM0001...) are registered in the store with fresh passwords, so give the same "
-        "--data-dir or --database-url as `v2ghub serve`. Ends after --duration or on Ctrl-C "
-        "with a summary.",
+        "leave, declare their needs (NotifyEVChargingNeeds, on OCPP 2.x), obey the charging "
+        "profiles they get (discharging on OCPP 2.1 V2X stations, and on V2X 1.6 stations by "
+        "negative limits) and send meter values. The stations (SIM0001...) are registered in "
+        "the store with fresh passwords, so give the same --data-dir or --database-url as "
+        "`v2ghub serve`. Ends after --duration or on Ctrl-C with a summary.",
     )
     chargers.add_argument("--count", type=int, default=10, help="stations (default 10)")
     chargers.add_argument(
@@ -258,7 +258,21 @@ def _add_chargers_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
         "--v201-share",
         type=float,
         default=0.25,
-        help="share of stations speaking OCPP 2.0.1, charge-only (default 0.25)",
+        help="share of the stations not speaking 1.6 that speak OCPP 2.0.1, charge-only "
+        "(default 0.25)",
+    )
+    chargers.add_argument(
+        "--v16-share",
+        type=float,
+        default=0.0,
+        help="share of stations speaking OCPP 1.6J (default 0)",
+    )
+    chargers.add_argument(
+        "--current-only-share",
+        type=float,
+        default=0.0,
+        help="share of the AC OCPP 1.6 stations that take charging schedules in A only "
+        "(default 0: in W)",
     )
     chargers.add_argument("--site", default="site-1", help="site of the stations (default site-1)")
     chargers.add_argument(
@@ -519,6 +533,8 @@ def _chargers(args: argparse.Namespace, console: Console) -> int:
             url=args.url.rstrip("/"),
             count=args.count,
             v201_share=args.v201_share,
+            v16_share=args.v16_share,
+            current_only_share=args.current_only_share,
             max_power_kw=args.max_power_kw,
             seed=args.seed,
             meter_interval_s=args.meter_interval,
