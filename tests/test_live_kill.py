@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,114 @@ async def test_kill_minus_9_loses_no_acknowledged_meter_value(tmp_path: Path) ->
     assert len(sessions) == 1
     assert sessions[0].ended_at is not None
     assert sessions[0].imported_wh == (in_flight + 2) * WH_PER_EVENT
+
+
+# --- OCPP 1.6 ------------------------------------------------------------------------------
+
+STATION_16 = "CP-KILL-16"
+START_16 = datetime(2026, 7, 1, 4, 0, tzinfo=UTC)
+
+
+def _answer_16(action: str) -> dict[str, Any]:
+    """What a 1.6 station answers the server's own requests."""
+    return {"configurationKey": []} if action == "GetConfiguration" else {"status": "Accepted"}
+
+
+async def _call_16(
+    ws: ClientConnection, unique_id: str, action: str, payload: dict[str, Any]
+) -> Any:
+    await ws.send(json.dumps([2, unique_id, action, payload]))
+    while True:
+        answer = json.loads(await ws.recv())
+        if answer[0] != 2:
+            break
+        await ws.send(json.dumps([3, answer[1], _answer_16(answer[2])]))
+    assert answer[:2] == [3, unique_id], answer
+    return answer[2]
+
+
+def _values_16(transaction_id: int, k: int) -> dict[str, Any]:
+    at = (START_16 + timedelta(seconds=k)).isoformat().replace("+00:00", "Z")
+    sampled = [{"value": str(k * WH_PER_EVENT), "measurand": "Energy.Active.Import.Register"}]
+    return {
+        "connectorId": 1,
+        "transactionId": transaction_id,
+        "meterValue": [{"timestamp": at, "sampledValue": sampled}],
+    }
+
+
+def _connect_16(url: str, password: str) -> Any:
+    return connect(
+        f"{url}/{STATION_16}",
+        subprotocols=[Subprotocol("ocpp1.6")],
+        additional_headers={"Authorization": basic_header(STATION_16, password)},
+    )
+
+
+async def test_kill_minus_9_loses_no_acknowledged_1_6_meter_value(tmp_path: Path) -> None:
+    """The same for a 1.6 station: every MeterValues the server answered is stored, and
+    after a restart the one in flight and the StopTransaction are stored once."""
+    data_dir = tmp_path / "data"
+    password = generate_password()
+    with Store.open(data_dir=data_dir) as store:
+        store.add_station(STATION_16, site_id="depot", password_hash=hash_password(password))
+
+    server, url = await _start_server(data_dir)
+    acknowledged: list[int] = []
+    try:
+        async with _connect_16(url, password) as ws:
+            start = {
+                "connectorId": 1,
+                "idTag": "T",
+                "meterStart": 0,
+                "timestamp": START_16.isoformat(),
+            }
+            transaction_id = (await _call_16(ws, "s", "StartTransaction", start))["transactionId"]
+            k = 1
+            try:
+                while True:
+                    if len(acknowledged) == 150:
+                        os.kill(server.pid, signal.SIGKILL)  # in the middle of the stream
+                    await _call_16(ws, f"m{k}", "MeterValues", _values_16(transaction_id, k))
+                    acknowledged.append(k)
+                    k += 1
+            except ConnectionClosed:
+                pass
+    finally:
+        server.kill()
+        server.wait()
+        _close(server)
+    assert server.returncode == -signal.SIGKILL
+    in_flight = k
+    with Store.open(data_dir=data_dir) as store:
+        stored = [
+            s.import_register_wh // WH_PER_EVENT
+            for s in store.meter_samples(STATION_16, str(transaction_id))
+        ]
+    assert len(acknowledged) >= 150
+    assert stored[: len(acknowledged) + 1] == [0, *acknowledged]
+    assert stored in ([0, *acknowledged], [0, *acknowledged, in_flight])
+
+    server, url = await _start_server(data_dir)
+    try:
+        async with _connect_16(url, password) as ws:
+            await _call_16(ws, "r1", "MeterValues", _values_16(transaction_id, in_flight))
+            await _call_16(ws, "r2", "MeterValues", _values_16(transaction_id, in_flight))  # again
+            stop_at = (START_16 + timedelta(seconds=in_flight + 1)).isoformat()
+            stop = {
+                "transactionId": transaction_id,
+                "meterStop": (in_flight + 1) * WH_PER_EVENT,
+                "timestamp": stop_at,
+            }
+            await _call_16(ws, "r3", "StopTransaction", stop)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        _close(server)
+    with Store.open(data_dir=data_dir) as store:
+        samples = store.meter_samples(STATION_16, str(transaction_id))
+        sessions = store.sessions()
+    assert [s.import_register_wh // WH_PER_EVENT for s in samples] == list(range(in_flight + 2))
+    assert len(sessions) == 1
+    assert sessions[0].ended_at is not None
+    assert sessions[0].imported_wh == (in_flight + 1) * WH_PER_EVENT
