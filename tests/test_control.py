@@ -80,6 +80,25 @@ def first_setpoints(live: LiveProblem, planner: str) -> list[float]:
 # --- build_problem -----------------------------------------------------------------------
 
 
+def test_a_vehicle_without_needs_but_with_a_metered_soc_is_planned_from_it() -> None:
+    """A 1.6 vehicle sends no needs; its meter values carry its SoC: 60 % of the assumed
+    60 kWh is 36 kWh, and (unlike a vehicle nothing is known of) it may give power back."""
+    unknown: dict[str, Any] = {
+        "ocpp_version": OcppVersion.V16,
+        "departure_at": None,
+        "battery_kwh": None,
+        "energy_kwh": None,
+        "target_energy_kwh": None,
+        "min_energy_kwh": None,
+    }
+    sessions = [session(1, PEAK, soc=0.6, **unknown), session(2, PEAK, **unknown)]
+    live = build_problem(sessions, now=PEAK.astimezone(UTC), settings=SETTINGS)
+    assert live.problem.energy_kwh.tolist() == pytest.approx([36.0, 12.0])
+    assert live.problem.max_discharge_kw.tolist() == [7.0, 0.0]
+    assert "1 session(s) without needs but with a metered SoC (first st1/1)" in " ".join(live.notes)
+    assert "1 session(s) without stored energy (first st2/1)" in " ".join(live.notes)
+
+
 def test_build_problem_by_hand() -> None:
     sessions = [
         session(1, PEAK, departure_at=PEAK + timedelta(hours=2, minutes=37)),

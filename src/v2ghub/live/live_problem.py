@@ -341,12 +341,24 @@ def build_problem(
         _note(notes, missing, rows, what, assumed)
         return np.where(missing, share * battery, values), missing
 
-    energy, no_energy = filled(
-        "energy_kwh",
-        settings.unknown_soc,
+    # A vehicle that sent no needs (OCPP 1.6) but whose meter values carry its SoC: its
+    # energy is that share of its battery (the battery assumed as noted above).
+    stored = _floats(sessions, "energy_kwh")
+    metered_soc = _floats(sessions, "soc")
+    from_soc = ~(stored >= 0) & (metered_soc >= 0)
+    _note(
+        notes, from_soc, rows, "without needs but with a metered SoC", "that share of the battery"
+    )
+    stored = np.where(from_soc, metered_soc * battery, stored)
+    no_energy = ~(stored >= 0)
+    _note(
+        notes,
+        no_energy,
+        rows,
         "without stored energy",
         f"{settings.unknown_soc:.0%} of the battery, no discharge",
     )
+    energy = np.where(no_energy, settings.unknown_soc * battery, stored)
     min_energy, _ = filled(
         "min_energy_kwh",
         settings.default_min_soc,

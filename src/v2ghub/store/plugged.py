@@ -116,6 +116,7 @@ def plugged_session(session: Any, needs: Any | None) -> PluggedSession:
         export_register_wh=export_wh or 0,
         last_meter_at=session.last_meter_at,
         control_mode=None if needs is None else needs.control_mode,
+        soc=session.soc,
         min_charge_kw=0.0 if needs is None else min(needs.min_charge_kw or 0.0, max_charge_kw),
         min_discharge_kw=0.0
         if needs is None

@@ -116,6 +116,9 @@ class PluggedSession:
     control_mode: str | None = None
     """The vehicle's 2.1 ``controlMode``: ``ScheduledControl`` gets the whole plan as a
     schedule, anything else a dynamic setpoint."""
+    soc: float | None = None
+    """The latest metered state of charge (0-1), if a meter value carried one: what is
+    known of a vehicle that sent no needs (an OCPP 1.6 one)."""
 
 
 @dataclass(frozen=True)
