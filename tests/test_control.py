@@ -597,6 +597,56 @@ def test_a_slow_station_does_not_hold_up_the_next_plan() -> None:
     assert [s.station_id for s in store.setpoints] == ["st1", "st2"]
 
 
+class Scripted:
+    """Plans the first step as told (kW per vehicle, in the problem's order)."""
+
+    name = "scripted"
+
+    def __init__(self, first_kw: list[float]) -> None:
+        self.first_kw = first_kw
+
+    def plan(self, problem: Problem) -> Schedule:
+        power_kw = np.zeros((problem.n_vehicles, problem.grid.length))
+        power_kw[:, 0] = self.first_kw
+        return Schedule(power_kw=power_kw, planner=self.name)
+
+
+def test_room_is_made_before_power_moves_to_another_evse() -> None:
+    """7 kW moves from st1 to st2 (the site takes 10): st1 is told to fall first, and st2
+    to rise only once st1 accepted; had st1 refused, st2 would wait for the next instant."""
+    store = MemoryStore([session(1, PEAK), session(2, PEAK)])
+    planner = Scripted([7.0, 0.0])
+    order: list[tuple[str, float | str]] = []
+    refuse = {"st1": False}
+
+    async def send(command: SetpointCommand) -> SendOutcome:
+        order.append((command.station_id, command.setpoint_kw))
+        await asyncio.sleep(0.01 if command.station_id == "st1" else 0.0)
+        order.append((command.station_id, "answered"))
+        return answered("Rejected") if command.station_id == "st1" and refuse["st1"] else ACCEPTED
+
+    settings = replace(SETTINGS, sites=(LiveSite("a", 10.0, 0.0),))
+    loop = ControlLoop(
+        store=store, planner=planner, settings=settings, clock=StoppedClock(PEAK), send=send
+    )
+    asyncio.run(loop.run_once())
+    # Nothing in force yet: all at once.
+    assert order == [("st1", 7.0), ("st2", 0.0), ("st2", "answered"), ("st1", "answered")]
+    planner.first_kw = [0.0, 7.0]
+    order.clear()
+    asyncio.run(loop.run_once())
+    assert order == [("st1", 0.0), ("st1", "answered"), ("st2", 7.0), ("st2", "answered")]
+    # A fall refused holds the rise back (it goes out at a later instant).
+    planner.first_kw = [7.0, 0.0]
+    asyncio.run(loop.run_once())
+    planner.first_kw = [0.0, 7.0]
+    order.clear()
+    refuse["st1"] = True
+    sent = asyncio.run(loop.run_once())
+    assert order == [("st1", 0.0), ("st1", "answered")]
+    assert [(s.station_id, s.status) for s in sent] == [("st1", "Rejected")]
+
+
 def test_triggers_are_debounced_into_one_plan() -> None:
     store = MemoryStore([session(1, PEAK)])
     settings = replace(SETTINGS, control_interval_s=3600.0, debounce_s=0.5)

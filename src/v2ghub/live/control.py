@@ -267,6 +267,10 @@ class _Planned:
     plan_time_s: float
 
 
+def _accepted(task: asyncio.Future[SendOutcome]) -> bool:
+    return task.done() and task.result().accepted
+
+
 def _setpoint(command: SetpointCommand, outcome: SendOutcome, sent_at: datetime) -> Setpoint:
     return Setpoint(
         station_id=command.station_id,
@@ -428,6 +432,23 @@ class ControlLoop:
             or command.discharge_limit_kw != before.discharge_limit_kw
         )
 
+    def _lowers(self, command: SetpointCommand) -> bool:
+        """Whether ``command`` brings its EVSE's power closer to zero than the setpoint
+        in force (it makes room at its site, both ways)."""
+        last = self._last.get(command.key)
+        if last is None or not last.outcome.accepted:
+            return False
+        before = last.command.setpoint_kw
+        return abs(command.setpoint_kw) < abs(before) and command.setpoint_kw * before >= 0
+
+    def _start(self, commands: list[SetpointCommand], now: datetime) -> None:
+        for command in commands:
+            self._pending[command.key] = (
+                command,
+                now,
+                asyncio.ensure_future(self._send_one(command)),
+            )
+
     async def _send_one(self, command: SetpointCommand) -> SendOutcome:
         try:
             return await asyncio.wait_for(self.send(command), self.settings.send_timeout_s)
@@ -466,12 +487,19 @@ class ControlLoop:
         # take longer than ``send_wait_s`` are recorded at a later instant, so that one slow
         # station never holds up the next plan (and a new vehicle's first profile).
         due = [c for c in planned.commands if c.key not in self._pending and self._due(c, now)]
-        for command in due:
-            self._pending[command.key] = (
-                command,
-                now,
-                asyncio.ensure_future(self._send_one(command)),
-            )
+        # Room first: the EVSEs whose power falls in magnitude are told first, and the
+        # others only once those at their site have accepted; a station that applies its
+        # rise before another its fall would break the site's limit between the two.
+        lowering = [c for c in due if self._lowers(c)]
+        self._start(lowering, now)
+        if lowering:
+            first = [self._pending[c.key][2] for c in lowering]
+            await asyncio.wait(first, timeout=self.settings.send_wait_s)
+        held = {c.site_id for c in lowering if not _accepted(self._pending[c.key][2])}
+        raising = [c for c in due if not self._lowers(c)]
+        self._start([c for c in raising if c.site_id not in held], now)
+        if held:
+            LOG.info("rises held at %s until their falls are accepted", sorted(held))
         waiting = [task for _, _, task in self._pending.values()]
         if waiting:
             await asyncio.wait(waiting, timeout=self.settings.send_wait_s)
