@@ -148,14 +148,22 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def _run_fleet(
-    url: str, *, count: int, duration_s: float, plug_within_s: float, meter_interval_s: float
+    url: str,
+    *,
+    count: int,
+    duration_s: float,
+    plug_within_s: float,
+    meter_interval_s: float,
+    v16_share: float = 0.0,
+    v201_share: float = 0.25,
 ) -> tuple[ChargerFleet, int, float]:
     """Run the fleet; it, the number of calls before the steady state, and its length (s)."""
     config = make_fleet_config(
         url=url,
         count=count,
         password=PASSWORD,
-        v201_share=0.25,
+        v201_share=v201_share,
+        v16_share=v16_share,
         seed=1,
         meter_interval_s=meter_interval_s,
         first_arrival_within_s=plug_within_s,
@@ -173,7 +181,14 @@ async def _run_fleet(
     return fleet, steady_from, time.perf_counter() - began
 
 
-def _measure(args: argparse.Namespace, folder: Path, label: str) -> RunResult:
+def _measure(
+    args: argparse.Namespace,
+    folder: Path,
+    label: str,
+    *,
+    v16_share: float = 0.0,
+    v201_share: float = 0.25,
+) -> RunResult:
     width = max(4, len(str(args.chargers)))
     data_dir = folder / "data"
     _register(data_dir, args.chargers, width)
@@ -187,6 +202,8 @@ def _measure(args: argparse.Namespace, folder: Path, label: str) -> RunResult:
                 duration_s=args.duration,
                 plug_within_s=args.plug_within,
                 meter_interval_s=args.meter_interval,
+                v16_share=v16_share,
+                v201_share=v201_share,
             )
         )
     finally:
@@ -196,7 +213,8 @@ def _measure(args: argparse.Namespace, folder: Path, label: str) -> RunResult:
         stored = store.count_meter_values()
     latencies = np.array(fleet.collector.latencies_ms)
     steady = latencies[steady_from:]
-    errors = stats.call_errors.get("TransactionEvent", 0)
+    # A meter value travels in a TransactionEvent (2.x) or a MeterValues (1.6).
+    errors = stats.call_errors.get("TransactionEvent", 0) + stats.call_errors.get("MeterValues", 0)
     return RunResult(
         store=label,
         p50_ms=float(np.percentile(steady, 50)) if steady.size else math.nan,
@@ -242,6 +260,12 @@ def main() -> None:
         "--plug-within", type=float, default=20.0, help="every vehicle plugs in by then (s)"
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the /dev/shm run")
+    parser.add_argument(
+        "--v16-share",
+        type=float,
+        help="compare a fleet with this share of OCPP 1.6J stations with an all-2.1 fleet "
+        "(both on disk, in the same run) instead of disk against /dev/shm",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data folders")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -249,6 +273,9 @@ def main() -> None:
         f"{args.chargers} chargers, a meter value every {args.meter_interval:g} s (real time), "
         f"{args.duration:g} s per run"
     )
+    if args.v16_share is not None:
+        _compare_versions(args)
+        return
     results: list[RunResult] = []
     baseline: RunResult | None = None
     runs: list[tuple[str, str | None]] = [("disk", None)]
@@ -268,6 +295,25 @@ def main() -> None:
         if parent is not None:
             baseline = result
     _print(results, baseline)
+
+
+def _compare_versions(args: argparse.Namespace) -> None:
+    """``--v16-share``: the fleet with that share of 1.6 stations, and all on 2.1 as the
+    baseline, one after the other against a fresh server on disk each."""
+    results: list[RunResult] = []
+    for label, v16_share, v201_share in (
+        ("all 2.1", 0.0, 0.0),
+        (f"{args.v16_share:.0%} on 1.6", args.v16_share, 0.0),
+    ):
+        folder = Path(tempfile.mkdtemp(prefix="v2ghub-bench-"))
+        try:
+            results.append(
+                _measure(args, folder, label, v16_share=v16_share, v201_share=v201_share)
+            )
+        finally:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(folder)
+    _print(results, results[0])
 
 
 if __name__ == "__main__":
