@@ -663,3 +663,46 @@ async def test_the_web_api_speaks_https_with_a_certificate(world: World, tmp_pat
 
 def ssl_context(ca_file: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_file))
+
+
+# Needs of vehicles that cannot send them ---------------------------------------------------
+
+
+async def test_an_owner_says_when_its_car_leaves_and_the_loop_plans_with_it(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    leaves = PEAK + timedelta(hours=3)
+    body = {"departure_at": leaves.isoformat(), "target_energy_kwh": 45.0, "battery_kwh": 60.0}
+    response = await client.put(
+        "/api/v1/sessions/CP1/tx-CP1/needs", headers=world.headers("owner-1"), json=body
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["transaction_id"] == "tx-CP1"
+    (plugged,) = [s for s in world.store.plugged(PEAK) if s.station_id == "CP1"]
+    assert plugged.departure_at == leaves
+    assert plugged.target_energy_kwh == 45.0
+    writes = [e for e in world.store.events() if e.kind is EventKind.API_WRITE]
+    assert writes[-1].actor == "owner-1"
+    assert "needs of CP1/tx-CP1" in writes[-1].detail
+    # Someone else's car, a departure already past, a session that does not exist.
+    other = await client.put(
+        "/api/v1/sessions/CP3/tx-CP3/needs", headers=world.headers("owner-1"), json=body
+    )
+    assert other.status_code == 403
+    assert other.json()["detail"] == "an owner token sees its own sessions only"
+    past = {**body, "departure_at": (PEAK - timedelta(minutes=1)).isoformat()}
+    late = await client.put(
+        "/api/v1/sessions/CP1/tx-CP1/needs", headers=world.headers("admin"), json=past
+    )
+    assert late.status_code == 422
+    assert late.json()["field"] == "departure_at"
+    missing = await client.put(
+        "/api/v1/sessions/CP9/tx-9/needs", headers=world.headers("admin"), json=body
+    )
+    assert missing.status_code == 404
+    grid = await client.put(
+        "/api/v1/sessions/CP1/tx-CP1/needs", headers=world.headers("grid-co"), json=body
+    )
+    assert grid.status_code == 403
+    (unchanged,) = [s for s in world.store.plugged(PEAK) if s.station_id == "CP1"]
+    assert unchanged.departure_at == leaves

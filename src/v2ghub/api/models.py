@@ -145,6 +145,21 @@ class SiteLimitIn(Body):
     external_id: str | None = Field(default=None, max_length=128)
 
 
+class NeedsIn(Body):
+    """What an owner (or the operator for them) says of a plugged vehicle that cannot say it
+    itself (an OCPP 1.6 or 2.0.1 one): when it leaves and what it needs. The loop plans with
+    it from its next instant, as with a vehicle's own NotifyEVChargingNeeds."""
+
+    departure_at: AwareDatetime
+    target_energy_kwh: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """Energy to be stored at departure, kWh."""
+    battery_kwh: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    soc: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    """State of charge now, 0-1 (a meter value's SoC, when there is one, is newer)."""
+    min_energy_kwh: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """Energy that must stay in the battery at all times, kWh."""
+
+
 class DemandResponseIn(Body):
     """A demand-response request: the site takes ``reduce_kw`` less than it is planned to
     now, from ``starts_at`` (default now) until ``ends_at`` (required). It becomes the

@@ -24,11 +24,12 @@ from starlette.concurrency import run_in_threadpool
 
 from v2ghub.api.auth import Caller, Principal, refuse, require, require_site
 from v2ghub.api.context import ApiContext, context
-from v2ghub.api.models import SessionOut
+from v2ghub.api.models import NeedsIn, SessionOut
 from v2ghub.api.money import owed_fen
 from v2ghub.settlement.money import fen_to_cny
 from v2ghub.store.api_reads import SessionFilter, SessionView
 from v2ghub.store.api_tokens import Role
+from v2ghub.store.records import Event, EventKind, EvNeeds
 from v2ghub.units import wh_to_kwh
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
@@ -97,6 +98,71 @@ def one_session(
     else:
         require_site(caller, view.site_id)
     return sessions_out(api, found)[0]
+
+
+def record_needs(
+    api: ApiContext, caller: Principal, station_id: str, transaction_id: str, body: NeedsIn
+) -> SessionOut:
+    """Keep ``body`` as the open session's needs (checked as :func:`one_session` checks a
+    read; an ended session or a departure already past is refused)."""
+    one_session(api, caller, station_id, transaction_id)
+    key = SessionFilter(key=(station_id, transaction_id))
+    (view,) = api.store.session_views(key, now=api.now(), limit=1)
+    now = api.now()
+    if view.ended_at is not None:
+        raise refuse(422, f"session {transaction_id!r} has ended", "transaction_id")
+    if body.departure_at <= now:
+        raise refuse(422, f"departure_at ({body.departure_at.isoformat()}) is past", "departure_at")
+    if (
+        body.target_energy_kwh is not None
+        and body.battery_kwh is not None
+        and body.target_energy_kwh > body.battery_kwh
+    ):
+        raise refuse(422, "target_energy_kwh is more than battery_kwh", "target_energy_kwh")
+    api.store.record_needs(
+        EvNeeds(
+            station_id=station_id,
+            evse_id=view.evse_id,
+            received_at=now,
+            departure_at=body.departure_at,
+            battery_kwh=body.battery_kwh,
+            soc=body.soc,
+            target_energy_kwh=body.target_energy_kwh,
+            min_energy_kwh=body.min_energy_kwh,
+            max_charge_kw=None,
+            max_discharge_kw=None,
+            transaction_id=transaction_id,
+        )
+    )
+    detail = (
+        f"needs of {station_id}/{transaction_id}: leaves {body.departure_at.isoformat()}, "
+        f"target {body.target_energy_kwh} kWh"
+    )
+    api.store.record_event(
+        Event(
+            at=now,
+            kind=EventKind.API_WRITE,
+            detail=detail,
+            station_id=station_id,
+            actor=caller.name,
+        )
+    )
+    return one_session(api, caller, station_id, transaction_id)
+
+
+@router.put(
+    "/{station_id}/{transaction_id:path}/needs",
+    response_model=SessionOut,
+    summary="Say a vehicle's needs",
+)
+async def put_needs(
+    station_id: str, transaction_id: str, body: NeedsIn, api: Api, caller: Caller
+) -> SessionOut:
+    """A plugged vehicle's departure and energy needs, for vehicles whose charger cannot
+    send them (OCPP 1.6, 2.0.1 without them): the owner of the session, its site's
+    operator, or admin. The control loop plans with them from its next instant."""
+    require(caller, *READERS)
+    return await run_in_threadpool(record_needs, api, caller, station_id, transaction_id, body)
 
 
 @router.get("", response_model=list[SessionOut], summary="List sessions")

@@ -81,8 +81,9 @@ def plugged_session(session: Any, needs: Any | None) -> PluggedSession:
         if needs.max_charge_kw is not None:
             max_charge_kw = min(needs.max_charge_kw, station_max_kw)
         offered_kw = needs.max_discharge_kw or 0.0
-        if version is OcppVersion.V201 and not offered_kw:
-            # 2.0.1 needs cannot offer discharge: the station's configuration stands for it.
+        if version in (OcppVersion.V201, OcppVersion.V16) and not offered_kw:
+            # 2.0.1 needs (and needs given through the API for a 1.6 vehicle) cannot offer
+            # discharge: the station's configuration stands for it.
             offered_kw = station_max_kw
         if offered_kw > 0 and discharge_allowed(
             v2x_allowed=session.v2x_allowed, ocpp_version=version
