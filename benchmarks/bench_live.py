@@ -224,7 +224,11 @@ def _measure(
         messages_per_s=steady.size / steady_s,
         meter_values_per_s=stats.meter_values_sent / stats.wall_s,
         # meter_values_sent counts TransactionEvents answered; a CallError is no receipt.
-        acknowledged_events=stats.meter_values_sent - errors,
+        # A 1.6 StartTransaction counts there too, but a V2X station's first one carries no
+        # export register, so the store starts that transaction at its first MeterValues.
+        acknowledged_events=stats.meter_values_sent
+        - errors
+        - stats.calls_sent.get("StartTransaction", 0),
         stored_meter_rows=stored,
         call_errors=sum(stats.call_errors.values()),
         reconnects=stats.reconnects,
