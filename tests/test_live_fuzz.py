@@ -1285,11 +1285,6 @@ _FOUND_16 = [
         "StatusNotification",
         {**_STATUS, "timestamp": "2026-02-30T00:00:00Z"},
         "timestamp",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="answered FormatViolation (the 2.x spelling): an OCPPError raised in a "
-            "handler is sent by the ocpp package itself, past StationConnection._send_error",
-        ),
         id="impossible-date",
     ),
     pytest.param(
@@ -1306,61 +1301,36 @@ _FOUND_16 = [
             ],
         },
         "value",
-        marks=pytest.mark.xfail(
-            strict=True, reason="answered FormatViolation (the 2.x spelling), as impossible-date"
-        ),
         id="register-not-a-number",
     ),
     pytest.param(
         "MeterValues",
         {**_meter_values16(NOON - timedelta(hours=3), 1_100, None), "connectorId": TOO_BIG},
         "connectorId",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="InternalError: OverflowError, Python int too large to convert to SQLite "
-            "INTEGER (the 1.6 schemas bound no integer)",
-        ),
         id="connector-beyond-64-bits",
     ),
     pytest.param(
         "StatusNotification",
         {**_STATUS, "connectorId": TOO_BIG},
         "connectorId",
-        marks=pytest.mark.xfail(
-            strict=True, reason="InternalError: OverflowError, as connector-beyond-64-bits"
-        ),
         id="status-connector-beyond-64-bits",
     ),
     pytest.param(
         "StopTransaction",
         {"meterStop": TOO_BIG, "timestamp": LATER, "transactionId": "started"},
         "meterStop",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="InternalError: OverflowError in the group commit, which fails every other "
-            "event committed with it too (test_one_event_that_cannot_be_stored_fails_no_other)",
-        ),
         id="meter-stop-beyond-64-bits",
     ),
     pytest.param(
         "StatusNotification",
         {**_STATUS, "timestamp": "9999-12-31T23:59:59-14:00"},
         "timestamp",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="InternalError: OverflowError, date value out of range (parse_time's "
-            "astimezone(UTC) goes past year 9999)",
-        ),
         id="time-past-year-9999-in-utc",
     ),
     pytest.param(
         "StopTransaction",
         {"meterStop": 1_200, "timestamp": "0001-01-01T00:00:00+14:00", "transactionId": 1},
         "timestamp",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="InternalError: OverflowError, date value out of range (before year 1 in UTC)",
-        ),
         id="time-before-year-1-in-utc",
     ),
 ]
@@ -1403,12 +1373,6 @@ def _started_event(transaction_id: str, *, import_wh: float) -> dict[str, Any]:
     return camel
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Store.transaction_events catches only ValueError per event: an OverflowError "
-    "rolls the whole group back, and CsmsServer._commit_events fails every event in it "
-    "(the 1.6 station's valid MeterValues is answered InternalError)",
-)
 async def test_one_event_that_cannot_be_stored_fails_no_other(server: CsmsServer) -> None:
     """A 2.0.1 station's TransactionEvent whose register does not fit 64 bits, committed
     in one group with a 1.6 station's valid MeterValues: the 1.6 station's is stored and

@@ -24,7 +24,6 @@ from typing import Protocol, TypeVar
 
 from ocpp import v16, v21, v201
 from ocpp.exceptions import (
-    FormationViolationError,
     FormatViolationError,
     InternalError,
     NotSupportedError,
@@ -225,10 +224,6 @@ class StationConnection:
         return NotSupportedError(description=f"{action} is not an action of {self.version}")
 
     async def _send_error(self, unique_id: str, error: OCPPError) -> None:
-        if self.version is OcppVersion.V16 and error.code == FormatViolationError.code:
-            # OCPP-J 1.6 spells it FormationViolation (4.2.3, kept by the errata); the
-            # ocpp package raises the 2.x spelling whatever the version.
-            error = FormationViolationError(description=error.description, details=error.details)
         LOGGER.warning("%s: CallError %s: %s", self.id, error.code, error.description)
         # The ocpp package puts the whole offending message in the details ("ocpp_message"):
         # raw bytes cannot be sent as JSON, and echoing a 256 KiB frame helps nobody.

@@ -28,6 +28,7 @@ GetCompositeSchedule, and it is cleared when the transaction stops.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import zlib
@@ -246,6 +247,7 @@ class Handlers16(StationConnection):
     ) -> object:
         at = self.hub.now() if timestamp is None else parse_time(timestamp, "timestamp")
         station_id = self.id
+        bounded(connector_id, "connectorId", MAX_OCPP_INTEGER)
         await self.hub.write(
             lambda store: store.set_evse_status(station_id, connector_id, str(status), at)
         )
@@ -269,6 +271,8 @@ class Handlers16(StationConnection):
     ) -> object:
         started_at = parse_time(timestamp, "timestamp")
         station_id = self.id
+        bounded(connector_id, "connectorId", MAX_OCPP_INTEGER)
+        bounded(meter_start, "meterStart", MAX_REGISTER_WH)
         transaction = await self.hub.write(
             lambda store: assign_transaction_id(
                 store, station_id, connector_id, started_at, meter_start
@@ -359,6 +363,7 @@ class Handlers16(StationConnection):
     ) -> object:
         values = meter_values(meter_value, v16=True)
         station_id = self.id
+        bounded(connector_id, "connectorId", MAX_OCPP_INTEGER)
         started_at = None if transaction_id is None else await self._started_at(str(transaction_id))
         if transaction_id is None or started_at is None or not values:
             # No transaction the store knows: kept on the connector, as a 2.x MeterValues.
@@ -413,6 +418,7 @@ class Handlers16(StationConnection):
         **_: object,
     ) -> object:
         stopped_at = parse_time(timestamp, "timestamp")
+        bounded(meter_stop, "meterStop", MAX_REGISTER_WH)
         transaction = str(transaction_id)
         station_id = self.id
         started_at = await self._started_at(transaction)
@@ -489,5 +495,43 @@ def _configuration(answer: object) -> dict[str, str]:
     return values
 
 
+def formation_spelling(frame: str) -> str:
+    """A CallError frame with 1.6's ``FormationViolation`` for 2.x's ``FormatViolation``
+    (OCPP-J 1.6, 4.2.3): the ``ocpp`` package raises the 2.x name whatever the version.
+
+    >>> formation_spelling('[4,"1","FormatViolation","bad",{}]')
+    '[4, "1", "FormationViolation", "bad", {}]'
+    """
+    if not frame.startswith("[4"):
+        return frame
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return frame
+    if isinstance(message, list) and len(message) > 2 and message[2] == "FormatViolation":
+        message[2] = "FormationViolation"
+        return json.dumps(message)
+    return frame
+
+
+MAX_OCPP_INTEGER = 2**31 - 1
+MAX_REGISTER_WH = 2**62
+"""Registers beyond this do not fit the store's 64-bit columns with room to add."""
+
+
+def bounded(value: int, field: str, maximum: int) -> int:
+    """``value`` if within ``[0, maximum]``; else a PropertyConstraintViolation naming
+    ``field`` (the 1.6 schemas bound no integer; the store's columns do)."""
+    if not 0 <= value <= maximum:
+        raise PropertyConstraintViolationError(
+            description=f"{field} {value} is outside 0..{maximum}"
+        )
+    return value
+
+
 class Station16(Handlers16, ChargePoint16):
     """A connected OCPP 1.6J station."""
+
+    async def _send(self, message: str) -> None:
+        """Every frame goes out through here (the package's and ours)."""
+        await super()._send(formation_spelling(message))

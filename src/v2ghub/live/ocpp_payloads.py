@@ -106,7 +106,12 @@ def parse_time(value: object, field: str) -> datetime:
         raise FormatViolationError(description=f"{field}: {value!r} is not a dateTime") from error
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as error:  # e.g. 9999-12-31T23:59:59-14:00
+        raise FormatViolationError(
+            description=f"{field}: {value!r} is outside the years 1-9999 in UTC"
+        ) from error
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,16 @@ class SessionRecord:
         return _difference(self.export_register_wh, self.start_export_register_wh)
 
 
+def _refusal(event: TransactionEventRecord, error: Exception) -> str:
+    """Why an event was refused: a check's own message, or what did not fit the store."""
+    if isinstance(error, ValueError) and not isinstance(error, sa.exc.DataError):
+        return str(error)
+    return (
+        f"station {event.station_id!r}, transaction {event.transaction_id!r}, seq_no "
+        f"{event.seq_no}: a value does not fit the store ({type(error).__name__})"
+    )
+
+
 def _difference(latest: int | None, start: int | None) -> int:
     return 0 if latest is None or start is None else latest - start
 
@@ -317,8 +327,9 @@ class Store:
                     ordered = _checked_samples(event)
                     with connection.begin_nested():
                         stored = store_event(connection, event, ordered)
-                except ValueError as error:
-                    results.append(StoredEvent(StoredStatus.REFUSED, str(error)))
+                except (ValueError, OverflowError, sa.exc.DataError) as error:
+                    # Its savepoint is rolled back; the others of the group stay.
+                    results.append(StoredEvent(StoredStatus.REFUSED, _refusal(event, error)))
                     continue
                 results.append(StoredEvent(StoredStatus.STORED if stored else StoredStatus.REPLAY))
         return results
