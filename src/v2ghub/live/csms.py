@@ -98,6 +98,10 @@ class StationHub(Protocol):
         """Store a TransactionEvent (group-committed with others) and say what became of it."""
         ...
 
+    async def store_status(self, station_id: str, evse_id: int, status: str, at: datetime) -> None:
+        """Keep an EVSE's status (group-committed with others)."""
+        ...
+
     def replan(self, reason: str) -> None:
         """Ask the control loop for a new plan soon."""
         ...
@@ -298,7 +302,7 @@ class Handlers2x(StationConnection):
         at = parse_time(timestamp, "timestamp")
         status = str(connector_status)
         station_id = self.id
-        await self.hub.write(lambda store: store.set_evse_status(station_id, evse_id, status, at))
+        await self.hub.store_status(station_id, evse_id, status, at)
         return self.results.StatusNotification()
 
     @on("Authorize")

@@ -248,9 +248,7 @@ class Handlers16(StationConnection):
         at = self.hub.now() if timestamp is None else parse_time(timestamp, "timestamp")
         station_id = self.id
         bounded(connector_id, "connectorId", MAX_OCPP_INTEGER)
-        await self.hub.write(
-            lambda store: store.set_evse_status(station_id, connector_id, str(status), at)
-        )
+        await self.hub.store_status(station_id, connector_id, str(status), at)
         self._configure_soon()
         return self.results.StatusNotification()
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from http import HTTPStatus
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ocpp.exceptions import OCPPError
@@ -58,6 +58,7 @@ from v2ghub.store.records import (
     EventKind,
     OcppVersion,
     Station,
+    StatusReport,
     StoredEvent,
     TransactionEventRecord,
 )
@@ -73,6 +74,47 @@ STATION_KINDS: dict[OcppVersion, type[StationConnection]] = {OcppVersion.V16: St
 """The connection class of the versions :mod:`v2ghub.live.csms` does not define itself."""
 
 T = TypeVar("T")
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class GroupCommit(Generic[Item, Result]):
+    """Work that arrives while the store's writer is busy is done together, in one
+    database transaction (``work`` takes the items and gives one result each); each
+    caller gets its result once that transaction is committed."""
+
+    def __init__(
+        self, writer: ThreadPoolExecutor, work: Callable[[list[Item]], list[Result]]
+    ) -> None:
+        self._writer = writer
+        self._work = work
+        self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Item) -> Result:
+        done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit())
+        return await done
+
+    async def _commit(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+            items = [item for item, _ in group]
+            try:
+                results = await loop.run_in_executor(self._writer, self._work, items)
+            except Exception as error:  # the whole group failed: each caller hears it
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(error)
+                continue
+            for (_, done), result in zip(group, results, strict=True):
+                if not done.done():
+                    done.set_result(result)
 
 
 class Replanner(Protocol):
@@ -125,8 +167,12 @@ class CsmsServer:
         self._refusals: dict[str, float] = {}
         """When each kind of refused handshake was last written to the event log."""
         self._sockets: dict[str, ServerConnection] = {}
-        self._events: list[tuple[TransactionEventRecord, asyncio.Future[StoredEvent]]] = []
-        self._committer: asyncio.Task[None] | None = None
+        self._events: GroupCommit[TransactionEventRecord, StoredEvent] = GroupCommit(
+            self._writer, store.transaction_events
+        )
+        self._statuses: GroupCommit[StatusReport, None] = GroupCommit(
+            self._writer, store.set_evse_statuses
+        )
         self._decoy_hash = hash_password(generate_password())
         self._tls = settings.certfile is not None or not is_loopback(settings.host)
         self._control_settings: ControlSettings | None = None
@@ -150,28 +196,13 @@ class CsmsServer:
         while the writer is busy are stored together in one database transaction, and each
         is answered once that transaction is committed.
         """
-        done: asyncio.Future[StoredEvent] = asyncio.get_running_loop().create_future()
-        self._events.append((event, done))
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_events())
-        return await done
+        return await self._events.submit(event)
 
-    async def _commit_events(self) -> None:
-        loop = asyncio.get_running_loop()
-        store = self.store
-        while self._events:
-            group, self._events = self._events[:MAX_GROUP], self._events[MAX_GROUP:]
-            events = [event for event, _ in group]
-            try:
-                results = await loop.run_in_executor(self._writer, store.transaction_events, events)
-            except Exception as error:  # the whole group failed: each station hears it
-                for _, done in group:
-                    if not done.done():
-                        done.set_exception(error)
-                continue
-            for (_, done), result in zip(group, results, strict=True):
-                if not done.done():
-                    done.set_result(result)
+    async def store_status(self, station_id: str, evse_id: int, status: str, at: datetime) -> None:
+        """Keep an EVSE's status (StatusNotification), group-committed as TransactionEvents
+        are: a plan that changes a thousand stations' states costs one commit, not a
+        thousand."""
+        await self._statuses.submit(StatusReport(station_id, evse_id, status, at))
 
     def replan(self, reason: str) -> None:
         if self.replanner is not None:

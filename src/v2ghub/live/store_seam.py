@@ -19,6 +19,7 @@ from v2ghub.store.records import (
     PluggedSession,
     Setpoint,
     Station,
+    StatusReport,
     StoredEvent,
     TransactionEventRecord,
 )
@@ -61,6 +62,10 @@ class LiveStore(ControlStore, Protocol):
     ) -> None: ...
 
     def set_evse_status(self, station_id: str, evse_id: int, status: str, at: datetime) -> None: ...
+
+    def set_evse_statuses(self, rows: Sequence[StatusReport]) -> list[None]:
+        """Several EVSEs' statuses in one database transaction."""
+        ...
 
     def transaction_events(self, events: Sequence[TransactionEventRecord]) -> list[StoredEvent]:
         """Store TransactionEvents in one database transaction, one result each."""

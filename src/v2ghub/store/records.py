@@ -61,6 +61,16 @@ class MeterSample:
 
 
 @dataclass(frozen=True)
+class StatusReport:
+    """An EVSE's status as a StatusNotification said it."""
+
+    station_id: str
+    evse_id: int
+    status: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class EvNeeds:
     """A vehicle's charging needs (NotifyEVChargingNeeds), latest per EVSE wins."""
 

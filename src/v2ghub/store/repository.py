@@ -64,6 +64,7 @@ from v2ghub.store.records import (
     PluggedSession,
     Setpoint,
     Station,
+    StatusReport,
     StoredEvent,
     StoredStatus,
     TransactionEventRecord,
@@ -256,18 +257,28 @@ class Store:
 
     def set_evse_status(self, station_id: str, evse_id: int, status: str, at: datetime) -> None:
         """Keep an EVSE's latest status (StatusNotification's connector status)."""
-        check_aware("at", at)
+        self.set_evse_statuses([StatusReport(station_id, evse_id, status, at)])
+
+    def set_evse_statuses(self, rows: Sequence[StatusReport]) -> list[None]:
+        """Keep several EVSEs' statuses in one database transaction (one result each)."""
+        for row in rows:
+            check_aware("at", row.at)
         with self._write() as connection:
-            require_station(connection, station_id)
-            insert = insert_on_conflict(connection, schema.evses).values(
-                station_id=station_id, evse_id=evse_id, status=status, updated_at=at
-            )
-            connection.execute(
-                insert.on_conflict_do_update(
-                    index_elements=["station_id", "evse_id"],
-                    set_={"status": status, "updated_at": at},
+            for row in rows:
+                require_station(connection, row.station_id)
+                insert = insert_on_conflict(connection, schema.evses).values(
+                    station_id=row.station_id,
+                    evse_id=row.evse_id,
+                    status=row.status,
+                    updated_at=row.at,
                 )
-            )
+                connection.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=["station_id", "evse_id"],
+                        set_={"status": row.status, "updated_at": row.at},
+                    )
+                )
+        return [None] * len(rows)
 
     # Transactions and meter values ----------------------------------------------------
 
