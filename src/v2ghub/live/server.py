@@ -69,6 +69,8 @@ REFUSAL_EVENT_INTERVAL_S = 60.0
 MAX_GROUP = 500
 """TransactionEvents committed together at most (a group commit)."""
 PING_TIMEOUT_S = 5.0
+REGISTERED_MAX_AGE_S = 30.0
+"""How long the registered stations read for the 1.6 default profiles are reused."""
 SUBPROTOCOLS = [Subprotocol(version.value) for version in OcppVersion]
 STATION_KINDS: dict[OcppVersion, type[StationConnection]] = {OcppVersion.V16: Station16}
 """The connection class of the versions :mod:`v2ghub.live.csms` does not define itself."""
@@ -176,6 +178,7 @@ class CsmsServer:
         self._decoy_hash = hash_password(generate_password())
         self._tls = settings.certfile is not None or not is_loopback(settings.host)
         self._control_settings: ControlSettings | None = None
+        self._stations_read: tuple[float, list[Station]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- the hub a station connection uses ------------------------------------------------
@@ -224,12 +227,24 @@ class CsmsServer:
     def profile_id(self, evse_id: int, transaction_id: str) -> int:
         return profile_id(evse_id, transaction_id)
 
+    async def _registered(self) -> list[Station]:
+        """The registered stations, read at most once every
+        :data:`REGISTERED_MAX_AGE_S` (a thousand stations booting at once would otherwise
+        read them a thousand times)."""
+        now_s = time.monotonic()
+        if self._stations_read is None or now_s - self._stations_read[0] > REGISTERED_MAX_AGE_S:
+            self._stations_read = (now_s, await asyncio.to_thread(self.store.stations))
+        return self._stations_read[1]
+
     async def fallback_limit_kw(self, station_id: str, connectors: int) -> float:
         """What each connector of an OCPP 1.6 station may draw on its own (its
         TxDefaultProfile): its site's import limit shared by every connector registered at
         the site, never more than the station's power; the station's power when the site
         has no limit."""
-        stations = await asyncio.to_thread(self.store.stations)
+        stations = await self._registered()
+        if all(s.station_id != station_id for s in stations):  # registered since: read again
+            self._stations_read = None
+            stations = await self._registered()
         station = next((s for s in stations if s.station_id == station_id), None)
         if station is None:
             return 0.0
