@@ -123,7 +123,7 @@ class _Csms201(_Recorder, ChargePoint201):
 class Csms:
     """A minimal CSMS on 127.0.0.1 with a free port."""
 
-    subprotocols = ("ocpp2.1", "ocpp2.0.1")
+    subprotocols: tuple[str, ...] = ("ocpp2.1", "ocpp2.0.1")
 
     def __init__(self) -> None:
         self.messages: dict[str, list[Record]] = {}

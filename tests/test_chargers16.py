@@ -48,7 +48,7 @@ Drop = Callable[[str, dict[str, Any]], bool]
 FIRST_TRANSACTION_ID = 1000
 
 
-class _Central16(ChargePoint16):  # type: ignore[misc]  # ocpp has no type hints
+class _Central16(ChargePoint16):
     """The central system's end of one station's connection."""
 
     csms: Csms16
@@ -112,7 +112,7 @@ class _Central16(ChargePoint16):  # type: ignore[misc]  # ocpp has no type hints
 class Csms16(Csms):
     """The test CSMS speaking OCPP 1.6J."""
 
-    subprotocols = ("ocpp1.6",)
+    subprotocols: tuple[str, ...] = ("ocpp1.6",)
 
     def __init__(self) -> None:
         super().__init__()
@@ -546,7 +546,8 @@ def test_profiles_in_w_and_a_are_followed_and_refused_where_they_must_be() -> No
         assert all(tx.values())
 
         async def accepted(station_id: str, request: Any) -> bool:
-            return (await csms.send(station_id, request)).status == "Accepted"
+            answer = await csms.send(station_id, request)
+            return bool(answer.status == "Accepted")
 
         # W: the default for every connector, then a TxProfile over it.
         default = profile_request(2000.0, connector_id=0, purpose="TxDefaultProfile")
@@ -754,7 +755,8 @@ def test_a_recurring_profile_repeats_daily_and_amps_convert_both_ways() -> None:
         can_discharge=False,
     )
     (period,) = one_phase.periods
-    assert period.limit == Limit(pytest.approx(16 * AC_PHASE_VOLTAGE_V / 1000), 1)
+    assert period.limit.power_kw == pytest.approx(16 * AC_PHASE_VOLTAGE_V / 1000)
+    assert period.limit == Limit(period.limit.power_kw, 1)
     assert limit_in_unit(period.limit.power_kw, unit="A", phases=1) == 16.0
     assert limit_in_unit(period.limit.power_kw, unit="W", phases=1) == 16 * AC_PHASE_VOLTAGE_V
 
