@@ -84,9 +84,10 @@ def session_filter(
     return SessionFilter(site_ids=sites, owner_id=owner_id, since=since, open=open_only)
 
 
-def one_session(
+def visible_session(
     api: ApiContext, caller: Principal, station_id: str, transaction_id: str
-) -> SessionOut:
+) -> SessionView:
+    """The session, if ``caller`` may see it (404 if unknown; 403 if not its own)."""
     key = SessionFilter(key=(station_id, transaction_id))
     found = api.store.session_views(key, now=api.now(), limit=1)
     if not found:
@@ -97,17 +98,21 @@ def one_session(
             raise refuse(403, "an owner token sees its own sessions only", "transaction_id")
     else:
         require_site(caller, view.site_id)
-    return sessions_out(api, found)[0]
+    return view
+
+
+def one_session(
+    api: ApiContext, caller: Principal, station_id: str, transaction_id: str
+) -> SessionOut:
+    return sessions_out(api, [visible_session(api, caller, station_id, transaction_id)])[0]
 
 
 def record_needs(
     api: ApiContext, caller: Principal, station_id: str, transaction_id: str, body: NeedsIn
 ) -> SessionOut:
-    """Keep ``body`` as the open session's needs (checked as :func:`one_session` checks a
-    read; an ended session or a departure already past is refused)."""
-    one_session(api, caller, station_id, transaction_id)
-    key = SessionFilter(key=(station_id, transaction_id))
-    (view,) = api.store.session_views(key, now=api.now(), limit=1)
+    """Keep ``body`` as the open session's needs (who may: as for a read; an ended session
+    or a departure already past is refused)."""
+    view = visible_session(api, caller, station_id, transaction_id)
     now = api.now()
     if view.ended_at is not None:
         raise refuse(422, f"session {transaction_id!r} has ended", "transaction_id")
