@@ -244,3 +244,68 @@ api_tokens = sa.Table(
 )
 """Bearer tokens of the web API: only the SHA-256 of each token is kept. ``site_ids`` are
 an operator's sites (comma-separated), ``owner_id`` an owner's id token."""
+
+regulation_commitments = sa.Table(
+    "regulation_commitments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("starts_at", UtcDateTime, nullable=False),
+    sa.Column("ends_at", UtcDateTime, nullable=False),
+    sa.Column("capacity_kw", sa.Float, nullable=False),
+    sa.Column("source", sa.String(96), nullable=False),
+    sa.Column("external_id", sa.String(128)),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Column("cancelled_at", UtcDateTime),
+    sa.Column("cancelled_by", sa.String(96)),
+    sa.Index(None, "starts_at"),
+)
+"""Regulation the fleet committed to follow: a symmetric ``capacity_kw`` from ``starts_at``
+to ``ends_at`` (``source``: ``api:TOKEN``, ``file:NAME``, ``cli``)."""
+
+regulation_signals = sa.Table(
+    "regulation_signals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("signal", sa.Float, nullable=False),
+    sa.Column("source", sa.String(96), nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Index(None, "at"),
+)
+"""The regulation signal as it arrived: ``signal`` (-1..1, + = more charging) in force from
+``at``, as a fraction of the committed capacity."""
+
+regulation_shares = sa.Table(
+    "regulation_shares",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("commitment_id", sa.Integer),
+    sa.Column("mode", sa.String(32), nullable=False),
+    sa.Column("station_id", sa.String(STATION_ID_LENGTH), nullable=False),
+    sa.Column("evse_id", sa.Integer, nullable=False),
+    sa.Column("transaction_id", sa.String(TRANSACTION_ID_LENGTH), nullable=False),
+    sa.Column("from_at", UtcDateTime, nullable=False),
+    sa.Column("baseline_kw", sa.Float, nullable=False),
+    sa.Column("raise_share_kw", sa.Float, nullable=False),
+    sa.Column("lower_share_kw", sa.Float, nullable=False),
+    sa.Column("status", sa.String(255), nullable=False),
+    sa.Index(None, "commitment_id", "from_at"),
+    sa.Index(None, "from_at"),
+)
+"""What one EVSE was told to follow from ``from_at`` until its next row (or the end of its
+commitment): ``mode`` ``CentralFrequency`` (a regulation commitment's signal) or
+``LocalFrequency`` (droop; ``commitment_id`` ``NULL``), its baseline and its kW per unit
+of signal each way, and the station's answer."""
+
+grid_event_baselines = sa.Table(
+    "grid_event_baselines",
+    metadata,
+    sa.Column("event_id", sa.Integer, primary_key=True),
+    sa.Column("at", UtcDateTime, primary_key=True),
+    sa.Column("site_id", sa.String(64), nullable=False),
+    sa.Column("baseline_kw", sa.Float, nullable=False),
+    sa.Column("step_s", sa.Integer, nullable=False),
+)
+"""A grid event's baseline: the site's planned net power per step (from ``at`` for
+``step_s``) in the plan in force when the event arrived, without it; what a
+demand-response event delivered is measured against it."""
