@@ -69,6 +69,24 @@ from v2ghub.store.records import (
     StoredStatus,
     TransactionEventRecord,
 )
+from v2ghub.store.regulation import (
+    BaselineStep,
+    Commitment,
+    RegulationMode,
+    Share,
+    SignalSample,
+    add_commitment,
+    add_signals,
+    baselined_event_ids,
+    baselines,
+    cancel_commitment,
+    commitment_in_force,
+    commitments,
+    record_baselines,
+    record_shares,
+    shares,
+    signals,
+)
 from v2ghub.store.site_power import (
     SitePowerRecord,
     SiteSeries,
@@ -735,6 +753,88 @@ class Store:
             return day_energy(
                 connection, start=start, now=now, site_ids=site_ids, owner_id=owner_id
             )
+
+    # Regulation and demand-response measurement (:mod:`v2ghub.store.regulation`) ------
+
+    def add_commitment(
+        self,
+        *,
+        starts_at: datetime,
+        ends_at: datetime,
+        capacity_kw: float,
+        source: str,
+        at: datetime,
+        external_id: str | None = None,
+    ) -> int:
+        """Record a regulation commitment; its id."""
+        with self._write() as connection:
+            return add_commitment(
+                connection,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                capacity_kw=capacity_kw,
+                source=source,
+                at=at,
+                external_id=external_id,
+            )
+
+    def cancel_commitment(self, commitment_id: int, *, by: str, at: datetime) -> bool:
+        with self._write() as connection:
+            return cancel_commitment(connection, commitment_id, by=by, at=at)
+
+    def commitments(
+        self,
+        *,
+        overlapping: tuple[datetime, datetime] | None = None,
+        commitment_id: int | None = None,
+        include_cancelled: bool = True,
+    ) -> list[Commitment]:
+        with self._read() as connection:
+            return commitments(
+                connection,
+                overlapping=overlapping,
+                commitment_id=commitment_id,
+                include_cancelled=include_cancelled,
+            )
+
+    def commitment_in_force(self, now: datetime) -> Commitment | None:
+        with self._read() as connection:
+            return commitment_in_force(connection, now)
+
+    def add_signals(self, samples: Sequence[SignalSample], *, source: str, at: datetime) -> int:
+        """Record regulation signal samples, all or none; how many."""
+        with self._write() as connection:
+            return add_signals(connection, samples, source=source, at=at)
+
+    def signals(self, *, start: datetime, end: datetime) -> list[SignalSample]:
+        with self._read() as connection:
+            return signals(connection, start=start, end=end)
+
+    def record_shares(self, shares: Sequence[Share]) -> None:
+        with self._write() as connection:
+            record_shares(connection, shares)
+
+    def shares(
+        self,
+        *,
+        commitment_id: int | None = None,
+        mode: RegulationMode | None = None,
+        since: datetime | None = None,
+    ) -> list[Share]:
+        with self._read() as connection:
+            return shares(connection, commitment_id=commitment_id, mode=mode, since=since)
+
+    def record_baselines(self, steps: Sequence[BaselineStep]) -> None:
+        with self._write() as connection:
+            record_baselines(connection, steps)
+
+    def baselines(self, event_ids: Sequence[int]) -> list[BaselineStep]:
+        with self._read() as connection:
+            return baselines(connection, event_ids)
+
+    def baselined_event_ids(self, event_ids: Sequence[int]) -> set[int]:
+        with self._read() as connection:
+            return baselined_event_ids(connection, event_ids)
 
 
 # Helpers -------------------------------------------------------------------------------
