@@ -85,3 +85,21 @@ def kw_to_current(power_kw: float, *, voltage_v: float, phases: int = 1) -> floa
     """The current of a power, the inverse of :func:`current_to_kw`:
     ``A = kW * 1000 / (V * phases)``."""
     return kw_to_w(power_kw) / (voltage_v * phases)
+
+
+AFRR_SIGNAL_SCALE = 1000
+"""OCPP 2.1 AFRRSignal ``signal`` integers per unit of regulation signal (per-mille): the
+regulation signal -1..1 (+ = more charging, :mod:`v2ghub.regulation.signals`) times 1000 is
+the integer sent, and the x axis of a ``v2xSignalWattCurve``."""
+
+
+def signal_to_afrr(signal: float) -> int:
+    """A regulation signal (-1..1, + = more charging) as an AFRRSignal integer:
+    ``round(signal * 1000)``."""
+    return round(signal * AFRR_SIGNAL_SCALE)
+
+
+def afrr_to_signal(value: int) -> float:
+    """An AFRRSignal integer as a regulation signal: ``value / 1000`` (-1..1 when the
+    sender kept to the scale)."""
+    return value / AFRR_SIGNAL_SCALE
