@@ -170,6 +170,10 @@ class EventKind(StrEnum):
     CONTROL_FAILED = "control-failed"
     API_WRITE = "api-write"
     """A change made through the web API (detail: what; ``actor``: the token's name)."""
+    OPENADR = "openadr"
+    """The OpenADR VEN registered, lost its VTN, or opted in to an event (detail: what)."""
+    OPENADR_OPT_OUT = "openadr-opt-out"
+    """The OpenADR VEN opted out of a VTN event (detail: the event and why)."""
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,15 @@ from v2ghub.store.grid_events import (
     grid_events,
     limits_in_force,
 )
+from v2ghub.store.grid_prices import PriceEvent, price_events, prices_overlapping
+from v2ghub.store.openadr_events import (
+    EventLimit,
+    EventPrice,
+    VtnEventView,
+    apply_vtn_event,
+    vtn_event,
+    vtn_events,
+)
 from v2ghub.store.plugged import plugged_sessions
 from v2ghub.store.records import (
     Event,
@@ -641,6 +650,42 @@ class Store:
         Of several events in force for a site, the one recorded last holds."""
         with self._read() as connection:
             return limits_in_force(connection, now)
+
+    # OpenADR ---------------------------------------------------------------------------
+
+    def apply_vtn_event(
+        self,
+        view: VtnEventView,
+        *,
+        limits: Sequence[EventLimit] = (),
+        prices: Sequence[EventPrice] = (),
+        at: datetime,
+    ) -> None:
+        """One modification of a VTN event, in one transaction: earlier rows cancelled, new
+        ones written, the VEN's view kept (:mod:`v2ghub.store.openadr_events`)."""
+        with self._write() as connection:
+            apply_vtn_event(connection, view, limits=limits, prices=prices, at=at)
+
+    def vtn_event(self, source: str, vtn_event_id: str) -> VtnEventView | None:
+        """The VEN's view of one VTN event, or None."""
+        with self._read() as connection:
+            return vtn_event(connection, source, vtn_event_id)
+
+    def vtn_events(self, *, source: str | None = None) -> list[VtnEventView]:
+        """The VEN's view of every VTN event, first received first."""
+        with self._read() as connection:
+            return vtn_events(connection, source=source)
+
+    def prices_overlapping(self, start: datetime, end: datetime) -> list[PriceEvent]:
+        """Price events in force at some time in ``[start, end)``, oldest recorded first
+        (:mod:`v2ghub.store.grid_prices`)."""
+        with self._read() as connection:
+            return prices_overlapping(connection, start=start, end=end)
+
+    def price_events(self, *, source: str | None = None) -> list[PriceEvent]:
+        """Every price event (of ``source``), oldest recorded first."""
+        with self._read() as connection:
+            return price_events(connection, source=source)
 
     # Web API tokens -------------------------------------------------------------------
 

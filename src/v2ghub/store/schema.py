@@ -309,3 +309,46 @@ grid_event_baselines = sa.Table(
 """A grid event's baseline: the site's planned net power per step (from ``at`` for
 ``step_s``) in the plan in force when the event arrived, without it; what a
 demand-response event delivered is measured against it."""
+
+grid_prices = sa.Table(
+    "grid_prices",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("site_id", sa.String(64), nullable=False),
+    sa.Column("starts_at", UtcDateTime, nullable=False),
+    sa.Column("ends_at", UtcDateTime, nullable=False),
+    sa.Column("import_price_cny_per_kwh", sa.Float, nullable=False),
+    sa.Column("source", sa.String(96), nullable=False),
+    sa.Column("external_id", sa.String(128)),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Column("cancelled_at", UtcDateTime),
+    sa.Column("cancelled_by", sa.String(96)),
+    sa.Index(None, "site_id", "starts_at"),
+)
+"""Price events: a site's import price (CNY/kWh) from ``starts_at`` to ``ends_at`` instead
+of its tariff (``source``: ``openadr:VEN``; ``external_id`` the sender's own id); a
+cancelled one (``cancelled_at``) no longer holds (:mod:`v2ghub.store.grid_prices`)."""
+
+openadr_events = sa.Table(
+    "openadr_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(96), nullable=False),
+    sa.Column("vtn_event_id", sa.String(128), nullable=False),
+    sa.Column("modification_number", sa.Integer, nullable=False),
+    sa.Column("signal_name", sa.String(64), nullable=False),
+    sa.Column("site_ids", sa.Text, nullable=False, server_default=""),
+    sa.Column("starts_at", UtcDateTime, nullable=False),
+    sa.Column("ends_at", UtcDateTime, nullable=False),
+    sa.Column("opt_state", sa.String(16), nullable=False),
+    sa.Column("opt_reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("source", "vtn_event_id"),
+)
+"""The OpenADR VEN's view of each VTN event (``source``: ``openadr:VEN``): its latest
+modification, signal names (comma-separated), our sites it names (comma-separated), when it
+runs, whether we opted in (``optIn``/``optOut``) and why, and its status as the VTN last
+sent it (``far``, ``near``, ``active``, ``completed``, ``cancelled``)
+(:mod:`v2ghub.store.openadr_events`)."""
