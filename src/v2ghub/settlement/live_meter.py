@@ -321,4 +321,27 @@ def _split(
     return interval, segment, np.asarray(done - before, dtype=np.int64)
 
 
-__all__ = ["EXPORT_REGISTER", "IMPORT_REGISTER", "LiveSession", "live_meter_table"]
+def registers_at(at_us: IntArray, registers_wh: IntArray, when_us: IntArray) -> IntArray:
+    """Both registers at each of ``when_us``: interpolated between the readings around it
+    (``r_k + round_half_up(E * t / D)``, ``E`` Wh over ``D`` microseconds from reading
+    ``k`` at ``t`` microseconds after it), held before the first and after the last.
+
+    ``at_us`` are a transaction's reading times in measuring order (microseconds since the
+    epoch), ``registers_wh`` its ``(import, export)`` registers, shape ``(n, 2)``, never
+    going down. At an instant with several readings, the last of them counts. This is the
+    rule that cuts a transaction at midnight (:mod:`~v2ghub.settlement.live_settle`) and
+    at a demand-response step (:mod:`~v2ghub.settlement.live_demand_response`).
+    """
+    k = np.clip(np.searchsorted(at_us, when_us, side="right") - 1, 0, at_us.size - 1)
+    following = np.minimum(k + 1, at_us.size - 1)
+    duration = at_us[following] - at_us[k]
+    elapsed = np.clip(when_us - at_us[k], 0, duration)[:, None]
+    increment = registers_wh[following] - registers_wh[k]
+    if increment.size and int(increment.max()) * max(int(duration.max()), 1) > _INT64_SAFE:
+        raise ValueError("a meter interval's energy and duration are too large to split exactly")
+    safe = np.maximum(duration, 1)[:, None]
+    share = (increment * elapsed + safe // 2) // safe
+    return np.asarray(registers_wh[k] + share, dtype=np.int64)
+
+
+__all__ = ["EXPORT_REGISTER", "IMPORT_REGISTER", "LiveSession", "live_meter_table", "registers_at"]

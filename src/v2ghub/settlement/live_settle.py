@@ -29,8 +29,18 @@ Rules
   yet, so every session takes the ``public`` contract (:data:`DEFAULT_CHARGER_KIND`); a
   contracts file may still match a site id.
 - **What is settled.** Charging at the TOU tariff, V2G discharge at the discharge price
-  shared by contract, battery-wear compensation: the meter streams. Grid services (demand
-  response, regulation, market sales) are not metered live yet and are not settled here.
+  shared by contract, battery-wear compensation: the meter streams. And the grid services
+  measured live (:mod:`~v2ghub.settlement.live_services`): each committed regulation hour
+  of the day, scored from the chargers' power readings
+  (:mod:`v2ghub.regulation.live_score`), paid capacity and mileage times performance at
+  the city's rates as the twin pays an hour committed without a market, by vehicle-hours
+  following the signal; and each demand-response event's energy delivered below its
+  baseline, measured from the registers of the site's transactions
+  (:mod:`~v2ghub.settlement.live_demand_response`), paid per kWh at the city's rate as
+  the twin pays called demand response. Both are shared by contract. Day-ahead market
+  sales are not metered live yet and are not settled here. A source that keeps no grid
+  services (one with the meter reads of :class:`LiveMeterSource` alone) settles the
+  meter streams only.
 - **KPIs.** Discharged energy and valley share come from the day's meter rows; the
   discharge capacity is the highest hourly fleet discharge (the hour's exported Wh over
   one hour), a lower bound of the instantaneous peak.
@@ -44,7 +54,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,11 +70,19 @@ from v2ghub.model.tariff import Tariff
 from v2ghub.settlement.contracts import Contracts
 from v2ghub.settlement.kpis import PilotKpis, pilot_kpis
 from v2ghub.settlement.ledger import Ledger
+from v2ghub.settlement.live_demand_response import NEVER_US, Transaction
 from v2ghub.settlement.live_meter import (
     EXPORT_REGISTER,
     IMPORT_REGISTER,
     LiveSession,
     live_meter_table,
+    registers_at,
+)
+from v2ghub.settlement.live_services import (
+    LiveServicesSource,
+    add_live_service_lines,
+    read_live_services,
+    services_json,
 )
 from v2ghub.settlement.meter import meter_lines
 from v2ghub.settlement.rates import rate_cards
@@ -82,8 +100,8 @@ LIVE_PLANNER = "live"
 DEFAULT_CHARGER_KIND = "public"
 """The charger kind of every live session: stations carry no kind yet."""
 NOT_SETTLED = (
-    "grid services (demand response, regulation, market sales) are not metered live yet: "
-    "only charging, V2G discharge and battery wear are settled"
+    "day-ahead market sales are not metered live yet: charging, V2G discharge, battery "
+    "wear, regulation hours committed live and demand response delivered live are settled"
 )
 
 IntArray = npt.NDArray[np.int64]
@@ -91,7 +109,6 @@ IntArray = npt.NDArray[np.int64]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _HOUR_US = SECONDS_PER_HOUR * MICROSECONDS_PER_SECOND
-_INT64_SAFE = 2**62
 
 
 class LiveTransaction(Protocol):
@@ -130,6 +147,9 @@ class LiveDay:
         ``seq_no`` numbers them per transaction in time order.
     hourly_export_wh
         The fleet's exported energy in each local hour of the day (Wh).
+    transactions
+        Each of ``sessions``' transactions with all its readings (not cut) and plugged
+        time, for measuring grid services.
     """
 
     start: datetime
@@ -137,6 +157,7 @@ class LiveDay:
     sessions: dict[tuple[str, str], LiveSession]
     samples: tuple[MeterSample, ...]
     hourly_export_wh: IntArray
+    transactions: dict[tuple[str, str], Transaction] = field(default_factory=dict)
 
 
 def local_day(day: date, timezone: str) -> tuple[datetime, datetime]:
@@ -161,6 +182,7 @@ def read_live_day(source: LiveMeterSource, *, day: date, tariff: Tariff) -> Live
     hours_us = np.append(np.arange(start_us, end_us, _HOUR_US, dtype=np.int64), end_us)
     site_of = {station.station_id: station.site_id for station in source.stations()}
     sessions: dict[tuple[str, str], LiveSession] = {}
+    transactions: dict[tuple[str, str], Transaction] = {}
     samples: list[MeterSample] = []
     hourly = np.zeros(hours_us.size - 1, dtype=np.int64)
     for record in source.sessions(since=start):  # the edge: one store read per transaction
@@ -181,7 +203,10 @@ def read_live_day(source: LiveMeterSource, *, day: date, tariff: Tariff) -> Live
             [(s.import_register_wh, s.export_register_wh) for s in readings], dtype=np.int64
         ).reshape(-1, 2)
         _refuse_going_back(readings, registers_wh)
-        at_bounds = _registers_at(at_us, registers_wh, hours_us)
+        try:
+            at_bounds = registers_at(at_us, registers_wh, hours_us)
+        except ValueError as error:
+            raise InputError(str(error)) from None
         hourly += np.diff(at_bounds[:, 1])
         inside = np.flatnonzero((at_us > start_us) & (at_us < end_us))
         times = np.concatenate(([start_us], at_us[inside], [end_us]))
@@ -191,6 +216,13 @@ def read_live_day(source: LiveMeterSource, *, day: date, tariff: Tariff) -> Live
             session_id=session_id,
             site_id=site_of[record.station_id],
             charger_kind=DEFAULT_CHARGER_KIND,
+        )
+        transactions[key] = Transaction(
+            site_id=site_of[record.station_id],
+            at_us=at_us,
+            registers_wh=registers_wh,
+            started_us=_us(record.started_at),
+            ended_us=NEVER_US if record.ended_at is None else _us(record.ended_at),
         )
         samples.extend(
             MeterSample(
@@ -209,6 +241,7 @@ def read_live_day(source: LiveMeterSource, *, day: date, tariff: Tariff) -> Live
         sessions=sessions,
         samples=tuple(samples),
         hourly_export_wh=hourly,
+        transactions=transactions,
     )
 
 
@@ -228,7 +261,10 @@ def settle_live(
 
     Writes ``statements.csv``, ``settlement.json`` and posts period ``DATE/CITY/live`` to
     the ledger (``out/ledger.sqlite`` unless ``ledger_path``); returns what
-    ``settlement.json`` holds. Every check runs before anything is written.
+    ``settlement.json`` holds, with the grid services measured (``services``: per
+    regulation hour its score and payments, per demand-response event its energies;
+    ``None`` for a source without grid services). Every check runs before anything is
+    written.
 
     Raises
     ------
@@ -248,6 +284,29 @@ def settle_live(
     contracts = contracts if contracts is not None else Contracts()
     card = rate_cards([city], overrides=rates_file)[city]
     columns = meter_lines(meter, card=card, contracts=contracts)
+    services = None
+    if isinstance(source, LiveServicesSource):
+        try:
+            services = read_live_services(
+                source,
+                start=live.start,
+                end=live.end,
+                city=city,
+                planner=LIVE_PLANNER,
+                timezone=tariff.timezone,
+                card=card,
+                transactions=live.transactions,
+            )
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        add_live_service_lines(
+            columns,
+            services,
+            sessions=live.sessions,
+            transactions=live.transactions,
+            card=card,
+            contracts=contracts,
+        )
     period = f"{day.isoformat()}/{city}/{LIVE_PLANNER}"
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -263,6 +322,7 @@ def settle_live(
         "date": day.isoformat(),
         "day_utc": [live.start.isoformat(), live.end.isoformat()],
         "not_settled": NOT_SETTLED,
+        "services": services_json(services) if services is not None else None,
         "charger_kind": f"{DEFAULT_CHARGER_KIND} for every session (stations have no kind yet)",
         "rates": {city: rates_json(card)},
         "periods": {
@@ -297,24 +357,6 @@ def _refuse_going_back(readings: Sequence[MeterSample], registers_wh: IntArray) 
         f"{sample.seq_no}: {register} went backwards ({registers_wh[after, column]} Wh at "
         f"{at} after {registers_wh[before, column]} Wh at {earlier})"
     )
-
-
-def _registers_at(at_us: IntArray, registers_wh: IntArray, when_us: IntArray) -> IntArray:
-    """Both registers at each of ``when_us``: interpolated between the readings around it
-    (``r_k + round_half_up(E * t / D)``), held before the first and after the last.
-
-    At an instant with several readings, the last of them counts.
-    """
-    k = np.clip(np.searchsorted(at_us, when_us, side="right") - 1, 0, at_us.size - 1)
-    following = np.minimum(k + 1, at_us.size - 1)
-    duration = at_us[following] - at_us[k]
-    elapsed = np.clip(when_us - at_us[k], 0, duration)[:, None]
-    increment = registers_wh[following] - registers_wh[k]
-    if increment.size and int(increment.max()) * max(int(duration.max()), 1) > _INT64_SAFE:
-        raise InputError("a meter interval's energy and duration are too large to split exactly")
-    safe = np.maximum(duration, 1)[:, None]
-    share = (increment * elapsed + safe // 2) // safe
-    return np.asarray(registers_wh[k] + share, dtype=np.int64)
 
 
 def _kpis(meter: pa.Table, live: LiveDay, *, city: str) -> PilotKpis:

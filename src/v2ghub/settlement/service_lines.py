@@ -36,7 +36,8 @@ the sale earned and was charged). Rules, in the order they apply:
 5. **Other hourly payments** (`HourPayment`: regulation committed without a market,
    :mod:`~v2ghub.settlement.regulation_hours`) are allocated as a regulation sale is, by
    plugged time in the hour, and shared by contract; the aggregator keeps one that no
-   session served.
+   session served. The live aggregator's regulation hours count, instead of plugged time,
+   each session's time following the commitment's signal (:func:`add_served_payment`).
 
 Keys: a session's lines carry its id (kinds ``demand_response`` and
 ``market:PRODUCT:START`` or another payment's id, with ``:owner-share`` /
@@ -327,6 +328,28 @@ def add_service_lines(
         _add_shares(lines, fleet, payment, _plugged_time_basis(plugged_us), contracts)
 
 
+def add_served_payment(
+    lines: LineColumns,
+    *,
+    sessions: pa.Table,
+    payment: HourPayment,
+    served_us: IntArray,
+    contracts: Contracts,
+) -> None:
+    """Append ``payment`` allocated by each session's time serving its hour instead of
+    its plugged time (rule 5 otherwise): ``served_us`` (microseconds, one per row of
+    ``sessions``), equal per vehicle-hour served, then shared by contract; the aggregator
+    keeps a payment no session served. The live aggregator's regulation hours are paid so
+    (:mod:`~v2ghub.settlement.live_settle`): only the sessions told to follow the
+    commitment's signal served it, not every one plugged in."""
+    fleet = _Sessions.of(sessions)
+    weight = np.asarray(served_us, dtype=np.int64)
+    if weight.shape != fleet.session_id.shape or np.any(weight < 0):
+        raise ValueError("served_us needs one time >= 0 per session")
+    basis = _plugged_time_basis(weight, served="following the signal")
+    _add_shares(lines, fleet, payment, basis, contracts)
+
+
 def _add_payment_line(
     lines: LineColumns,
     payment: HourPayment,
@@ -363,9 +386,9 @@ class _Basis:
     nobody: str
 
 
-def _plugged_time_basis(plugged_us: IntArray) -> _Basis:
+def _plugged_time_basis(plugged_us: IntArray, *, served: str = "plugged in") -> _Basis:
     """Equal per vehicle-hour plugged in during the hour (quantity 0, as the twin does not
-    record each vehicle's headroom)."""
+    record each vehicle's headroom); ``served`` says what the time counted is."""
     half = _MICROSECONDS_PER_MILLIHOUR // 2
     millihours = (plugged_us + half) // _MICROSECONDS_PER_MILLIHOUR
     chosen = plugged_us > 0
@@ -373,10 +396,10 @@ def _plugged_time_basis(plugged_us: IntArray) -> _Basis:
         weight=plugged_us,
         quantity=np.zeros(int(chosen.sum()), dtype=np.int64),
         text=np.char.add(
-            "equally per vehicle-hour plugged in: ",
+            f"equally per vehicle-hour {served}: ",
             np.char.add(kwh_text(millihours[chosen]), f" of {_total(millihours)} vehicle-hours"),
         ),
-        nobody="no session was plugged in during the hour",
+        nobody=f"no session was {served} during the hour",
     )
 
 
@@ -481,6 +504,7 @@ __all__ = [
     "STREAM_OF_PRODUCT",
     "HourPayment",
     "MarketSale",
+    "add_served_payment",
     "add_service_lines",
     "allocate_fen",
     "plugged_in_hour_us",

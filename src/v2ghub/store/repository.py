@@ -96,6 +96,7 @@ from v2ghub.store.regulation import (
     shares,
     signals,
 )
+from v2ghub.store.regulation_readings import PowerReadings, power_readings
 from v2ghub.store.site_power import (
     SitePowerRecord,
     SiteSeries,
@@ -880,6 +881,16 @@ class Store:
     def baselined_event_ids(self, event_ids: Sequence[int]) -> set[int]:
         with self._read() as connection:
             return baselined_event_ids(connection, event_ids)
+
+    # Power readings for regulation scoring (:mod:`v2ghub.store.regulation_readings`) ----
+
+    def power_readings(
+        self, pairs: Sequence[tuple[str, str]], *, start: datetime, end: datetime
+    ) -> PowerReadings:
+        """The power readings of transactions ``(station_id, transaction_id)`` measured in
+        ``[start, end)``, as columns in pair and time order."""
+        with self._read() as connection:
+            return power_readings(connection, pairs, start=start, end=end)
 
 
 # Helpers -------------------------------------------------------------------------------
