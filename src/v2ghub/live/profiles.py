@@ -17,6 +17,14 @@ OCPP 2.0.1
     A ``TxProfile`` of kind ``Absolute`` starting ``now``, one period whose ``limit`` is the
     setpoint in W, never negative (2.0.1 has no discharge).
 
+OCPP 2.1, regulation
+    An EVSE that follows regulation or frequency (``SetpointCommand.regulation``) gets a
+    whole new dynamic ``TxProfile`` each time its baseline or shares change: one period in
+    ``CentralFrequency`` or ``LocalFrequency`` mode with ``v2xBaseline`` (the setpoint)
+    and the mode's curve, ``limit`` and ``dischargeLimit`` as above. An
+    ``UpdateDynamicSchedule`` cannot change a mode or a curve, so the first setpoint after
+    regulation installs a ``CentralSetpoint`` profile again.
+
 Each new profile has the same ``stackLevel`` and purpose as the last, so it replaces it.
 """
 
@@ -33,7 +41,9 @@ from ocpp.v201 import datatypes as types_v201
 from ocpp.v201 import enums as enums_v201
 
 from v2ghub.live.control import SetpointCommand
+from v2ghub.live.regulation_modes import RegulationShare
 from v2ghub.store.records import OcppVersion
+from v2ghub.store.regulation import RegulationMode
 from v2ghub.units import kw_to_w
 
 STACK_LEVEL = 0
@@ -77,6 +87,8 @@ def check_limits(command: SetpointCommand) -> None:
 
 
 def _period_v21(command: SetpointCommand) -> types_v21.ChargingSchedulePeriodType:
+    if command.regulation is not None:
+        return _frequency_period_v21(command, command.regulation)
     return types_v21.ChargingSchedulePeriodType(
         start_period=0,
         operation_mode=enums_v21.OperationModeEnumType.central_setpoint,
@@ -84,6 +96,33 @@ def _period_v21(command: SetpointCommand) -> types_v21.ChargingSchedulePeriodTyp
         limit=_watts(command.charge_limit_kw),
         discharge_limit=-_watts(command.discharge_limit_kw) + 0.0,
     )
+
+
+def _frequency_period_v21(
+    command: SetpointCommand, share: RegulationShare
+) -> types_v21.ChargingSchedulePeriodType:
+    """A period in ``CentralFrequency`` or ``LocalFrequency`` mode: the setpoint as
+    ``v2xBaseline`` and the share as the mode's curve (:mod:`v2ghub.live.regulation_modes`),
+    within the command's limits."""
+    period = types_v21.ChargingSchedulePeriodType(
+        start_period=0,
+        limit=_watts(command.charge_limit_kw),
+        discharge_limit=-_watts(command.discharge_limit_kw) + 0.0,
+        v2x_baseline=_watts(command.setpoint_kw),
+    )
+    if share.mode is RegulationMode.CENTRAL_FREQUENCY:
+        period.operation_mode = enums_v21.OperationModeEnumType.central_frequency
+        period.v2x_signal_watt_curve = [
+            types_v21.V2XSignalWattPointType(signal=signal, power=power_w)
+            for signal, power_w in share.signal_watt_curve()
+        ]
+    else:
+        period.operation_mode = enums_v21.OperationModeEnumType.local_frequency
+        period.v2x_freq_watt_curve = [
+            types_v21.V2XFreqWattPointType(frequency=frequency_hz, power=power_w)
+            for frequency_hz, power_w in share.freq_watt_curve()
+        ]
+    return period
 
 
 def set_charging_profile_v21(
@@ -215,6 +254,8 @@ def profile_request(
     (:func:`scheduled_profile_v21`); on 2.0.1 always a ``SetChargingProfile``."""
     if command.ocpp_version is OcppVersion.V201:
         return set_charging_profile_v201(command, profile_id=profile_id, now=now)
+    if command.regulation is not None:  # a new curve: the whole profile, never an update
+        return set_charging_profile_v21(command, profile_id=profile_id, now=now)
     if command.schedule_kw:
         return scheduled_profile_v21(command, profile_id=profile_id, now=now)
     if installed:

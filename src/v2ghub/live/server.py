@@ -37,6 +37,7 @@ from v2ghub.live.clock import Clock
 from v2ghub.live.control import ControlLoop, SetpointCommand
 from v2ghub.live.csms import StationConnection, answer_outcome, station_connection
 from v2ghub.live.csms16 import Station16
+from v2ghub.live.grid_services import GridServices
 from v2ghub.live.live_problem import ControlSettings
 from v2ghub.live.live_state import MeasuredPower
 from v2ghub.live.metrics import LiveMetrics
@@ -261,9 +262,16 @@ class CsmsServer:
         sharing = sum(1 for s in stations if s.site_id == station.site_id) * max(connectors, 1)
         return max(0.0, min(station.max_power_kw, site_limit_kw / sharing))
 
-    def control_loop(self, planner: Planner, settings: ControlSettings) -> ControlLoop:
+    def control_loop(
+        self,
+        planner: Planner,
+        settings: ControlSettings,
+        *,
+        grid_services: GridServices | None = None,
+    ) -> ControlLoop:
         """The control loop that plans with ``planner`` and sends through this server, and
-        that this server asks to re-plan on station events (run it with ``run(stop)``)."""
+        that this server asks to re-plan on station events (run it with ``run(stop)``);
+        with ``grid_services``, it follows regulation and keeps DR baselines."""
         control = ControlLoop(
             store=self.store,
             planner=planner,
@@ -271,6 +279,7 @@ class CsmsServer:
             clock=self.clock,
             send=self.send_setpoint,
             measured=self.measured.by_station,
+            grid_services=grid_services,
         )
         self.replanner = control
         self._control_settings = settings
@@ -503,11 +512,11 @@ class CsmsServer:
         self.metrics.setpoints.labels(status=outcome.status.value).inc()
         if self.stations.get(command.station_id) is not station:
             return outcome  # reconnected meanwhile: the new connection starts afresh
-        if outcome.accepted:
+        if outcome.accepted and command.regulation is None:
             installed.add(key)
             if isinstance(station, Station16):
                 self.spawn(station.verify(command))
-        else:
+        else:  # refused, or a frequency-mode profile (an update cannot leave that mode)
             installed.discard(key)
         return outcome
 

@@ -1,0 +1,278 @@
+"""Live regulation on the server's side: who follows a commitment and by how much, the
+frequency-mode profiles, the signal broadcast, commitment files and DR baselines."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ocpp.v21 import call as call_v21
+from ocpp.v21 import enums as enums_v21
+
+from tests.test_control import PEAK, SETTINGS, session
+from v2ghub.errors import InputError
+from v2ghub.live.clock import ScaledClock
+from v2ghub.live.control import setpoint_commands
+from v2ghub.live.grid_services import PlanAt, event_baseline
+from v2ghub.live.live_problem import LiveSite, build_problem, plan
+from v2ghub.live.outcomes import ACCEPTED, SendOutcome
+from v2ghub.live.profiles import profile_request
+from v2ghub.live.regulation_files import load_commitments_csv
+from v2ghub.live.regulation_shares import FrequencyResponse, assign_regulation
+from v2ghub.live.regulation_signal import SignalBroadcaster
+from v2ghub.planning import make_planner
+from v2ghub.regulation.signals import RegulationSignal
+from v2ghub.store.grid_events import GridEvent, GridEventKind
+from v2ghub.store.records import OcppVersion
+from v2ghub.store.regulation import Commitment, RegulationMode, SignalSample
+
+NOW = PEAK.astimezone(UTC)
+
+
+def commitment(capacity_kw: float, *, hours: float = 1.0, start: datetime = NOW) -> Commitment:
+    return Commitment(
+        commitment_id=7,
+        starts_at=start - timedelta(minutes=5),
+        ends_at=start + timedelta(hours=hours),
+        capacity_kw=capacity_kw,
+        source="test",
+        recorded_at=start,
+    )
+
+
+def planned(sessions: list[Any], *, capacity_kw: float | None = None) -> tuple[Any, Any, Any]:
+    regulation = None if capacity_kw is None else (capacity_kw, NOW + timedelta(hours=1))
+    live = build_problem(sessions, now=NOW, settings=SETTINGS, regulation=regulation)
+    schedule = plan(live, make_planner("fast"), timeout_s=60)
+    return live, schedule, setpoint_commands(live, schedule)
+
+
+def test_only_21_v2x_sessions_follow_and_their_shares_add_up_to_the_capacity() -> None:
+    sessions = [
+        session(1, PEAK),
+        session(2, PEAK),
+        session(3, PEAK, ocpp_version=OcppVersion.V201),
+        session(4, PEAK, max_discharge_kw=0.0),  # a 2.1 station without V2X
+    ]
+    live, _, commands = planned(sessions, capacity_kw=6.0)
+    assert live.problem.regulation_commitment[:4].tolist() == [6.0] * 4
+    assignment = assign_regulation(live, commands, now=NOW, commitment=commitment(6.0))
+    followers = [c for c in assignment.commands if c.regulation is not None]
+    assert [c.station_id for c in followers] == ["st1", "st2"]
+    assert assignment.mode is RegulationMode.CENTRAL_FREQUENCY
+    assert assignment.participants == 2
+    assert assignment.raise_kw == pytest.approx(6.0, abs=0.002)
+    assert assignment.lower_kw == pytest.approx(6.0, abs=0.002)
+    assert assignment.left_out_kw > 0  # the 2.0.1 and charge-only vehicles could give some
+    for command in followers:
+        share = command.regulation
+        assert share is not None
+        assert share.commitment_id == 7
+        assert command.setpoint_kw + share.raise_share_kw <= command.charge_limit_kw + 1e-9
+        assert command.setpoint_kw - share.lower_share_kw >= -command.discharge_limit_kw - 1e-9
+
+
+def test_without_a_commitment_frequency_response_or_nothing() -> None:
+    live, _, commands = planned([session(1, PEAK), session(2, PEAK)])
+    nothing = assign_regulation(live, commands, now=NOW, commitment=None)
+    assert nothing.mode is None
+    assert nothing.commands == commands
+    ended = assign_regulation(
+        live, commands, now=NOW + timedelta(hours=2), commitment=commitment(5.0)
+    )
+    assert ended.mode is None
+    droop = assign_regulation(
+        live,
+        commands,
+        now=NOW,
+        commitment=None,
+        frequency_response=FrequencyResponse(rated_kw=4.0, deadband_hz=0.02, droop=0.04),
+    )
+    assert droop.mode is RegulationMode.LOCAL_FREQUENCY
+    shares = [c.regulation for c in droop.commands]
+    assert all(s is not None and s.commitment_id is None for s in shares)
+    assert sum(s.raise_share_kw for s in shares if s) == pytest.approx(4.0, abs=0.002)
+    first = shares[0]
+    assert first is not None
+    curve = first.freq_watt_curve()
+    assert [hz for hz, _ in curve] == [47.98, 49.98, 50.02, 52.02]
+    assert curve[0][1] == -round(first.lower_share_kw * 1000)
+    assert curve[1][1] == 0.0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    energies=st.lists(st.floats(6.0, 57.0), min_size=1, max_size=6),
+    capacity_kw=st.floats(0.5, 80.0),
+    import_limit_kw=st.floats(5.0, 60.0),
+    export_limit_kw=st.floats(0.0, 40.0),
+)
+def test_no_deflection_breaks_a_vehicle_or_site_limit(
+    energies: list[float], capacity_kw: float, import_limit_kw: float, export_limit_kw: float
+) -> None:
+    """Whatever the signal, every EVSE at ``baseline + share`` stays within its own limits
+    and the site at all EVSEs' full deflection within its limits (what was within them)."""
+    tight = SETTINGS.__class__(
+        city="Shenzhen", sites=(LiveSite("a", import_limit_kw, export_limit_kw),)
+    )
+    sessions = [session(i, PEAK, energy_kwh=e) for i, e in enumerate(energies)]
+    regulation = (capacity_kw, NOW + timedelta(hours=1))
+    live = build_problem(sessions, now=NOW, settings=tight, regulation=regulation)
+    schedule = plan(live, make_planner("fast"), timeout_s=60)
+    commands = setpoint_commands(live, schedule)
+    assignment = assign_regulation(live, commands, now=NOW, commitment=commitment(capacity_kw))
+    base = np.array([c.setpoint_kw for c in assignment.commands])
+    up = np.array(
+        [c.regulation.raise_share_kw if c.regulation else 0.0 for c in assignment.commands]
+    )
+    down = np.array(
+        [c.regulation.lower_share_kw if c.regulation else 0.0 for c in assignment.commands]
+    )
+    charge = np.array([c.charge_limit_kw for c in assignment.commands])
+    discharge = np.array([c.discharge_limit_kw for c in assignment.commands])
+    assert np.all(base + up <= charge + 1e-9)
+    assert np.all(base - down >= -discharge - 1e-9)
+    assert up.sum() <= capacity_kw + 1e-6
+    assert down.sum() <= capacity_kw + 1e-6
+    if base.sum() <= import_limit_kw + 1e-6:
+        assert (base + up).sum() <= import_limit_kw + 1e-3
+    if base.sum() >= -export_limit_kw - 1e-6:
+        assert (base - down).sum() >= -export_limit_kw - 1e-3
+
+
+def test_a_share_goes_out_as_a_central_frequency_profile_never_an_update() -> None:
+    live, _, commands = planned([session(1, PEAK)], capacity_kw=3.0)
+    command = assign_regulation(live, commands, now=NOW, commitment=commitment(3.0)).commands[0]
+    share = command.regulation
+    assert share is not None
+    request = profile_request(command, profile_id=11, now=NOW, installed=True)
+    assert isinstance(request, call_v21.SetChargingProfile)
+    period = request.charging_profile.charging_schedule[0].charging_schedule_period[0]
+    assert period.operation_mode == enums_v21.OperationModeEnumType.central_frequency
+    assert period.v2x_baseline == round(command.setpoint_kw * 1000)
+    assert [(p.signal, p.power) for p in period.v2x_signal_watt_curve] == [
+        (-1000, -round(share.lower_share_kw * 1000)),
+        (0, 0.0),
+        (1000, round(share.raise_share_kw * 1000)),
+    ]
+    assert period.limit == 7000.0
+    assert period.discharge_limit == -7000.0
+    assert period.setpoint is None
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int, str]] = []
+
+    async def __call__(self, station_id: str, payload: object) -> SendOutcome:
+        assert isinstance(payload, call_v21.AFRRSignal)
+        self.sent.append((station_id, payload.signal, payload.timestamp))
+        return ACCEPTED
+
+
+class Signals:
+    def __init__(self) -> None:
+        self.recorded: list[SignalSample] = []
+
+    def add_signals(self, samples: Any, *, source: str, at: datetime) -> int:
+        assert source == "file:reg.csv"
+        self.recorded.extend(samples)
+        return len(samples)
+
+
+def test_the_broadcast_replays_the_file_from_the_commitment_and_a_posted_signal_wins() -> None:
+    start = datetime(2026, 7, 16, 10, tzinfo=UTC)
+    file = RegulationSignal(start=start, step_s=4.0, values=np.array([0.5, -0.25, -0.25, 1.0]))
+    calls, signals = Calls(), Signals()
+    broadcaster = SignalBroadcaster(
+        clock=ScaledClock(start),
+        call_station=calls,
+        store=signals,
+        signal_file=file,
+        file_name="reg.csv",
+    )
+    held = commitment(10.0, start=datetime(2026, 7, 16, 12, 0, 5, tzinfo=UTC))
+    at = held.starts_at  # 12:00:00
+
+    async def run() -> list[int]:
+        assert await broadcaster.step(at) == 0  # no commitment told yet
+        broadcaster.commit(held)
+        assert await broadcaster.step(at) == 0  # nobody follows
+        broadcaster.set_participants(frozenset({"B", "A"}))
+        counts = [await broadcaster.step(at + timedelta(seconds=4 * k)) for k in range(6)]
+        broadcaster.post([SignalSample(at + timedelta(seconds=24), -0.9)])
+        counts.append(await broadcaster.step(at + timedelta(seconds=24)))
+        counts.append(await broadcaster.step(at + timedelta(seconds=24 + 70)))  # stale: file
+        await broadcaster.flush()
+        return counts
+
+    counts = asyncio.run(run())
+    # Steps 0..5 replay 0.5, -0.25, -0.25 (unchanged: not sent), 1.0, 0.5 (looped), -0.25.
+    assert counts == [2, 2, 0, 2, 2, 2, 2, 2]
+    assert [signal for station, signal, _ in calls.sent if station == "A"] == [
+        500,
+        -250,
+        1000,
+        500,
+        -250,
+        -900,
+        1000,  # 94 s after the commitment's start: sample 23 of the file, 23 % 4 = 3
+    ]
+    assert calls.sent[0][2] == "2026-07-16T11:55:05Z"
+    assert broadcaster.answers["Accepted"] == 14
+    assert broadcaster.broadcasts == 7
+    assert [s.signal for s in signals.recorded] == [0.5, 0.5, -0.25, -0.25, 1.0, 0.5, -0.25, 1.0]
+
+
+def test_a_commitments_file_is_checked_row_by_row(tmp_path: Path) -> None:
+    good = tmp_path / "commitments.csv"
+    good.write_text(
+        "starts_at,ends_at,capacity_kw\n"
+        "2026-07-16T10:00:00+08:00,2026-07-16T11:00:00+08:00,250\n"
+        "2026-07-16T19:00:00+08:00,2026-07-16T21:00:00+08:00,120.5\n"
+    )
+    rows = load_commitments_csv(good)
+    assert [(r.row, r.capacity_kw) for r in rows] == [(2, 250.0), (3, 120.5)]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "starts_at,ends_at,capacity_kw\n"
+        "2026-07-16T10:00:00+08:00,2026-07-16T11:00:00+08:00,250\n"
+        "2026-07-16T19:00:00+08:00,2026-07-16T18:00:00+08:00,120\n"
+    )
+    with pytest.raises(InputError, match=r"bad\.csv.*row 3.*ends_at.*is not after starts_at"):
+        load_commitments_csv(bad)
+    bad.write_text("starts_at,ends_at,capacity_kw\n2026-07-16T10:00:00,2026-07-16T11:00:00Z,5\n")
+    with pytest.raises(InputError, match=r"row 2.*starts_at.*has no UTC offset"):
+        load_commitments_csv(bad)
+
+
+def test_a_dr_baseline_is_the_site_plan_over_the_event() -> None:
+    live, schedule, _ = planned([session(1, PEAK), session(2, PEAK, site_id="b")])
+    step = live.problem.grid.step
+    event = GridEvent(
+        event_id=3,
+        site_id="a",
+        kind=GridEventKind.DEMAND_RESPONSE,
+        import_limit_kw=1.0,
+        export_limit_kw=None,
+        starts_at=NOW + step + timedelta(minutes=1),
+        ends_at=NOW + 3 * step,
+        reason="dr",
+        source="test",
+        recorded_at=NOW,
+    )
+    steps = event_baseline(PlanAt(live, schedule, NOW), event)
+    assert [s.at for s in steps] == [NOW.replace(microsecond=0) + k * step for k in (1, 2)]
+    row = next(i for i, key in enumerate(live.rows) if key.station_id == "st1")
+    assert [s.baseline_kw for s in steps] == pytest.approx(
+        schedule.power_kw[row, 1:3].round(4).tolist()
+    )
+    assert {s.step_s for s in steps} == {round(step.total_seconds())}
+    other = GridEvent(**{**event.__dict__, "site_id": "nowhere"})
+    assert event_baseline(PlanAt(live, schedule, NOW), other) == []
