@@ -24,13 +24,17 @@ import numpy as np
 import numpy.typing as npt
 
 from v2ghub.live.clock import Clock
+from v2ghub.live.grid_services import GridServices, PlanAt
 from v2ghub.live.live_problem import ControlSettings, LiveProblem, LiveSite, build_problem, plan
 from v2ghub.live.live_state import LiveStatus, snapshot
 from v2ghub.live.outcomes import SendOutcome, SendStatus
-from v2ghub.live.store_seam import ControlStore
+from v2ghub.live.regulation_modes import RegulationShare
+from v2ghub.live.store_seam import ControlStore, PriceStore
 from v2ghub.model.problem import Planner, Schedule
 from v2ghub.planning.limits import fit_site_limits, site_totals
+from v2ghub.store.grid_prices import PriceEvent
 from v2ghub.store.records import Event, EventKind, OcppVersion, PluggedSession, Setpoint
+from v2ghub.store.regulation import BaselineStep, Commitment, Share
 from v2ghub.store.site_power import SitePowerRecord
 from v2ghub.units import SECONDS_PER_HOUR, w_to_kw
 
@@ -64,6 +68,10 @@ class SetpointCommand:
     is ``setpoint_kw``); empty for a dynamic setpoint."""
     step_s: int = 0
     """Length of a step of ``schedule_kw``, seconds."""
+    regulation: RegulationShare | None = None
+    """For an EVSE that follows regulation or frequency: its shares around ``setpoint_kw``
+    (the baseline), sent as an OCPP 2.1 frequency-mode profile
+    (:mod:`v2ghub.live.regulation_shares`)."""
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -265,6 +273,7 @@ class _Planned:
     schedule: Schedule
     commands: list[SetpointCommand]
     plan_time_s: float
+    commitment: Commitment | None = None
 
 
 def _accepted(task: asyncio.Future[SendOutcome]) -> bool:
@@ -325,6 +334,9 @@ class ControlLoop:
     measured
         The latest metered power per station, kW (the OCPP server's); recorded per site
         with the plan at every instant (:mod:`v2ghub.store.site_power`). None: not metered.
+    grid_services
+        Regulation commitments and frequency response followed, demand-response baselines
+        kept (:mod:`v2ghub.live.grid_services`). None: none.
 
     A command is sent when it is due (see ``ControlSettings.resend_threshold_kw``); a
     session that is no longer plugged is forgotten. All of one instant's commands are sent
@@ -340,8 +352,11 @@ class ControlLoop:
         clock: Clock,
         send: Send,
         measured: Callable[[], dict[str, float]] | None = None,
+        grid_services: GridServices | None = None,
     ) -> None:
         self.store = store
+        self.grid_services = grid_services
+        self._previous: PlanAt | None = None
         self.measured = measured
         self.planner = planner
         self.settings = settings
@@ -370,9 +385,14 @@ class ControlLoop:
         sessions: Sequence[PluggedSession],
         now: datetime,
         grid_limits: dict[str, tuple[float, float]],
+        prices: Sequence[PriceEvent] = (),
+        commitment: Commitment | None = None,
     ) -> _Planned:
         settings = with_grid_limits(self.settings, grid_limits)
-        live = build_problem(sessions, now=now, settings=settings)
+        regulation = None if commitment is None else (commitment.capacity_kw, commitment.ends_at)
+        live = build_problem(
+            sessions, now=now, settings=settings, prices=prices, regulation=regulation
+        )
         started_s = time.perf_counter()
         schedule = plan(
             live,
@@ -383,7 +403,16 @@ class ControlLoop:
         )
         plan_time_s = time.perf_counter() - started_s
         commands = setpoint_commands(live, schedule, resolution_w=settings.setpoint_resolution_w)
-        return _Planned(live, schedule, commands, plan_time_s)
+        if self.grid_services is not None:
+            commands = self.grid_services.assign(live, commands, now=now, commitment=commitment)
+        return _Planned(live, schedule, commands, plan_time_s, commitment)
+
+    def _prices(self, now: datetime) -> list[PriceEvent]:
+        """Price events over the horizon from ``now`` (none from a store without them)."""
+        if not isinstance(self.store, PriceStore):
+            return []
+        horizon = self.settings.step * self.settings.horizon_steps
+        return self.store.prices_overlapping(now, now + horizon)
 
     def _publish(self, planned: _Planned, now: datetime) -> list[SitePowerRecord]:
         """Publish the instant (:attr:`status`); each site's power, to record."""
@@ -430,6 +459,13 @@ class ControlLoop:
             or (command.setpoint_kw == 0) != (before.setpoint_kw == 0)
             or command.charge_limit_kw != before.charge_limit_kw
             or command.discharge_limit_kw != before.discharge_limit_kw
+            or (command.regulation is None) != (before.regulation is None)
+            or (
+                command.regulation is not None
+                and command.regulation.differs(
+                    before.regulation, tolerance_kw=self.settings.resend_threshold_kw
+                )
+            )
         )
 
     def _lowers(self, command: SetpointCommand) -> bool:
@@ -467,7 +503,17 @@ class ControlLoop:
         sessions = await asyncio.to_thread(self.store.plugged, now)
         grid_limits = await asyncio.to_thread(self.store.site_limits, now)
         self._grid_limits = grid_limits
-        planned = await asyncio.to_thread(self._plan_now, sessions, now, grid_limits)
+        prices = await asyncio.to_thread(self._prices, now)
+        services = self.grid_services
+        commitment = None
+        baselines: list[BaselineStep] = []
+        if services is not None:
+            commitment = await asyncio.to_thread(services.read_commitment, now)
+            baselines = await asyncio.to_thread(services.baselines, self._previous, now)
+        planned = await asyncio.to_thread(
+            self._plan_now, sessions, now, grid_limits, prices, commitment
+        )
+        self._previous = PlanAt(planned.live, planned.schedule, now)
         try:
             site_power = self._publish(planned, now)
             self.status.power_log.append(site_power)
@@ -506,11 +552,13 @@ class ControlLoop:
         current = {c.key for c in planned.commands}
         self._last = {key: sent for key, sent in self._last.items() if key in current}
         setpoints: list[Setpoint] = []
+        finished: list[tuple[SetpointCommand, SendOutcome, datetime]] = []
         for key, (command, sent_at, task) in list(self._pending.items()):
             if not task.done():
                 continue
             del self._pending[key]
             outcome = task.result()
+            finished.append((command, outcome, sent_at))
             if key in current:
                 self._last[key] = _Sent(command, outcome, sent_at)
             setpoints.append(_setpoint(command, outcome, sent_at))
@@ -529,14 +577,27 @@ class ControlLoop:
         self.status.setpoints = tuple(
             _setpoint(sent.command, sent.outcome, sent.at) for sent in self._last.values()
         )
-        await asyncio.to_thread(self._record, setpoints, events, site_power)
+        shares: list[Share] = []
+        if services is not None:
+            shares = services.answered(finished)
+            services.following((sent.command, sent.outcome) for sent in self._last.values())
+        await asyncio.to_thread(self._record, setpoints, events, site_power, shares, baselines)
         return setpoints
 
     def _record(
-        self, setpoints: list[Setpoint], events: list[Event], site_power: list[SitePowerRecord]
+        self,
+        setpoints: list[Setpoint],
+        events: list[Event],
+        site_power: list[SitePowerRecord],
+        shares: Sequence[Share] = (),
+        baselines: Sequence[BaselineStep] = (),
     ) -> None:
         if setpoints:
             self.store.record_setpoints(setpoints)
+        if self.grid_services is not None:
+            if shares:
+                self.grid_services.store.record_shares(shares)
+            self.grid_services.record_baselines(baselines)
         self.store.record_site_power(site_power)
         for event in events:
             self.store.record_event(event)
@@ -546,13 +607,18 @@ class ControlLoop:
         ``debounce_s`` wall seconds after a trigger, until ``stop`` is set. A failing
         instant is logged and recorded as an event; the loop goes on."""
         loop = asyncio.get_running_loop()
-        watcher = asyncio.create_task(self._watch_grid_events(stop))
+        tasks = [asyncio.create_task(self._watch_grid_events(stop))]
+        broadcaster = None if self.grid_services is None else self.grid_services.broadcaster
+        if broadcaster is not None:
+            tasks.append(asyncio.create_task(broadcaster.run(stop)))
         try:
             await self._run(stop, loop)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _watch_grid_events(self, stop: asyncio.Event) -> None:
         """Re-plan as soon as the site limits in force change: a grid event recorded

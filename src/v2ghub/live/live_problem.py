@@ -42,6 +42,7 @@ from v2ghub.planning.check import (
 from v2ghub.scenarios.catalog import CityData, pilot_cities
 from v2ghub.scenarios.config import GridShape
 from v2ghub.scenarios.load_shapes import grid_signals
+from v2ghub.store.grid_prices import PriceEvent
 from v2ghub.store.records import OcppVersion, PluggedSession
 from v2ghub.units import SECONDS_PER_HOUR
 
@@ -270,7 +271,12 @@ def _note(
 
 
 def build_problem(
-    sessions: Sequence[PluggedSession], *, now: datetime, settings: ControlSettings
+    sessions: Sequence[PluggedSession],
+    *,
+    now: datetime,
+    settings: ControlSettings,
+    prices: Sequence[PriceEvent] = (),
+    regulation: tuple[float, datetime] | None = None,
 ) -> LiveProblem:
     """The planning problem of the plugged ``sessions`` at ``now``.
 
@@ -280,6 +286,18 @@ def build_problem(
     session's ``max_discharge_kw > 0``, its station speaks OCPP 2.1 and its stored energy
     is known. Prices, period kinds, base load and solar surplus come from the city's
     tariff and the twin's synthetic shapes on the horizon's grid.
+
+    ``regulation`` is a regulation commitment in force, ``(capacity_kw, ends_at)``: the
+    steps that start before ``ends_at`` carry it as ``regulation_commitment_kw``, so the
+    planner keeps that much headroom each way (:mod:`v2ghub.planning.reserve`).
+
+    ``prices`` (price events, e.g. OpenADR ``ELECTRICITY_PRICE``, oldest recorded first)
+    replace the tariff's import price of the steps they cover (:func:`event_import_prices`):
+    the problem has one price series for all sites, so a step takes event prices only when
+    every site with a plugged vehicle has one in force at the step's start, and then the
+    highest of them (the dearest site's ask to import less is kept; a site with a cheaper
+    event is planned as if it paid more). Steps where only some sites have one keep the
+    tariff, and a note says so.
 
     Raises
     ------
@@ -399,7 +417,14 @@ def build_problem(
     n = len(sessions)
     horizon = int(departure_step.max()) if n else 1
     grid = TimeGrid(start=start, step=settings.step, length=horizon)
-    prices = tariff.price_levels(grid)
+    prices_of_tariff = tariff.price_levels(grid)
+    import_price = event_import_prices(
+        prices_of_tariff.import_series(),
+        grid,
+        prices,
+        site_ids=[site_ids[k] for k in np.unique(site_index)],
+        notes=notes,
+    )
     signals = grid_signals(
         grid=grid,
         tariff=tariff,
@@ -424,12 +449,13 @@ def build_problem(
         arrival_step=np.zeros(n, dtype=np.int64),
         import_limit_kw=np.array(import_limit, dtype=np.float64),
         export_limit_kw=np.array(export_limit, dtype=np.float64),
-        import_price_cny_per_kwh=prices.import_series(),
-        export_price_cny_per_kwh=prices.export_series(),
-        period_kind=prices.kind,
+        import_price_cny_per_kwh=import_price,
+        export_price_cny_per_kwh=prices_of_tariff.export_series(),
+        period_kind=prices_of_tariff.kind,
         base_load_kw=signals.base_load_kw,
         renewable_surplus_kw=signals.renewable_surplus_kw,
         degradation_cny_per_kwh=settings.degradation_cny_per_kwh,
+        regulation_commitment_kw=_commitment_series(grid, regulation),
     )
     return LiveProblem(
         problem=problem,
@@ -439,6 +465,67 @@ def build_problem(
         min_charge_kw=np.array([s.min_charge_kw for s in sessions], dtype=np.float64),
         min_discharge_kw=np.array([s.min_discharge_kw for s in sessions], dtype=np.float64),
     )
+
+
+def _commitment_series(
+    grid: TimeGrid, regulation: tuple[float, datetime] | None
+) -> FloatArray | None:
+    """The committed kW of each step of ``grid`` (steps starting before the end)."""
+    if regulation is None:
+        return None
+    capacity_kw, ends_at = regulation
+    step_s = grid.step.total_seconds()
+    starts_s = grid.start.timestamp() + step_s * np.arange(grid.length)
+    return np.where(starts_s < ends_at.timestamp(), capacity_kw, 0.0)
+
+
+def event_import_prices(
+    tariff_cny_per_kwh: FloatArray,
+    grid: TimeGrid,
+    prices: Sequence[PriceEvent],
+    *,
+    site_ids: Sequence[str],
+    notes: list[str] | None = None,
+) -> FloatArray:
+    """The import price per step of ``grid``, CNY/kWh: the tariff's, replaced where price
+    events cover the step's start at every one of ``site_ids`` (the sites with a plugged
+    vehicle) by the highest of their prices. Of two events of one site covering a step, the
+    one recorded last (later in ``prices``) holds. A step that some sites' events cover but
+    not all keeps the tariff, and ``notes`` (if given) says so once.
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> start = datetime(2026, 7, 1, tzinfo=UTC)
+    >>> grid = TimeGrid(start=start, step=timedelta(hours=1), length=3)
+    >>> hour = timedelta(hours=1)
+    >>> event = PriceEvent(1, "a", start + hour, start + 2 * hour, 2.5, "openadr:ven", start)
+    >>> event_import_prices(np.full(3, 0.6), grid, [event], site_ids=["a"]).tolist()
+    [0.6, 2.5, 0.6]
+    >>> event_import_prices(np.full(3, 0.6), grid, [event], site_ids=["a", "b"]).tolist()
+    [0.6, 0.6, 0.6]
+    """
+    result = np.array(tariff_cny_per_kwh, dtype=np.float64, copy=True)
+    wanted = list(dict.fromkeys(site_ids))
+    events = [event for event in prices if event.site_id in wanted]
+    if not events:
+        return result
+    step_s = grid.step.total_seconds()
+    starts_s = grid.start.timestamp() + step_s * np.arange(grid.length)
+    by_site = np.full((len(wanted), grid.length), np.nan)
+    row = {site_id: k for k, site_id in enumerate(wanted)}
+    for event in events:  # a few events, never vehicles
+        covers = (starts_s >= event.starts_at.timestamp()) & (starts_s < event.ends_at.timestamp())
+        by_site[row[event.site_id], covers] = event.import_price_cny_per_kwh
+    priced = ~np.isnan(by_site)
+    everywhere = priced.all(axis=0)
+    result[everywhere] = by_site[:, everywhere].max(axis=0)
+    partly = priced.any(axis=0) & ~everywhere
+    if notes is not None and partly.any():
+        missing = [site for k, site in enumerate(wanted) if not priced[k, partly].all()]
+        notes.append(
+            f"price events not applied where site(s) {', '.join(missing)} have none "
+            "(one price series for all sites): tariff kept"
+        )
+    return result
 
 
 def describe_violation(live: LiveProblem, schedule: Schedule, violation: Violation) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from v2ghub.store.grid_prices import PriceEvent
 from v2ghub.store.records import (
     Event,
     EvNeeds,
@@ -43,6 +44,17 @@ class ControlStore(Protocol):
 
     def site_limits(self, now: datetime) -> dict[str, tuple[float, float]]:
         """Grid events in force: (import, export) kW per site, ``inf`` for no limit."""
+        ...
+
+
+@runtime_checkable
+class PriceStore(Protocol):
+    """A store that also keeps price events (:class:`~v2ghub.store.repository.Store` does):
+    the control loop prices the steps they cover; with any other store it plans on the
+    city's tariff alone."""
+
+    def prices_overlapping(self, start: datetime, end: datetime) -> list[PriceEvent]:
+        """Price events in force at some time in ``[start, end)``, oldest recorded first."""
         ...
 
 
