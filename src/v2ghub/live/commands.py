@@ -33,6 +33,7 @@ from v2ghub.live.chargers import (
 from v2ghub.live.clock import Clock, ScaledClock, SystemClock
 from v2ghub.live.control import ControlLoop
 from v2ghub.live.live_problem import ControlSettings, LiveSite, warm_up
+from v2ghub.live.openadr_ven import openadr_ven
 from v2ghub.live.security import generate_password, hash_password, is_loopback
 from v2ghub.live.server import CsmsServer, ServerSettings
 from v2ghub.planning import PLANNERS, make_planner
@@ -93,6 +94,21 @@ def _clock_options(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="how many times faster than real time that clock runs (default 1)",
     )
+
+
+def _openadr_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("OpenADR 2.0b VEN (grid signals from a VTN)")
+    group.add_argument("--openadr-vtn-url", help="the VTN's URL; runs a VEN beside the server")
+    group.add_argument("--openadr-ven-name", help="this VEN's name at the VTN")
+    group.add_argument(
+        "--openadr-resources",
+        type=Path,
+        help="CSV resource_id,site_id[,level_1_kw,level_2_kw,level_3_kw]: the VTN's resources "
+        "as our sites (a site not listed is never dispatched)",
+    )
+    group.add_argument("--openadr-cert", type=Path, help="our certificate for signing (PEM)")
+    group.add_argument("--openadr-key", type=Path, help="its private key (PEM)")
+    group.add_argument("--openadr-vtn-fingerprint", help="the VTN certificate's fingerprint")
 
 
 def _aware_time(text: str) -> datetime:
@@ -181,6 +197,7 @@ def add_live_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="allow plain ws:// (OCPP security profile 1) on a non-loopback address",
     )
     _clock_options(serve)
+    _openadr_options(serve)
 
     station = commands.add_parser(
         "station",
@@ -440,6 +457,8 @@ def _serve(args: argparse.Namespace, console: Console, web_pages: WebPages | Non
     if (args.certfile is None) != (args.keyfile is None):
         raise InputError("give both --certfile and --keyfile, or neither")
     clock = _clock(args)
+    if getattr(args, "openadr_vtn_url", None) and args.clock_start is not None:
+        raise InputError("--openadr-vtn-url runs on the system clock: drop --clock-start")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     with _open_store(args) as store:
         settings = control_settings(args)
@@ -510,6 +529,16 @@ async def _serve_until_stopped(
                         highlight=False,
                         soft_wrap=True,
                     )
+            ven = openadr_ven(args, store=store, clock=clock, control=control, settings=settings)
+            if ven is not None:
+                await stack.enter_async_context(ven)
+                console.print(
+                    f"v2ghub serve: OpenADR VEN {ven.settings.ven_name} polling "
+                    f"{ven.settings.vtn_url}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
             # Everything loaded so far lives as long as the server: out of the collector's
             # sight, a full collection no longer walks it (it paused the event loop).
             gc.collect()
