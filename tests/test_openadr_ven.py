@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -82,7 +83,7 @@ async def running_vtn() -> AsyncIterator[Vtn]:
     def registration(payload: dict[str, Any]) -> tuple[str, str]:
         return VEN_ID, "reg"
 
-    async def register_report(
+    async def register_report(  # noqa: PLR0917 - openleadr's handler signature
         ven_id: str,
         resource_id: str,
         measurement: str,
@@ -159,7 +160,7 @@ class Live:
         if not rows or not rows[0].measured_kw.size:
             return None
         value = float(rows[0].measured_kw[-1])
-        return None if value != value else value
+        return None if math.isnan(value) else value
 
 
 @contextlib.asynccontextmanager
