@@ -626,7 +626,7 @@ def test_profile_parsing_converts_amps_and_refuses_what_it_cannot_do() -> None:
     ).periods
     assert period_command_kw(period) == (-5.0, True)
     with pytest.raises(ProfileRefusedError, match="UnsupportedMode"):
-        parse(profile({"operation_mode": "CentralFrequency", "limit": 1.0}))
+        parse(profile({"operation_mode": "ExternalSetpoint", "limit": 1.0}))
     with pytest.raises(ProfileRefusedError, match="V2XNotSupported"):
         parse(profile({"operation_mode": "CentralSetpoint", "setpoint": -1.0}), can_discharge=False)
     with pytest.raises(ProfileRefusedError, match="UnsupportedPurpose"):

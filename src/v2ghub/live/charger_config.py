@@ -9,12 +9,14 @@ shows and reports. Plain frozen dataclasses, checked when built; the OCPP client
 
 from __future__ import annotations
 
+import math
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
 from v2ghub import defaults
 from v2ghub.live.charger_messages import AC_MAX_KW, Vehicle
+from v2ghub.regulation.signals import FrequencyTrace
 from v2ghub.store.records import OcppVersion
 
 
@@ -84,6 +86,17 @@ class FleetConfig:
     """Wall-clock seconds to wait for an answer before the connection counts as lost."""
     max_backoff_s: float = 300.0
     """Reconnect backoff doubles from 5 s up to this (simulated seconds, with jitter)."""
+    regulation_sample_s: float = 2.0
+    """In an OCPP 2.1 frequency mode an EVSE samples its meter every this many simulated
+    seconds..."""
+    regulation_report_s: float = 10.0
+    """...and sends the samples every this many, as one TransactionEvent Updated."""
+    frequency_trace: FrequencyTrace | None = field(default=None, repr=False)
+    """The grid frequency all stations measure (LocalFrequency mode), evaluated at the
+    fleet clock's time (nominal outside it); ``None``: the seeded synthetic one."""
+    frequency_seed: int = 0
+    """Seed of the synthetic frequency (``frequency_trace`` ``None``): one day at 1 s from
+    UTC midnight of the run's start, repeating daily."""
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("ws://", "wss://")):
@@ -93,6 +106,11 @@ class FleetConfig:
             raise ValueError("station ids must be unique")
         if not self.meter_interval_s > 0:
             raise ValueError(f"meter_interval_s must be positive, got {self.meter_interval_s}")
+        if not 0 < self.regulation_sample_s <= self.regulation_report_s:
+            raise ValueError(
+                "need 0 < regulation_sample_s <= regulation_report_s, got "
+                f"{self.regulation_sample_s} and {self.regulation_report_s}"
+            )
         if not 0 <= self.min_soc <= self.arrival_soc[0] <= self.arrival_soc[1] <= 1:
             raise ValueError(
                 f"need 0 <= min_soc <= arrival_soc <= 1, got {self.min_soc}, {self.arrival_soc}"
@@ -186,6 +204,8 @@ class StationStats:
     soc: float | None
     transactions_started: int
     transactions_ended: int
+    requests_received: int = 0
+    """Requests the CSMS sent the station (all kinds, AFRRSignals included)."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +234,13 @@ class FleetStats:
     """Process CPU time during the run (includes anything else in the process)."""
     wall_s: float
     stations: dict[str, StationStats]
+    afrr_delay_p50_s: float = math.nan
+    afrr_delay_p99_s: float = math.nan
+    afrr_delay_max_s: float = math.nan
+    """Delay of the AFRRSignals from their timestamp to their arrival at a station, wall
+    seconds (NaN when none came; ``requests_received["AFRRSignal"]`` counts them). The
+    timestamp is the CSMS's clock, the arrival the fleet's: an offset between them is in
+    the delay."""
 
 
 __all__ = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from v2ghub.live.charger_frequency import FrequencyModes
 from v2ghub.sim.battery import FloatArray, step_batteries
 from v2ghub.units import WH_PER_KWH
 
@@ -18,7 +19,9 @@ class BatteryBank:
     then charges at full power up to the owner's target, as a real one does), else a
     signed power (+ charge, - discharge; ``inf`` = charge at full power).
     ``follows_setpoint`` lets a setpoint charge up to the full battery; without it a car
-    stops at the owner's target, its own charge limit.
+    stops at the owner's target, its own charge limit. ``frequency`` holds the EVSEs in an
+    OCPP 2.1 frequency mode, whose commands the fleet sets from a signal or the grid
+    frequency (:mod:`v2ghub.live.charger_frequency`); the physics is the same for them.
 
     Registers count energy at the charger (grid side), in Wh, never falling:
 
@@ -49,6 +52,7 @@ class BatteryBank:
         self.export_wh = np.zeros(count)
         self._charge_efficiency = np.full(count, charge_efficiency)
         self._discharge_efficiency = np.full(count, discharge_efficiency)
+        self.frequency = FrequencyModes(count)
 
     def plug(
         self,
@@ -77,6 +81,7 @@ class BatteryBank:
         self.power_kw[index] = 0.0
         self.command_kw[index] = np.nan
         self.follows_setpoint[index] = False
+        self.frequency.clear(index)
 
     def soc(self, index: int) -> float | None:
         """State of charge (0-1) of the vehicle at ``index``, ``None`` when none is plugged."""

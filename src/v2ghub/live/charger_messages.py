@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
+from v2ghub.live.charger_frequency import Curve, parse_curve
 from v2ghub.live.ocpp_payloads import (
     Payload,
     number,
@@ -75,7 +76,13 @@ AC_MAX_KW = 22.0
 MODE_CHARGING_ONLY = "ChargingOnly"
 MODE_CENTRAL_SETPOINT = "CentralSetpoint"
 MODE_IDLE = "Idle"
-SUPPORTED_MODES = frozenset({MODE_CHARGING_ONLY, MODE_CENTRAL_SETPOINT, MODE_IDLE})
+MODE_CENTRAL_FREQUENCY = "CentralFrequency"
+MODE_LOCAL_FREQUENCY = "LocalFrequency"
+FREQUENCY_MODES = frozenset({MODE_CENTRAL_FREQUENCY, MODE_LOCAL_FREQUENCY})
+"""OCPP 2.1 V2X modes a station without V2X (or on 2.0.1) refuses: InvalidOperationMode."""
+SUPPORTED_MODES = frozenset(
+    {MODE_CHARGING_ONLY, MODE_CENTRAL_SETPOINT, MODE_IDLE, *FREQUENCY_MODES}
+)
 SUPPORTED_PURPOSES = frozenset({"TxProfile", "TxDefaultProfile", "ChargingStationMaxProfile"})
 
 
@@ -170,11 +177,12 @@ def transaction_event(
     transaction_id: str,
     trigger_reason: str,
     charging_state: str,
-    meter: Request,
+    meter: Request | list[Request],
     id_token: str | None = None,
     stopped_reason: str | None = None,
 ) -> Request:
-    """TransactionEvent (Started, Updated or Ended) of EVSE 1 with one meter value."""
+    """TransactionEvent (Started, Updated or Ended) of EVSE 1 with one meter value, or with
+    several (a list, oldest first: the samples of a station in a frequency mode)."""
     info: Request = {"transaction_id": transaction_id, "charging_state": charging_state}
     if stopped_reason is not None:
         info["stopped_reason"] = stopped_reason
@@ -184,7 +192,7 @@ def transaction_event(
         "trigger_reason": trigger_reason,
         "seq_no": seq_no,
         "transaction_info": info,
-        "meter_value": [meter],
+        "meter_value": meter if isinstance(meter, list) else [meter],
     }
     if event_type == "Started":
         payload["evse"] = {"id": 1, "connector_id": 1}
@@ -328,6 +336,12 @@ class SchedulePeriod:
     setpoint_kw: float | None
     discharge_limit_kw: float | None
     """<= 0: the most the vehicle may discharge (2.1 sends it negative)."""
+    baseline_kw: float = 0.0
+    """``v2xBaseline`` (frequency modes): the power the curve adds to."""
+    curve: Curve = ()
+    """The frequency modes' watt curve, points (x, kW): ``v2xSignalWattCurve`` (x: the
+    AFRRSignal integer) in CentralFrequency, ``v2xFreqWattCurve`` (x: Hz) in
+    LocalFrequency."""
 
 
 @dataclass(frozen=True)
@@ -359,6 +373,19 @@ class ChargingProfile:
             if period.start_s <= offset_s:
                 current = period
         return current
+
+    def next_change_after(self, at: datetime) -> datetime | None:
+        """The first instant after ``at`` where another period starts or the profile ends;
+        ``None`` when nothing changes (a Dynamic profile of one period, which has no start,
+        or the last period of one without a duration)."""
+        if self.start_at is None:
+            return None
+        offset_s = (at - self.start_at).total_seconds()
+        bounds = [p.start_s for p in self.periods]
+        if self.duration_s is not None:
+            bounds.append(self.duration_s)
+        later_s = [b for b in bounds if b > offset_s]
+        return None if not later_s else self.start_at + timedelta(seconds=min(later_s))
 
     def updated(self, update: ScheduleRates) -> ChargingProfile:
         """The profile after an UpdateDynamicSchedule: given rates replace the first period's."""
@@ -468,13 +495,56 @@ def _parse_period(
         raise ProfileRefusedError(reason, "this station cannot discharge")
     if mode == MODE_CENTRAL_SETPOINT and rates.setpoint_kw is None:
         raise ProfileRefusedError("MissingSetpoint", "CentralSetpoint needs a setpoint")
+    baseline_kw: float = 0.0
+    curve: Curve = ()
+    if mode in FREQUENCY_MODES:
+        baseline_kw, curve = _frequency_response(
+            period, mode=mode, field=field, version=version, can_discharge=can_discharge
+        )
     return SchedulePeriod(
         start_s=required_number(period, "start_period", field=f"{field}.startPeriod"),
         mode=mode,
         limit_kw=rates.limit_kw,
         setpoint_kw=rates.setpoint_kw,
         discharge_limit_kw=rates.discharge_limit_kw,
+        baseline_kw=baseline_kw,
+        curve=curve,
     )
+
+
+def _frequency_response(
+    period: Payload, *, mode: str, field: str, version: OcppVersion, can_discharge: bool
+) -> tuple[float, Curve]:
+    """``v2xBaseline`` (kW, 0 when absent) and the watt curve of a frequency-mode period.
+
+    Only a 2.1 V2X station follows these modes; others refuse them (InvalidOperationMode),
+    as do stations whose device model lists no such mode. A period without its curve is
+    refused with OCPP's own reason (NoSignalWattCurve, NoFreqWattCurve). The curve's and
+    the baseline's powers are in W whatever the schedule's ``chargingRateUnit``.
+    """
+    if version is not OcppVersion.V21 or not can_discharge:
+        raise ProfileRefusedError(
+            "InvalidOperationMode", f"operationMode {mode} needs a V2X OCPP 2.1 station"
+        )
+    if mode == MODE_CENTRAL_FREQUENCY:
+        key, x_key, name, missing = (
+            "v2x_signal_watt_curve",
+            "signal",
+            "v2xSignalWattCurve",
+            "NoSignalWattCurve",
+        )
+    else:
+        key, x_key, name, missing = (
+            "v2x_freq_watt_curve",
+            "frequency",
+            "v2xFreqWattCurve",
+            "NoFreqWattCurve",
+        )
+    if not period.get(key):
+        raise ProfileRefusedError(missing, f"operationMode {mode} needs a {name}")
+    curve = parse_curve(period.get(key), x_key=x_key, field=f"{field}.{name}")
+    baseline_w = number(period, "v2x_baseline", field=f"{field}.v2xBaseline")
+    return (0.0 if baseline_w is None else w_to_kw(baseline_w)), curve
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from array import array
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from types import ModuleType
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
 from ocpp.exceptions import NotSupportedError, OCPPError
 from ocpp.messages import Call, MessageType, unpack
@@ -30,6 +32,7 @@ from ocpp.v201.enums import Action as Action201
 
 from v2ghub.live.charger_config import ChargerConfig, FleetConfig, StationView
 from v2ghub.live.charger_fleet import BatteryBank
+from v2ghub.live.charger_frequency import RegulationSamples
 from v2ghub.live.charger_messages import CallAnswer, Request, Vehicle, later
 from v2ghub.live.clock import Clock
 from v2ghub.live.ocpp_adapter import deliver_answer, handle_call, handles, send_frame
@@ -64,6 +67,9 @@ class Collector:
     requests_received: Counter[str] = field(default_factory=Counter)
     requests_refused: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
+    afrr_delays_s: array[float] = field(default_factory=lambda: array("d"))
+    """Each AFRRSignal's delay from its timestamp to its arrival, wall seconds (the fleet's
+    clock, converted when accelerated); negative when it came ahead of its time."""
     reconnects: int = 0
     connect_failures: int = 0
 
@@ -83,8 +89,21 @@ class FleetContext(Protocol):
     @property
     def collector(self) -> Collector: ...
 
+    @property
+    def regulation(self) -> RegulationSamples: ...
+
+    @property
+    def profile_review_s(self) -> npt.NDArray[np.float64]:
+        """When each EVSE's profiles in force change next (``regulation`` time axis)."""
+
     def advance(self, now: datetime) -> None:
         """Step every battery to ``now`` (before any command changes)."""
+
+    def record_samples(self, now: datetime) -> None:
+        """Take the meter samples due at ``now`` (EVSEs in a frequency mode)."""
+
+    def refresh_commands(self, rows: npt.NDArray[np.intp], at: datetime) -> None:
+        """Set the commands of EVSEs ``rows`` (in a frequency mode) as at ``at``."""
 
 
 class _Profile(Protocol):
@@ -130,6 +149,8 @@ class StationBase(Generic[ProfileT]):
         self.profiles: dict[int, ProfileT] = {}
         self.heartbeat_interval_s = DEFAULT_HEARTBEAT_S
         self.serving = False
+        self.requests_received = 0
+        """Requests the CSMS sent this station (all kinds)."""
 
     # -- what a version decides --
 
@@ -305,7 +326,11 @@ class StationLink:
     start: Callable[[], Coroutine[Any, Any, None]]
     """The ``ocpp`` package's ``ChargePoint.start``: read frames until the line closes."""
 
+    arrived_at: datetime
+    """When the frame being handled arrived (the fleet's clock)."""
+
     async def route_message(self, raw_msg: str | bytes) -> None:
+        self.arrived_at = self.station.fleet.clock.now()
         try:
             message = unpack(raw_msg)
         except OCPPError:
@@ -320,6 +345,7 @@ class StationLink:
         stats = self.station.fleet.collector
         action = str(message.action)
         stats.requests_received[action] += 1
+        self.station.requests_received += 1
         try:
             if not handles(self, action):
                 known = action in _KNOWN_ACTIONS

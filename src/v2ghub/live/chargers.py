@@ -28,10 +28,11 @@ import logging
 import math
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import numpy as np
+import numpy.typing as npt
 from ocpp import v21, v201
 from ocpp.exceptions import OCPPError
 from ocpp.routing import on
@@ -48,12 +49,16 @@ from v2ghub.live.charger_config import (
     make_fleet_config,
 )
 from v2ghub.live.charger_fleet import BatteryBank
+from v2ghub.live.charger_frequency import FrequencyMode, GridFrequency, RegulationSamples
 from v2ghub.live.charger_messages import (
+    FREQUENCY_MODES,
+    MODE_CENTRAL_FREQUENCY,
     CallAnswer,
     ChargingProfile,
     ProfileCriteria,
     ProfileRefusedError,
     Request,
+    SchedulePeriod,
     ScheduleRates,
     boot_notification,
     charging_needs,
@@ -75,7 +80,7 @@ from v2ghub.live.charger_station import (
 from v2ghub.live.charger_station16 import Station16
 from v2ghub.live.clock import Clock
 from v2ghub.live.ocpp_adapter import ChargePoint21, ChargePoint201
-from v2ghub.live.ocpp_payloads import obj
+from v2ghub.live.ocpp_payloads import obj, parse_time
 from v2ghub.store.records import OcppVersion
 from v2ghub.units import SECONDS_PER_HOUR
 
@@ -93,6 +98,8 @@ __all__ = [
 ]
 
 RETRY_AFTER_ERROR_S = 60.0
+REGULATION_TICKS_PER_SAMPLE = 4
+"""While an EVSE is in a frequency mode the fleet ticks this often per sample interval."""
 MAX_METER_PHASES = 100
 """Stations are spread over this many slots of the meter interval, not all at once."""
 
@@ -126,7 +133,31 @@ class _Station(StationBase[ChargingProfile]):
     def sample(self, now: datetime) -> None:
         if self.profiles:
             self.apply_profiles(now)
+        if self.fleet.regulation.active(self.index):
+            return  # in a frequency mode the samples go in batches: report_regulation
         self._transaction_event("Updated", now, "MeterValuePeriodic", "Sample.Periodic")
+
+    def report_regulation(self, now: datetime) -> None:
+        """Send the samples taken in a frequency mode since the last report as one
+        TransactionEvent Updated (MeterValuePeriodic), one ``meterValue`` per sample."""
+        regulation = self.fleet.regulation
+        samples = regulation.take(self.index, regulation.seconds(now))
+        if not samples or self.transaction_id is None:
+            return
+        meters = [
+            meter_value(
+                at=sample.at,
+                import_wh=sample.import_wh,
+                export_wh=sample.export_wh,
+                power_kw=sample.power_kw,
+                soc=sample.soc,
+                context="Sample.Periodic",
+            )
+            for sample in samples
+        ]
+        self._transaction_event(
+            "Updated", now, "MeterValuePeriodic", "Sample.Periodic", meters=meters
+        )
 
     def start(self, now: datetime) -> None:
         vehicle = self.arrive(now)
@@ -145,6 +176,8 @@ class _Station(StationBase[ChargingProfile]):
         self.enqueue("NotifyEVChargingNeeds", needs)
 
     def end(self, now: datetime) -> None:
+        self.report_regulation(now)
+        self.fleet.regulation.stop(self.index)
         self._transaction_event(
             "Ended",
             now,
@@ -165,7 +198,9 @@ class _Station(StationBase[ChargingProfile]):
         *,
         id_token: str | None = None,
         stopped_reason: str | None = None,
+        meters: list[Request] | None = None,
     ) -> None:
+        """Queue a TransactionEvent with the meter now (or ``meters``, already taken)."""
         if self.transaction_id is None:
             return
         bank, i = self.fleet.bank, self.index
@@ -175,7 +210,7 @@ class _Station(StationBase[ChargingProfile]):
             state = "EVConnected"
         else:
             state = self.charging_state()
-        meter = meter_value(
+        meter = meters or meter_value(
             at=now,
             import_wh=float(bank.import_wh[i]),
             export_wh=float(bank.export_wh[i]),
@@ -254,25 +289,38 @@ class _Station(StationBase[ChargingProfile]):
         """Set the bank's command from the profiles in force at ``now``.
 
         TxProfile wins over TxDefaultProfile, the highest stack level within a purpose;
-        a ChargingStationMaxProfile caps the result. While offline longer than a
-        profile's ``maxOfflineDuration`` is not modelled: profiles stay in force.
+        a ChargingStationMaxProfile caps the result. A period in a frequency mode hands
+        the EVSE to the fleet's :class:`~v2ghub.live.charger_frequency.FrequencyModes`
+        (the cap joins its limits). The fleet calls this again when a period in force
+        ends (``profile_review_s``). While offline longer than a profile's
+        ``maxOfflineDuration`` is not modelled: profiles stay in force.
         """
         bank, i = self.fleet.bank, self.index
+        changes = (p.next_change_after(now) for p in self.profiles.values())
+        next_change = min((at for at in changes if at is not None), default=None)
+        self.fleet.profile_review_s[i] = (
+            math.inf if next_change is None else self.fleet.regulation.seconds(next_change)
+        )
         command_kw, follows = math.nan, False
+        chosen = None
         for purpose in ("TxProfile", "TxDefaultProfile"):
             ranked = sorted(
                 (p for p in self.profiles.values() if p.purpose == purpose),
                 key=lambda p: -p.stack_level,
             )
-            period = next((q for q in (p.period_at(now) for p in ranked) if q), None)
-            if period is not None:
-                command_kw, follows = period_command_kw(period)
+            chosen = next((q for q in (p.period_at(now) for p in ranked) if q), None)
+            if chosen is not None:
+                command_kw, follows = period_command_kw(chosen)
                 break
         caps = sorted(
             (p for p in self.profiles.values() if p.purpose == "ChargingStationMaxProfile"),
             key=lambda p: -p.stack_level,
         )
         cap = next((q for q in (p.period_at(now) for p in caps) if q), None)
+        if chosen is not None and chosen.mode in FREQUENCY_MODES:
+            self._follow_frequency(now, chosen, cap)
+            return
+        self._leave_frequency_mode(now)
         if cap is not None:
             command_kw = math.inf if math.isnan(command_kw) else command_kw
             if cap.limit_kw is not None:
@@ -281,6 +329,71 @@ class _Station(StationBase[ChargingProfile]):
                 command_kw = max(command_kw, cap.discharge_limit_kw)
         bank.command_kw[i] = command_kw
         bank.follows_setpoint[i] = follows
+
+    def _follow_frequency(
+        self, now: datetime, period: SchedulePeriod, cap: SchedulePeriod | None
+    ) -> None:
+        """Follow ``period``'s watt curve (CentralFrequency or LocalFrequency) within its
+        limits and ``cap``'s."""
+        cap_kw = None if cap is None or cap.limit_kw is None else max(cap.limit_kw, 0.0)
+        limits_kw = [period.limit_kw, cap_kw]
+        discharge_limits_kw = [
+            period.discharge_limit_kw,
+            None if cap is None else cap.discharge_limit_kw,
+        ]
+        limit_kw = min((x for x in limits_kw if x is not None), default=math.inf)
+        discharge_limit_kw = max(
+            (x for x in discharge_limits_kw if x is not None), default=-math.inf
+        )
+        fleet, i = self.fleet, self.index
+        mode = (
+            FrequencyMode.CENTRAL if period.mode == MODE_CENTRAL_FREQUENCY else FrequencyMode.LOCAL
+        )
+        fleet.bank.frequency.set_mode(
+            i,
+            mode,
+            baseline_kw=period.baseline_kw,
+            curve=period.curve,
+            limit_kw=limit_kw,
+            discharge_limit_kw=discharge_limit_kw,
+        )
+        if not fleet.regulation.active(i):
+            fleet.regulation.start(i, fleet.regulation.seconds(now))
+        fleet.refresh_commands(np.array([i]), now)
+
+    def _leave_frequency_mode(self, now: datetime) -> None:
+        """Back to the profiles' plain command: the samples taken so far, and one now, are
+        reported."""
+        fleet, i = self.fleet, self.index
+        if fleet.bank.frequency.mode[i] != FrequencyMode.NONE:
+            fleet.bank.frequency.clear(i)
+        if fleet.regulation.active(i):
+            fleet.regulation.next_sample_s[i] = fleet.regulation.seconds(now)
+            fleet.record_samples(now)
+            self.report_regulation(now)
+            fleet.regulation.stop(i)
+
+    def receive_signal(self, raw_timestamp: object, signal: int, *, arrived_at: datetime) -> str:
+        """An AFRRSignal: Accepted when the EVSE is in CentralFrequency mode (it follows the
+        signal from its timestamp, or from now if that has passed), else Rejected.
+
+        Records the delay from the timestamp to ``arrived_at`` (wall seconds)."""
+        fleet, i = self.fleet, self.index
+        at = parse_time(raw_timestamp, "timestamp")
+        fleet.collector.afrr_delays_s.append(fleet.clock.seconds(seconds_between(at, arrived_at)))
+        modes = fleet.bank.frequency
+        if modes.mode[i] != FrequencyMode.CENTRAL:
+            return "Rejected"
+        now = fleet.clock.now()
+        if at <= now:
+            fleet.advance(now)
+            modes.signal[i] = signal
+            fleet.refresh_commands(np.array([i]), now)
+        else:
+            # One signal waits per EVSE: a later one that arrives first replaces it.
+            modes.pending_signal[i] = signal
+            modes.pending_at_s[i] = fleet.regulation.seconds(at)
+        return "Accepted"
 
 
 class _Link(StationLink):
@@ -319,6 +432,12 @@ class _Link21(_Link, ChargePoint21):
     results = v21.call_result
     requests = v21.call
 
+    @on("AFRRSignal")
+    def on_afrr_signal(self, *, timestamp: object, signal: int, **_: object) -> object:
+        status = self.station.receive_signal(timestamp, signal, arrived_at=self.arrived_at)
+        reason = None if status == "Accepted" else "NoSignalWattCurve"
+        return self._answer("AFRRSignal", status, reason)
+
     @on("UpdateDynamicSchedule")
     def on_update_dynamic_schedule(
         self, *, charging_profile_id: int, schedule_update: object, **_: object
@@ -353,6 +472,19 @@ class ChargerFleet:
             discharge_efficiency=config.discharge_efficiency,
         )
         self.collector = Collector()
+        self.epoch = clock.now()
+        self.regulation = RegulationSamples(
+            len(config.stations),
+            epoch=self.epoch,
+            sample_s=config.regulation_sample_s,
+            report_s=config.regulation_report_s,
+        )
+        self.profile_review_s = np.full(len(config.stations), np.inf)
+        self.grid = (
+            GridFrequency.synthetic(seed=config.frequency_seed, day_of=self.epoch)
+            if config.frequency_trace is None
+            else GridFrequency(config.frequency_trace)
+        )
         self._stations = [_make_station(self, i, c) for i, c in enumerate(config.stations)]
         self._by_id = {s.config.station_id: s for s in self._stations}
         self._bank_at: datetime | None = None
@@ -366,11 +498,39 @@ class ChargerFleet:
         return self._by_id[station_id].view()
 
     def advance(self, now: datetime) -> None:
-        """Step every battery to ``now`` (before any command changes)."""
-        if self._bank_at is not None and now > self._bank_at:
-            self.bank.step(seconds_between(self._bank_at, now) / SECONDS_PER_HOUR)
-        if self._bank_at is None or now > self._bank_at:
+        """Step every battery to ``now`` (before any command changes).
+
+        AFRRSignals that wait for their timestamp take effect on the way, at that
+        instant; EVSEs in LocalFrequency mode hold the command of the frequency at the
+        start of each step (a step lasts at most one tick of the fleet).
+        """
+        if self._bank_at is None:
             self._bank_at = now
+            return
+        modes = self.bank.frequency
+        while (at_s := modes.next_pending_s(self.regulation.seconds(now))) is not None:
+            at = max(self.epoch + timedelta(seconds=at_s), self._bank_at)
+            self._step_to(at)
+            self.refresh_commands(modes.apply_pending(at_s), at)
+        self._step_to(now)
+
+    def _step_to(self, at: datetime) -> None:
+        assert self._bank_at is not None
+        if at <= self._bank_at:
+            return
+        local = np.flatnonzero(self.bank.frequency.mode == FrequencyMode.LOCAL)
+        if local.size:
+            self.refresh_commands(local, self._bank_at)
+        self.bank.step(seconds_between(self._bank_at, at) / SECONDS_PER_HOUR)
+        self._bank_at = at
+
+    def refresh_commands(self, rows: npt.NDArray[np.intp], at: datetime) -> None:
+        """Set the commands of the EVSEs ``rows`` (in a frequency mode) from their latest
+        signal or the grid frequency at ``at``."""
+        if rows.size:
+            frequency_hz = self.grid.at(at)
+            self.bank.command_kw[rows] = self.bank.frequency.command_kw(rows, frequency_hz)
+            self.bank.follows_setpoint[rows] = True
 
     async def run(
         self, *, duration_s: float | None = None, stop: asyncio.Event | None = None
@@ -378,6 +538,12 @@ class ChargerFleet:
         """Run until ``duration_s`` simulated seconds have passed or ``stop`` is set."""
         cpu0, wall0 = time.process_time(), time.perf_counter()
         start = self.clock.now()
+        if not self.grid.covers(start):
+            LOGGER.warning(
+                "the frequency trace does not cover %s: stations in LocalFrequency mode "
+                "measure the nominal frequency outside it",
+                start.isoformat(),
+            )
         self._bank_at = start
         tasks = [asyncio.create_task(self._keep_connected(s)) for s in self._stations]
         ticker = asyncio.create_task(self._tick(start))
@@ -406,12 +572,8 @@ class ChargerFleet:
     def stats(self) -> FleetStats:
         """Counts so far (final after :meth:`run` returns)."""
         c = self.collector
-        latencies = np.array(c.latencies_ms)
-        p50, p99 = (
-            (float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)))
-            if latencies.size
-            else (math.nan, math.nan)
-        )
+        p50, p99, _ = _percentiles(np.array(c.latencies_ms))
+        delay_p50, delay_p99, delay_max = _percentiles(np.frombuffer(c.afrr_delays_s))
         return FleetStats(
             calls_sent=dict(c.calls_sent),
             call_errors=dict(c.call_errors),
@@ -420,6 +582,9 @@ class ChargerFleet:
             requests_refused=dict(c.requests_refused),
             latency_p50_ms=p50,
             latency_p99_ms=p99,
+            afrr_delay_p50_s=delay_p50,
+            afrr_delay_p99_s=delay_p99,
+            afrr_delay_max_s=delay_max,
             reconnects=c.reconnects,
             connect_failures=c.connect_failures,
             unsent_events=sum(len(s.outbox) for s in self._stations),
@@ -433,6 +598,7 @@ class ChargerFleet:
                     soc=self.bank.soc(s.index),
                     transactions_started=s.visits,
                     transactions_ended=s.ended,
+                    requests_received=s.requests_received,
                 )
                 for s in self._stations
             },
@@ -441,19 +607,54 @@ class ChargerFleet:
     # -- the shared tick --
 
     async def _tick(self, start: datetime) -> None:
+        """Every ``meter_interval_s / phases`` one group of stations ticks; while any EVSE
+        is in a frequency mode, the fleet also ticks every quarter of
+        ``regulation_sample_s`` in between (samples, reports, periods that end)."""
         phases = max(1, min(MAX_METER_PHASES, len(self._stations)))
         groups = [self._stations[g::phases] for g in range(phases)]
         step_s = self.config.meter_interval_s / phases
-        k = 0
+        fine_step_s = self.config.regulation_sample_s / REGULATION_TICKS_PER_SAMPLE
+        k, last_s = 1, 0.0
         while not self._stopping.is_set():
-            k += 1
-            delay_s = k * step_s - seconds_between(start, self.clock.now())
+            target_s = k * step_s
+            between = self.bank.frequency.active() and last_s + fine_step_s < target_s
+            if between:
+                target_s = last_s + fine_step_s
+            delay_s = target_s - seconds_between(start, self.clock.now())
             if delay_s > 0:
                 await asyncio.sleep(self.clock.seconds(delay_s))
             now = self.clock.now()
             self.advance(now)
-            for s in groups[k % phases]:
-                s.tick(now)
+            self.regulation_tick(now)
+            if not between:
+                for s in groups[k % phases]:
+                    s.tick(now)
+                k += 1
+            last_s = target_s
+
+    def record_samples(self, now: datetime) -> None:
+        """Take the meter samples due at ``now`` (EVSEs in a frequency mode)."""
+        bank = self.bank
+        self.regulation.record(
+            self.regulation.seconds(now),
+            import_wh=bank.import_wh,
+            export_wh=bank.export_wh,
+            power_kw=bank.power_kw,
+            soc=np.where(bank.plugged, bank.energy_kwh / bank.capacity_kwh, np.nan),
+        )
+
+    def regulation_tick(self, now: datetime) -> None:
+        """Periods that end, samples and reports of the EVSEs in a frequency mode."""
+        now_s = self.regulation.seconds(now)
+        for i in np.flatnonzero(self.profile_review_s <= now_s):
+            self._stations[i].apply_profiles(now)
+        if not np.isfinite(self.regulation.next_report_s).any():
+            return
+        self.record_samples(now)
+        for i in self.regulation.due_reports(now_s):
+            station = self._stations[i]
+            if isinstance(station, _Station):
+                station.report_regulation(now)
 
     # -- one station's connection --
 
@@ -611,6 +812,14 @@ class ChargerFleet:
             self.collector.rejections[action] += 1
             LOGGER.warning("%s: %s answered %s", link.id, action, answer.status)
         return answer
+
+
+def _percentiles(values: npt.NDArray[np.float64]) -> tuple[float, float, float]:
+    """p50, p99 and max of ``values`` (NaN for none)."""
+    if not values.size:
+        return math.nan, math.nan, math.nan
+    p50, p99 = np.percentile(values, [50, 99])
+    return float(p50), float(p99), float(values.max())
 
 
 _FINE_STATUSES = frozenset({"Accepted", "Processing", "NoChargingProfile"})
