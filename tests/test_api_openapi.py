@@ -22,6 +22,9 @@ MAY_READ: dict[str, set[str]] = {
     "/api/v1/fleet/now": {"admin", "depot", "grid"},
     "/api/v1/fleet/envelope": {"admin", "grid"},
     "/api/v1/grid-events": {"admin", "depot", "grid"},
+    "/api/v1/grid/regulation": {"admin", "depot", "grid"},
+    "/api/v1/grid/regulation/commitments": {"admin", "depot", "grid"},
+    "/api/v1/grid/regulation/response": {"admin", "depot", "grid"},
     "/api/v1/history": {"admin", "depot", "grid"},
     "/api/v1/stations": {"admin", "depot"},
     "/api/v1/sessions": {"admin", "depot", "alice"},
@@ -91,10 +94,14 @@ def test_every_write_names_its_body_and_needs_a_token(api: TestClient) -> None:
         ("/api/v1/grid-events/demand-response", "post"),
         ("/api/v1/grid-events/site-limits", "post"),
         ("/api/v1/grid-events/{event_id}", "delete"),
+        ("/api/v1/grid/regulation/commitments", "post"),
+        ("/api/v1/grid/regulation/commitments/{commitment_id}", "delete"),
+        ("/api/v1/grid/regulation/signal", "post"),
     ]
     for path, method, operation in writes:
         assert operation["security"] == [{"token": []}]
         if method == "post":
             assert "requestBody" in operation
-        response = api.request(method.upper(), path.replace("{event_id}", "1"), json={})
+        concrete = path.replace("{event_id}", "1").replace("{commitment_id}", "1")
+        response = api.request(method.upper(), concrete, json={})
         assert response.status_code == 401

@@ -24,6 +24,7 @@ from v2ghub.api import (
     health,
     history,
     money,
+    regulation,
     run_view,
     sessions,
     stations,
@@ -95,6 +96,7 @@ def create_app(api: ApiContext) -> FastAPI:
     for module in (
         fleet,
         grid_events,
+        regulation,
         health,
         history,
         stations,

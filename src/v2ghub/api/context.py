@@ -3,8 +3,10 @@ connected now, the settlement ledger and the metrics; one :class:`ApiContext` pe
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -13,13 +15,49 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 
 from v2ghub.live.clock import Clock
+from v2ghub.live.grid_services import GridServices
 from v2ghub.live.live_state import LiveStatus
 from v2ghub.live.metrics import LiveMetrics
+from v2ghub.regulation.live_score import LiveRegulationHour
+from v2ghub.store.regulation import SignalSample
 from v2ghub.store.repository import Store
+
+LOG = logging.getLogger(__name__)
 
 
 def _nobody() -> frozenset[str]:
     return frozenset()
+
+
+@dataclass(frozen=True)
+class ControlLink:
+    """The control loop as the web API's thread reaches it: the event loop it runs on (the
+    OCPP server's, not the web's), its re-plan trigger and its grid services. Everything
+    handed over goes through ``loop.call_soon_threadsafe``."""
+
+    loop: asyncio.AbstractEventLoop
+    trigger: Callable[[str], None]
+    """The control loop's :meth:`~v2ghub.live.control.ControlLoop.trigger`."""
+    grid_services: GridServices | None = None
+
+    def _call(self, function: Callable[..., object], *args: object) -> bool:
+        try:
+            self.loop.call_soon_threadsafe(function, *args)
+        except RuntimeError:  # the loop is closed: the server is stopping
+            LOG.warning("the control loop is gone: %s not handed over", function)
+            return False
+        return True
+
+    def replan(self, reason: str) -> bool:
+        """Ask for a plan soon; whether the loop was there to ask."""
+        return self._call(self.trigger, reason)
+
+    def post_signal(self, samples: Sequence[SignalSample]) -> bool:
+        """Hand recorded signal samples to the broadcaster; whether there is one."""
+        services = self.grid_services
+        if services is None or services.broadcaster is None:
+            return False
+        return self._call(services.broadcaster.post, list(samples))
 
 
 @dataclass
@@ -52,6 +90,13 @@ class ApiContext:
     )
     """Per set of visible sites, the latest plan's rows as the API shows them
     (:func:`v2ghub.api.fleet.fleet_now` keeps them, to make them once per plan)."""
+    control: ControlLink | None = None
+    """The running control loop (None: none, or not reachable from here)."""
+    regulation_hours: dict[tuple[int, datetime], LiveRegulationHour] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """Scored committed hours that can no longer change, by (commitment, hour start)
+    (:mod:`v2ghub.api.regulation_view` keeps them: an hour is scored once)."""
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -4,13 +4,14 @@ scrape) and :func:`web_pages`, which serves it while ``serve`` runs."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from v2ghub.api.app import create_app
-from v2ghub.api.context import ApiContext
+from v2ghub.api.context import ApiContext, ControlLink
 from v2ghub.api.web_server import WebServer, WebSettings
 from v2ghub.live.commands import Running
 from v2ghub.live.control import ControlLoop
@@ -29,7 +30,8 @@ def live_context(
     ledger_path: Path | None = None,
     run_folder: Path | None = None,
 ) -> ApiContext:
-    """What the web API of a running ``serve`` reads."""
+    """What the web API of a running ``serve`` reads. Called on the control loop's event
+    loop, it links the API to it (posted regulation signals, re-plans)."""
     timezone = ZoneInfo(pilot_cities()[settings.city].tariff().timezone)
     status = control.status
     since = server.clock.now() - status.power_log.keep
@@ -65,7 +67,14 @@ def live_context(
         "Vehicles in the last plan",
         lambda: len(status.latest.vehicles) if status.latest is not None else 0,
     )
+    try:
+        link = ControlLink(
+            asyncio.get_running_loop(), control.trigger, grid_services=control.grid_services
+        )
+    except RuntimeError:  # not on an event loop: nothing to hand work to
+        link = None
     return ApiContext(
+        control=link,
         store=store,
         clock=server.clock,
         timezone=timezone,
