@@ -22,8 +22,11 @@ from hypothesis import strategies as st
 from ocpp.exceptions import OCPPError
 from ocpp.v21 import call as call21
 from ocpp.v201 import call as call201
+from rich.console import Console
 
 from tests.test_chargers import Csms, run_with_csms, until
+from v2ghub.cli import build_parser
+from v2ghub.errors import InputError
 from v2ghub.live.charger_fleet import BatteryBank
 from v2ghub.live.charger_frequency import (
     MAX_CURVE_POINTS,
@@ -39,6 +42,7 @@ from v2ghub.live.charger_messages import (
 )
 from v2ghub.live.chargers import ChargerConfig, ChargerFleet, FleetConfig, _Station
 from v2ghub.live.clock import ScaledClock
+from v2ghub.live.commands import run_live_command
 from v2ghub.live.security import generate_password, hash_password
 from v2ghub.live.server import CsmsServer, ServerSettings
 from v2ghub.regulation.frequency_response import droop_fraction
@@ -627,3 +631,34 @@ async def test_the_server_stores_every_batched_sample(tmp_path: Path) -> None:
             for m in payload["meter_value"]
         ]
         assert [r.power_kw for r in rows] == pytest.approx([p / 1000 for p in powers])
+
+
+def test_the_chargers_command_takes_the_regulation_options(tmp_path: Path) -> None:
+    args = build_parser().parse_args(
+        ["chargers", "--frequency-seed", "7", "--regulation-sample-s", "1"]
+    )
+    assert (args.frequency_seed, args.regulation_sample_s, args.regulation_report_s) == (
+        7,
+        1.0,
+        10.0,
+    )
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(
+            ["chargers", "--frequency-seed", "1", "--frequency-file", "f.csv"]
+        )
+    bad = tmp_path / "frequency.csv"
+    bad.write_text(
+        "time,frequency_hz\n2026-07-01T10:00:00+00:00,50.0\n2026-07-01T10:00:01+00:00,60\n"
+    )
+    args = build_parser().parse_args(
+        ["chargers", "--frequency-file", str(bad), "--data-dir", str(tmp_path / "data")]
+    )
+    with pytest.raises(InputError, match=r"frequency\.csv.*row 3.*frequency_hz"):
+        run_live_command(args, Console(quiet=True))
+    args = build_parser().parse_args(
+        ["chargers", "--regulation-sample-s", "20", "--data-dir", str(tmp_path / "data")]
+    )
+    with pytest.raises(InputError, match="regulation_sample_s <= regulation_report_s"):
+        run_live_command(args, Console(quiet=True))
+    with pytest.raises(ValueError, match=r"need 0 < regulation_sample_s <= regulation_report_s"):
+        FleetConfig(url="ws://x", stations=(), regulation_sample_s=0.0)

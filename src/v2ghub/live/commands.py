@@ -39,6 +39,7 @@ from v2ghub.live.server import CsmsServer, ServerSettings
 from v2ghub.planning import PLANNERS, make_planner
 from v2ghub.scenarios.catalog import city_name, pilot_cities
 from v2ghub.scenarios.config import GridShape, load_scenario
+from v2ghub.scenarios.signals_csv import load_frequency_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
 from v2ghub.store.repository import Store
 
@@ -307,6 +308,31 @@ def _add_chargers_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
     chargers.add_argument(
         "--ca-file", type=Path, help="certificate to trust for wss:// (the server's)"
     )
+    frequency = chargers.add_mutually_exclusive_group()
+    frequency.add_argument(
+        "--frequency-file",
+        type=Path,
+        help="grid frequency CSV (columns time, frequency_hz) the stations measure in "
+        "LocalFrequency mode, at the chargers' clock time (50 Hz outside the file)",
+    )
+    frequency.add_argument(
+        "--frequency-seed",
+        type=int,
+        default=0,
+        help="seed of the synthetic grid frequency used without --frequency-file (default 0)",
+    )
+    chargers.add_argument(
+        "--regulation-sample-s",
+        type=float,
+        default=2.0,
+        help="seconds between the meter samples of a station in a frequency mode (default 2)",
+    )
+    chargers.add_argument(
+        "--regulation-report-s",
+        type=float,
+        default=10.0,
+        help="seconds between the messages that carry those samples (default 10)",
+    )
     _clock_options(chargers)
 
 
@@ -568,6 +594,12 @@ def _chargers(args: argparse.Namespace, console: Console) -> int:
             seed=args.seed,
             meter_interval_s=args.meter_interval,
             ssl_context=ssl_context,
+            regulation_sample_s=args.regulation_sample_s,
+            regulation_report_s=args.regulation_report_s,
+            frequency_trace=(
+                None if args.frequency_file is None else load_frequency_csv(args.frequency_file)
+            ),
+            frequency_seed=args.frequency_seed,
         )
     except ValueError as error:
         raise InputError(str(error)) from error
@@ -580,7 +612,13 @@ def _chargers(args: argparse.Namespace, console: Console) -> int:
         f"sent {sum(stats.calls_sent.values()):,} requests ({stats.meter_values_sent:,} meter "
         f"values), {errors:,} CallErrors, {sum(stats.rejections.values()):,} rejections; "
         f"latency p50 {stats.latency_p50_ms:.1f} ms, p99 {stats.latency_p99_ms:.1f} ms; "
-        f"{stats.reconnects} reconnects; {stats.unsent_events} events unsent",
+        f"{stats.reconnects} reconnects; {stats.unsent_events} events unsent"
+        + (
+            f"; {afrr:,} AFRRSignals, delay p50 {stats.afrr_delay_p50_s:.3f} s, "
+            f"p99 {stats.afrr_delay_p99_s:.3f} s"
+            if (afrr := stats.requests_received.get("AFRRSignal", 0))
+            else ""
+        ),
         markup=False,
         highlight=False,
         soft_wrap=True,
