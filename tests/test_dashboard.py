@@ -240,11 +240,30 @@ async def test_logout_clears_the_cookie(client: httpx.AsyncClient) -> None:
 
 # The page per role ---------------------------------------------------------------------------
 
-CARDS = ("vehicles", "envelope", "event-form", "stations", "today", "owner", "power", "sites")
+CARDS = (
+    "vehicles",
+    "envelope",
+    "event-form",
+    "stations",
+    "today",
+    "owner",
+    "power",
+    "sites",
+    "regulation",
+)
 SEES = {
-    Role.ADMIN: {"vehicles", "envelope", "event-form", "stations", "today", "power", "sites"},
-    Role.OPERATOR: {"vehicles", "event-form", "stations", "today", "power", "sites"},
-    Role.GRID: {"envelope", "event-form", "power", "sites"},
+    Role.ADMIN: {
+        "vehicles",
+        "envelope",
+        "event-form",
+        "stations",
+        "today",
+        "power",
+        "sites",
+        "regulation",
+    },
+    Role.OPERATOR: {"vehicles", "event-form", "stations", "today", "power", "sites", "regulation"},
+    Role.GRID: {"envelope", "event-form", "power", "sites", "regulation"},
     Role.OWNER: {"owner"},
 }
 
@@ -270,6 +289,32 @@ async def test_each_role_gets_only_its_cards(client: httpx.AsyncClient, role: Ro
     assert config["sites"] == (["north"] if role is Role.OPERATOR else [])
     assert 'id="run"' not in page  # no run folder shown
     assert 'data-tab="run"' not in page
+
+
+async def test_the_regulation_card_has_its_parts_and_asks_the_regulation_api(
+    client: httpx.AsyncClient,
+) -> None:
+    page = (await (await _logged_in(client, Role.GRID)).get("/")).text
+    card = page[
+        page.index('id="regulation"') : page.index("</section>", page.index('id="regulation"'))
+    ]
+    for part in (
+        "regulation-capacity",
+        "regulation-participants",
+        "regulation-shares",
+        "regulation-left-out",
+        "regulation-signal",
+        "regulation-chart",
+        "regulation-hours",
+    ):
+        assert f'id="{part}"' in card, part
+    headings = ("Composite", "Correlation", "Delay", "Precision")
+    assert [f'<th class="num">{h}</th>' in card for h in headings] == [True] * len(headings)
+    script = (await client.get("/static/regulation.js")).text
+    assert '"/api/v1/grid/regulation"' in script
+    assert '"/api/v1/grid/regulation/response"' in script
+    assert "export function startRegulation()" in script
+    assert "startRegulation();" in (await client.get("/static/dashboard.js")).text
 
 
 async def test_the_page_loads_nothing_from_elsewhere_and_forbids_it(
@@ -305,7 +350,7 @@ async def test_plotly_is_served_from_the_package_with_a_long_cache(
     assert own.headers["cache-control"] == "no-cache"
     assert b"new EventSource(" in own.content
     # The modules the page's script imports, each served and each imported by another.
-    names = ("common.js", "cards.js", "events.js", "power.js", "run.js")
+    names = ("common.js", "cards.js", "events.js", "power.js", "regulation.js", "run.js")
     modules = [await client.get(f"/static/{name}") for name in names]
     assert [m.status_code for m in modules] == [200] * len(names)
     assert all(m.headers["content-type"].startswith("text/javascript") for m in modules)

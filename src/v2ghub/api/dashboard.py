@@ -61,6 +61,7 @@ CARD_ROLES: dict[str, tuple[Role, ...]] = {
     "envelope": (Role.ADMIN, Role.GRID),
     "vehicles": NEAR,
     "events": LIVE,
+    "regulation": LIVE,
     "stations": NEAR,
     "today": NEAR,
 }
@@ -68,6 +69,7 @@ CARD_ROLES: dict[str, tuple[Role, ...]] = {
 LIVE_LAYOUT: tuple[tuple[tuple[str, ...], ...], ...] = (
     (("summary",),),
     (("power",), ("sites", "envelope")),
+    (("regulation",),),
     (("vehicles",), ("events",)),
     (("stations",), ("today",)),
 )
@@ -91,7 +93,15 @@ STATIC = {
     # The page's script (an ES module) and those it imports.
     **{
         name: StaticFile(HERE / "static" / name, "text/javascript", "no-cache")
-        for name in ("dashboard.js", "common.js", "cards.js", "events.js", "power.js", "run.js")
+        for name in (
+            "dashboard.js",
+            "common.js",
+            "cards.js",
+            "events.js",
+            "power.js",
+            "regulation.js",
+            "run.js",
+        )
     },
 }
 

@@ -6,6 +6,7 @@ import { $, REFRESH_MS, banner, cityClock, config, getJson, offsetLabel, offsetO
 import { loadStations, loadToday, renderEnvelope, renderScopes, renderSites, renderStations, renderSummary, renderVehicles } from "./cards.js";
 import { initEventForm, renderEvents } from "./events.js";
 import { notePower, renderPower } from "./power.js";
+import { startRegulation } from "./regulation.js";
 import { loadOwner, loadRun } from "./run.js";
 
 const OWNER_REFRESH_MS = 30000;
@@ -85,6 +86,7 @@ function start() {
     loadToday();
     window.setInterval(loadStations, REFRESH_MS);
     window.setInterval(loadToday, REFRESH_MS);
+    startRegulation();
   } else if (config.run) {
     setLiveState("live", "twin run");
     loadRun();
