@@ -34,6 +34,7 @@ from v2ghub.live.clock import Clock, ScaledClock, SystemClock
 from v2ghub.live.control import ControlLoop
 from v2ghub.live.live_problem import ControlSettings, LiveSite, warm_up
 from v2ghub.live.openadr_ven import openadr_ven
+from v2ghub.live.regulation_options import add_regulation_options, grid_services_from_args
 from v2ghub.live.security import generate_password, hash_password, is_loopback
 from v2ghub.live.server import CsmsServer, ServerSettings
 from v2ghub.planning import PLANNERS, make_planner
@@ -197,6 +198,7 @@ def add_live_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         action="store_true",
         help="allow plain ws:// (OCPP security profile 1) on a non-loopback address",
     )
+    add_regulation_options(serve)
     _clock_options(serve)
     _openadr_options(serve)
 
@@ -525,7 +527,10 @@ async def _serve_until_stopped(
     planner = make_planner(settings.planner)
     warm_up(planner, settings, now=clock.now())
     async with CsmsServer(store, server_settings, clock=clock) as server:
-        control = server.control_loop(planner, settings)
+        services = grid_services_from_args(
+            args, store, clock=clock, call_station=server.call_station
+        )
+        control = server.control_loop(planner, settings, grid_services=services)
         stations = store.stations()
         console.print(
             f"v2ghub serve: listening on {server.url}/<station id> (ocpp2.1, ocpp2.0.1); "
