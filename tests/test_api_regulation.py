@@ -16,7 +16,7 @@ import asyncio
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -446,7 +446,9 @@ def test_regulation_now_shows_the_commitment_the_shares_the_broadcast_and_the_sc
     assert hour["evse_count"] == 1
     assert hour["reporting_share"] == 1.0
     assert hour["mileage_mw"] > 0
-    # A settled hour is kept: asking again reads no readings.
+    # The hour ended more than a minute ago: its score is kept, not made again.
+    context: ApiContext = api.app.state.api  # type: ignore[attr-defined]
+    assert list(context.regulation_hours) == [(commitment_id, local(11).astimezone(UTC))]
     again = api.get(BASE, headers=bearer("depot")).json()
     assert again["hours"] == hours
 

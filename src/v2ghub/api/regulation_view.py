@@ -99,8 +99,9 @@ def scored_hours(api: ApiContext, now: datetime) -> list[LiveRegulationHour]:
             if hour + HOUR + SETTLED_AFTER <= now:
                 kept[key] = found
         out.append(found)
-    for key in [k for k in kept if k[1] < start - HOUR]:  # forget the days before
-        del kept[key]
+    # Requests run on several threads: list() copies the keys at once, pop() may miss.
+    for key in [k for k in list(kept) if k[1] < start - HOUR]:  # forget the days before
+        kept.pop(key, None)
     return out
 
 

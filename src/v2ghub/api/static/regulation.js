@@ -90,19 +90,22 @@ function renderResponse(series) {
   const x = [];
   const signal = [];
   const response = [];
+  let next = null; // where the previous segment's next sample would be, ms
   for (const segment of series.segments) {
-    if (x.length) {
-      // A gap between committed hours is drawn as one.
-      x.push(x[x.length - 1]);
+    const first = Date.parse(segment.first_at);
+    const stepMs = segment.step_s * 1000;
+    if (next !== null && first > next + stepMs / 2) {
+      // Time between committed hours is drawn as a gap.
+      x.push(cityIso(next));
       signal.push(null);
       response.push(null);
     }
-    const first = Date.parse(segment.first_at);
     segment.signal.forEach((value, k) => {
-      x.push(cityIso(first + k * segment.step_s * 1000));
+      x.push(cityIso(first + k * stepMs));
       signal.push(value);
       response.push(segment.response[k]);
     });
+    next = first + segment.signal.length * stepMs;
   }
   const traces = [
     { name: "signal", x: x, y: signal, mode: "lines", line: { color: COLORS.planned, width: 2, shape: "hv" }, hovertemplate: "%{y:.3f}<extra>signal</extra>" },
