@@ -129,7 +129,9 @@ class Live:
 def live(store: Store) -> Iterator[Live]:
     loop = asyncio.new_event_loop()
 
-    async def call_station(station_id: str, request: object) -> SendOutcome:
+    async def call_station(
+        station_id: str, payload: object, *, validated: bool = False
+    ) -> SendOutcome:
         return ACCEPTED
 
     broadcaster = SignalBroadcaster(clock=FixedClock(NOW), call_station=call_station, store=store)

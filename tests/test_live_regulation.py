@@ -170,7 +170,10 @@ class Calls:
     def __init__(self) -> None:
         self.sent: list[tuple[str, int, str]] = []
 
-    async def __call__(self, station_id: str, payload: object) -> SendOutcome:
+    async def __call__(
+        self, station_id: str, payload: object, *, validated: bool = False
+    ) -> SendOutcome:
+        assert validated  # a broadcast checks its payload once
         assert isinstance(payload, call_v21.AFRRSignal)
         self.sent.append((station_id, payload.signal, payload.timestamp))
         return ACCEPTED

@@ -247,16 +247,20 @@ class StationConnection:
     def prepared(self) -> None:
         """Called once the connection is set up (a version's own state starts here)."""
 
-    async def request(self, payload: object) -> object:
+    async def request(self, payload: object, *, validated: bool = False) -> object:
         """Send a request to the station and return its answer.
 
         Raises ``OCPPError`` when the station answers with a CallError and
         ``TimeoutError`` when it does not answer in time: never a silent ``None``.
+        ``validated``: the payload was checked against its schema already; neither it nor
+        the answer is checked again.
         """
         unique_id = str(uuid.uuid4())
         self._awaited.add(unique_id)
         try:
-            answer: object = await self.call(payload, suppress=False, unique_id=unique_id)
+            answer: object = await self.call(
+                payload, suppress=False, unique_id=unique_id, skip_schema_validation=validated
+            )
             return answer
         finally:
             self._awaited.discard(unique_id)

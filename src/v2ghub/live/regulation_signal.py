@@ -31,10 +31,11 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from ocpp.messages import Call, validate_payload
 from ocpp.v21 import call as call_v21
 
 from v2ghub.defaults import REGULATION_SIGNAL_STEP_S
@@ -47,6 +48,9 @@ from v2ghub.units import signal_to_afrr
 
 LOG = logging.getLogger(__name__)
 
+OCPP_21 = "2.1"
+"""The ``ocpp`` package's name of the schemas AFRRSignal is checked against."""
+
 POSTED_SIGNAL_HOLD_S = 60.0
 """How long a posted sample holds with no newer one (clock seconds)."""
 RESEND_UNCHANGED_S = 30.0
@@ -54,7 +58,11 @@ RESEND_UNCHANGED_S = 30.0
 RECORD_BATCH = 30
 """Replayed samples are written to the store this many at a time."""
 
-CallStation = Callable[[str, object], Awaitable[SendOutcome]]
+
+class CallStation(Protocol):
+    def __call__(
+        self, station_id: str, payload: object, *, validated: bool = False
+    ) -> Awaitable[SendOutcome]: ...
 
 
 class SignalStore(Protocol):
@@ -178,6 +186,13 @@ class SignalBroadcaster:
         if not stations:
             return 0
         request = call_v21.AFRRSignal(timestamp=utc_timestamp(at), signal=value)
+        # Checked once here, not once per station: the payload is the same for all.
+        frame = Call(
+            unique_id="-",
+            action="AFRRSignal",
+            payload={"timestamp": request.timestamp, "signal": value},
+        )
+        await validate_payload(frame, OCPP_21)
         started = time.perf_counter()
         outcomes = await asyncio.gather(
             *(self._send(station_id, request) for station_id in stations)
@@ -193,7 +208,7 @@ class SignalBroadcaster:
     async def _send(self, station_id: str, request: call_v21.AFRRSignal) -> SendOutcome:
         try:
             return await asyncio.wait_for(
-                self.call_station(station_id, request), self.send_timeout_s
+                self.call_station(station_id, request, validated=True), self.send_timeout_s
             )
         except TimeoutError:
             return SendOutcome(SendStatus.TIMEOUT)

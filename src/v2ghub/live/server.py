@@ -460,23 +460,29 @@ class CsmsServer:
 
     # --- requests to stations -------------------------------------------------------------
 
-    async def call_station(self, station_id: str, payload: object) -> SendOutcome:
+    async def call_station(
+        self, station_id: str, payload: object, *, validated: bool = False
+    ) -> SendOutcome:
         """Send ``payload`` to a station; the answer, or why there is none.
 
         The outcome is ``Accepted``/``Rejected`` as the station answered, a CallError, a
-        timeout or ``Offline``; it never raises for a station's failure.
+        timeout or ``Offline``; it never raises for a station's failure. ``validated``: the
+        caller checked the payload against its schema already (a broadcast checks its one
+        payload once, not once per station), and the answer is not checked either.
         """
         station = self.stations.get(station_id)
         if station is None:
             return OFFLINE
         try:
-            result = await station.request(payload)
+            result = await station.request(payload, validated=validated)
         except OCPPError as error:
             return SendOutcome(SendStatus.CALL_ERROR, f"{error.code}: {error.description}")
         except TimeoutError:
             return SendOutcome(SendStatus.TIMEOUT)
         except ConnectionClosed:
             return OFFLINE
+        except (TypeError, ValueError) as error:  # an unchecked answer that is not one
+            return SendOutcome(SendStatus.ERROR, f"{type(error).__name__}: {error}")
         return answer_outcome(result)
 
     async def send_setpoint(self, command: SetpointCommand) -> SendOutcome:
