@@ -4,6 +4,8 @@ frequency-mode profiles, the signal broadcast, commitment files and DR baselines
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,11 @@ from hypothesis import strategies as st
 from ocpp.v21 import call as call_v21
 from ocpp.v21 import enums as enums_v21
 
-from tests.test_control import PEAK, SETTINGS, session
+from tests.test_control import PEAK, SETTINGS, MemoryStore, StoppedClock, session, until
 from v2ghub.errors import InputError
 from v2ghub.live.clock import ScaledClock
-from v2ghub.live.control import setpoint_commands
-from v2ghub.live.grid_services import PlanAt, event_baseline
+from v2ghub.live.control import ControlLoop, SetpointCommand, setpoint_commands
+from v2ghub.live.grid_services import GridServices, PlanAt, event_baseline
 from v2ghub.live.live_problem import LiveSite, build_problem, plan
 from v2ghub.live.outcomes import ACCEPTED, SendOutcome
 from v2ghub.live.profiles import profile_request
@@ -29,8 +31,8 @@ from v2ghub.live.regulation_signal import SignalBroadcaster
 from v2ghub.planning import make_planner
 from v2ghub.regulation.signals import RegulationSignal
 from v2ghub.store.grid_events import GridEvent, GridEventKind
-from v2ghub.store.records import OcppVersion
-from v2ghub.store.regulation import Commitment, RegulationMode, SignalSample
+from v2ghub.store.records import OcppVersion, PluggedSession
+from v2ghub.store.regulation import BaselineStep, Commitment, RegulationMode, Share, SignalSample
 
 NOW = PEAK.astimezone(UTC)
 
@@ -279,3 +281,83 @@ def test_a_dr_baseline_is_the_site_plan_over_the_event() -> None:
     assert {s.step_s for s in steps} == {round(step.total_seconds())}
     other = GridEvent(**{**event.__dict__, "site_id": "nowhere"})
     assert event_baseline(PlanAt(live, schedule, NOW), other) == []
+
+
+class RegulationMemoryStore(MemoryStore):
+    """The in-test store, with the grid services' reads and writes."""
+
+    def __init__(self, sessions: list[PluggedSession]) -> None:
+        super().__init__(sessions)
+        self.commitment: Commitment | None = None
+        self.shares: list[Share] = []
+        self.events_in_store: list[GridEvent] = []
+        self.baselines: list[BaselineStep] = []
+
+    def commitment_in_force(self, now: datetime) -> Commitment | None:
+        return self.commitment if self.commitment and self.commitment.in_force(now) else None
+
+    def record_shares(self, shares: Sequence[Share]) -> None:
+        self.shares.extend(shares)
+
+    def grid_events(self, **_: Any) -> list[GridEvent]:
+        return list(self.events_in_store)
+
+    def baselined_event_ids(self, event_ids: Sequence[int]) -> set[int]:
+        return {s.event_id for s in self.baselines} & set(event_ids)
+
+    def record_baselines(self, steps: Sequence[BaselineStep]) -> None:
+        self.baselines.extend(steps)
+
+
+def test_a_commitment_that_starts_re_plans_at_once_and_a_dr_event_gets_its_baseline() -> None:
+    store = RegulationMemoryStore([session(1, PEAK), session(2, PEAK)])
+    settings = replace(SETTINGS, control_interval_s=3600.0, grid_poll_s=0.02, debounce_s=0.01)
+    sent: list[SetpointCommand] = []
+
+    async def send(command: SetpointCommand) -> SendOutcome:
+        sent.append(command)
+        return ACCEPTED
+
+    async def scenario() -> None:
+        loop = ControlLoop(
+            store=store,
+            planner=make_planner("fast"),
+            settings=settings,
+            clock=StoppedClock(NOW),
+            send=send,
+            grid_services=GridServices(store),
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(loop.run(stop))
+        await until(lambda: len(store.setpoints) == 2)
+        assert all(c.regulation is None for c in sent)
+        # A commitment starts (recorded by the API, or its hour comes): shares at once.
+        store.commitment = commitment(4.0)
+        await until(lambda: len(store.shares) == 2)
+        assert {s.commitment_id for s in store.shares} == {7}
+        assert sum(s.raise_share_kw for s in store.shares) == pytest.approx(4.0, abs=0.002)
+        # A demand-response event arrives: its baseline is the plan made before it.
+        store.events_in_store = [
+            GridEvent(
+                event_id=9,
+                site_id="a",
+                kind=GridEventKind.DEMAND_RESPONSE,
+                import_limit_kw=0.0,
+                export_limit_kw=None,
+                starts_at=NOW,
+                ends_at=NOW + timedelta(hours=1),
+                reason="dr",
+                source="test",
+                recorded_at=NOW,
+            )
+        ]
+        store.grid_limits = {"a": (0.0, 50.0)}
+        await until(lambda: len(store.baselines) > 0)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    assert store.reads == 3  # the start, the commitment, the event: not the hourly interval
+    assert {b.event_id for b in store.baselines} == {9}
+    assert len(store.baselines) == 4  # the hour's four 15-min steps
+    assert all(b.site_id == "a" for b in store.baselines)

@@ -276,6 +276,11 @@ class _Planned:
     commitment: Commitment | None = None
 
 
+def _commitment_key(commitment: Commitment | None) -> tuple[int, float] | None:
+    """What identifies the commitment a plan follows (an edited capacity is a change)."""
+    return None if commitment is None else (commitment.commitment_id, commitment.capacity_kw)
+
+
 def _accepted(task: asyncio.Future[SendOutcome]) -> bool:
     return task.done() and task.result().accepted
 
@@ -621,18 +626,31 @@ class ControlLoop:
                     await task
 
     async def _watch_grid_events(self, stop: asyncio.Event) -> None:
-        """Re-plan as soon as the site limits in force change: a grid event recorded
-        (by ``v2ghub site limit``, from any process) or one starting or ending."""
+        """Re-plan as soon as the site limits in force change (a grid event recorded by
+        ``v2ghub site limit`` or the API, from any process, or one starting or ending),
+        or the regulation commitment in force does (one starting, ending or cancelled)."""
+        services = self.grid_services
         while not stop.is_set():
             await asyncio.sleep(self.settings.grid_poll_s)
+            now = self.clock.now()
             try:
-                limits = await asyncio.to_thread(self.store.site_limits, self.clock.now())
+                limits = await asyncio.to_thread(self.store.site_limits, now)
+                commitment = (
+                    None
+                    if services is None
+                    else await asyncio.to_thread(services.read_commitment, now)
+                )
             except Exception:
                 LOG.exception("could not read the grid events")
                 continue
             if self._grid_limits is not None and limits != self._grid_limits:
                 self._grid_limits = limits
                 self.trigger("grid event: site limits changed")
+            if services is not None and _commitment_key(commitment) != _commitment_key(
+                services.commitment
+            ):
+                services.commitment = commitment  # one trigger per change
+                self.trigger("regulation: the commitment in force changed")
 
     async def _run(self, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
         while not stop.is_set():
