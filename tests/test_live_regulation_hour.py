@@ -44,10 +44,12 @@ CHARGERS = 10
 CAPACITY_KW = 20.0  # 10 vehicles at 11 kW each way, half full: room enough both ways
 
 
-def regulation_fleet(url: str, passwords: dict[str, str]) -> FleetConfig:
+def regulation_fleet(
+    url: str, passwords: dict[str, str], *, validate_messages: bool = True
+) -> FleetConfig:
     config = make_fleet_config(
         url=url,
-        count=CHARGERS,
+        count=len(passwords),
         v16_share=0.0,
         v201_share=0.0,
         max_power_kw=11.0,
@@ -59,6 +61,7 @@ def regulation_fleet(url: str, passwords: dict[str, str]) -> FleetConfig:
         arrival_soc=(0.5, 0.5),
         target_soc=(0.6, 0.6),
         min_soc=0.2,
+        validate_messages=validate_messages,
     )
     stations = tuple(
         replace(s, password=passwords[s.station_id], v2x=True) for s in config.stations
@@ -66,11 +69,21 @@ def regulation_fleet(url: str, passwords: dict[str, str]) -> FleetConfig:
     return replace(config, stations=stations)
 
 
-async def run_period(store: Store) -> GridServices:
+async def run_period(
+    store: Store,
+    *,
+    chargers: int = CHARGERS,
+    speed: float = SPEED,
+    capacity_kw: float = CAPACITY_KW,
+    validate_messages: bool = True,
+) -> GridServices:
+    """Register ``chargers`` V2X stations, commit ``capacity_kw`` for the hour, and run the
+    server, its control loop and the simulated chargers from :data:`START` to the hour's end
+    on a clock ``speed`` times faster than real time."""
     signal = synthetic_signal(
         kind="dynamic", seed=3, start=COMMITTED[0], duration_s=3600, step_s=4.0
     )
-    ids = [f"SIM{k:04d}" for k in range(1, CHARGERS + 1)]
+    ids = [f"SIM{k:04d}" for k in range(1, chargers + 1)]
     passwords = {station_id: generate_password() for station_id in ids}
     for station_id, password in passwords.items():
         store.add_station(
@@ -79,7 +92,7 @@ async def run_period(store: Store) -> GridServices:
     store.add_commitment(
         starts_at=COMMITTED[0],
         ends_at=COMMITTED[1],
-        capacity_kw=CAPACITY_KW,
+        capacity_kw=capacity_kw,
         source="test",
         at=START,
     )
@@ -91,7 +104,7 @@ async def run_period(store: Store) -> GridServices:
     )
     planner = make_planner(settings.planner)
     warm_up(planner, settings, now=START)
-    clock = ScaledClock(START, SPEED)
+    clock = ScaledClock(START, speed)
     async with CsmsServer(store, ServerSettings(host="127.0.0.1", port=0), clock=clock) as server:
         services = GridServices(
             store,
@@ -106,7 +119,10 @@ async def run_period(store: Store) -> GridServices:
         control = server.control_loop(planner, settings, grid_services=services)
         stop = asyncio.Event()
         loop_task = asyncio.create_task(control.run(stop))
-        fleet = ChargerFleet(regulation_fleet(server.url + "/ocpp", passwords), clock=clock)
+        fleet = ChargerFleet(
+            regulation_fleet(server.url + "/ocpp", passwords, validate_messages=validate_messages),
+            clock=clock,
+        )
         run_s = (COMMITTED[1] - START).total_seconds() + 30.0
         await fleet.run(duration_s=run_s)
         stop.set()
