@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the run is the end-to-end test's, at a larger size
 
 from tests.test_live_regulation_hour import COMMITTED, run_period  # noqa: E402
+
 from v2ghub.regulation.live_score import live_regulation_hours  # noqa: E402
 from v2ghub.store.repository import Store  # noqa: E402
 from v2ghub.workflows.settle import settle_live_day  # noqa: E402
@@ -73,10 +74,11 @@ def main() -> int:
     )
     print(f"broadcasts {broadcaster.broadcasts}, answers {dict(broadcaster.answers)}")
     for hour in hours:
+        verdict = "met" if hour.composite >= GOAL_COMPOSITE else "NOT met"
         print(
             f"hour {hour.start:%H:%M}: correlation {hour.correlation:.4f}, delay {hour.delay:.4f} "
             f"({hour.delay_s:g} s), precision {hour.precision:.4f}, composite {hour.composite:.4f} "
-            f"(goal >= {GOAL_COMPOSITE}: {'met' if hour.composite >= GOAL_COMPOSITE else 'NOT met'})"
+            f"(goal >= {GOAL_COMPOSITE}: {verdict})"
         )
         print(
             f"  EVSEs following {hour.evse_count}, fresh readings {hour.reporting_share:.1%}, "

@@ -169,6 +169,10 @@ def main() -> int:
             baseline_messages = setpoint_baseline_messages(store, starts_at, end)
             steps = len(store.signals(start=starts_at, end=end))
             shares = store.shares(mode=RegulationMode.CENTRAL_FREQUENCY)
+            per_instant: dict[str, int] = {}
+            for share in shares:
+                instant = f"{share.from_at:%H:%M:%S}"
+                per_instant[instant] = per_instant.get(instant, 0) + 1
     wall_s = time.perf_counter() - started_wall
     afrr = stats.requests_received.get("AFRRSignal", 0)
     p50, p99, delay_max = stats.afrr_delay_p50_s, stats.afrr_delay_p99_s, stats.afrr_delay_max_s
@@ -187,6 +191,10 @@ def main() -> int:
     print(
         f"per-charger setpoint baseline (computed from the same shares and signal): "
         f"{baseline_messages} setpoints ({baseline_messages / max(args.chargers, 1):.1f} a charger)"
+    )
+    print(
+        "frequency profiles per control instant:",
+        ", ".join(f"{at} {count}" for at, count in sorted(per_instant.items())),
     )
     if baseline_messages:
         ratio = (afrr + len(shares)) / baseline_messages
