@@ -82,7 +82,8 @@ def main() -> int:
         )
         print(
             f"  EVSEs following {hour.evse_count}, fresh readings {hour.reporting_share:.1%}, "
-            f"energy told {hour.expected_energy_kwh:.2f} kWh, measured {hour.measured_energy_kwh:.2f}"
+            f"energy told {hour.expected_energy_kwh:.2f} kWh, "
+            f"measured {hour.measured_energy_kwh:.2f}"
         )
     for paid in document["services"]["regulation"]:
         print(
