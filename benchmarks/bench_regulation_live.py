@@ -7,7 +7,8 @@ regulation commitment starting shortly after it does and a synthetic dynamic sig
 process on the wall clock (not checking the server's messages against the schemas, as a
 thousand chargers sharing one core could not afford): they plug in within
 ``--plug-within`` seconds, accept their ``CentralFrequency`` profiles, follow every
-AFRRSignal and send their power every 2 s in batches every 10 s. Measured over ``--duration`` seconds of the committed period:
+AFRRSignal and send their power every 2 s in batches every 10 s. Measured over
+``--duration`` seconds of the committed period:
 
 - each AFRRSignal's delay at the charger: arrival minus the signal's ``timestamp``
   (p50, p99, max; goal p99 <= 1 s);
