@@ -22,6 +22,7 @@ MAY_READ: dict[str, set[str]] = {
     "/api/v1/fleet/now": {"admin", "depot", "grid"},
     "/api/v1/fleet/envelope": {"admin", "grid"},
     "/api/v1/grid-events": {"admin", "depot", "grid"},
+    "/api/v1/grid/openadr/events": {"admin", "depot", "grid"},
     "/api/v1/grid/regulation": {"admin", "depot", "grid"},
     "/api/v1/grid/regulation/commitments": {"admin", "depot", "grid"},
     "/api/v1/grid/regulation/response": {"admin", "depot", "grid"},

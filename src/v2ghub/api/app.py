@@ -24,6 +24,7 @@ from v2ghub.api import (
     health,
     history,
     money,
+    openadr,
     regulation,
     run_view,
     sessions,
@@ -96,6 +97,7 @@ def create_app(api: ApiContext) -> FastAPI:
     for module in (
         fleet,
         grid_events,
+        openadr,
         regulation,
         health,
         history,

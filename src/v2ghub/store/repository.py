@@ -141,6 +141,18 @@ class SessionRecord:
         return _difference(self.export_register_wh, self.start_export_register_wh)
 
 
+@dataclass(frozen=True)
+class VtnEventRow:
+    """A row an OpenADR VEN wrote for a VTN event: a grid event (``table`` ``site_limits``)
+    or a price event (``grid_prices``), with the sender's id ``EVENT/MODIFICATION/INTERVAL``."""
+
+    table: str
+    row_id: int
+    site_id: str
+    source: str
+    external_id: str
+
+
 def _refusal(event: TransactionEventRecord, error: Exception) -> str:
     """Why an event was refused: a check's own message, or what did not fit the store."""
     if isinstance(error, ValueError) and not isinstance(error, sa.exc.DataError):
@@ -676,6 +688,34 @@ class Store:
         """The VEN's view of every VTN event, first received first."""
         with self._read() as connection:
             return vtn_events(connection, source=source)
+
+    def vtn_event_rows(
+        self, *, source: str | None = None, vtn_event_id: str | None = None
+    ) -> list[VtnEventRow]:
+        """The grid events and price events OpenADR VENs wrote (of ``source``, else of every
+        ``openadr:`` source; of one VTN event, if given), grid events first, each by id."""
+        found: list[VtnEventRow] = []
+        with self._read() as connection:
+            for table in (schema.site_limits, schema.grid_prices):
+                columns = table.c
+                query = (
+                    sa.select(columns.id, columns.site_id, columns.source, columns.external_id)
+                    .where(columns.external_id.is_not(None))
+                    .order_by(columns.id)
+                )
+                if source is None:
+                    query = query.where(columns.source.startswith("openadr:", autoescape=True))
+                else:
+                    query = query.where(columns.source == source)
+                if vtn_event_id is not None:
+                    query = query.where(
+                        columns.external_id.startswith(f"{vtn_event_id}/", autoescape=True)
+                    )
+                found.extend(
+                    VtnEventRow(table.name, int(row.id), row.site_id, row.source, row.external_id)
+                    for row in connection.execute(query)
+                )
+        return found
 
     def prices_overlapping(self, start: datetime, end: datetime) -> list[PriceEvent]:
         """Price events in force at some time in ``[start, end)``, oldest recorded first
