@@ -30,6 +30,7 @@ from v2ghub.live.live_state import LiveStatus, PlanSnapshot, SitePlan, VehicleSt
 from v2ghub.regulation.envelope import EnvelopeHour
 from v2ghub.store.api_tokens import Role
 from v2ghub.store.grid_events import GridEvent
+from v2ghub.store.openadr_events import VtnEventView
 from v2ghub.store.records import Station
 from v2ghub.store.repository import Store
 
@@ -250,6 +251,7 @@ CARDS = (
     "power",
     "sites",
     "regulation",
+    "openadr",
 )
 SEES = {
     Role.ADMIN: {
@@ -261,9 +263,19 @@ SEES = {
         "power",
         "sites",
         "regulation",
+        "openadr",
     },
-    Role.OPERATOR: {"vehicles", "event-form", "stations", "today", "power", "sites", "regulation"},
-    Role.GRID: {"envelope", "event-form", "power", "sites", "regulation"},
+    Role.OPERATOR: {
+        "vehicles",
+        "event-form",
+        "stations",
+        "today",
+        "power",
+        "sites",
+        "regulation",
+        "openadr",
+    },
+    Role.GRID: {"envelope", "event-form", "power", "sites", "regulation", "openadr"},
     Role.OWNER: {"owner"},
 }
 
@@ -315,6 +327,46 @@ async def test_the_regulation_card_has_its_parts_and_asks_the_regulation_api(
     assert '"/api/v1/grid/regulation/response"' in script
     assert "export function startRegulation()" in script
     assert "startRegulation();" in (await client.get("/static/dashboard.js")).text
+
+
+async def test_the_events_card_lists_the_vtns_events_and_marks_the_vens_grid_events(
+    client: httpx.AsyncClient, store: CountingStore
+) -> None:
+    page = (await (await _logged_in(client, Role.GRID)).get("/")).text
+    card = page[page.index('id="events"') : page.index("</section>", page.index('id="events"'))]
+    for part in ("events-table", "openadr", "openadr-table", "openadr-empty", "openadr-message"):
+        assert f'id="{part}"' in card, part
+    headings = ("Event", "Signal", "Sites", "When", "Status", "Answer")
+    assert [f"<th>{h}</th>" in card for h in headings] == [True] * len(headings)
+    script = (await client.get("/static/events.js")).text
+    assert '"/api/v1/grid/openadr/events"' in script
+    assert 'const VTN_PREFIX = "openadr:";' in script
+    assert 'tr.classList.add("from-vtn")' in script
+    assert "startOpenAdr(); //" in script
+    assert ".vtn-tag" in (await client.get("/static/dashboard.css")).text
+    # What the card asks for, with the page's cookie: the VEN's event and its answer.
+    store.apply_vtn_event(
+        VtnEventView(
+            source="openadr:ven-a",
+            vtn_event_id="dr-1",
+            modification_number=0,
+            signal_name="LOAD_DISPATCH",
+            site_ids=("south",),
+            starts_at=AT,
+            ends_at=AT + timedelta(hours=1),
+            opt_state="optOut",
+            opt_reason="south cannot take 20 kW less",
+            status="near",
+            received_at=AT,
+            updated_at=AT,
+        ),
+        at=AT,
+    )
+    listed = await client.get("/api/v1/grid/openadr/events")
+    assert listed.status_code == 200
+    assert [(e["vtn_event_id"], e["opt_state"], e["opt_reason"]) for e in listed.json()] == [
+        ("dr-1", "optOut", "south cannot take 20 kW less")
+    ]
 
 
 async def test_the_page_loads_nothing_from_elsewhere_and_forbids_it(

@@ -1,6 +1,25 @@
-// v2ghub dashboard: the grid events in force, and the form that adds one.
+// v2ghub dashboard: the grid events in force (those from the OpenADR VTN marked), the
+// form that adds one, and the VTN's events with the VEN's answer to each.
 
-import { $, cityShort, config, el, fixed, offsetLabel, row, sendJson, state, td, unavailable } from "./common.js";
+import { $, cityShort, config, el, fixed, getJson, offsetLabel, row, sendJson, state, td, unavailable } from "./common.js";
+
+export const OPENADR_REFRESH_MS = 15000;
+const VTN_PREFIX = "openadr:";
+let openAdrBusy = false;
+
+function fromVtn(event) {
+  return event.source.startsWith(VTN_PREFIX);
+}
+
+// Who made a grid event: the token's name, or the VTN (and its event id) for the VEN's rows.
+function sourceCell(event) {
+  if (!fromVtn(event)) return td(event.source.replace(/^api:/, ""));
+  const cell = el("td", "source-vtn");
+  cell.appendChild(el("span", "vtn-tag", "VTN"));
+  const vtnEventId = event.external_id ? event.external_id.split("/")[0] : "";
+  cell.appendChild(document.createTextNode(vtnEventId));
+  return cell;
+}
 
 function limitParts(event) {
   const parts = [];
@@ -41,11 +60,16 @@ export function renderEvents(fleet) {
         td(event.site_id),
         limitsCell(event),
         td(event.ends_at ? cityShort(Date.parse(event.ends_at)) : "until cancelled"),
-        td(event.source.replace(/^api:/, "")),
+        sourceCell(event),
         action,
       ]);
       tr.dataset.eventId = String(event.event_id);
       tr.title = event.reason;
+      if (fromVtn(event)) {
+        tr.classList.add("from-vtn");
+        tr.dataset.source = event.source;
+        tr.title = "From the OpenADR VTN (" + event.source.slice(VTN_PREFIX.length) + ", " + event.external_id + "): " + event.reason;
+      }
       return tr;
     }),
   );
@@ -117,7 +141,68 @@ async function submitEvent(submit) {
   }
 }
 
+// The VTN's events (/api/v1/grid/openadr/events), asked for every few seconds: they change
+// only when the VTN sends a new modification or status.
+export function startOpenAdr() {
+  if (!$("openadr") || !config.live) return;
+  loadOpenAdr();
+  window.setInterval(loadOpenAdr, OPENADR_REFRESH_MS);
+}
+
+async function loadOpenAdr() {
+  if (openAdrBusy) return; // a slow answer is not asked for again on top of itself
+  openAdrBusy = true;
+  try {
+    const answer = await getJson("/api/v1/grid/openadr/events");
+    const message = $("openadr-message");
+    if (answer.status === 200 && answer.body) {
+      message.textContent = "";
+      renderOpenAdr(answer.body);
+    } else {
+      message.className = "form-message problem";
+      message.textContent = unavailable("OpenADR events", answer.status);
+    }
+  } finally {
+    openAdrBusy = false;
+  }
+}
+
+function answerCell(event) {
+  const cell = el("td", "opt");
+  const optedIn = event.opt_state === "optIn";
+  cell.appendChild(el("div", optedIn ? "opt-in" : "opt-out", optedIn ? "opted in" : "opted out"));
+  if (event.opt_reason) cell.appendChild(el("div", "opt-reason", event.opt_reason));
+  const rows = [];
+  if (event.grid_event_ids.length) rows.push("grid events " + event.grid_event_ids.map((id) => "#" + id).join(", "));
+  if (event.price_event_ids.length) rows.push("price events " + event.price_event_ids.map((id) => "#" + id).join(", "));
+  if (rows.length) cell.appendChild(el("div", "opt-reason", "→ " + rows.join("; ")));
+  return cell;
+}
+
+export function renderOpenAdr(events) {
+  const table = $("openadr-table");
+  if (!table) return;
+  table.tBodies[0].replaceChildren(
+    ...events.map((event) => {
+      const tr = row([
+        td(event.vtn_event_id + " (mod " + event.modification_number + ")"),
+        td(event.signal_name),
+        td(event.site_ids.join(", ") || "–"),
+        td(cityShort(Date.parse(event.starts_at)) + " – " + cityShort(Date.parse(event.ends_at))),
+        td(event.status),
+        answerCell(event),
+      ]);
+      tr.dataset.vtnEventId = event.vtn_event_id;
+      tr.dataset.opt = event.opt_state;
+      tr.title = "From " + event.source + ", received " + cityShort(Date.parse(event.received_at));
+      return tr;
+    }),
+  );
+  $("openadr-empty").hidden = events.length > 0;
+}
+
 export function initEventForm() {
+  startOpenAdr(); // the OpenADR list lives in this card (dashboard.js starts the card here)
   const form = $("event-form");
   if (!form) return;
   if (!config.can_steer) form.hidden = true;
