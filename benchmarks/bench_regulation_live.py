@@ -112,6 +112,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=300.0, help="committed seconds run")
     parser.add_argument("--plug-within", type=float, default=30.0)
     parser.add_argument("--lead", type=float, default=90.0, help="seconds before the commitment")
+    parser.add_argument("--server-log", type=Path, help="the server's debug log, to this file")
     args = parser.parse_args()
     started_wall = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
@@ -153,9 +154,10 @@ def main() -> int:
                 str(data / "commitments.csv"),
                 "--regulation-signal",
                 str(data / "signal.csv"),
+                *(["--log-level", "debug"] if args.server_log else []),
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=args.server_log.open("w") if args.server_log else subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         try:
@@ -165,15 +167,18 @@ def main() -> int:
         finally:
             server.terminate()
             _, stderr = server.communicate(timeout=60)
+            stderr = stderr or b""
         with Store.open(database_url=url) as store:
             end = starts_at + timedelta(seconds=args.duration)
             baseline_messages = setpoint_baseline_messages(store, starts_at, end)
             steps = len(store.signals(start=starts_at, end=end))
             shares = store.shares(mode=RegulationMode.CENTRAL_FREQUENCY)
             per_instant: dict[str, int] = {}
+            statuses: dict[str, int] = {}
             for share in shares:
                 instant = f"{share.from_at:%H:%M:%S}"
                 per_instant[instant] = per_instant.get(instant, 0) + 1
+                statuses[share.status] = statuses.get(share.status, 0) + 1
     wall_s = time.perf_counter() - started_wall
     afrr = stats.requests_received.get("AFRRSignal", 0)
     p50, p99, delay_max = stats.afrr_delay_p50_s, stats.afrr_delay_p99_s, stats.afrr_delay_max_s
@@ -193,6 +198,7 @@ def main() -> int:
         f"per-charger setpoint baseline (computed from the same shares and signal): "
         f"{baseline_messages} setpoints ({baseline_messages / max(args.chargers, 1):.1f} a charger)"
     )
+    print("their answers:", ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
     print(
         "frequency profiles per control instant:",
         ", ".join(f"{at} {count}" for at, count in sorted(per_instant.items())),

@@ -199,6 +199,12 @@ def add_live_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="allow plain ws:// (OCPP security profile 1) on a non-loopback address",
     )
     add_regulation_options(serve)
+    serve.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="warning",
+        help="what the server logs to stderr (default warning; debug says why each plan ran)",
+    )
     _clock_options(serve)
     _openadr_options(serve)
 
@@ -487,7 +493,12 @@ def _serve(args: argparse.Namespace, console: Console, web_pages: WebPages | Non
     clock = _clock(args)
     if getattr(args, "openadr_vtn_url", None) and args.clock_start is not None:
         raise InputError("--openadr-vtn-url runs on the system clock: drop --clock-start")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    for noisy in ("websockets", "ocpp", "asyncio", "numba"):  # their debug is per frame
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     with _open_store(args) as store:
         settings = control_settings(args)
         server_settings = ServerSettings(
