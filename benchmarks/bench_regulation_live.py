@@ -58,6 +58,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def process_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds a running process has used (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def write_signal(path: Path, start: datetime, duration_s: float) -> None:
     signal = synthetic_signal(
         kind="dynamic", seed=7, start=start, duration_s=duration_s, step_s=SIGNAL_STEP_S
@@ -165,6 +171,7 @@ def main() -> int:
             run_s = args.lead + args.duration
             stats = asyncio.run(run_fleet(f"ws://127.0.0.1:{port}/ocpp", args, run_s))
         finally:
+            server_cpu_s = process_cpu_s(server.pid)
             server.terminate()
             _, stderr = server.communicate(timeout=60)
             stderr = stderr or b""
@@ -206,6 +213,10 @@ def main() -> int:
     if baseline_messages:
         ratio = (afrr + len(shares)) / baseline_messages
         print(f"messages, broadcast / per-charger setpoints: {ratio:.2f}")
+    print(
+        f"CPU seconds over the run: server {server_cpu_s:.0f}, chargers {stats.cpu_s:.0f} "
+        f"(of {2 * stats.wall_s:.0f} on this machine's 2 cores)"
+    )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"whole process {wall_s:.0f} s wall, peak memory of the charger process {peak_mb:.0f} MB")
     if stderr.strip():

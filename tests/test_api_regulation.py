@@ -402,6 +402,7 @@ def test_regulation_now_shows_the_commitment_the_shares_the_broadcast_and_the_sc
     live.broadcaster.commit(commitment)
     live.broadcaster.set_participants(frozenset({"S1"}))
     assert live.loop.run_until_complete(live.broadcaster.step(NOW)) == 1
+    live.loop.run_until_complete(live.broadcaster.settle())  # the station answered
 
     answer = api.get(BASE, headers=bearer("grid"))
     assert answer.status_code == 200, answer.text

@@ -205,15 +205,20 @@ def test_the_broadcast_replays_the_file_from_the_commitment_and_a_posted_signal_
     held = commitment(10.0, start=datetime(2026, 7, 16, 12, 0, 5, tzinfo=UTC))
     at = held.starts_at  # 12:00:00
 
+    async def step(seconds: float) -> int:
+        sent = await broadcaster.step(at + timedelta(seconds=seconds))
+        await broadcaster.settle()  # the stations answered before the next step
+        return sent
+
     async def run() -> list[int]:
-        assert await broadcaster.step(at) == 0  # no commitment told yet
+        assert await step(0) == 0  # no commitment told yet
         broadcaster.commit(held)
-        assert await broadcaster.step(at) == 0  # nobody follows
+        assert await step(0) == 0  # nobody follows
         broadcaster.set_participants(frozenset({"B", "A"}))
-        counts = [await broadcaster.step(at + timedelta(seconds=4 * k)) for k in range(6)]
+        counts = [await step(4 * k) for k in range(6)]
         broadcaster.post([SignalSample(at + timedelta(seconds=24), -0.9)])
-        counts.append(await broadcaster.step(at + timedelta(seconds=24)))
-        counts.append(await broadcaster.step(at + timedelta(seconds=24 + 70)))  # stale: file
+        counts.append(await step(24))
+        counts.append(await step(24 + 70))  # the posted signal is stale: the file again
         await broadcaster.flush()
         return counts
 
@@ -233,6 +238,46 @@ def test_the_broadcast_replays_the_file_from_the_commitment_and_a_posted_signal_
     assert broadcaster.answers["Accepted"] == 14
     assert broadcaster.broadcasts == 7
     assert [s.signal for s in signals.recorded] == [0.5, 0.5, -0.25, -0.25, 1.0, 0.5, -0.25, 1.0]
+
+
+def test_a_station_still_answering_is_skipped_and_the_step_goes_out_on_time() -> None:
+    start = datetime(2026, 7, 16, 10, tzinfo=UTC)
+    answer_b = asyncio.Event()
+    sent: list[tuple[str, int]] = []
+
+    async def call_station(
+        station_id: str, payload: object, *, validated: bool = False
+    ) -> SendOutcome:
+        assert isinstance(payload, call_v21.AFRRSignal)
+        sent.append((station_id, payload.signal))
+        if station_id == "B":
+            await answer_b.wait()  # a slow station
+        return ACCEPTED
+
+    broadcaster = SignalBroadcaster(
+        clock=ScaledClock(start), call_station=call_station, store=Signals()
+    )
+    held = commitment(10.0, start=start)
+    broadcaster.commit(held)
+    broadcaster.set_participants(frozenset({"A", "B"}))
+
+    async def run() -> None:
+        broadcaster.post(
+            [SignalSample(start + timedelta(seconds=2 * k), k / 10) for k in range(1, 4)]
+        )
+        assert await broadcaster.step(start + timedelta(seconds=2)) == 2
+        await asyncio.sleep(0.05)  # A answers at once
+        assert await broadcaster.step(start + timedelta(seconds=4)) == 1  # B still busy
+        await asyncio.sleep(0.05)
+        answer_b.set()
+        await broadcaster.settle()
+        assert await broadcaster.step(start + timedelta(seconds=6)) == 2
+        await broadcaster.settle()
+
+    asyncio.run(run())
+    assert sent == [("A", 100), ("B", 100), ("A", 200), ("A", 300), ("B", 300)]
+    assert broadcaster.skipped_busy == 1
+    assert broadcaster.answers["Accepted"] == 5
 
 
 def test_a_commitments_file_is_checked_row_by_row(tmp_path: Path) -> None:

@@ -43,6 +43,9 @@ IntArray = npt.NDArray[np.int64]
 
 LOG = logging.getLogger(__name__)
 
+BROADCAST_STOP_S = 10.0
+"""How long a stopping loop waits for the regulation broadcast to write what it holds."""
+
 
 @dataclass(frozen=True)
 class SetpointCommand:
@@ -612,18 +615,25 @@ class ControlLoop:
         ``debounce_s`` wall seconds after a trigger, until ``stop`` is set. A failing
         instant is logged and recorded as an event; the loop goes on."""
         loop = asyncio.get_running_loop()
-        tasks = [asyncio.create_task(self._watch_grid_events(stop))]
+        watcher = asyncio.create_task(self._watch_grid_events(stop))
         broadcaster = None if self.grid_services is None else self.grid_services.broadcaster
-        if broadcaster is not None:
-            tasks.append(asyncio.create_task(broadcaster.run(stop)))
+        broadcast = None if broadcaster is None else asyncio.create_task(broadcaster.run(stop))
         try:
             await self._run(stop, loop)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            if broadcast is not None:
+                # Stopped: the broadcaster ends by itself and writes the signal samples it
+                # holds (cancelled, it could drop them); cancelled if the loop failed or
+                # the broadcaster hangs.
+                if not stop.is_set():
+                    broadcast.cancel()
+                try:
+                    await asyncio.wait_for(broadcast, timeout=BROADCAST_STOP_S)
+                except (TimeoutError, asyncio.CancelledError):
+                    LOG.warning("the regulation broadcast did not stop in time")
 
     async def _watch_grid_events(self, stop: asyncio.Event) -> None:
         """Re-plan as soon as the site limits in force change (a grid event recorded by

@@ -29,11 +29,10 @@ import asyncio
 import bisect
 import contextlib
 import logging
-import time
 from collections import Counter
 from collections.abc import Awaitable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from ocpp.messages import Call, validate_payload
 from ocpp.v21 import call as call_v21
@@ -106,8 +105,10 @@ class SignalBroadcaster:
         self.messages = 0
         self.last_signal: float | None = None
         self.last_signal_at: datetime | None = None
-        self.send_wall_s: list[float] = []
-        """Wall seconds from each broadcast's start to its last answer (the latest 1,000)."""
+        self.skipped_busy = 0
+        """Station-steps skipped because the station was still answering an earlier one."""
+        self._in_flight: dict[str, asyncio.Future[SendOutcome]] = {}
+        self._writes: set[asyncio.Future[None]] = set()
 
     # --- from the control loop and the API -------------------------------------------------
 
@@ -161,10 +162,18 @@ class SignalBroadcaster:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(wait_s, 0.0))
         finally:
-            await self.flush()
+            # The samples held are written and the answers counted, whatever ends the run.
+            await asyncio.shield(self.settle())
+            await asyncio.shield(self.flush())
 
     async def step(self, at: datetime) -> int:
-        """Broadcast the signal in force at ``at`` if a commitment holds; stations sent."""
+        """Broadcast the signal in force at ``at`` if a commitment holds; stations sent.
+
+        The sends are started, not awaited: the next step goes out on time whatever the
+        stations take to answer. A station still answering an earlier signal is skipped
+        (OCPP allows one request in flight per connection: this one would wait behind it
+        and arrive late); it gets the next.
+        """
         commitment = self.commitment
         if commitment is None or not commitment.in_force(at):
             return 0
@@ -172,7 +181,7 @@ class SignalBroadcaster:
         if source == "file":
             self._to_record.append(SignalSample(at, signal))
             if len(self._to_record) >= RECORD_BATCH:
-                await self.flush()
+                self._keep(asyncio.ensure_future(self.flush()))
         self.last_signal, self.last_signal_at = signal, at
         value = signal_to_afrr(signal)
         at_s = at.timestamp()
@@ -182,7 +191,9 @@ class SignalBroadcaster:
             and at_s - self._last_sent[1] < RESEND_UNCHANGED_S
         ):
             return 0
-        stations = sorted(self.participants)
+        busy = {station for station, task in self._in_flight.items() if not task.done()}
+        stations = [station for station in sorted(self.participants) if station not in busy]
+        self.skipped_busy += len(self.participants & busy)
         if not stations:
             return 0
         request = call_v21.AFRRSignal(timestamp=utc_timestamp(at), signal=value)
@@ -193,17 +204,28 @@ class SignalBroadcaster:
             payload={"timestamp": request.timestamp, "signal": value},
         )
         await validate_payload(frame, OCPP_21)
-        started = time.perf_counter()
-        outcomes = await asyncio.gather(
-            *(self._send(station_id, request) for station_id in stations)
-        )
-        self.send_wall_s.append(time.perf_counter() - started)
-        del self.send_wall_s[:-1000]
+        for station_id in stations:
+            task = asyncio.ensure_future(self._send(station_id, request))
+            task.add_done_callback(self._answered)
+            self._in_flight[station_id] = task
         self._last_sent = (value, at_s)
         self.broadcasts += 1
         self.messages += len(stations)
-        self.answers.update(str(outcome.status.value) for outcome in outcomes)
         return len(stations)
+
+    def _answered(self, task: asyncio.Future[SendOutcome]) -> None:
+        if not task.cancelled():
+            self.answers[str(task.result().status.value)] += 1
+
+    def _keep(self, task: asyncio.Future[None]) -> None:
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def settle(self) -> None:
+        """Wait for the answers and writes under way (a test's or a stop's)."""
+        waiting: list[asyncio.Future[Any]] = [*self._in_flight.values(), *self._writes]
+        if waiting:
+            await asyncio.wait(waiting, timeout=self.send_timeout_s)
 
     async def _send(self, station_id: str, request: call_v21.AFRRSignal) -> SendOutcome:
         try:
