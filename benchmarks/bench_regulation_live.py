@@ -50,6 +50,8 @@ PASSWORD = "bench-password-0123456789"
 SITE_ID = "site-1"
 SIGNAL_STEP_S = 4.0
 TOLERANCE_KW = 0.1
+SETTLED_S = 20.0
+"""Seconds into the commitment after which every frequency profile is in place."""
 
 
 def free_port() -> int:
@@ -92,7 +94,9 @@ def setpoint_baseline_messages(store: Store, start: datetime, end: datetime) -> 
     return int(np.count_nonzero(np.abs(np.diff(setpoint, axis=0)) > TOLERANCE_KW))
 
 
-async def run_fleet(url: str, args: argparse.Namespace, run_s: float) -> FleetStats:
+async def run_fleet(
+    url: str, args: argparse.Namespace, run_s: float
+) -> tuple[FleetStats, ChargerFleet]:
     config = make_fleet_config(
         url=url,
         count=args.chargers,
@@ -109,7 +113,7 @@ async def run_fleet(url: str, args: argparse.Namespace, run_s: float) -> FleetSt
     )
     fleet = ChargerFleet(config, clock=SystemClock())
     await fleet.run(duration_s=run_s)
-    return fleet.stats()
+    return fleet.stats(), fleet
 
 
 def main() -> int:
@@ -169,7 +173,7 @@ def main() -> int:
         try:
             time.sleep(3.0)
             run_s = args.lead + args.duration
-            stats = asyncio.run(run_fleet(f"ws://127.0.0.1:{port}/ocpp", args, run_s))
+            stats, fleet = asyncio.run(run_fleet(f"ws://127.0.0.1:{port}/ocpp", args, run_s))
         finally:
             server_cpu_s = process_cpu_s(server.pid)
             server.terminate()
@@ -196,6 +200,22 @@ def main() -> int:
         f"AFRRSignal delay at the charger: p50 {p50:.3f} s, p99 {p99:.3f} s, max {delay_max:.3f} s"
     )
     print(f"  goal p99 <= {GOAL_P99_S:g} s: {'met' if p99 <= GOAL_P99_S else 'NOT met'}")
+    delays = np.frombuffer(fleet.collector.afrr_delays_s)
+    stamps = np.frombuffer(fleet.collector.afrr_timestamps_s) - starts_at.timestamp()
+    worst = sorted(
+        ((float(delays[stamps == t].max()), float(t)) for t in np.unique(stamps)), reverse=True
+    )[:5]
+    print(
+        "  latest signals (s after the commitment's start: worst delay):",
+        ", ".join(f"{t:.0f}: {d:.2f} s" for d, t in worst),
+    )
+    settled = delays[stamps >= SETTLED_S]
+    if settled.size:
+        print(
+            f"  from {SETTLED_S:g} s on (the profiles installed): p50 "
+            f"{np.percentile(settled, 50):.3f} s, p99 {np.percentile(settled, 99):.3f} s, "
+            f"max {settled.max():.3f} s"
+        )
     per_charger = afrr / max(args.chargers, 1)
     print(
         f"broadcast: {afrr} AFRRSignal received ({per_charger:.1f} a charger, "

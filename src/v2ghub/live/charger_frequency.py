@@ -226,6 +226,9 @@ class Sample:
     soc: float | None
 
 
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # the most even spread of phases over a fleet
+
+
 class RegulationSamples:
     """Meter samples of EVSEs in a frequency mode, taken every ``sample_s`` and reported
     every ``report_s`` (seconds on the fleet's time axis from ``epoch``), as arrays.
@@ -261,10 +264,18 @@ class RegulationSamples:
 
     def start(self, index: int, now_s: float) -> None:
         """EVSE ``index`` enters a frequency mode: samples from ``sample_s`` on, the first
-        report ``report_s`` on (it holds ``report_s / sample_s`` samples, the last taken
-        then)."""
+        report between half a ``report_s`` and a whole one on (then every ``report_s``).
+
+        The first report's phase is EVSE ``index``'s own, spread evenly over the fleet
+        (``1 - frac(index * 0.618...) / 2`` of ``report_s``; EVSE 0 reports after a whole
+        ``report_s``): real chargers count their reporting interval from their own
+        transaction's start, so a thousand of them given their profiles in the same second
+        do not all report in the same second ever after.
+        """
+        phase = 1.0 - math.fmod(index * _GOLDEN, 1.0) / 2
+        first_s = max(round(phase * self.report_s / self.sample_s), 1) * self.sample_s
         self.next_sample_s[index] = now_s + self.sample_s
-        self.next_report_s[index] = now_s + self.report_s
+        self.next_report_s[index] = now_s + first_s
 
     def stop(self, index: int) -> None:
         """EVSE ``index`` leaves its frequency mode (take what is buffered first)."""

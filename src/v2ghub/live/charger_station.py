@@ -68,6 +68,8 @@ class Collector:
     requests_refused: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     afrr_delays_s: array[float] = field(default_factory=lambda: array("d"))
+    afrr_timestamps_s: array[float] = field(default_factory=lambda: array("d"))
+    """Each AFRRSignal's own ``timestamp`` (Unix seconds), beside its delay."""
     """Each AFRRSignal's delay from its timestamp to its arrival, wall seconds (the fleet's
     clock, converted when accelerated); negative when it came ahead of its time."""
     reconnects: int = 0

@@ -381,6 +381,7 @@ class _Station(StationBase[ChargingProfile]):
         fleet, i = self.fleet, self.index
         at = parse_time(raw_timestamp, "timestamp")
         fleet.collector.afrr_delays_s.append(fleet.clock.seconds(seconds_between(at, arrived_at)))
+        fleet.collector.afrr_timestamps_s.append(at.timestamp())
         modes = fleet.bank.frequency
         if modes.mode[i] != FrequencyMode.CENTRAL:
             return "Rejected"
