@@ -30,10 +30,10 @@ from v2ghub.regulation.live_score import (
     MAX_READING_AGE_S,
     HourResponse,
     LiveRegulationHour,
-    _share_columns,  # the score's own cut of share rows into an hour: one rule, not two
     committed_hours,
     hour_response,
     live_regulation_hours,
+    share_columns,
 )
 from v2ghub.store.regulation import Commitment, Share
 from v2ghub.units import MICROSECONDS_PER_SECOND
@@ -225,7 +225,7 @@ def _hour(
     api: ApiContext, commitment: Commitment, hour: datetime, shares: Sequence[Share], step_us: int
 ) -> HourResponse:
     """One clock hour's signal and response, as :func:`live_regulation_hours` makes them."""
-    columns, keys = _share_columns(shares, hour=hour, commitment=commitment)
+    columns, keys = share_columns(shares, hour=hour, commitment=commitment)
     signals = api.store.signals(start=hour, end=hour + HOUR)
     age = timedelta(seconds=MAX_READING_AGE_S)
     readings = api.store.power_readings(keys, start=hour - age, end=hour + HOUR)

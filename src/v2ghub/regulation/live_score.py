@@ -428,7 +428,7 @@ def live_regulation_hours(
             shares_of[commitment.commitment_id] = source.shares(
                 commitment_id=commitment.commitment_id
             )
-        columns, keys = _share_columns(
+        columns, keys = share_columns(
             shares_of[commitment.commitment_id], hour=hour, commitment=commitment
         )
         signals = source.signals(start=hour, end=hour + _HOUR)
@@ -473,7 +473,7 @@ def live_regulation_hours(
     return out
 
 
-def _share_columns(
+def share_columns(
     shares: Sequence[ShareRecord], *, hour: datetime, commitment: CommitmentRecord
 ) -> tuple[ShareColumns, list[tuple[str, str]]]:
     """The share rows in force at some time of the hour, as columns, and the pairs they
