@@ -214,8 +214,12 @@ class OpenAdrVen:
 
     # Talking to the VTN ----------------------------------------------------------------
 
-    async def _answer_parsed(self, *_: Any) -> None:
-        self._answered = True
+    async def _answer_parsed(self, message_type: str, payload: Any, *_: Any) -> None:
+        # An OpenADR error (4xx, e.g. 463 when the VTN does not accept our certificate) is
+        # an answer but not a successful exchange: openleadr only logs it.
+        response = payload.get("response") if isinstance(payload, dict) else None
+        code = response.get("response_code", 200) if isinstance(response, dict) else 200
+        self._answered = str(code).startswith("2")
 
     async def _request(self, call: Callable[[], Any]) -> bool:
         """Run one exchange with the VTN; whether a valid OpenADR message came back."""
