@@ -205,6 +205,21 @@ def test_signing_is_required_off_loopback() -> None:
         VenSettings(vtn_url="https://vtn.example.com/oadr", ven_name="v", resources=RESOURCES)
 
 
+def test_a_signing_ven_needs_the_authority_that_checks_the_vtn(tmp_path: Path) -> None:
+    signed = {
+        "vtn_url": "https://vtn.example.com/oadr",
+        "ven_name": "v",
+        "resources": RESOURCES,
+        "cert": tmp_path / "ven.pem",
+        "key": tmp_path / "ven.key",
+        "vtn_fingerprint": "AA:BB",
+    }
+    with pytest.raises(ValueError, match=r"--openadr-cert needs --openadr-ca-file"):
+        VenSettings(**signed)  # type: ignore[arg-type]
+    settings = VenSettings(**signed, ca_file=tmp_path / "ca.pem")  # type: ignore[arg-type]
+    assert settings.ca_file == tmp_path / "ca.pem"
+
+
 def _snapshot(lower_kw: float) -> PlanSnapshot:
     return PlanSnapshot(
         at=START,

@@ -111,6 +111,13 @@ def _openadr_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--openadr-cert", type=Path, help="our certificate for signing (PEM)")
     group.add_argument("--openadr-key", type=Path, help="its private key (PEM)")
     group.add_argument("--openadr-vtn-fingerprint", help="the VTN certificate's fingerprint")
+    group.add_argument(
+        "--openadr-ca-file",
+        type=Path,
+        help="the certificate authority (PEM) the VTN's TLS certificate is checked against "
+        "(OpenADR VTNs use the OpenADR Alliance's, not the system's); needed with "
+        "--openadr-cert",
+    )
 
 
 def _aware_time(text: str) -> datetime:

@@ -82,6 +82,12 @@ class VenSettings:
             raise ValueError("--openadr-ven-name: give the VEN's name")
         if (self.cert is None) != (self.key is None):
             raise ValueError("give both --openadr-cert and --openadr-key, or neither")
+        if self.cert is not None and self.ca_file is None:
+            # openleadr checks the VTN's TLS certificate against it on every request.
+            raise ValueError(
+                "--openadr-cert needs --openadr-ca-file: the authority the VTN's "
+                "certificate is checked against"
+            )
         signed = self.cert is not None and self.vtn_fingerprint is not None
         if not is_loopback(parts.hostname) and not signed:
             raise ValueError(
@@ -433,6 +439,7 @@ def openadr_ven(
             cert=args.openadr_cert,
             key=args.openadr_key,
             vtn_fingerprint=args.openadr_vtn_fingerprint,
+            ca_file=args.openadr_ca_file,
             control_interval_s=settings.control_interval_s,
         )
     except ValueError as error:
