@@ -26,7 +26,7 @@ from v2ghub.live.live_problem import LiveSite, build_problem, plan
 from v2ghub.live.outcomes import ACCEPTED, SendOutcome
 from v2ghub.live.profiles import profile_request
 from v2ghub.live.regulation_files import load_commitments_csv
-from v2ghub.live.regulation_shares import FrequencyResponse, assign_regulation
+from v2ghub.live.regulation_shares import FrequencyResponse, assign_regulation, sticky_shares
 from v2ghub.live.regulation_signal import SignalBroadcaster
 from v2ghub.planning import make_planner
 from v2ghub.regulation.signals import RegulationSignal
@@ -406,3 +406,51 @@ def test_a_commitment_that_starts_re_plans_at_once_and_a_dr_event_gets_its_basel
     assert {b.event_id for b in store.baselines} == {9}
     assert len(store.baselines) == 4  # the hour's four 15-min steps
     assert all(b.site_id == "a" for b in store.baselines)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rooms=st.lists(st.one_of(st.just(0.0), st.floats(1e-6, 20.0)), min_size=1, max_size=12),
+    kept_fraction=st.lists(st.floats(0.0, 1.5), min_size=12, max_size=12),
+    capacity_kw=st.floats(0.0, 150.0),
+)
+def test_sticky_shares_keep_what_fits_and_share_only_the_deficit(
+    rooms: list[float], kept_fraction: list[float], capacity_kw: float
+) -> None:
+    room = np.array(rooms)
+    fresh = sticky_shares(room, np.zeros_like(room), capacity_kw)
+    # Nothing held: the twin's participation by headroom.
+    assert fresh == pytest.approx(room * min(1.0, capacity_kw / room.sum()) if room.sum() else room)
+    kept = fresh * np.array(kept_fraction[: room.size])  # some grown past their room
+    shares = sticky_shares(room, kept, capacity_kw)
+    assert np.all(shares <= room + 1e-9)
+    assert np.all(shares >= np.minimum(kept, room) - 1e-9)  # a share that fits is kept
+    target = min(capacity_kw, room.sum())
+    assert shares.sum() >= min(target, max(np.minimum(kept, room).sum(), target)) - 1e-6
+    if np.minimum(kept, room).sum() <= capacity_kw:
+        assert shares.sum() == pytest.approx(target, abs=1e-6)
+
+
+def test_a_vehicle_arriving_mid_commitment_re_sends_no_other_profile() -> None:
+    held_commitment = commitment(6.0)
+    live, _, commands = planned([session(1, PEAK), session(2, PEAK)], capacity_kw=6.0)
+    first = assign_regulation(live, commands, now=NOW, commitment=held_commitment)
+    previous = {c.key: c.regulation for c in first.commands if c.regulation is not None}
+    assert len(previous) == 2
+    sessions = [session(1, PEAK), session(2, PEAK), session(3, PEAK)]
+    live, _, commands = planned(sessions, capacity_kw=6.0)
+    again = assign_regulation(
+        live, commands, now=NOW, commitment=held_commitment, previous=previous
+    )
+    by_station = {c.station_id: c.regulation for c in again.commands}
+    for key, share in previous.items():
+        now_share = by_station[key[0]]
+        assert now_share is not None
+        assert not now_share.differs(share, tolerance_kw=0.2), key
+    # Without what is held, the capacity is split over three: every share changes.
+    fresh = assign_regulation(live, commands, now=NOW, commitment=held_commitment)
+    fresh_by_station = {c.station_id: c.regulation for c in fresh.commands}
+    assert all(
+        fresh_by_station[key[0]].differs(share, tolerance_kw=0.2)  # type: ignore[union-attr]
+        for key, share in previous.items()
+    )

@@ -393,8 +393,10 @@ class ControlLoop:
         sessions: Sequence[PluggedSession],
         now: datetime,
         grid_limits: dict[str, tuple[float, float]],
+        *,
         prices: Sequence[PriceEvent] = (),
         commitment: Commitment | None = None,
+        shares_held: dict[tuple[str, int, str], RegulationShare] | None = None,
     ) -> _Planned:
         settings = with_grid_limits(self.settings, grid_limits)
         regulation = None if commitment is None else (commitment.capacity_kw, commitment.ends_at)
@@ -412,7 +414,9 @@ class ControlLoop:
         plan_time_s = time.perf_counter() - started_s
         commands = setpoint_commands(live, schedule, resolution_w=settings.setpoint_resolution_w)
         if self.grid_services is not None:
-            commands = self.grid_services.assign(live, commands, now=now, commitment=commitment)
+            commands = self.grid_services.assign(
+                live, commands, now=now, commitment=commitment, previous=shares_held
+            )
         return _Planned(live, schedule, commands, plan_time_s, commitment)
 
     def _prices(self, now: datetime) -> list[PriceEvent]:
@@ -518,8 +522,19 @@ class ControlLoop:
         if services is not None:
             commitment = await asyncio.to_thread(services.read_commitment, now)
             baselines = await asyncio.to_thread(services.baselines, self._previous, now)
+        shares_held = {  # the shares in force now: kept while they fit
+            key: sent.command.regulation
+            for key, sent in self._last.items()
+            if sent.outcome.accepted and sent.command.regulation is not None
+        }
         planned = await asyncio.to_thread(
-            self._plan_now, sessions, now, grid_limits, prices, commitment
+            self._plan_now,
+            sessions,
+            now,
+            grid_limits,
+            prices=prices,
+            commitment=commitment,
+            shares_held=shares_held,
         )
         self._previous = PlanAt(planned.live, planned.schedule, now)
         try:

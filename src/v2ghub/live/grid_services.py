@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -25,6 +25,7 @@ import numpy as np
 
 from v2ghub.live.live_problem import LiveProblem
 from v2ghub.live.outcomes import SendOutcome
+from v2ghub.live.regulation_modes import RegulationShare
 from v2ghub.live.regulation_shares import (
     FrequencyResponse,
     RegulationAssignment,
@@ -102,14 +103,17 @@ class GridServices:
         *,
         now: datetime,
         commitment: Commitment | None,
+        previous: Mapping[tuple[str, int, str], RegulationShare] | None = None,
     ) -> list[SetpointCommand]:
-        """``commands`` with the participating EVSEs' shares."""
+        """``commands`` with the participating EVSEs' shares (those ``previous`` holds kept
+        while they fit: :func:`~v2ghub.live.regulation_shares.sticky_shares`)."""
         assignment = assign_regulation(
             live,
             commands,
             now=now,
             commitment=commitment,
             frequency_response=self.frequency_response,
+            previous=previous,
         )
         self.latest = assignment
         self.commitment = commitment

@@ -19,17 +19,18 @@ message per EVSE every 2-4 s; the headroom they could have given is reported
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from v2ghub.defaults import REGULATION_DURATION_H
-from v2ghub.live.live_problem import LiveProblem
+from v2ghub.live.live_problem import LiveProblem, SessionKey
 from v2ghub.live.regulation_modes import RegulationShare
 from v2ghub.model.headroom import PluggedFleet, site_headroom
-from v2ghub.regulation.dispatch import participation
 from v2ghub.regulation.frequency_response import DEFAULT_DEADBAND_HZ, DEFAULT_DROOP
 from v2ghub.store.records import OcppVersion
 from v2ghub.store.regulation import Commitment, RegulationMode
@@ -38,6 +39,10 @@ from v2ghub.units import SECONDS_PER_HOUR
 if TYPE_CHECKING:  # the control loop imports this module
     from v2ghub.live.control import SetpointCommand
 
+FloatArray = npt.NDArray[np.float64]
+
+SPARE_EPSILON_KW = 1e-9
+"""Spare room below this is none (a ratio over it would overflow)."""
 MIN_SHARE_KW = 0.05
 """An EVSE whose shares are both below this follows nothing (its curve would be flat)."""
 
@@ -74,6 +79,46 @@ class RegulationAssignment:
     left_out_kw: float
 
 
+def sticky_shares(room_kw: FloatArray, kept_kw: FloatArray, capacity_kw: float) -> FloatArray:
+    """Each EVSE's share of ``capacity_kw`` in one direction, keeping what it holds.
+
+    With ``k_i = min(kept_i, room_i)`` (a share held is kept while the EVSE has room for
+    it), the deficit ``D = max(C - sum(k), 0)`` is given to the spare room
+    ``s_i = room_i - k_i`` pro rata:
+
+        share_i = k_i + s_i * min(1, D / sum(s))
+
+    With nothing held this is the twin's participation by headroom
+    (:func:`v2ghub.regulation.dispatch.participation`): ``room_i * min(1, C / sum(room))``.
+    """
+    keep = np.minimum(np.maximum(kept_kw, 0.0), room_kw)
+    deficit_kw = max(capacity_kw - float(keep.sum()), 0.0)
+    spare = room_kw - keep
+    spare_kw = float(spare.sum())
+    if spare_kw <= SPARE_EPSILON_KW or deficit_kw <= 0:
+        return np.asarray(keep)
+    return np.asarray(keep + spare * min(1.0, deficit_kw / spare_kw))
+
+
+def _kept(
+    rows: Sequence[SessionKey],
+    previous: Mapping[tuple[str, int, str], RegulationShare],
+    mode: RegulationMode,
+    commitment_id: int | None,
+) -> tuple[FloatArray, FloatArray]:
+    """The shares each row holds now in ``mode`` for ``commitment_id`` (else 0), kW."""
+    held = [previous.get((key.station_id, key.evse_id, key.transaction_id)) for key in rows]
+    same = [
+        share
+        if share is not None and share.mode is mode and share.commitment_id == commitment_id
+        else None
+        for share in held
+    ]
+    raise_kw = np.array([0.0 if s is None else s.raise_share_kw for s in same], dtype=np.float64)
+    lower_kw = np.array([0.0 if s is None else s.lower_share_kw for s in same], dtype=np.float64)
+    return raise_kw, lower_kw
+
+
 def assign_regulation(
     live: LiveProblem,
     commands: list[SetpointCommand],
@@ -81,9 +126,15 @@ def assign_regulation(
     now: datetime,
     commitment: Commitment | None,
     frequency_response: FrequencyResponse | None = None,
+    previous: Mapping[tuple[str, int, str], RegulationShare] | None = None,
 ) -> RegulationAssignment:
     """``commands`` (one per plugged row, in row order) with the shares of the EVSEs that
-    follow the ``commitment`` in force at ``now``, or else the frequency response."""
+    follow the ``commitment`` in force at ``now``, or else the frequency response.
+
+    ``previous`` are the shares the EVSEs hold now (accepted), by (station, EVSE,
+    transaction): those of the same mode and commitment are kept while they fit
+    (:func:`sticky_shares`), so that a vehicle arriving or leaving does not re-send every
+    other EVSE its profile."""
     problem = live.problem
     n = problem.n_plugged
     if commitment is not None and commitment.in_force(now):
@@ -131,17 +182,17 @@ def assign_regulation(
         raise_kw=np.where(follows, room.raise_kw, 0.0),
         lower_kw=np.where(follows, room.lower_kw, 0.0),
     )
-    shares = participation(room, capacity_kw)
-    # Whole watts, rounded down: never beyond a vehicle's or a site's headroom.
-    raise_kw = np.floor(shares.raise_share_kw * 1000.0) / 1000.0
-    lower_kw = np.floor(shares.lower_share_kw * 1000.0) / 1000.0
-    takes_part = (raise_kw >= MIN_SHARE_KW) | (lower_kw >= MIN_SHARE_KW)
-    response = frequency_response or FrequencyResponse()
     commitment_id = (
         commitment.commitment_id
         if commitment is not None and mode is RegulationMode.CENTRAL_FREQUENCY
         else None
     )
+    kept_raise, kept_lower = _kept(live.rows[:n], previous or {}, mode, commitment_id)
+    # Whole watts, rounded down: never beyond a vehicle's or a site's headroom.
+    raise_kw = np.floor(sticky_shares(room.raise_kw, kept_raise, capacity_kw) * 1000.0) / 1000.0
+    lower_kw = np.floor(sticky_shares(room.lower_kw, kept_lower, capacity_kw) * 1000.0) / 1000.0
+    takes_part = (raise_kw >= MIN_SHARE_KW) | (lower_kw >= MIN_SHARE_KW)
+    response = frequency_response or FrequencyResponse()
     out = list(commands)
     for i in np.flatnonzero(takes_part):  # the edge: one payload per participating EVSE
         out[i] = replace(
