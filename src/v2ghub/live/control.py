@@ -647,7 +647,9 @@ class ControlLoop:
                     broadcast.cancel()
                 try:
                     await asyncio.wait_for(broadcast, timeout=BROADCAST_STOP_S)
-                except (TimeoutError, asyncio.CancelledError):
+                except asyncio.CancelledError:
+                    pass  # cancelled just above: the loop itself failed or was cancelled
+                except TimeoutError:
                     LOG.warning("the regulation broadcast did not stop in time")
 
     async def _watch_grid_events(self, stop: asyncio.Event) -> None:
