@@ -85,7 +85,6 @@ async def test_a_dispatcher_watches_a_committed_hour_followed_and_scored(tmp_pat
         store.add_station(
             station_id, site_id="depot", password_hash=hash_password(password), v2x_allowed=True
         )
-    clock = ScaledClock(START, SPEED)
     store.add_commitment(
         starts_at=HOUR[0], ends_at=HOUR[1], capacity_kw=CAPACITY_KW, source="api:grid", at=START
     )
@@ -99,6 +98,9 @@ async def test_a_dispatcher_watches_a_committed_hour_followed_and_scored(tmp_pat
     )
     planner = make_planner(settings.planner)
     warm_up(planner, settings, now=START)
+    # The clock starts once the planner is compiled: on a fresh machine that takes long
+    # enough for the committed hour to pass unseen at this speed.
+    clock = ScaledClock(START, SPEED)
     signal = synthetic_signal(kind="dynamic", seed=4, start=HOUR[0], duration_s=3600, step_s=4.0)
     stop = asyncio.Event()
     async with CsmsServer(store, ServerSettings(host="127.0.0.1", port=0), clock=clock) as server:

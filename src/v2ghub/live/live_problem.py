@@ -646,8 +646,9 @@ def plan(
 
 
 def warm_up(planner: Planner, settings: ControlSettings, *, now: datetime) -> None:
-    """Plan one made-up V2X session once, so that a planner's first real plan is not slowed
-    by compiling its kernels (the ``fast`` planner's compile takes seconds)."""
+    """Plan one made-up V2X session once, and once under a regulation commitment, so that a
+    planner's first real plan is not slowed by compiling its kernels (the ``fast``
+    planner's compile takes seconds)."""
     session = PluggedSession(
         station_id="warm-up",
         evse_id=1,
@@ -667,3 +668,6 @@ def warm_up(planner: Planner, settings: ControlSettings, *, now: datetime) -> No
         last_meter_at=None,
     )
     planner.plan(build_problem([session], now=now, settings=settings).problem)
+    # And with a regulation commitment: its headroom reserve has kernels of its own.
+    committed = (5.0, now + timedelta(hours=1))
+    planner.plan(build_problem([session], now=now, settings=settings, regulation=committed).problem)
