@@ -146,21 +146,7 @@ def snapshot(
     )
     grid = problem.grid
     hours_to_departure = (problem.departure_step[:n_rows] * grid.dt_h).astype(np.float64)
-    vehicle = slice(0, n_rows)
-    fleet = PluggedFleet(
-        planned_kw=setpoint_kw[:n_rows].astype(np.float64),
-        energy_kwh=problem.energy_kwh[vehicle],
-        energy_min_kwh=problem.energy_min_kwh[vehicle],
-        energy_max_kwh=problem.energy_max_kwh[vehicle],
-        target_energy_kwh=problem.target_energy_kwh[vehicle],
-        max_charge_kw=problem.max_charge_kw[vehicle],
-        max_discharge_kw=problem.max_discharge_kw[vehicle],
-        charge_efficiency=problem.charge_efficiency[vehicle],
-        discharge_efficiency=problem.discharge_efficiency[vehicle],
-        site_index=problem.site_index[vehicle],
-        import_limit_kw=problem.import_limit_kw,
-        export_limit_kw=problem.export_limit_kw,
-    )
+    fleet = PluggedFleet.of(problem, setpoint_kw[:n_rows])
     envelope = fleet_envelope(
         fleet, start=at, hours_to_departure=hours_to_departure, durations_h=durations_h
     )

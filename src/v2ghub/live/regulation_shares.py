@@ -154,20 +154,7 @@ def assign_regulation(
         return RegulationAssignment(commands, mode, capacity_kw, 0, 0.0, 0.0, 0.0)
     duration_h = max(duration_h, problem.dt_h / 60)  # the hour's last seconds still count
     baseline_kw = np.array([c.setpoint_kw for c in commands], dtype=np.float64)
-    fleet = PluggedFleet(
-        planned_kw=baseline_kw,
-        energy_kwh=problem.energy_kwh[:n],
-        energy_min_kwh=problem.energy_min_kwh[:n],
-        energy_max_kwh=problem.energy_max_kwh[:n],
-        target_energy_kwh=problem.target_energy_kwh[:n],
-        max_charge_kw=problem.max_charge_kw[:n],
-        max_discharge_kw=problem.max_discharge_kw[:n],
-        charge_efficiency=problem.charge_efficiency[:n],
-        discharge_efficiency=problem.discharge_efficiency[:n],
-        site_index=problem.site_index[:n],
-        import_limit_kw=problem.import_limit_kw,
-        export_limit_kw=problem.export_limit_kw,
-    )
+    fleet = PluggedFleet.of(problem, baseline_kw)
     room = site_headroom(
         fleet,
         hours_to_departure=problem.departure_step[:n].astype(np.float64) * problem.dt_h,

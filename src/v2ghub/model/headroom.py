@@ -47,9 +47,13 @@ compiled kernels repeat ``g`` in scalar form (:mod:`v2ghub.planning._fast_kernel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from v2ghub.model.problem import Problem
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -90,6 +94,29 @@ class PluggedFleet:
     site_index: IntArray
     import_limit_kw: FloatArray
     export_limit_kw: FloatArray
+
+    @staticmethod
+    def of(
+        problem: Problem, planned_kw: FloatArray, energy_kwh: FloatArray | None = None
+    ) -> PluggedFleet:
+        """The first ``planned_kw.size`` rows of ``problem`` (its plugged vehicles, or all
+        of its rows) at ``planned_kw``, holding ``energy_kwh`` (default: the problem's
+        energy now), and the problem's site limits."""
+        rows = slice(0, planned_kw.size)
+        return PluggedFleet(
+            planned_kw=planned_kw.astype(np.float64),
+            energy_kwh=problem.energy_kwh[rows] if energy_kwh is None else energy_kwh,
+            energy_min_kwh=problem.energy_min_kwh[rows],
+            energy_max_kwh=problem.energy_max_kwh[rows],
+            target_energy_kwh=problem.target_energy_kwh[rows],
+            max_charge_kw=problem.max_charge_kw[rows],
+            max_discharge_kw=problem.max_discharge_kw[rows],
+            charge_efficiency=problem.charge_efficiency[rows],
+            discharge_efficiency=problem.discharge_efficiency[rows],
+            site_index=problem.site_index[rows],
+            import_limit_kw=problem.import_limit_kw,
+            export_limit_kw=problem.export_limit_kw,
+        )
 
 
 def stored_rate_kwh_per_h(

@@ -108,20 +108,7 @@ def plan_headroom(
     plugged = real & (problem.arrival_step <= step) & (problem.departure_step > step)
     dt_h = problem.dt_h
     # Other rows' planned power still loads the site (forecast groups included).
-    fleet = PluggedFleet(
-        planned_kw=planned,
-        energy_kwh=energy_kwh,
-        energy_min_kwh=problem.energy_min_kwh,
-        energy_max_kwh=problem.energy_max_kwh,
-        target_energy_kwh=problem.target_energy_kwh,
-        max_charge_kw=problem.max_charge_kw,
-        max_discharge_kw=problem.max_discharge_kw,
-        charge_efficiency=problem.charge_efficiency,
-        discharge_efficiency=problem.discharge_efficiency,
-        site_index=problem.site_index,
-        import_limit_kw=problem.import_limit_kw,
-        export_limit_kw=problem.export_limit_kw,
-    )
+    fleet = PluggedFleet.of(problem, planned, energy_kwh)
     hours_to_departure = np.where(plugged, (problem.departure_step - step) * dt_h, 0.0)
     return site_headroom(
         fleet, hours_to_departure=hours_to_departure.astype(np.float64), duration_h=duration_h
