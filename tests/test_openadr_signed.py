@@ -29,17 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.test_openadr_ven import (
-    CONTROL_INTERVAL_S,
-    SITE,
-    TARGET_KW,
-    VEN_ID,
-    VEN_NAME,
-    Vtn,
-    _free_port,
-    dispatch,
-    until,
-)
+from tests.openadr_vtn import Vtn, dispatch, free_port, until
+from tests.test_openadr_ven import CONTROL_INTERVAL_S, SITE, TARGET_KW, VEN_ID, VEN_NAME
 from v2ghub.live.clock import SystemClock
 from v2ghub.live.control import ControlLoop
 from v2ghub.live.live_problem import ControlSettings, LiveSite
@@ -141,7 +132,7 @@ class SignedVtn(Vtn):
 async def running_signed_vtn(pki: Pki, *, tls_clients: Path) -> AsyncIterator[SignedVtn]:
     """An openleadr VTN over HTTPS that signs with ``pki.vtn`` and knows ``pki.ven``'s
     fingerprint; ``tls_clients``: the certificates it lets open a TLS connection (PEM)."""
-    port = _free_port()
+    port = free_port()
     lookups: list[str] = []
 
     def ven_lookup(ven_id: str) -> dict[str, str]:
@@ -172,7 +163,9 @@ async def running_signed_vtn(pki: Pki, *, tls_clients: Path) -> AsyncIterator[Si
 
     server.add_handler("on_create_party_registration", registration)
     await server.run()
-    vtn = SignedVtn(server, f"https://127.0.0.1:{port}/OpenADR2/Simple/2.0b", lookups=lookups)
+    vtn = SignedVtn(
+        server, f"https://127.0.0.1:{port}/OpenADR2/Simple/2.0b", VEN_ID, lookups=lookups
+    )
     try:
         yield vtn
     finally:

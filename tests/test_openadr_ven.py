@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import socket
-import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from tests.openadr_vtn import dispatch, free_port, running_vtn, until
 from v2ghub.live.chargers import ChargerFleet, make_fleet_config
 from v2ghub.live.clock import SystemClock
 from v2ghub.live.control import ControlLoop
@@ -35,112 +33,12 @@ from v2ghub.planning import make_planner
 from v2ghub.store.records import EventKind
 from v2ghub.store.repository import Store
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from openleadr import OpenADRServer
-
 SITE = "depot"
 VEN_NAME = "depot-ven"
 VEN_ID = "ven-1"
 TARGET_KW = 5.0
 TOLERANCE_KW = 0.3  # setpoints go out in 0.1 kW steps, meters round
 CONTROL_INTERVAL_S = 2.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Vtn:
-    """A test VTN: the openleadr server, the opt answers and the reports it received."""
-
-    server: Any
-    url: str
-    opts: dict[str, str] = field(default_factory=dict)
-    usage_kw: list[tuple[datetime, float]] = field(default_factory=list)
-
-
-@contextlib.asynccontextmanager
-async def running_vtn() -> AsyncIterator[Vtn]:
-    port = _free_port()
-    server = OpenADRServer(
-        vtn_id="TEST-VTN",
-        http_port=port,
-        http_host="127.0.0.1",
-        requested_poll_freq=timedelta(seconds=1),
-        show_fingerprint=False,
-        ven_lookup=lambda ven_id: {
-            "ven_id": VEN_ID,
-            "ven_name": VEN_NAME,
-            "registration_id": "reg",
-        },
-    )
-    vtn = Vtn(server, f"http://127.0.0.1:{port}/OpenADR2/Simple/2.0b")
-
-    def registration(payload: dict[str, Any]) -> tuple[str, str]:
-        return VEN_ID, "reg"
-
-    async def register_report(  # noqa: PLR0917 - openleadr's handler signature
-        ven_id: str,
-        resource_id: str,
-        measurement: str,
-        unit: str,
-        scale: str,
-        min_sampling_interval: timedelta,
-        max_sampling_interval: timedelta,
-    ) -> tuple[Callable[..., Awaitable[None]], timedelta] | None:
-        if measurement != "RealPower":
-            return None
-
-        async def received(data: list[tuple[datetime, float]]) -> None:
-            vtn.usage_kw.extend(data)
-
-        return received, timedelta(seconds=1)
-
-    server.add_handler("on_create_party_registration", registration)
-    server.add_handler("on_register_report", register_report)
-    await server.run()
-    try:
-        yield vtn
-    finally:
-        with contextlib.suppress(Exception):
-            await server.stop()
-
-
-def dispatch(vtn: Vtn, *, target_kw: float, minutes: float = 10.0) -> str:
-    """Add a LOAD_DISPATCH event for our resource starting now; its id."""
-
-    def answered(ven_id: str, event_id: str, opt_type: str) -> None:
-        vtn.opts[event_id] = opt_type
-
-    event_id: str = vtn.server.add_event(
-        ven_id=VEN_ID,
-        signal_name="LOAD_DISPATCH",
-        signal_type="setpoint",
-        intervals=[
-            {
-                "dtstart": datetime.now(UTC),
-                "duration": timedelta(minutes=minutes),
-                "signal_payload": target_kw,
-            }
-        ],
-        targets=[{"resource_id": "r-depot"}],
-        callback=answered,
-    )
-    return event_id
-
-
-async def until(check: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    """Wait until ``check()`` holds (a deadline for a hang, not a timing assert)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"waited {timeout_s:g} s for {what}")
-        await asyncio.sleep(0.1)
 
 
 @dataclass
@@ -243,7 +141,10 @@ def _instants_to_target(live: Live) -> int | None:
 
 async def test_a_dispatch_event_is_met_reported_and_cancelled(database_url: str) -> None:
     with Store.open(database_url=database_url) as store:
-        async with running_vtn() as vtn, running_serve(store, vtn.url) as live:
+        async with (
+            running_vtn(ven_id=VEN_ID, ven_name=VEN_NAME) as vtn,
+            running_serve(store, vtn.url) as live,
+        ):
             await until(live.ven.registered.is_set, timeout_s=20, what="registration")
             await until(lambda: (live.site_kw() or 0.0) > 10.0, timeout_s=20, what="both charging")
             event_id = dispatch(vtn, target_kw=TARGET_KW)
@@ -288,7 +189,10 @@ async def test_a_vtn_killed_mid_event_leaves_the_limit_and_the_csms_running(
     tmp_path: Path,
 ) -> None:
     with Store.open(data_dir=tmp_path) as store:
-        async with running_vtn() as vtn, running_serve(store, vtn.url) as live:
+        async with (
+            running_vtn(ven_id=VEN_ID, ven_name=VEN_NAME) as vtn,
+            running_serve(store, vtn.url) as live,
+        ):
             await until(live.ven.registered.is_set, timeout_s=20, what="registration")
             await until(lambda: (live.site_kw() or 0.0) > 10.0, timeout_s=20, what="both charging")
             event_id = dispatch(vtn, target_kw=TARGET_KW)
@@ -317,7 +221,7 @@ async def test_a_vtn_that_answers_garbage_never_stops_the_csms(tmp_path: Path) -
     app.router.add_post("/{tail:.*}", garbage)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         with Store.open(data_dir=tmp_path) as store:

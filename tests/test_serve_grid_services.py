@@ -18,12 +18,10 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import warnings
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,16 +29,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from tests.openadr_vtn import dispatch, running_vtn, until
 from v2ghub.live.chargers import ChargerFleet, FleetConfig, make_fleet_config
 from v2ghub.live.clock import SystemClock
 from v2ghub.live.security import generate_password, hash_password
 from v2ghub.store import schema
 from v2ghub.store.regulation import RegulationMode
 from v2ghub.store.repository import Store
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from openleadr import OpenADRServer
 
 SITE = "depot"
 CAPACITY_KW = 20.0
@@ -70,16 +65,6 @@ class Serve:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-async def until(check: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    """Wait until ``check()`` holds (a deadline for a hang, not a timing assert)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"waited {timeout_s:g} s for {what}")
-        await asyncio.sleep(0.2)
 
 
 def _serve_command(data_dir: Path, *options: str) -> list[str]:
@@ -270,75 +255,6 @@ async def test_regulation_files_drive_shares_and_afrr_signals(tmp_path: Path) ->
 # --- 2. OpenADR ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Vtn:
-    """A test VTN: the openleadr server, the VEN names that registered, the opt answers."""
-
-    server: Any
-    url: str
-    registered: list[str] = field(default_factory=list)
-    opts: dict[str, str] = field(default_factory=dict)
-
-
-@contextlib.asynccontextmanager
-async def running_vtn() -> AsyncIterator[Vtn]:
-    port = _free_port()
-    server = OpenADRServer(
-        vtn_id="SERVE-TEST-VTN",
-        http_port=port,
-        http_host="127.0.0.1",
-        requested_poll_freq=timedelta(seconds=1),
-        show_fingerprint=False,
-        ven_lookup=lambda ven_id: {
-            "ven_id": VEN_ID,
-            "ven_name": VEN_NAME,
-            "registration_id": "reg",
-        },
-    )
-    vtn = Vtn(server, f"http://127.0.0.1:{port}/OpenADR2/Simple/2.0b")
-
-    def registration(payload: dict[str, Any]) -> tuple[str, str]:
-        vtn.registered.append(str(payload.get("ven_name")))
-        return VEN_ID, "reg"
-
-    server.add_handler("on_create_party_registration", registration)
-    await server.run()
-    try:
-        yield vtn
-    finally:
-        with contextlib.suppress(Exception):
-            await server.stop()
-
-
-def _dispatch(vtn: Vtn, *, target_kw: float) -> str:
-    """A LOAD_DISPATCH event for the depot's resource, from now for ten minutes; its id."""
-
-    def answered(ven_id: str, event_id: str, opt_type: str) -> None:
-        vtn.opts[event_id] = opt_type
-
-    event_id: str = vtn.server.add_event(
-        ven_id=VEN_ID,
-        signal_name="LOAD_DISPATCH",
-        signal_type="setpoint",
-        intervals=[
-            {
-                "dtstart": datetime.now(UTC),
-                "duration": timedelta(minutes=10),
-                "signal_payload": target_kw,
-            }
-        ],
-        targets=[{"resource_id": "r-depot"}],
-        callback=answered,
-    )
-    return event_id
-
-
 async def test_openadr_flags_register_the_ven_and_store_a_dispatch_limit(tmp_path: Path) -> None:
     resources = tmp_path / "resources.csv"
     resources.write_text(f"resource_id,site_id\nr-depot,{SITE}\n")
@@ -346,7 +262,7 @@ async def test_openadr_flags_register_the_ven_and_store_a_dispatch_limit(tmp_pat
     sites.write_text(f"site_id,import_limit_kw,export_limit_kw\n{SITE},40,0\n")
     data_dir = tmp_path / "data"
     source = f"openadr:{VEN_NAME}"
-    async with running_vtn() as vtn:
+    async with running_vtn(ven_id=VEN_ID, ven_name=VEN_NAME) as vtn:
         options = (
             "--sites",
             str(sites),
@@ -361,7 +277,7 @@ async def test_openadr_flags_register_the_ven_and_store_a_dispatch_limit(tmp_pat
             await until(lambda: bool(vtn.registered), timeout_s=30, what="the VEN to register")
             assert vtn.registered[0] == VEN_NAME
             assert f"OpenADR VEN {VEN_NAME} polling {vtn.url}" in serve.output()
-            event_id = _dispatch(vtn, target_kw=5.0)
+            event_id = dispatch(vtn, target_kw=5.0)
             await until(lambda: event_id in vtn.opts, timeout_s=30, what="the opt answer")
             assert vtn.opts[event_id] == "optIn"
             with Store.open(data_dir=data_dir) as store:
