@@ -2,7 +2,7 @@
 taking its limits in A) on one site, the real server and control loop.
 
 The scenario is ``tests/test_live_mixed.py``'s (four vehicles plug in at 16:00 with 70% and
-leave at 02:00 wanting 80%; the site may import 14 kW and export 10 kW), which the test
+leave at 02:00 wanting 80%; the site may import 16 kW and export 10 kW), which the test
 runs at 1,500 times; here the clock runs 60 times faster than real time, so the evening
 takes about 11 minutes. Printed: the site's power at every sample once every vehicle is in
 the plan (its maximum and minimum against the limits), each vehicle's SoC as it left, the
