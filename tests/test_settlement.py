@@ -21,7 +21,13 @@ from v2ghub.settlement.kpis import pilot_kpis
 from v2ghub.settlement.meter import METER_COLUMNS, meter_lines
 from v2ghub.settlement.money import amount_fen, price_nano
 from v2ghub.settlement.rates import rate_cards
-from v2ghub.settlement.streams import LineColumns, add_shared_revenue, scaled_rate_nano, split_fen
+from v2ghub.settlement.streams import (
+    LineColumns,
+    add_shared_revenue,
+    scaled_rate_nano,
+    sorted_codes,
+    split_fen,
+)
 
 SHENZHEN = rate_cards(["Shenzhen"])["Shenzhen"]
 
@@ -82,6 +88,37 @@ def test_home_discharge_keeps_no_operator_share() -> None:
     got = _by_kind(meter_lines(meter, card=SHENZHEN, contracts=Contracts()))
     assert got["H1/discharge:peak:1:owner-share"] == ("aggregator", "owner:H1", 90)
     assert "H1/discharge:peak:1:operator-share" not in got
+
+
+def test_lines_without_text_pay_the_same_and_say_nothing() -> None:
+    # The simulate report's totals need no text: the same lines, amounts and parties.
+    meter = _meter(
+        [
+            ("S2", "P7", "public", "valley", "0.2470", "0.1", 20_500, 0),
+            ("S1", "P7", "public", "peak", "1.105", "0.7701", 3_333, 10_000),
+            ("H1", "home-1", "home", "peak", "1", "1", 0, 1_000),
+        ]
+    )
+    full = meter_lines(meter, card=SHENZHEN, contracts=Contracts())
+    bare = meter_lines(meter, card=SHENZHEN, contracts=Contracts(), texts=False)
+    for name in ("session_id", "payer", "payee", "stream", "energy_wh", "amount_fen"):
+        assert bare.column(name).tolist() == full.column(name).tolist(), name
+    assert bare.fees_fen == full.fees_fen == {"discharge": 77 + 10}
+    assert (
+        full.column("cause").tolist()[0] == "charged 20.500 kWh in valley hours at 0.2470 CNY/kWh"
+    )
+    with pytest.raises(ValueError, match="these lines were made without their text: no 'cause'"):
+        bare.column("cause")
+
+
+@given(st.lists(st.text(max_size=6), max_size=40))
+def test_sorted_codes_are_numpys_unique(values: list[str]) -> None:
+    array = np.array(values, dtype=str)
+    distinct, codes = sorted_codes(array)
+    expected, inverse = np.unique(array, return_inverse=True)
+    assert distinct.tolist() == expected.tolist()
+    assert codes.tolist() == inverse.reshape(-1).tolist()
+    assert distinct[codes].tolist() == array.tolist()
 
 
 def test_demand_response_and_regulation_by_hand() -> None:

@@ -15,12 +15,15 @@ import pyarrow as pa
 from v2ghub.settlement.contracts import Contracts
 from v2ghub.settlement.rates import RateCard
 from v2ghub.settlement.streams import (
+    IntArray,
     LineColumns,
     StrArray,
     add_shared_revenue,
     amount_fen,
     kwh_text,
+    made_once,
     rate_nano_of,
+    sorted_codes,
 )
 
 METER_COLUMNS = (
@@ -39,87 +42,109 @@ def _text(table: pa.Table, name: str) -> StrArray:
     return np.asarray(table.column(name).to_numpy(zero_copy_only=False)).astype(str)
 
 
-def meter_lines(meter: pa.Table, *, card: RateCard, contracts: Contracts) -> LineColumns:
-    """The ledger lines of one period's meter rows."""
+def _rate_nano(table: pa.Table, name: str) -> IntArray:
+    """A price column as nano-CNY per row, exactly (each distinct price parsed once)."""
+    distinct, codes = sorted_codes(table.column(name))
+    return rate_nano_of(distinct)[codes]
+
+
+def meter_lines(
+    meter: pa.Table, *, card: RateCard, contracts: Contracts, texts: bool = True
+) -> LineColumns:
+    """The ledger lines of one period's meter rows (without their text when ``texts`` is
+    false: for totals only, see :class:`~v2ghub.settlement.streams.LineColumns`)."""
     missing = [c for c in METER_COLUMNS if c not in meter.column_names]
     if missing:
         raise ValueError(f"meter data lacks column(s) {', '.join(missing)}")
-    session = _text(meter, "session_id")
-    site = _text(meter, "site_id")
-    kind_of_charger = _text(meter, "charger_kind")
-    period = _text(meter, "period")
-    import_price = _text(meter, "import_price_cny_per_kwh")
-    export_price = _text(meter, "export_price_cny_per_kwh")
     import_wh = np.asarray(meter.column("import_wh").to_numpy(), dtype=np.int64)
     export_wh = np.asarray(meter.column("export_wh").to_numpy(), dtype=np.int64)
     if np.any(import_wh < 0) or np.any(export_wh < 0):
         row = int(np.flatnonzero((import_wh < 0) | (export_wh < 0))[0])
         raise ValueError(f"meter row {row + 1}: energy is negative")
-    owner = np.char.add("owner:", session)
+    sessions, session_code = sorted_codes(meter.column("session_id"))
+    session = sessions[session_code]
+    site = _text(meter, "site_id")
+    kind_of_charger = _text(meter, "charger_kind")
+    import_nano = _rate_nano(meter, "import_price_cny_per_kwh")
+    export_nano = _rate_nano(meter, "export_price_cny_per_kwh")
+    owners = np.char.add("owner:", sessions)
+    owner = owners[session_code]
     operator = np.char.add("operator:", site)
-    lines = LineColumns.empty()
+    lines = LineColumns.empty(texts=texts)
+    period_text = made_once(lambda: _text(meter, "period"))
+    import_text = made_once(lambda: _text(meter, "import_price_cny_per_kwh"))
+    export_text = made_once(lambda: _text(meter, "export_price_cny_per_kwh"))
 
-    level = np.char.add(np.char.add(period, ":"), import_price)
-    at = np.char.add(np.char.add(np.char.add(" in ", period), " hours at "), import_price)
+    def charging_kind() -> StrArray:
+        return np.char.add("charging:", np.char.add(np.char.add(period_text(), ":"), import_text()))
+
+    def charging_cause() -> StrArray:
+        at = np.char.add(
+            np.char.add(np.char.add(" in ", period_text()), " hours at "), import_text()
+        )
+        charged = np.char.add(np.char.add("charged ", kwh_text(import_wh)), " kWh")
+        return np.char.add(np.char.add(charged, at), " CNY/kWh")
+
     lines.add(
         session_id=session,
-        kind=np.char.add("charging:", level),
+        kind=charging_kind,
         payer=owner,
         payee=np.full(session.shape[0], "grid"),
         stream="charging",
         energy_wh=import_wh,
-        rate=import_price,
-        amount_fen=amount_fen(import_wh, rate_nano_of(import_price)),
-        cause=np.char.add(np.char.add(np.char.add("charged ", kwh_text(import_wh)), " kWh"), at)
-        + " CNY/kWh",
+        rate=import_text,
+        amount_fen=amount_fen(import_wh, import_nano),
+        cause=charging_cause,
     )
 
     discharged = export_wh > 0
     share_index, table = contracts.shares(
         "discharge", site_id=site[discharged], charger_kind=kind_of_charger[discharged]
     )
-    sold_at = np.char.add(
-        np.char.add(np.char.add(" in ", period[discharged]), " hours at "),
-        export_price[discharged],
-    )
+
+    def discharge_kind() -> StrArray:
+        level = np.char.add(np.char.add(period_text()[discharged], ":"), export_text()[discharged])
+        return np.char.add("discharge:", level)
+
+    def discharge_cause() -> StrArray:
+        sold_at = np.char.add(
+            np.char.add(np.char.add(" in ", period_text()[discharged]), " hours at "),
+            export_text()[discharged],
+        )
+        sold = np.char.add(np.char.add("discharged ", kwh_text(export_wh[discharged])), " kWh")
+        return np.char.add(np.char.add(sold, sold_at), " CNY/kWh")
+
     add_shared_revenue(
         lines,
         stream="discharge",
         session_id=session[discharged],
-        kind=np.char.add(
-            "discharge:",
-            np.char.add(np.char.add(period[discharged], ":"), export_price[discharged]),
-        ),
+        kind=discharge_kind,
         owner=owner[discharged],
         operator=operator[discharged],
         quantity=export_wh[discharged],
-        rate=export_price[discharged],
-        revenue_fen=amount_fen(export_wh[discharged], rate_nano_of(export_price[discharged])),
+        rate=lambda: export_text()[discharged],
+        revenue_fen=amount_fen(export_wh[discharged], export_nano[discharged]),
         share_index=share_index,
         table=table,
-        cause=np.char.add(
-            np.char.add(np.char.add("discharged ", kwh_text(export_wh[discharged])), " kWh"),
-            sold_at,
-        )
-        + " CNY/kWh",
+        cause=discharge_cause,
     )
 
     # Battery wear: per session, on all it discharged in the period.
-    sessions, first, inverse = np.unique(session, return_index=True, return_inverse=True)
-    total_wh = np.bincount(inverse.reshape(-1), weights=export_wh, minlength=sessions.size)
+    total_wh = np.bincount(session_code, weights=export_wh, minlength=sessions.size)
     total_wh = np.rint(total_wh).astype(np.int64)  # sums of integers, exact below 2**53
     rate = card.degradation_compensation_cny_per_kwh
     rate_text = np.full(sessions.size, str(rate))
+    wear_nano = np.full(sessions.size, rate_nano_of(np.array([str(rate)]))[0], dtype=np.int64)
     lines.add(
         session_id=sessions,
-        kind=np.full(sessions.size, "degradation"),
+        kind=lambda: np.full(sessions.size, "degradation"),
         payer=np.full(sessions.size, "aggregator"),
-        payee=owner[first],
+        payee=owners,
         stream="degradation",
         energy_wh=total_wh,
         rate=rate_text,
-        amount_fen=amount_fen(total_wh, rate_nano_of(rate_text)),
-        cause=np.char.add(
+        amount_fen=amount_fen(total_wh, wear_nano),
+        cause=lambda: np.char.add(
             np.char.add("battery wear on ", kwh_text(total_wh)),
             f" kWh discharged at {rate} CNY/kWh",
         ),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from v2ghub.settlement.money import fen_to_cny
 from v2ghub.settlement.rates import RateCard, rate_cards
 from v2ghub.settlement.run_folder import RunFolder, period_rows
 from v2ghub.settlement.service_lines import add_service_lines
-from v2ghub.settlement.streams import LineColumns, cny_text, kwh_text
+from v2ghub.settlement.streams import LineColumns, cny_text, kwh_text, sorted_codes
 
 STATEMENT_COLUMNS = (
     "period",
@@ -72,38 +73,107 @@ def ledger_lines(columns: LineColumns) -> Lines:
     )
 
 
-def _groups(parties: npt.ArrayLike) -> npt.NDArray[np.str_]:
-    """Each party's group: ``owner:S1`` -> ``owner``, ``grid`` -> ``grid``."""
-    return np.asarray(np.char.partition(np.asarray(parties).astype(str), ":")[:, 0])
+@dataclass(frozen=True)
+class _Flows:
+    """Who pays whom how much, per line: all the totals need (no text). Streams and
+    parties are codes into their sorted distinct values, made once."""
+
+    amount_fen: npt.NDArray[np.int64]
+    streams: list[str]
+    stream_code: npt.NDArray[np.int64]
+    parties: npt.NDArray[np.str_]
+    payer_code: npt.NDArray[np.int64]
+    payee_code: npt.NDArray[np.int64]
+
+    @staticmethod
+    def of(amount_fen: npt.ArrayLike, stream: Any, payer: Any, payee: Any) -> _Flows:
+        amount = np.asarray(amount_fen, dtype=np.int64)
+        streams, stream_code = sorted_codes(np.asarray(stream))
+        parties, codes = sorted_codes(np.concatenate((np.asarray(payee), np.asarray(payer))))
+        n = amount.size
+        return _Flows(amount, streams.tolist(), stream_code, parties, codes[n:], codes[:n])
+
+    @staticmethod
+    def of_lines(lines: Lines) -> _Flows:
+        return _Flows.of(lines.amount_fen, lines.stream, lines.payer, lines.payee)
+
+    @staticmethod
+    def of_columns(columns: LineColumns) -> _Flows:
+        return _Flows.of(
+            columns.column("amount_fen"),
+            columns.column("stream"),
+            columns.column("payer"),
+            columns.column("payee"),
+        )
+
+    def party(self, party_id: str) -> int:
+        """A party's code, -1 when it has no line."""
+        i = int(np.searchsorted(self.parties, party_id))
+        return i if i < self.parties.size and self.parties[i] == party_id else -1
+
+    def stream(self, name: str) -> int:
+        """A stream's code, -1 when it has no line."""
+        return self.streams.index(name) if name in self.streams else -1
+
+    def per_party(self, codes: npt.NDArray[np.int64], chosen: Any = None) -> npt.NDArray[np.int64]:
+        """Fen per party of the (chosen) lines, by payer or payee code; exact (integer
+        sums below 2**53)."""
+        amount = self.amount_fen if chosen is None else self.amount_fen[chosen]
+        codes = codes if chosen is None else codes[chosen]
+        sums = np.bincount(codes, weights=amount, minlength=self.parties.size)
+        return np.rint(sums).astype(np.int64)
+
+    def balances(self) -> dict[str, int]:
+        """Net fen per party (received minus paid), parties sorted."""
+        net = self.per_party(self.payee_code) - self.per_party(self.payer_code)
+        return dict(zip(self.parties.tolist(), net.tolist(), strict=True))
 
 
 def _period_totals(
-    lines: Lines, fees_fen: dict[str, int], balances: dict[str, int]
+    flows: _Flows, fees_fen: dict[str, int], balances: dict[str, int]
 ) -> dict[str, Any]:
     """Totals per party group and stream, owner earnings, and the balance checks."""
-    amount = np.asarray(lines.amount_fen, dtype=np.int64)
-    stream = np.asarray(lines.stream).astype(str)
-    payer = _groups(lines.payer)
-    payee = _groups(lines.payee)
+    amount = flows.amount_fen
+    # Each party's group: ``owner:S1`` -> ``owner``, ``grid`` -> ``grid``.
+    group_names, group_of_party = np.unique(
+        np.char.partition(flows.parties, ":")[:, 0], return_inverse=True
+    )
+    names = group_names.tolist()
+    n_streams = len(flows.streams)
+
+    def summed(codes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Fen per (group, stream); exact (integer sums below 2**53)."""
+        cell = group_of_party.reshape(-1)[codes] * n_streams + flows.stream_code
+        sums = np.bincount(cell, weights=amount, minlength=len(names) * n_streams)
+        return np.rint(sums).astype(np.int64).reshape(len(names), n_streams)
+
+    paid_by, received_by = summed(flows.payer_code), summed(flows.payee_code)
     groups: dict[str, dict[str, dict[str, str]]] = {}
     for group in ("grid", "aggregator", "operator", "owner"):
         per_stream = {}
-        for name in sorted(set(stream.tolist())):
-            received = int(amount[(payee == group) & (stream == name)].sum())
-            paid = int(amount[(payer == group) & (stream == name)].sum())
+        for k, name in enumerate(flows.streams):
+            received = int(received_by[names.index(group), k]) if group in names else 0
+            paid = int(paid_by[names.index(group), k]) if group in names else 0
             if received or paid:
                 per_stream[name] = {
                     "received_cny": str(fen_to_cny(received)),
                     "paid_cny": str(fen_to_cny(paid)),
                 }
         groups[group] = per_stream
+    grid, aggregator = flows.party("grid"), flows.party("aggregator")
     shared_ok = True
     for name in SHARED_STREAMS:
-        revenue = int(amount[(payer == "grid") & (payee == "aggregator") & (stream == name)].sum())
-        payouts = int(amount[(payer == "aggregator") & (payee != "grid") & (stream == name)].sum())
-        shared_ok &= revenue == payouts + fees_fen.get(name, 0)
+        in_stream = flows.stream_code == flows.stream(name)
+        from_aggregator = flows.payer_code == aggregator
+        revenue = amount[(flows.payer_code == grid) & (flows.payee_code == aggregator) & in_stream]
+        payouts = amount[from_aggregator & (flows.payee_code != grid) & in_stream]
+        shared_ok &= int(revenue.sum()) == int(payouts.sum()) + fees_fen.get(name, 0)
     owner_net = np.array([v for k, v in balances.items() if k.startswith("owner:")], dtype=np.int64)
-    income = _received_by_party(lines, "owner:", exclude_stream="charging")
+    # What each owner received outside charging (those who received anything).
+    is_owner = np.char.startswith(flows.parties, "owner:")
+    chosen = is_owner[flows.payee_code] & (flows.stream_code != flows.stream("charging"))
+    earned = flows.per_party(flows.payee_code, chosen)
+    income = earned[np.bincount(flows.payee_code[chosen], minlength=flows.parties.size) > 0]
     return {
         "parties": groups,
         "aggregator_fees_cny": {k: str(fen_to_cny(v)) for k, v in sorted(fees_fen.items())},
@@ -116,17 +186,6 @@ def _period_totals(
         },
         "balanced": bool(sum(balances.values()) == 0 and shared_ok),
     }
-
-
-def _received_by_party(lines: Lines, prefix: str, *, exclude_stream: str) -> npt.NDArray[np.int64]:
-    """What each party whose id starts with ``prefix`` received, outside one stream (fen)."""
-    payee = np.asarray(lines.payee).astype(str)
-    chosen = np.char.startswith(payee, prefix) & (np.asarray(lines.stream) != exclude_stream)
-    parties, index = np.unique(payee[chosen], return_inverse=True)
-    sums = np.bincount(
-        index.reshape(-1), weights=np.asarray(lines.amount_fen)[chosen], minlength=parties.size
-    )
-    return np.rint(sums).astype(np.int64)
 
 
 def _percentiles(values_fen: npt.NDArray[np.int64]) -> dict[str, str]:
@@ -183,43 +242,40 @@ def statement_rows(period: str, lines: Lines) -> pa.Table:
 
 def line_balances(lines: Lines) -> dict[str, int]:
     """Net fen per party (received minus paid) of a batch of lines."""
-    amount = np.asarray(lines.amount_fen, dtype=np.int64)
-    parties, index = np.unique(
-        np.concatenate((np.asarray(lines.payee), np.asarray(lines.payer))).astype(str),
-        return_inverse=True,
-    )
-    signed = np.concatenate((amount, -amount))
-    net = np.zeros(parties.size, dtype=np.int64)
-    np.add.at(net, index.reshape(-1), signed)
-    return dict(zip(parties.tolist(), net.tolist(), strict=True))
+    return _Flows.of_lines(lines).balances()
 
 
 def settle_period(
-    period: str, columns: LineColumns, *, ledger: Ledger | None, kpis: PilotKpis
+    period: str, columns: LineColumns, *, ledger: Ledger, kpis: PilotKpis
 ) -> tuple[dict[str, Any], Lines]:
-    """Post one period's lines (when there is a ledger) and total them.
+    """Post one period's lines and total them.
 
-    Returns the period's entry of ``settlement.json`` (``posted`` when posted, the totals
-    of :func:`_period_totals` and the KPIs) and the lines as they now stand: the ledger's
-    latest version of the period, or the lines themselves without a ledger.
+    Returns the period's entry of ``settlement.json`` (``posted``, the totals of
+    :func:`_period_totals` and the KPIs) and the ledger's latest version of the period.
     """
-    lines = ledger_lines(columns)
-    entry: dict[str, Any] = {}
-    if ledger is not None:
-        result = ledger.post(period, lines)
-        entry["posted"] = {
+    result = ledger.post(period, ledger_lines(columns))
+    lines = ledger.latest(period)
+    entry: dict[str, Any] = {
+        "posted": {
             "new": result.new,
             "unchanged": result.unchanged,
             "corrected": result.corrected,
             "withdrawn": result.withdrawn,
         }
-        lines = ledger.latest(period)
-        balances = ledger.balances(period)
-    else:
-        balances = line_balances(lines)
-    entry.update(_period_totals(lines, columns.fees_fen, balances))
+    }
+    entry.update(_period_totals(_Flows.of_lines(lines), columns.fees_fen, ledger.balances(period)))
     entry["kpis"] = _kpis_json(kpis)
     return entry, lines
+
+
+def period_totals(columns: LineColumns, *, kpis: PilotKpis) -> dict[str, Any]:
+    """One period's entry of ``settlement.json`` from its lines, posted nowhere: the
+    totals of :func:`_period_totals` (balanced from the lines) and the KPIs. The lines
+    may be without their text (``LineColumns.empty(texts=False)``)."""
+    flows = _Flows.of_columns(columns)
+    entry = _period_totals(flows, columns.fees_fen, flows.balances())
+    entry["kpis"] = _kpis_json(kpis)
+    return entry
 
 
 def write_settlement_json(out: Path, document: dict[str, Any]) -> None:
@@ -277,7 +333,7 @@ def settle_run(
                 if on_period is not None:
                     on_period(period)
                 rows = period_rows(run.meter, city=city, planner=planner)
-                columns = meter_lines(rows, card=cards[city], contracts=contracts)
+                columns = meter_lines(rows, card=cards[city], contracts=contracts, texts=statements)
                 add_service_lines(
                     columns,
                     sessions=period_rows(run.sessions, city=city, planner=planner),
@@ -292,27 +348,25 @@ def settle_run(
                     ],
                 )
                 metrics = run.metrics[(city, planner)]
-                entry, lines = settle_period(
-                    period,
-                    columns,
-                    ledger=ledger,
-                    kpis=pilot_kpis(
-                        city=city,
-                        planner=planner,
-                        peak_discharge_kw=run.peak_discharge_kw.get((city, planner), 0.0),
-                        discharged_kwh_per_day=float(metrics["energy_discharged_kwh"]),
-                        valley_share=float(metrics["valley_share"]),
-                        valley_share_private=float(metrics["valley_share_private"]),
-                    ),
+                kpis = pilot_kpis(
+                    city=city,
+                    planner=planner,
+                    peak_discharge_kw=run.peak_discharge_kw.get((city, planner), 0.0),
+                    discharged_kwh_per_day=float(metrics["energy_discharged_kwh"]),
+                    valley_share=float(metrics["valley_share"]),
+                    valley_share_private=float(metrics["valley_share_private"]),
                 )
-                document["periods"][period] = {"city": city, "planner": planner, **entry}
-                if statements:
+                if ledger is None:
+                    entry = period_totals(columns, kpis=kpis)
+                else:
+                    entry, lines = settle_period(period, columns, ledger=ledger, kpis=kpis)
                     table = statement_rows(period, lines)
                     if writer is None:
                         writer = stack.enter_context(
                             pa_csv.CSVWriter(out / "statements.csv", table.schema)
                         )
                     writer.write_table(table)
+                document["periods"][period] = {"city": city, "planner": planner, **entry}
     write_settlement_json(out, document)
     return document
 
@@ -333,6 +387,7 @@ __all__ = [
     "RunFolder",
     "ledger_lines",
     "line_balances",
+    "period_totals",
     "rates_json",
     "settle_period",
     "settle_run",

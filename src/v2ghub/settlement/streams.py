@@ -25,18 +25,23 @@ Everything is vectorised over lines: integer numpy arithmetic, no loop per sessi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from v2ghub.settlement.contracts import Shares
 from v2ghub.settlement.money import amount_fen, price_nano
 
 IntArray = npt.NDArray[np.int64]
 StrArray = npt.NDArray[np.str_]
+Text = StrArray | Callable[[], StrArray]
+"""A text column of lines, or what makes it: lines kept without their text (only totals
+wanted) never make it, and their text is most of the cost at a million sessions."""
 
 PPM_PER_PERCENT = 10_000
 PPM = 1_000_000
@@ -110,6 +115,9 @@ class LineColumns:
 
     ``fees_fen`` is, per stream, the aggregator's own share of the revenues it received
     (computed with the other shares, so ``revenue == payouts + fees`` is a real check).
+    Lines made with ``texts=False`` keep no ``kind``, ``rate`` or ``cause`` (their
+    :data:`Text` makers are never called): enough for totals and balances, not for a
+    ledger or statements.
     """
 
     session_id: list[StrArray]
@@ -122,46 +130,56 @@ class LineColumns:
     amount_fen: list[IntArray]
     cause: list[StrArray]
     fees_fen: dict[str, int]
+    texts: bool = field(default=True)
 
     @staticmethod
-    def empty() -> LineColumns:
+    def empty(*, texts: bool = True) -> LineColumns:
         """No lines yet."""
-        return LineColumns([], [], [], [], [], [], [], [], [], {})
+        return LineColumns([], [], [], [], [], [], [], [], [], {}, texts)
 
     def add(
         self,
         *,
         session_id: StrArray,
-        kind: StrArray,
+        kind: Text,
         payer: StrArray,
         payee: StrArray,
         stream: str,
         energy_wh: IntArray,
-        rate: StrArray,
+        rate: Text,
         amount_fen: IntArray,
-        cause: StrArray,
+        cause: Text,
     ) -> None:
         """Append lines; those with a zero amount are left out."""
         keep = np.asarray(amount_fen) != 0
         n = int(keep.sum())
         if n == 0:
             return
-        self.session_id.append(np.asarray(session_id)[keep].astype(str))
-        self.kind.append(np.asarray(kind)[keep].astype(str))
-        self.payer.append(np.asarray(payer)[keep].astype(str))
-        self.payee.append(np.asarray(payee)[keep].astype(str))
+        self.session_id.append(_kept(session_id, keep))
+        self.payer.append(_kept(payer, keep))
+        self.payee.append(_kept(payee, keep))
         self.stream.append(np.full(n, stream))
         self.energy_wh.append(np.asarray(energy_wh, dtype=np.int64)[keep])
-        self.rate.append(np.asarray(rate)[keep].astype(str))
         self.amount_fen.append(np.asarray(amount_fen, dtype=np.int64)[keep])
-        self.cause.append(np.asarray(cause)[keep].astype(str))
+        if self.texts:
+            self.kind.append(_kept(kind, keep))
+            self.rate.append(_kept(rate, keep))
+            self.cause.append(_kept(cause, keep))
 
     def column(self, name: str) -> npt.NDArray[np.generic]:
         """One column, all chunks joined."""
+        if name in ("kind", "rate", "cause") and not self.texts:
+            raise ValueError(f"these lines were made without their text: no {name!r} column")
         chunks = getattr(self, name)
         if not chunks:
             return np.zeros(0, dtype=np.int64 if name in ("energy_wh", "amount_fen") else str)
         return np.concatenate(chunks)
+
+
+def _kept(text: Text, keep: npt.NDArray[np.bool_]) -> StrArray:
+    """The kept rows of a text column, made now if it is a maker."""
+    values = text() if callable(text) else text
+    return np.asarray(values)[keep].astype(str, copy=False)
 
 
 def add_shared_revenue(
@@ -169,49 +187,105 @@ def add_shared_revenue(
     *,
     stream: str,
     session_id: StrArray,
-    kind: StrArray,
+    kind: Text,
     owner: StrArray,
     operator: StrArray,
     quantity: IntArray,
-    rate: StrArray,
+    rate: Text,
     revenue_fen: IntArray,
     share_index: IntArray,
     table: Sequence[Shares],
-    cause: StrArray,
+    cause: Text,
 ) -> None:
     """The grid pays the aggregator ``revenue_fen``; the aggregator pays owner and operator
     their shares (:func:`split_fen`); the aggregator's own share stays with it."""
     if session_id.shape[0] == 0:
         return
+    kind_text, cause_text, rate_text = made_once(kind), made_once(cause), made_once(rate)
     lines.add(
         session_id=session_id,
-        kind=kind,
+        kind=kind_text,
         payer=np.full(session_id.shape[0], "grid"),
         payee=np.full(session_id.shape[0], "aggregator"),
         stream=stream,
         energy_wh=quantity,
-        rate=rate,
+        rate=rate_text,
         amount_fen=revenue_fen,
-        cause=cause,
+        cause=cause_text,
     )
     parts = split_fen(revenue_fen, share_index, table)
     lines.fees_fen[stream] = lines.fees_fen.get(stream, 0) + int(parts[:, 2].sum())
-    shares_text = np.array([f"{s.owner}% / {s.operator}%" for s in table], dtype=str)[share_index]
+
+    def share_texts(who: str) -> tuple[Text, Text]:
+        def share_kind() -> StrArray:
+            return np.char.add(kind_text(), f":{who}-share")
+
+        def share_cause() -> StrArray:
+            shares = np.array([f"{s.owner}% / {s.operator}%" for s in table], dtype=str)
+            return np.char.add(
+                np.char.add(np.char.add(f"{who} share of ", cause_text()), " (owner / operator: "),
+                np.char.add(shares[share_index], ")"),
+            )
+
+        return share_kind, share_cause
+
     for column, payee, who in ((0, owner, "owner"), (1, operator, "operator")):
+        share_kind, share_cause = share_texts(who)
         lines.add(
             session_id=session_id,
-            kind=np.char.add(kind, f":{who}-share"),
+            kind=share_kind,
             payer=np.full(session_id.shape[0], "aggregator"),
             payee=payee,
             stream=stream,
             energy_wh=quantity,
-            rate=rate,
+            rate=rate_text,
             amount_fen=parts[:, column],
-            cause=np.char.add(
-                np.char.add(np.char.add(f"{who} share of ", cause), " (owner / operator: "),
-                np.char.add(shares_text, ")"),
-            ),
+            cause=share_cause,
         )
+
+
+def made_once(text: Text) -> Callable[[], StrArray]:
+    """A text maker that makes its column at most once."""
+    if not callable(text):
+        return lambda: text
+    made: list[StrArray] = []
+
+    def make() -> StrArray:
+        if not made:
+            made.append(text())
+        return made[0]
+
+    return make
+
+
+def sorted_codes(values: pa.Array | pa.ChunkedArray | StrArray) -> tuple[StrArray, IntArray]:
+    """Text values' distinct values, sorted, and each value's index into them: what
+    ``np.unique(values, return_inverse=True)`` gives, by hashing instead of sorting every
+    value (a few distinct prices or parties among millions of lines)."""
+    if not isinstance(values, pa.Array | pa.ChunkedArray):
+        text = np.asarray(values).astype(str, copy=False)
+        # large_string: a million lines' party ids can pass the 2 GiB a string array holds.
+        # Arrow reads numpy's text up to a NUL character: text holding one goes by Python.
+        values = pa.array(text.tolist() if _has_inner_nul(text) else text, type=pa.large_string())
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    encoded = pc.dictionary_encode(values)
+    distinct = encoded.dictionary
+    order = np.asarray(pc.sort_indices(distinct), dtype=np.int64)
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    codes = rank[np.asarray(encoded.indices, dtype=np.int64)]
+    text = np.asarray(distinct.take(pa.array(order)).to_numpy(zero_copy_only=False)).astype(str)
+    return text, codes
+
+
+def _has_inner_nul(text: StrArray) -> bool:
+    """Whether a value has a NUL character before its end (numpy pads with NULs)."""
+    width = text.dtype.itemsize // 4
+    if text.size == 0 or width < 2:
+        return False
+    chars = np.ascontiguousarray(text).view(np.uint32).reshape(text.size, width)
+    return bool(np.any((chars[:, :-1] == 0) & (chars[:, 1:] != 0)))
 
 
 def rate_nano_of(text: StrArray) -> IntArray:
@@ -223,11 +297,14 @@ def rate_nano_of(text: StrArray) -> IntArray:
 
 __all__ = [
     "LineColumns",
+    "Text",
     "add_shared_revenue",
     "amount_fen",
     "cny_text",
     "kwh_text",
+    "made_once",
     "rate_nano_of",
     "scaled_rate_nano",
+    "sorted_codes",
     "split_fen",
 ]
