@@ -239,7 +239,7 @@ def _print_table(results: dict[tuple[str, str, int], list[Sample]], peers: list[
     ratio_heads = "".join(f" {'x ' + peer:>12}" for peer in peers)
     print(
         f"\n{'tool':<10} {'policy':<23} {'N':>7} {'sessions':>8} {'steps':>5} "
-        f"{'conn. veh-steps':>15} {'median s':>9} {'min-max s':>13} {'veh-steps/s':>12}"
+        f"{'conn. veh-steps':>15} {'median s':>9} {'min-max s':>15} {'veh-steps/s':>12}"
         f"{ratio_heads}"
     )
     for (tool, policy, vehicles), samples in results.items():
@@ -261,7 +261,7 @@ def _print_table(results: dict[tuple[str, str, int], list[Sample]], peers: list[
         print(
             f"{tool:<10} {policy:<23} {vehicles:>7,} {first.sessions:>8,} {first.steps:>5} "
             f"{statistics.median(s.connected_vehicle_steps for s in samples):>15,.0f} "
-            f"{statistics.median(seconds):>9.3f} {spread:>13} {_rate(samples):>12,.0f}{ratios}"
+            f"{statistics.median(seconds):>9.3f} {spread:>15} {_rate(samples):>12,.0f}{ratios}"
         )
 
 

@@ -16,19 +16,54 @@ Examples
 
 __version__ = "0.1.0"
 
-from v2ghub.errors import InputError, PlanningError
-from v2ghub.model import (
-    DescribedPlanner,
-    Planner,
-    PlannerCapabilities,
-    Problem,
-    Schedule,
-    TimeGrid,
-    capabilities_of,
-)
-from v2ghub.planning import PLANNERS, make_feasible, make_planner
-from v2ghub.planning.check import Violation, ViolationKind, check, plan_checked, plan_safely
-from v2ghub.twin import PeriodSettlement, RunInfo, Scenario, Settlement, Twin, TwinResult
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from v2ghub.errors import InputError, PlanningError
+    from v2ghub.model import (
+        DescribedPlanner,
+        Planner,
+        PlannerCapabilities,
+        Problem,
+        Schedule,
+        TimeGrid,
+        capabilities_of,
+    )
+    from v2ghub.planning import PLANNERS, make_feasible, make_planner
+    from v2ghub.planning.check import Violation, ViolationKind, check, plan_checked, plan_safely
+    from v2ghub.twin import PeriodSettlement, RunInfo, Scenario, Settlement, Twin, TwinResult
+
+# Where each public name lives. They are imported when first used, so that `v2ghub --help`
+# and a command that needs none of them (the live server, settle) do not pay for them all.
+_HOMES = {
+    "v2ghub.errors": ("InputError", "PlanningError"),
+    "v2ghub.model": (
+        "DescribedPlanner",
+        "Planner",
+        "PlannerCapabilities",
+        "Problem",
+        "Schedule",
+        "TimeGrid",
+        "capabilities_of",
+    ),
+    "v2ghub.planning": ("PLANNERS", "make_feasible", "make_planner"),
+    "v2ghub.planning.check": ("Violation", "ViolationKind", "check", "plan_checked", "plan_safely"),
+    "v2ghub.twin": ("PeriodSettlement", "RunInfo", "Scenario", "Settlement", "Twin", "TwinResult"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module on first use."""
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'v2ghub' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415 - only when a public name is first used
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "PLANNERS",

@@ -20,12 +20,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from v2ghub.defaults import ENVELOPE_DURATIONS_H
+from v2ghub.model.case import CityCase
 from v2ghub.model.fleet import ChargerKind
 from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.settlement.money import energy_wh, fen_to_cny
@@ -315,26 +318,40 @@ def _envelope_rows(
             ]
 
 
+def _labels(names: Sequence[str], index: npt.ArrayLike) -> pa.Array:
+    """Text per row from a few names and each row's index into them, made by Arrow (no
+    Python string per row)."""
+    return pa.array(list(names), type=pa.string()).take(pa.array(np.asarray(index)))
+
+
+def _repeated(name: str, n: int) -> pa.Array:
+    return _labels([name], np.zeros(n, dtype=np.int64))
+
+
+def _session_ids(case: CityCase) -> pa.Array:
+    """Every session's id: the user's, or ``CITY-k`` for a synthetic fleet."""
+    fleet = case.fleet
+    if fleet.session_ids is not None:
+        return pa.array(fleet.session_ids.astype(str), type=pa.string())
+    numbers = pa.array(np.arange(fleet.n_sessions, dtype=np.int64)).cast(pa.string())
+    return pc.binary_join_element_wise(f"{case.city}-", numbers, "")
+
+
 def sessions_table(result: RunResult) -> pa.Table:
     """Per-session outcomes of one run as an Arrow table."""
     case = result.run.case
     fleet = case.fleet
     outcomes = result.outcomes
     n = fleet.n_sessions
-    if fleet.session_ids is not None:
-        ids = pa.array(fleet.session_ids.astype(str))
-    else:
-        ids = pa.array(np.char.add(f"{case.city}-", np.arange(n).astype(str)))
-    site_names = np.array(case.sites.site_ids, dtype=object)
-    kinds = np.array([k.name.lower() for k in ChargerKind], dtype=object)
+    kinds = [k.name.lower() for k in ChargerKind]
     utc_us = pa.timestamp("us", tz="UTC")
     return pa.table(
         {
-            "session_id": ids,
-            "city": pa.array(np.full(n, case.city, dtype=object)),
-            "planner": pa.array(np.full(n, result.run.planner, dtype=object)),
-            "site_id": pa.array(site_names[fleet.site_index]),
-            "charger_kind": pa.array(kinds[fleet.charger_kind]),
+            "session_id": _session_ids(case),
+            "city": _repeated(case.city, n),
+            "planner": _repeated(result.run.planner, n),
+            "site_id": _labels(case.sites.site_ids, fleet.site_index),
+            "charger_kind": _labels(kinds, fleet.charger_kind),
             "v2g_opt_in": pa.array(fleet.v2g_opt_in),
             "arrival": pa.array(fleet.arrival_s * MICROSECONDS_PER_SECOND, type=utc_us),
             "departure": pa.array(fleet.departure_s * MICROSECONDS_PER_SECOND, type=utc_us),
@@ -369,27 +386,22 @@ def meter_table(result: RunResult) -> pa.Table:
     export_wh = energy_wh(run.export_kwh_by_level)
     session, level = np.nonzero((import_wh != 0) | (export_wh != 0))
     fleet = case.fleet
-    ids = (
-        fleet.session_ids.astype(str)
-        if fleet.session_ids is not None
-        else np.char.add(f"{case.city}-", np.arange(fleet.n_sessions).astype(str))
-    )
-    site_names = np.array(case.sites.site_ids, dtype=object)
-    kinds = np.array([k.name.lower() for k in ChargerKind], dtype=object)
-    periods = np.array([k.name.lower() for k in prices.level_kind], dtype=object)
-    import_price = np.array([str(p) for p in prices.import_price_cny_per_kwh], dtype=object)
-    export_price = np.array([str(p) for p in prices.export_price_cny_per_kwh], dtype=object)
+    kinds = [k.name.lower() for k in ChargerKind]
     n = session.size
     return pa.table(
         {
-            "session_id": pa.array(ids[session], type=pa.string()),
-            "city": pa.array(np.full(n, case.city, dtype=object), type=pa.string()),
-            "planner": pa.array(np.full(n, run.planner, dtype=object), type=pa.string()),
-            "site_id": pa.array(site_names[fleet.site_index[session]], type=pa.string()),
-            "charger_kind": pa.array(kinds[fleet.charger_kind[session]], type=pa.string()),
-            "period": pa.array(periods[level], type=pa.string()),
-            "import_price_cny_per_kwh": pa.array(import_price[level], type=pa.string()),
-            "export_price_cny_per_kwh": pa.array(export_price[level], type=pa.string()),
+            "session_id": _session_ids(case).take(pa.array(session)),
+            "city": _repeated(case.city, n),
+            "planner": _repeated(run.planner, n),
+            "site_id": _labels(case.sites.site_ids, fleet.site_index[session]),
+            "charger_kind": _labels(kinds, fleet.charger_kind[session]),
+            "period": _labels([k.name.lower() for k in prices.level_kind], level),
+            "import_price_cny_per_kwh": _labels(
+                [str(p) for p in prices.import_price_cny_per_kwh], level
+            ),
+            "export_price_cny_per_kwh": _labels(
+                [str(p) for p in prices.export_price_cny_per_kwh], level
+            ),
             "import_wh": pa.array(import_wh[session, level], type=pa.int64()),
             "export_wh": pa.array(export_wh[session, level], type=pa.int64()),
         }

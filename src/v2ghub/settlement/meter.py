@@ -39,7 +39,9 @@ METER_COLUMNS = (
 
 
 def _text(table: pa.Table, name: str) -> StrArray:
-    return np.asarray(table.column(name).to_numpy(zero_copy_only=False)).astype(str)
+    """A text column, each distinct value made once (a few sites, kinds, periods, prices)."""
+    distinct, codes = sorted_codes(table.column(name))
+    return distinct[codes]
 
 
 def _rate_nano(table: pa.Table, name: str) -> IntArray:
@@ -63,13 +65,14 @@ def meter_lines(
         raise ValueError(f"meter row {row + 1}: energy is negative")
     sessions, session_code = sorted_codes(meter.column("session_id"))
     session = sessions[session_code]
-    site = _text(meter, "site_id")
+    sites, site_code = sorted_codes(meter.column("site_id"))
+    site = sites[site_code]
     kind_of_charger = _text(meter, "charger_kind")
     import_nano = _rate_nano(meter, "import_price_cny_per_kwh")
     export_nano = _rate_nano(meter, "export_price_cny_per_kwh")
     owners = np.char.add("owner:", sessions)
     owner = owners[session_code]
-    operator = np.char.add("operator:", site)
+    operator = np.char.add("operator:", sites)[site_code]
     lines = LineColumns.empty(texts=texts)
     period_text = made_once(lambda: _text(meter, "period"))
     import_text = made_once(lambda: _text(meter, "import_price_cny_per_kwh"))
