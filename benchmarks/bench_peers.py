@@ -61,7 +61,6 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import numpy as np
-import numpy.typing as npt
 
 from v2ghub.model.case import CityCase
 from v2ghub.planning import make_planner
@@ -183,15 +182,9 @@ def _case(vehicles: int) -> CityCase:
     return synthetic_cases(resolve(ScenarioFile(simulation=settings)))[0]
 
 
-def _plugged_steps(case: CityCase) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Per session, its whole plugged steps ``[first, end)`` clipped to the case's grid."""
-    first, end = case.grid.plugged_steps(case.fleet.arrival_s, case.fleet.departure_s)
-    return np.clip(first, 0, case.grid.length), np.clip(end, 0, case.grid.length)
-
-
 def _write_sessions(case: CityCase, path: Path) -> None:
     """The case's sessions as the acnportal runner reads them (see its docstring)."""
-    first, end = _plugged_steps(case)
+    first, end = case.plugged_steps()
     plugged = end > first  # a session shorter than a step is simulated by nobody
     fleet = case.fleet
     energy_arrival_kwh = fleet.energy_arrival_kwh
@@ -210,7 +203,6 @@ def _write_sessions(case: CityCase, path: Path) -> None:
 
 
 def _run_v2ghub(case: CityCase, planner: str, *, vehicles: int) -> Sample:
-    first, end = _plugged_steps(case)
     started = time.perf_counter()
     Simulator(case, make_planner(planner)).run()
     seconds = time.perf_counter() - started
@@ -220,7 +212,7 @@ def _run_v2ghub(case: CityCase, planner: str, *, vehicles: int) -> Sample:
         vehicles=vehicles,
         sessions=case.fleet.n_sessions,
         steps=case.grid.length,
-        connected_vehicle_steps=int((end - first).sum()),
+        connected_vehicle_steps=case.connected_vehicle_steps,
         seconds=seconds,
     )
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from v2ghub.model.fleet import Fleet
 from v2ghub.model.signals import GridSignals
 from v2ghub.model.sites import SiteLimits
@@ -39,3 +42,16 @@ class CityCase:
             raise ValueError(f"city {self.city}: a session points to an unknown site")
         if self.arrival_days < 1:
             raise ValueError("arrival_days must be >= 1")
+
+    def plugged_steps(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Per session, its whole plugged steps ``[first, end)`` clipped to the grid."""
+        first, end = self.grid.plugged_steps(self.fleet.arrival_s, self.fleet.departure_s)
+        return np.clip(first, 0, self.grid.length), np.clip(end, 0, self.grid.length)
+
+    @property
+    def connected_vehicle_steps(self) -> int:
+        """How many (vehicle, step) pairs have the vehicle plugged in for the whole step:
+        what simulators count when they state vehicle-steps per second (a vehicle not yet
+        arrived or gone costs them nothing), not the fleet's size times the grid's."""
+        first, end = self.plugged_steps()
+        return int((end - first).sum())
