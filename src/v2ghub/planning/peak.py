@@ -56,7 +56,6 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from scipy.optimize import linprog
 
 from v2ghub.model.problem import Problem
 from v2ghub.planning.objective import schedule_cost
@@ -165,6 +164,8 @@ class PlanBlocks:
         one_per_block = sp.csr_array(
             (np.ones(n_weights), (weight // n_plans, weight)), shape=(n_blocks, n_weights + 1)
         )
+        from scipy.optimize import linprog  # noqa: PLC0415 - 0.4 s to import
+
         result = linprog(
             cost,
             A_ub=peak_rows,

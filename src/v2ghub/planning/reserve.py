@@ -46,7 +46,6 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from scipy.optimize import linprog
 
 from v2ghub import defaults
 from v2ghub.model.headroom import Headroom, PluggedFleet, site_headroom, stored_rate_kwh_per_h
@@ -307,6 +306,8 @@ def _mix(
     one_per_block = sp.csr_array(
         (np.ones(n_weights), (weight // n_plans, weight)), shape=(n_blocks, n_cols)
     )
+    from scipy.optimize import linprog  # noqa: PLC0415 - 0.4 s to import
+
     result = linprog(
         cost,
         A_ub=rows,

@@ -24,7 +24,6 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -225,6 +224,8 @@ def _smooth_noise(rng: np.random.Generator, n: int, *, step_s: float, tau_s: flo
     scales it to one. Ten time constants of warm-up are drawn and dropped, so the start
     is already stationary.
     """
+    from scipy.signal import lfilter  # noqa: PLC0415 - 0.9 s to import; regulation runs only
+
     a = math.exp(-step_s / tau_s)
     warm_up = math.ceil(_WARM_UP_TAUS * tau_s / step_s)
     white = rng.standard_normal(n + warm_up)
