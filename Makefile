@@ -46,8 +46,11 @@ pytest: $(STAMP) $(NODE_STAMP)
 
 test: lint typecheck docs pytest
 
+# Throughput in connected vehicle-steps, the whole process beside the core, then the same
+# days on EV2Gym and acnportal (installed once into their own venv, from PyPI).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulator.py
+	$(BIN)/python benchmarks/bench_peers.py
 
 bench-planners: $(STAMP)
 	$(BIN)/python benchmarks/bench_planners.py

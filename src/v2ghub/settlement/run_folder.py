@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -37,10 +36,10 @@ class RunFolder:
     date: str
     planners: list[str]
     cities: list[str]
-    meter: pa.Table
+    meter_path: Path
     metrics: dict[tuple[str, str], dict[str, Any]]
     peak_discharge_kw: dict[tuple[str, str], float]
-    sessions: pa.Table
+    sessions_path: Path
     market: tuple[MarketSale, ...]
     regulation: tuple[CommittedHour, ...] = ()
     """Regulation hours committed without a market (sold hours are left out)."""
@@ -83,7 +82,9 @@ class RunFolder:
                         field="discharge_kw",
                     ) from None
         cities = sorted({city for city, _ in metrics}, key=[c for c, _ in metrics].index)
-        meter = _checked_meter(meter_path)
+        _check_meter(meter_path)
+        sessions_path = folder / "sessions.parquet"
+        _check_sessions(sessions_path)
         market_path = folder / "market.json"
         market = _market_sales(market_path, set(metrics)) if market_path.is_file() else ()
         regulation_path = folder / "regulation.json"
@@ -91,44 +92,59 @@ class RunFolder:
             date=date,
             planners=planners,
             cities=cities,
-            meter=meter,
+            meter_path=meter_path,
             metrics=metrics,
             peak_discharge_kw=peak,
-            sessions=_checked_sessions(folder / "sessions.parquet"),
+            sessions_path=sessions_path,
             market=market,
             regulation=_regulation_hours(regulation_path, set(metrics), market)
             if regulation_path.is_file()
             else (),
         )
 
+    def meter_rows(self, *, city: str, planner: str) -> pa.Table:
+        """The meter rows of one city and planner (:data:`METER_COLUMNS`)."""
+        return _period_rows(self.meter_path, METER_COLUMNS, city=city, planner=planner)
 
-def period_rows(table: pa.Table, *, city: str, planner: str) -> pa.Table:
-    """The rows of a run's table (meter or sessions) of one city and planner."""
-    return table.filter(
-        pc.and_(pc.equal(table.column("city"), city), pc.equal(table.column("planner"), planner))
-    )
+    def session_rows(self, *, city: str, planner: str) -> pa.Table:
+        """The sessions' rows of one city and planner (:data:`SESSION_COLUMNS`)."""
+        return _period_rows(self.sessions_path, SESSION_COLUMNS, city=city, planner=planner)
 
 
-def _parquet(path: Path, columns: tuple[str, ...]) -> pa.Table:
-    """A Parquet file of the run with (at least) ``columns`` and ``city``, ``planner``."""
+def _period_rows(path: Path, columns: tuple[str, ...], *, city: str, planner: str) -> pa.Table:
+    """One city and planner's rows of a run's Parquet file, with ``columns``: read one
+    period at a time (each run is its own row groups), so a million sessions' day of
+    several planners is never all in memory."""
+    wanted = list(dict.fromkeys(("city", "planner", *columns)))
+    try:
+        return pq.read_table(
+            path, columns=wanted, filters=[("city", "=", city), ("planner", "=", planner)]
+        )
+    except (OSError, pa.ArrowInvalid) as error:
+        raise InputError(f"not a Parquet file ({error})", file=path) from None
+
+
+def _parquet(path: Path, required: tuple[str, ...], read: tuple[str, ...]) -> pa.Table:
+    """Columns ``read`` of a Parquet file of the run, which must hold ``required`` and
+    ``city``, ``planner``."""
     if not path.is_file():
         raise InputError(
             "not found: settle reads the output folder of `v2ghub simulate`", file=path
         )
     try:
-        table = pq.read_table(path)
+        names = pq.read_schema(path).names
+        for name in ("city", "planner", *required):
+            if name not in names:
+                raise InputError("missing column", file=path, field=name)
+        return pq.read_table(path, columns=list(read))
     except (OSError, pa.ArrowInvalid) as error:
         raise InputError(f"not a Parquet file ({error})", file=path) from None
-    for name in ("city", "planner", *columns):
-        if name not in table.column_names:
-            raise InputError("missing column", file=path, field=name)
-    return table
 
 
-def _checked_meter(path: Path) -> pa.Table:
-    """The meter rows, refused with file, row and field if a column is missing or an
+def _check_meter(path: Path) -> None:
+    """Refuse the meter rows, with file, row and field, if a column is missing or an
     energy is negative (meter data only ever adds energy)."""
-    meter = _parquet(path, METER_COLUMNS)
+    meter = _parquet(path, METER_COLUMNS, ("import_wh", "export_wh"))
     for name in ("import_wh", "export_wh"):
         values = np.asarray(meter.column(name).to_numpy(zero_copy_only=False), dtype=np.int64)
         bad = np.flatnonzero(values < 0)
@@ -139,13 +155,12 @@ def _checked_meter(path: Path) -> pa.Table:
                 row=int(bad[0]) + 1,
                 field=name,
             )
-    return meter
 
 
-def _checked_sessions(path: Path) -> pa.Table:
-    """The sessions' rows, refused with file, row and field if a column is missing, a
+def _check_sessions(path: Path) -> None:
+    """Refuse the sessions' rows, with file, row and field, if a column is missing, a
     plug-in time is not a timestamp or a delivered energy is not a number >= 0."""
-    sessions = _parquet(path, SESSION_COLUMNS)
+    sessions = _parquet(path, SESSION_COLUMNS, ("arrival", "departure", "dr_delivered_kwh"))
     for name in ("arrival", "departure"):
         if not pa.types.is_timestamp(sessions.schema.field(name).type):
             raise InputError(
@@ -167,7 +182,6 @@ def _checked_sessions(path: Path) -> pa.Table:
             row=int(bad[0]) + 1,
             field="dr_delivered_kwh",
         )
-    return sessions
 
 
 _Cny = Annotated[Decimal, Field(ge=0, decimal_places=2, allow_inf_nan=False)]
@@ -309,4 +323,4 @@ def _validated(model: type[_Model], path: Path) -> _Model:
         raise InputError(first["msg"], file=path, field=field or None) from None
 
 
-__all__ = ["RunFolder", "period_rows"]
+__all__ = ["RunFolder"]

@@ -42,7 +42,7 @@ from v2ghub.settlement.ledger import Ledger, Lines
 from v2ghub.settlement.meter import meter_lines
 from v2ghub.settlement.money import fen_to_cny
 from v2ghub.settlement.rates import RateCard, rate_cards
-from v2ghub.settlement.run_folder import RunFolder, period_rows
+from v2ghub.settlement.run_folder import RunFolder
 from v2ghub.settlement.service_lines import add_service_lines
 from v2ghub.settlement.streams import LineColumns, cny_text, kwh_text, sorted_codes
 
@@ -332,11 +332,11 @@ def settle_run(
                 period = f"{run.date}/{city}/{planner}"
                 if on_period is not None:
                     on_period(period)
-                rows = period_rows(run.meter, city=city, planner=planner)
+                rows = run.meter_rows(city=city, planner=planner)
                 columns = meter_lines(rows, card=cards[city], contracts=contracts, texts=statements)
                 add_service_lines(
                     columns,
-                    sessions=period_rows(run.sessions, city=city, planner=planner),
+                    sessions=run.session_rows(city=city, planner=planner),
                     sales=[s for s in run.market if (s.city, s.planner) == (city, planner)],
                     card=cards[city],
                     contracts=contracts,
