@@ -21,6 +21,7 @@ from v2ghub.settlement.kpis import pilot_kpis
 from v2ghub.settlement.meter import METER_COLUMNS, meter_lines
 from v2ghub.settlement.money import amount_fen, price_nano
 from v2ghub.settlement.rates import rate_cards
+from v2ghub.settlement.settle import period_totals
 from v2ghub.settlement.streams import (
     LineColumns,
     add_shared_revenue,
@@ -101,14 +102,37 @@ def test_lines_without_text_pay_the_same_and_say_nothing() -> None:
     )
     full = meter_lines(meter, card=SHENZHEN, contracts=Contracts())
     bare = meter_lines(meter, card=SHENZHEN, contracts=Contracts(), texts=False)
-    for name in ("session_id", "payer", "payee", "stream", "energy_wh", "amount_fen"):
+    for name in ("payer", "payee", "stream", "energy_wh", "amount_fen"):
         assert bare.column(name).tolist() == full.column(name).tolist(), name
     assert bare.fees_fen == full.fees_fen == {"discharge": 77 + 10}
     assert (
         full.column("cause").tolist()[0] == "charged 20.500 kWh in valley hours at 0.2470 CNY/kWh"
     )
-    with pytest.raises(ValueError, match="these lines were made without their text: no 'cause'"):
-        bare.column("cause")
+    for name in ("session_id", "cause"):
+        with pytest.raises(ValueError, match=f"made without their text: no '{name}' column"):
+            bare.column(name)
+
+
+def test_an_owner_whose_lines_round_to_nothing_is_not_counted() -> None:
+    # Z1 drew 10 Wh at 0.247 CNY/kWh: 0.247 fen, no line; so it is no owner of the period.
+    meter = _meter(
+        [
+            ("S1", "P7", "public", "valley", "0.2470", "0.1", 20_500, 0),
+            ("Z1", "P7", "public", "valley", "0.2470", "0.1", 10, 0),
+        ]
+    )
+    kpis = pilot_kpis(
+        city="Shenzhen",
+        planner="tou",
+        peak_discharge_kw=0.0,
+        discharged_kwh_per_day=0.0,
+        valley_share=1.0,
+        valley_share_private=1.0,
+    )
+    bare = meter_lines(meter, card=SHENZHEN, contracts=Contracts(), texts=False)
+    owners = period_totals(bare, kpis=kpis)["owners"]
+    assert owners["count"] == 1
+    assert owners["net_cny_total"] == "-5.06"
 
 
 @given(st.lists(st.text(max_size=6), max_size=40))

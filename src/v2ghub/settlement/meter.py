@@ -17,6 +17,7 @@ from v2ghub.settlement.rates import RateCard
 from v2ghub.settlement.streams import (
     IntArray,
     LineColumns,
+    Parties,
     StrArray,
     add_shared_revenue,
     amount_fen,
@@ -64,15 +65,15 @@ def meter_lines(
         row = int(np.flatnonzero((import_wh < 0) | (export_wh < 0))[0])
         raise ValueError(f"meter row {row + 1}: energy is negative")
     sessions, session_code = sorted_codes(meter.column("session_id"))
-    session = sessions[session_code]
+    session = made_once(lambda: sessions[session_code])
     sites, site_code = sorted_codes(meter.column("site_id"))
     site = sites[site_code]
     kind_of_charger = _text(meter, "charger_kind")
     import_nano = _rate_nano(meter, "import_price_cny_per_kwh")
     export_nano = _rate_nano(meter, "export_price_cny_per_kwh")
     owners = np.char.add("owner:", sessions)
-    owner = owners[session_code]
-    operator = np.char.add("operator:", sites)[site_code]
+    owner = Parties(owners, session_code)
+    operator = Parties(np.char.add("operator:", sites), site_code)
     lines = LineColumns.empty(texts=texts)
     period_text = made_once(lambda: _text(meter, "period"))
     import_text = made_once(lambda: _text(meter, "import_price_cny_per_kwh"))
@@ -92,7 +93,7 @@ def meter_lines(
         session_id=session,
         kind=charging_kind,
         payer=owner,
-        payee=np.full(session.shape[0], "grid"),
+        payee=Parties.same("grid", len(owner)),
         stream="charging",
         energy_wh=import_wh,
         rate=import_text,
@@ -120,7 +121,7 @@ def meter_lines(
     add_shared_revenue(
         lines,
         stream="discharge",
-        session_id=session[discharged],
+        session_id=lambda: session()[discharged],
         kind=discharge_kind,
         owner=owner[discharged],
         operator=operator[discharged],
@@ -141,8 +142,8 @@ def meter_lines(
     lines.add(
         session_id=sessions,
         kind=lambda: np.full(sessions.size, "degradation"),
-        payer=np.full(sessions.size, "aggregator"),
-        payee=owners,
+        payer=Parties.same("aggregator", sessions.size),
+        payee=Parties.each(owners),
         stream="degradation",
         energy_wh=total_wh,
         rate=rate_text,

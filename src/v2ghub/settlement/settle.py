@@ -44,7 +44,13 @@ from v2ghub.settlement.money import fen_to_cny
 from v2ghub.settlement.rates import RateCard, rate_cards
 from v2ghub.settlement.run_folder import RunFolder
 from v2ghub.settlement.service_lines import add_service_lines
-from v2ghub.settlement.streams import LineColumns, cny_text, kwh_text, sorted_codes
+from v2ghub.settlement.streams import (
+    LineColumns,
+    cny_text,
+    joined_parties,
+    kwh_text,
+    sorted_codes,
+)
 
 STATEMENT_COLUMNS = (
     "period",
@@ -99,12 +105,16 @@ class _Flows:
 
     @staticmethod
     def of_columns(columns: LineColumns) -> _Flows:
-        return _Flows.of(
-            columns.column("amount_fen"),
-            columns.column("stream"),
-            columns.column("payer"),
-            columns.column("payee"),
+        amount = np.asarray(columns.column("amount_fen"), dtype=np.int64)
+        # One stream per chunk: coded by chunk, not by line.
+        names = [str(chunk[0]) for chunk in columns.stream]
+        streams = sorted(set(names))
+        stream_code = np.repeat(
+            np.array([streams.index(name) for name in names], dtype=np.int64),
+            [chunk.size for chunk in columns.stream],
         )
+        parties, (payer_code, payee_code) = joined_parties(columns.payer, columns.payee)
+        return _Flows(amount, streams, stream_code, parties, payer_code, payee_code)
 
     def party(self, party_id: str) -> int:
         """A party's code, -1 when it has no line."""
@@ -124,9 +134,12 @@ class _Flows:
         return np.rint(sums).astype(np.int64)
 
     def balances(self) -> dict[str, int]:
-        """Net fen per party (received minus paid), parties sorted."""
+        """Net fen per party with a line (received minus paid), parties sorted."""
         net = self.per_party(self.payee_code) - self.per_party(self.payer_code)
-        return dict(zip(self.parties.tolist(), net.tolist(), strict=True))
+        # Only parties with a line (the codes may also name parties whose lines were all 0).
+        lines = np.bincount(np.concatenate((self.payee_code, self.payer_code)), minlength=net.size)
+        named = lines > 0
+        return dict(zip(self.parties[named].tolist(), net[named].tolist(), strict=True))
 
 
 def _period_totals(

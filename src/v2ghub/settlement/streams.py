@@ -109,21 +109,78 @@ def cny_text(amount_fen: IntArray) -> StrArray:
     return _fixed_point_text(amount_fen, 2)
 
 
+@dataclass(frozen=True)
+class Parties:
+    """Party ids of lines as codes into their names: a million lines naming a million
+    owners hold one string per owner, and totals group them by integer code."""
+
+    names: StrArray
+    index: IntArray
+
+    @staticmethod
+    def of(ids: PartyIds) -> Parties:
+        """Parties from ids given either way (text is encoded once, by hashing)."""
+        if isinstance(ids, Parties):
+            return ids
+        names, index = sorted_codes(np.asarray(ids))
+        return Parties(names, index)
+
+    @staticmethod
+    def same(name: str, n: int) -> Parties:
+        """``n`` lines with the same party."""
+        return Parties(np.array([name]), np.zeros(n, dtype=np.int64))
+
+    @staticmethod
+    def each(names: StrArray) -> Parties:
+        """One line per name."""
+        return Parties(np.asarray(names), np.arange(len(names), dtype=np.int64))
+
+    def __len__(self) -> int:
+        return int(self.index.size)
+
+    def __getitem__(self, rows: npt.NDArray[np.bool_] | IntArray) -> Parties:
+        return Parties(self.names, self.index[rows])
+
+    def text(self) -> StrArray:
+        """Each line's party id."""
+        return np.asarray(self.names[self.index])
+
+
+PartyIds = StrArray | Parties
+"""Party ids, as text per line or as :class:`Parties`."""
+
+
+def joined_parties(*columns: Sequence[Parties]) -> tuple[StrArray, list[IntArray]]:
+    """Party columns (each a list of chunks) in one code space: the sorted distinct ids of
+    them all, and each column's codes into them. Costs in names, not lines."""
+    chunks = [chunk for column in columns for chunk in column]
+    if not chunks:
+        return np.zeros(0, dtype=str), [np.zeros(0, dtype=np.int64) for _ in columns]
+    distinct, code = sorted_codes(np.concatenate([chunk.names for chunk in chunks]))
+    offsets = np.cumsum([0] + [chunk.names.size for chunk in chunks])
+    coded = iter(code[offset + chunk.index] for offset, chunk in zip(offsets, chunks, strict=False))
+    out = []
+    for column in columns:
+        parts = [next(coded) for _ in column]
+        out.append(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+    return distinct, out
+
+
 @dataclass
 class LineColumns:
     """Ledger lines being built, as growing lists of column chunks.
 
     ``fees_fen`` is, per stream, the aggregator's own share of the revenues it received
     (computed with the other shares, so ``revenue == payouts + fees`` is a real check).
-    Lines made with ``texts=False`` keep no ``kind``, ``rate`` or ``cause`` (their
-    :data:`Text` makers are never called): enough for totals and balances, not for a
-    ledger or statements.
+    Lines made with ``texts=False`` keep no ``session_id``, ``kind``, ``rate`` or ``cause``
+    (their :data:`Text` makers are never called): enough for totals and balances, not for
+    a ledger or statements. Payers and payees are kept as :class:`Parties`.
     """
 
     session_id: list[StrArray]
     kind: list[StrArray]
-    payer: list[StrArray]
-    payee: list[StrArray]
+    payer: list[Parties]
+    payee: list[Parties]
     stream: list[StrArray]
     energy_wh: list[IntArray]
     rate: list[StrArray]
@@ -140,10 +197,10 @@ class LineColumns:
     def add(
         self,
         *,
-        session_id: StrArray,
+        session_id: Text,
         kind: Text,
-        payer: StrArray,
-        payee: StrArray,
+        payer: PartyIds,
+        payee: PartyIds,
         stream: str,
         energy_wh: IntArray,
         rate: Text,
@@ -155,22 +212,24 @@ class LineColumns:
         n = int(keep.sum())
         if n == 0:
             return
-        self.session_id.append(_kept(session_id, keep))
-        self.payer.append(_kept(payer, keep))
-        self.payee.append(_kept(payee, keep))
+        self.payer.append(Parties.of(payer)[keep])
+        self.payee.append(Parties.of(payee)[keep])
         self.stream.append(np.full(n, stream))
         self.energy_wh.append(np.asarray(energy_wh, dtype=np.int64)[keep])
         self.amount_fen.append(np.asarray(amount_fen, dtype=np.int64)[keep])
         if self.texts:
+            self.session_id.append(_kept(session_id, keep))
             self.kind.append(_kept(kind, keep))
             self.rate.append(_kept(rate, keep))
             self.cause.append(_kept(cause, keep))
 
     def column(self, name: str) -> npt.NDArray[np.generic]:
-        """One column, all chunks joined."""
-        if name in ("kind", "rate", "cause") and not self.texts:
+        """One column, all chunks joined (party ids as text)."""
+        if name in ("session_id", "kind", "rate", "cause") and not self.texts:
             raise ValueError(f"these lines were made without their text: no {name!r} column")
         chunks = getattr(self, name)
+        if name in ("payer", "payee"):
+            chunks = [chunk.text() for chunk in chunks]
         if not chunks:
             return np.zeros(0, dtype=np.int64 if name in ("energy_wh", "amount_fen") else str)
         return np.concatenate(chunks)
@@ -186,10 +245,10 @@ def add_shared_revenue(
     lines: LineColumns,
     *,
     stream: str,
-    session_id: StrArray,
+    session_id: Text,
     kind: Text,
-    owner: StrArray,
-    operator: StrArray,
+    owner: PartyIds,
+    operator: PartyIds,
     quantity: IntArray,
     rate: Text,
     revenue_fen: IntArray,
@@ -199,14 +258,16 @@ def add_shared_revenue(
 ) -> None:
     """The grid pays the aggregator ``revenue_fen``; the aggregator pays owner and operator
     their shares (:func:`split_fen`); the aggregator's own share stays with it."""
-    if session_id.shape[0] == 0:
+    n = len(quantity)
+    if n == 0:
         return
+    session_text = made_once(session_id)
     kind_text, cause_text, rate_text = made_once(kind), made_once(cause), made_once(rate)
     lines.add(
-        session_id=session_id,
+        session_id=session_text,
         kind=kind_text,
-        payer=np.full(session_id.shape[0], "grid"),
-        payee=np.full(session_id.shape[0], "aggregator"),
+        payer=Parties.same("grid", n),
+        payee=Parties.same("aggregator", n),
         stream=stream,
         energy_wh=quantity,
         rate=rate_text,
@@ -232,9 +293,9 @@ def add_shared_revenue(
     for column, payee, who in ((0, owner, "owner"), (1, operator, "operator")):
         share_kind, share_cause = share_texts(who)
         lines.add(
-            session_id=session_id,
+            session_id=session_text,
             kind=share_kind,
-            payer=np.full(session_id.shape[0], "aggregator"),
+            payer=Parties.same("aggregator", n),
             payee=payee,
             stream=stream,
             energy_wh=quantity,
@@ -297,10 +358,13 @@ def rate_nano_of(text: StrArray) -> IntArray:
 
 __all__ = [
     "LineColumns",
+    "Parties",
+    "PartyIds",
     "Text",
     "add_shared_revenue",
     "amount_fen",
     "cny_text",
+    "joined_parties",
     "kwh_text",
     "made_once",
     "rate_nano_of",
