@@ -133,40 +133,57 @@ class _Flows:
         sums = np.bincount(codes, weights=amount, minlength=self.parties.size)
         return np.rint(sums).astype(np.int64)
 
+    def net(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """Net fen per party (received minus paid), and which parties have a line (the
+        codes may also name parties whose lines were all 0 fen)."""
+        net = self.per_party(self.payee_code) - self.per_party(self.payer_code)
+        lines = np.bincount(np.concatenate((self.payee_code, self.payer_code)), minlength=net.size)
+        return net, lines > 0
+
     def balances(self) -> dict[str, int]:
         """Net fen per party with a line (received minus paid), parties sorted."""
-        net = self.per_party(self.payee_code) - self.per_party(self.payer_code)
-        # Only parties with a line (the codes may also name parties whose lines were all 0).
-        lines = np.bincount(np.concatenate((self.payee_code, self.payer_code)), minlength=net.size)
-        named = lines > 0
+        net, named = self.net()
         return dict(zip(self.parties[named].tolist(), net[named].tolist(), strict=True))
+
+    def group_of_party(self) -> npt.NDArray[np.int64]:
+        """Each party's index in :data:`GROUPS` (``owner:S1`` -> owner, ``grid`` -> grid),
+        ``len(GROUPS)`` for any other. The ids are sorted, so a group's are one run:
+        found by bisection, not by reading a million ids."""
+        group = np.full(self.parties.size, len(GROUPS), dtype=np.int64)
+        for k, name in enumerate(GROUPS):
+            # The group's own id, then its members ``name:...`` (';' follows ':').
+            low = int(np.searchsorted(self.parties, name))
+            high = int(np.searchsorted(self.parties, name + ";"))
+            members = self.parties[low:high]
+            group[low:high][(members == name) | np.char.startswith(members, name + ":")] = k
+        return group
+
+
+GROUPS = ("grid", "aggregator", "operator", "owner")
+"""The party groups the totals are told for."""
 
 
 def _period_totals(
-    flows: _Flows, fees_fen: dict[str, int], balances: dict[str, int]
+    flows: _Flows, fees_fen: dict[str, int], *, owner_net: npt.NDArray[np.int64], balanced: bool
 ) -> dict[str, Any]:
-    """Totals per party group and stream, owner earnings, and the balance checks."""
+    """Totals per party group and stream, owner earnings, and the balance checks
+    (``owner_net``: each owner's net fen; ``balanced``: the parties' balances sum to 0)."""
     amount = flows.amount_fen
-    # Each party's group: ``owner:S1`` -> ``owner``, ``grid`` -> ``grid``.
-    group_names, group_of_party = np.unique(
-        np.char.partition(flows.parties, ":")[:, 0], return_inverse=True
-    )
-    names = group_names.tolist()
-    n_streams = len(flows.streams)
+    group_of_party = flows.group_of_party()
+    n_groups, n_streams = len(GROUPS) + 1, len(flows.streams)
 
     def summed(codes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Fen per (group, stream); exact (integer sums below 2**53)."""
-        cell = group_of_party.reshape(-1)[codes] * n_streams + flows.stream_code
-        sums = np.bincount(cell, weights=amount, minlength=len(names) * n_streams)
-        return np.rint(sums).astype(np.int64).reshape(len(names), n_streams)
+        cell = group_of_party[codes] * n_streams + flows.stream_code
+        sums = np.bincount(cell, weights=amount, minlength=n_groups * n_streams)
+        return np.rint(sums).astype(np.int64).reshape(n_groups, n_streams)
 
     paid_by, received_by = summed(flows.payer_code), summed(flows.payee_code)
     groups: dict[str, dict[str, dict[str, str]]] = {}
-    for group in ("grid", "aggregator", "operator", "owner"):
+    for g, group in enumerate(GROUPS):
         per_stream = {}
         for k, name in enumerate(flows.streams):
-            received = int(received_by[names.index(group), k]) if group in names else 0
-            paid = int(paid_by[names.index(group), k]) if group in names else 0
+            received, paid = int(received_by[g, k]), int(paid_by[g, k])
             if received or paid:
                 per_stream[name] = {
                     "received_cny": str(fen_to_cny(received)),
@@ -181,9 +198,8 @@ def _period_totals(
         revenue = amount[(flows.payer_code == grid) & (flows.payee_code == aggregator) & in_stream]
         payouts = amount[from_aggregator & (flows.payee_code != grid) & in_stream]
         shared_ok &= int(revenue.sum()) == int(payouts.sum()) + fees_fen.get(name, 0)
-    owner_net = np.array([v for k, v in balances.items() if k.startswith("owner:")], dtype=np.int64)
     # What each owner received outside charging (those who received anything).
-    is_owner = np.char.startswith(flows.parties, "owner:")
+    is_owner = group_of_party == GROUPS.index("owner")
     chosen = is_owner[flows.payee_code] & (flows.stream_code != flows.stream("charging"))
     earned = flows.per_party(flows.payee_code, chosen)
     income = earned[np.bincount(flows.payee_code[chosen], minlength=flows.parties.size) > 0]
@@ -197,7 +213,7 @@ def _period_totals(
             "earnings_cny_total": str(fen_to_cny(int(income.sum()))),
             "earnings_cny_percentiles": _percentiles(income),
         },
-        "balanced": bool(sum(balances.values()) == 0 and shared_ok),
+        "balanced": bool(balanced and shared_ok),
     }
 
 
@@ -276,7 +292,16 @@ def settle_period(
             "withdrawn": result.withdrawn,
         }
     }
-    entry.update(_period_totals(_Flows.of_lines(lines), columns.fees_fen, ledger.balances(period)))
+    balances = ledger.balances(period)
+    owner_net = np.array([v for k, v in balances.items() if k.startswith("owner:")], dtype=np.int64)
+    entry.update(
+        _period_totals(
+            _Flows.of_lines(lines),
+            columns.fees_fen,
+            owner_net=owner_net,
+            balanced=sum(balances.values()) == 0,
+        )
+    )
     entry["kpis"] = _kpis_json(kpis)
     return entry, lines
 
@@ -286,7 +311,11 @@ def period_totals(columns: LineColumns, *, kpis: PilotKpis) -> dict[str, Any]:
     totals of :func:`_period_totals` (balanced from the lines) and the KPIs. The lines
     may be without their text (``LineColumns.empty(texts=False)``)."""
     flows = _Flows.of_columns(columns)
-    entry = _period_totals(flows, columns.fees_fen, flows.balances())
+    net, named = flows.net()
+    is_owner = flows.group_of_party() == GROUPS.index("owner")
+    entry = _period_totals(
+        flows, columns.fees_fen, owner_net=net[named & is_owner], balanced=int(net.sum()) == 0
+    )
     entry["kpis"] = _kpis_json(kpis)
     return entry
 

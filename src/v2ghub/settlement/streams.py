@@ -156,9 +156,13 @@ def joined_parties(*columns: Sequence[Parties]) -> tuple[StrArray, list[IntArray
     chunks = [chunk for column in columns for chunk in column]
     if not chunks:
         return np.zeros(0, dtype=str), [np.zeros(0, dtype=np.int64) for _ in columns]
-    distinct, code = sorted_codes(np.concatenate([chunk.names for chunk in chunks]))
-    offsets = np.cumsum([0] + [chunk.names.size for chunk in chunks])
-    coded = iter(code[offset + chunk.index] for offset, chunk in zip(offsets, chunks, strict=False))
+    # Chunks often share one array of names (every owner's lines name the same owners):
+    # each array is encoded once.
+    vocabularies = list({id(chunk.names): chunk.names for chunk in chunks}.values())
+    distinct, code = sorted_codes(np.concatenate(vocabularies))
+    offsets = np.cumsum([0] + [names.size for names in vocabularies])
+    offset_of = {id(names): offsets[k] for k, names in enumerate(vocabularies)}
+    coded = iter(code[offset_of[id(chunk.names)] + chunk.index] for chunk in chunks)
     out = []
     for column in columns:
         parts = [next(coded) for _ in column]
