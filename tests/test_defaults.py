@@ -11,7 +11,7 @@ import pytest
 from v2ghub import cli, defaults, planning
 from v2ghub.api.web_server import WebSettings
 from v2ghub.defaults import DEFAULTS
-from v2ghub.live import charger_config, commands, live_problem
+from v2ghub.live import charger_config, command_line, live_problem
 from v2ghub.live.profiles16 import Rates
 from v2ghub.planning import reserve
 from v2ghub.regulation import envelope, frequency_response
@@ -127,14 +127,14 @@ CODE_DEFAULTS: list[tuple[str, object, str]] = [
         "DISCHARGE_EFFICIENCY",
     ),
     ("store.database.DEFAULT_DATA_DIR", database.DEFAULT_DATA_DIR, "DATA_DIR"),
-    ("live.commands.DEFAULT_DATA_DIR", commands.DEFAULT_DATA_DIR, "DATA_DIR"),
+    ("live.command_line.DEFAULT_DATA_DIR", command_line.DEFAULT_DATA_DIR, "DATA_DIR"),
     ("cli.DEFAULT_OUT", cli.DEFAULT_OUT, "OUT_DIR"),
     ("day_ahead_plan.DEFAULT_PLAN_PLANNER", day_ahead_plan.DEFAULT_PLAN_PLANNER, "PLAN_PLANNER"),
-    ("commands.DEFAULT_PORT", commands.DEFAULT_PORT, "OCPP_PORT"),
+    ("command_line.DEFAULT_PORT", command_line.DEFAULT_PORT, "OCPP_PORT"),
     ("WebSettings.port", WebSettings().port, "API_PORT"),
     ("profiles16.Rates.voltage_v", Rates().voltage_v, "AC_PHASE_VOLTAGE_V"),
     ("profiles16.Rates.phases", Rates().phases, "AC_PHASES"),
-    ("commands.DEFAULT_CITY", commands.DEFAULT_CITY, "LIVE_CITY"),
+    ("command_line.DEFAULT_CITY", command_line.DEFAULT_CITY, "LIVE_CITY"),
     ("ControlSettings.default_dwell_h", CONTROL["default_dwell_h"], "LIVE_DWELL_H"),
     (
         "ControlSettings.default_battery_kwh",

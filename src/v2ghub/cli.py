@@ -1,5 +1,6 @@
 """The command line: it parses arguments and calls the library (:mod:`v2ghub.twin`,
-:mod:`v2ghub.workflows`, :mod:`v2ghub.live.commands`); the work is done there."""
+:mod:`v2ghub.workflows`, :mod:`v2ghub.live.commands`); the work is done there, and each
+command imports its part of the library only when it runs."""
 
 from __future__ import annotations
 
@@ -15,22 +16,14 @@ from typing import Any, TypeAlias
 from rich.console import Console
 
 from v2ghub import __version__, defaults
-from v2ghub.api.commands import TOKEN_COMMANDS, add_token_commands, run_token_command
-from v2ghub.api.live_context import web_pages
+from v2ghub.api.command_line import TOKEN_COMMANDS, add_token_commands
+from v2ghub.choices import MAX_VEHICLES, PLAN_PLANNERS, PLANNER_NAMES, TWIN_MAX_SESSIONS
 from v2ghub.errors import InputError, PlanningError
-from v2ghub.live.commands import LIVE_COMMANDS, add_live_commands, run_live_command
-from v2ghub.planning import PLANNERS
-from v2ghub.planning.lp import TWIN_MAX_SESSIONS
-from v2ghub.scenarios.config import DEFAULT_DEGRADATION_CNY_PER_KWH, MAX_VEHICLES
-from v2ghub.store.database import DEFAULT_DATA_DIR as DATA_DIR
-from v2ghub.twin import Twin
-from v2ghub.twin.options import regulation_from_options, scenario_from_options
-from v2ghub.twin.output_folder import check_output_folder, staging_folder
-from v2ghub.twin.progress import progress_callback
-from v2ghub.workflows import settle as settling
-from v2ghub.workflows.day_ahead_plan import DEFAULT_PLAN_PLANNER, PLAN_PLANNERS, plan_files
-from v2ghub.workflows.statement import statement_line
+from v2ghub.live.command_line import LIVE_COMMANDS, add_live_commands
 
+# Only light modules above: the parser and every --help are built from them. Each command
+# imports what it runs (the twin, the planners, the live server, the web API) when it runs.
+DATA_DIR = defaults.DATA_DIR
 DEFAULT_OUT = defaults.OUT_DIR
 
 
@@ -109,7 +102,7 @@ def _add_simulate_parser(commands: Commands) -> None:
     add(
         "--planners",
         **LIST,
-        help=f"planners to compare, the first the reference (of {', '.join(PLANNERS)}; lp and "
+        help=f"planners to compare, the first the reference (of {', '.join(PLANNER_NAMES)}; lp and "
         f"mpc-lp up to {TWIN_MAX_SESSIONS:,} sessions a city)",
     )
     add("--cities", **LIST, help="comma-separated cities (default: the nine pilots)")
@@ -211,10 +204,10 @@ def _add_plan_parser(commands: Commands) -> None:
     add("--sessions", **FILE, required=True, help="sessions CSV (as for simulate --sessions)")
     add("--prices", **FILE, required=True, help="prices CSV: start, import and export prices")
     add("--sites", **FILE, help="site limits CSV (default: no limits)")
-    add("--planner", default=DEFAULT_PLAN_PLANNER, metavar="NAME", help=", ".join(PLAN_PLANNERS))
+    add("--planner", default=defaults.PLAN_PLANNER, metavar="NAME", help=", ".join(PLAN_PLANNERS))
     add(
         "--degradation-cny-per-kwh",
-        default=DEFAULT_DEGRADATION_CNY_PER_KWH,
+        default=defaults.DEGRADATION_CNY_PER_KWH,
         metavar="CNY",
         help="battery wear cost per kWh discharged",
     )
@@ -225,7 +218,12 @@ def _add_plan_parser(commands: Commands) -> None:
 
 def simulate(args: argparse.Namespace, console: Console) -> None:
     """Run ``v2ghub simulate``: build the scenario, run the twin, write the results."""
-    from v2ghub.report.outputs import print_summary  # noqa: PLC0415 - heavy imports
+    # The library's heavy modules, here and in each command below, load when it runs.
+    from v2ghub.report.outputs import print_summary  # noqa: PLC0415
+    from v2ghub.twin import Twin  # noqa: PLC0415
+    from v2ghub.twin.options import regulation_from_options, scenario_from_options  # noqa: PLC0415
+    from v2ghub.twin.output_folder import check_output_folder, staging_folder  # noqa: PLC0415
+    from v2ghub.twin.progress import progress_callback  # noqa: PLC0415
 
     started = time.perf_counter()
     scenario = scenario_from_options(
@@ -276,6 +274,8 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
 
 def plan(args: argparse.Namespace, console: Console) -> None:
     """Run ``v2ghub plan``: read, plan, check, then write the schedule (and summary)."""
+    from v2ghub.workflows.day_ahead_plan import plan_files  # noqa: PLC0415
+
     written = plan_files(
         sessions=args.sessions,
         prices=args.prices,
@@ -298,6 +298,8 @@ def plan(args: argparse.Namespace, console: Console) -> None:
 
 def settle(args: argparse.Namespace, console: Console) -> bool:
     """Run ``v2ghub settle``; whether every period balanced."""
+    from v2ghub.workflows import settle as settling  # noqa: PLC0415
+
     started = time.perf_counter()
     settling.check_settle_options(
         run=args.run,
@@ -341,6 +343,7 @@ def statement(args: argparse.Namespace, console: Console) -> None:
     """Run ``v2ghub statement``: read the ledger, write the lines and totals, sum up."""
     from v2ghub.settlement.statements import statement as party_statement  # noqa: PLC0415
     from v2ghub.settlement.statements import write_statement  # noqa: PLC0415
+    from v2ghub.workflows.statement import statement_line  # noqa: PLC0415
 
     result = party_statement(
         args.ledger,
@@ -360,7 +363,12 @@ def _say(console: Console, line: str) -> None:
 def _service_command(args: argparse.Namespace, console: Console) -> int:
     """The live aggregator's commands, with the web API beside ``serve``."""
     if args.command in TOKEN_COMMANDS:
+        from v2ghub.api.commands import run_token_command  # noqa: PLC0415
+
         return run_token_command(args, console)
+    from v2ghub.api.live_context import web_pages  # noqa: PLC0415
+    from v2ghub.live.commands import run_live_command  # noqa: PLC0415
+
     return run_live_command(args, console, web_pages=web_pages)
 
 

@@ -1,4 +1,5 @@
-"""``v2ghub serve``'s regulation and frequency-response options, and what they start."""
+"""What ``v2ghub serve``'s regulation and frequency-response options start (the options
+themselves are in :mod:`v2ghub.live.command_line`)."""
 
 from __future__ import annotations
 
@@ -11,51 +12,8 @@ from v2ghub.live.grid_services import GridServices
 from v2ghub.live.regulation_files import load_commitments_csv, store_commitments
 from v2ghub.live.regulation_shares import FrequencyResponse
 from v2ghub.live.regulation_signal import CallStation, SignalBroadcaster
-from v2ghub.regulation.frequency_response import DEFAULT_DEADBAND_HZ, DEFAULT_DROOP
 from v2ghub.scenarios.signals_csv import load_signal_csv
 from v2ghub.store.repository import Store
-
-
-def add_regulation_options(serve: argparse.ArgumentParser) -> None:
-    """Add the options of live regulation and frequency response to ``serve``."""
-    group = serve.add_argument_group(
-        "regulation and frequency response (OCPP 2.1 V2X stations)",
-        "Commitments come from the web API (grid role) or --regulation-commitments; the "
-        "signal from the web API or --regulation-signal. Each participating EVSE gets a "
-        "CentralFrequency profile with its share and follows the AFRRSignal broadcast.",
-    )
-    group.add_argument(
-        "--regulation-signal",
-        type=Path,
-        metavar="FILE",
-        help="signal CSV (time, signal -1..1), replayed from the start of each commitment "
-        "and looped; the API's posted signal overrides it while it is fresh",
-    )
-    group.add_argument(
-        "--regulation-commitments",
-        type=Path,
-        metavar="FILE",
-        help="commitments CSV (starts_at, ends_at, capacity_kw) added to the store at start",
-    )
-    group.add_argument(
-        "--frequency-response-kw",
-        type=float,
-        default=0.0,
-        help="rated primary frequency response of the fleet, kW each way, given by 2.1 V2X "
-        "EVSEs in LocalFrequency mode outside committed hours (default 0: off)",
-    )
-    group.add_argument(
-        "--droop",
-        type=float,
-        default=DEFAULT_DROOP,
-        help=f"droop of the frequency response (default {DEFAULT_DROOP:g})",
-    )
-    group.add_argument(
-        "--frequency-deadband-hz",
-        type=float,
-        default=DEFAULT_DEADBAND_HZ,
-        help=f"deadband of the frequency response, Hz (default {DEFAULT_DEADBAND_HZ:g})",
-    )
 
 
 def grid_services_from_args(

@@ -100,6 +100,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from v2ghub.choices import TWIN_MAX_SESSIONS
 from v2ghub.defaults import REGULATION_DURATION_H
 from v2ghub.errors import PlanningError
 from v2ghub.model.problem import PlannerCapabilities, Problem, Schedule
@@ -111,9 +112,6 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 INF = highspy.kHighsInf
-# The twin calls a planner at every control instant: beyond this many sessions per city
-# the LP takes minutes a call (about 5 s at 1,000 vehicles, ~N^1.7).
-TWIN_MAX_SESSIONS = 2_000
 SHORTFALL_SLACK_KWH = 1e-6
 # Steps per regulation window are counted with this slack, so that 4 x 0.25 h is 1 h.
 _WINDOW_TOLERANCE = 1e-9

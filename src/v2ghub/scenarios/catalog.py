@@ -7,10 +7,8 @@ shipped files and a user's overrides in a scenario file.
 
 from __future__ import annotations
 
-import tomllib
 from decimal import Decimal
 from functools import cache
-from importlib import resources
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -24,6 +22,7 @@ from v2ghub.model.tariff import (
     PeriodKind,
     Tariff,
 )
+from v2ghub.toml_files import read_shipped_toml
 
 PositiveDecimal = Annotated[Decimal, Field(gt=0)]
 NonNegativeDecimal = Annotated[Decimal, Field(ge=0)]
@@ -217,22 +216,17 @@ class VehicleTable(Strict):
             raise ValueError(f"vehicle shares must sum to 1, got {total:g}")
 
 
-def _read(name: str) -> dict[str, object]:
-    text = resources.files("v2ghub.data").joinpath(name).read_text(encoding="utf-8")
-    return tomllib.loads(text)
-
-
 @cache
 def pilot_cities() -> dict[str, CityData]:
     """The shipped cities, by name (the nine pilot cities first)."""
-    table = CityTable.model_validate(_read("cities.toml"))
+    table = CityTable.model_validate(read_shipped_toml("cities.toml"))
     return {c.name: c for c in table.city}
 
 
 @cache
 def vehicle_models() -> tuple[VehicleModelData, ...]:
     """The shipped vehicle models of the synthetic fleet mix."""
-    return tuple(VehicleTable.model_validate(_read("vehicles.toml")).vehicle)
+    return tuple(VehicleTable.model_validate(read_shipped_toml("vehicles.toml")).vehicle)
 
 
 def city_name(name: str) -> str:

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from v2ghub import defaults
+from v2ghub.choices import MAX_VEHICLES
 from v2ghub.errors import InputError
 from v2ghub.regulation.demand_response import DemandResponseEvent
 from v2ghub.scenarios.catalog import (
@@ -61,7 +62,6 @@ PILOT_CITIES = (
     "Kunming",
 )
 DEFAULT_PLANNERS = defaults.PLANNERS
-MAX_VEHICLES = 10_000_000
 # Battery wear per kWh discharged (the table in v2ghub.defaults says why); a parameter,
 # overridable in a scenario or on `v2ghub plan`.
 DEFAULT_DEGRADATION_CNY_PER_KWH = defaults.DEGRADATION_CNY_PER_KWH

@@ -18,7 +18,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,16 +25,10 @@ from sqlalchemy.engine import Connection, Row
 
 from v2ghub.store import schema
 from v2ghub.store.checks import check_aware
+from v2ghub.store.roles import Role as Role  # noqa: PLC0414 - re-exported for its users
 
 TOKEN_PREFIX = "v2g_"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    OPERATOR = "operator"
-    GRID = "grid"
-    OWNER = "owner"
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from v2ghub import defaults
+from v2ghub.choices import PLAN_PLANNERS
 from v2ghub.errors import InputError
 from v2ghub.files import atomic_text
 from v2ghub.model.problem import Planner, capabilities_of
 from v2ghub.model.sites import SiteLimits
-from v2ghub.planning import PLANNERS, make_planner
+from v2ghub.planning import make_planner
 from v2ghub.planning.check import plan_checked
 from v2ghub.planning.fast import FastPlanner
 from v2ghub.planning.lp import LpPlanner
@@ -27,11 +28,6 @@ from v2ghub.scenarios.prices_csv import load_prices_csv
 from v2ghub.scenarios.sessions_csv import load_sessions_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
 
-PLAN_PLANNERS = tuple(
-    name for name in dict.fromkeys(("lp", *PLANNERS)) if not name.startswith("mpc")
-)
-"""Planners of ``v2ghub plan``: the exact LP, the fast planner and the rule planners
-(``mpc`` and ``mpc-lp`` re-plan a running day; a day-ahead plan is a single solve)."""
 DEFAULT_PLAN_PLANNER = defaults.PLAN_PLANNER
 PEAK_PRICE_PLANNERS = ("lp", "fast")
 
