@@ -25,7 +25,6 @@ Run: ``make bench`` or ``python benchmarks/bench_simulator.py [--sizes 10000,100
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from v2ghub.sim.engine import Simulator
 
 GOAL_CONNECTED_STEPS_PER_S = 3_000_000
 END_TO_END_PLANNERS = ("tou", "v2g-rules")
+RULE_PLANNERS = ("uncontrolled", "tou", "v2g-rules")
 KIB_PER_GIB = 1024**2
 
 
@@ -54,13 +54,29 @@ def _baseline_seconds(n: int, steps: int) -> float:
     return time.perf_counter() - started
 
 
+# The child reports its own peak: /proc's VmHWM starts afresh at exec, whereas ru_maxrss
+# would count the benchmark's own memory, which the child holds between fork and exec.
+CHILD = """
+import sys
+from v2ghub.cli import main
+code = main(sys.argv[2:])
+with open("/proc/self/status", encoding="ascii") as status:
+    peak_kib = next(line.split()[1] for line in status if line.startswith("VmHWM"))
+with open(sys.argv[1], "w", encoding="ascii") as out:
+    out.write(peak_kib)
+sys.exit(code)
+"""
+
+
 def end_to_end(n: int) -> tuple[float, float]:
     """Wall seconds and peak resident memory (GiB) of a whole ``v2ghub simulate`` process."""
     with tempfile.TemporaryDirectory() as folder:
+        peak_file = Path(folder) / "peak_kib"
         command = [
             sys.executable,
-            "-m",
-            "v2ghub.cli",
+            "-c",
+            CHILD,
+            str(peak_file),
             "simulate",
             "--cities",
             "Shenzhen",
@@ -73,13 +89,9 @@ def end_to_end(n: int) -> tuple[float, float]:
             str(Path(folder) / "out"),
         ]
         started = time.perf_counter()
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the largest
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
-            raise SystemExit(f"v2ghub simulate at {n:,} vehicles failed ({child.returncode})")
-        peak_kib = usage.ru_maxrss
+        peak_kib = int(peak_file.read_text(encoding="ascii"))
     return seconds, peak_kib / KIB_PER_GIB
 
 
@@ -113,8 +125,10 @@ def main() -> None:
             seconds = time.perf_counter() - started
             core_s[(n, name)] = seconds
             rate = connected / seconds
-            # The goal is stated for a million vehicles; smaller fleets only show the trend.
-            ok = ("yes" if rate >= GOAL_CONNECTED_STEPS_PER_S else "NO") if n >= 1e6 else "-"
+            # The goal is the rule planners' at a million vehicles (an optimising planner
+            # spends its time planning); smaller fleets only show the trend.
+            ruled = n >= 1e6 and name in RULE_PLANNERS
+            ok = ("yes" if rate >= GOAL_CONNECTED_STEPS_PER_S else "NO") if ruled else "-"
             print(
                 f"{n:>10,} {name:>13} {steps:>6} {connected:>13,} {seconds:>7.2f} "
                 f"{run.planner_seconds:>9.2f} {rate / 1e6:>9.2f} "
