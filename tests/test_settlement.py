@@ -24,7 +24,9 @@ from v2ghub.settlement.rates import rate_cards
 from v2ghub.settlement.settle import period_totals
 from v2ghub.settlement.streams import (
     LineColumns,
+    Parties,
     add_shared_revenue,
+    joined_parties,
     scaled_rate_nano,
     sorted_codes,
     split_fen,
@@ -111,6 +113,27 @@ def test_lines_without_text_pay_the_same_and_say_nothing() -> None:
     for name in ("session_id", "cause"):
         with pytest.raises(ValueError, match=f"made without their text: no '{name}' column"):
             bare.column(name)
+
+
+@given(
+    st.lists(st.text(alphabet="abc:", max_size=4), max_size=30),
+    st.lists(st.lists(st.text(alphabet="abc:", max_size=4), max_size=5), max_size=3),
+)
+def test_joined_parties_are_the_distinct_ids_of_every_line(
+    owners: list[str], others: list[list[str]]
+) -> None:
+    # The largest vocabulary sorted and distinct (a meter's owners) is merged with the
+    # others by bisection; any other case by encoding: the same codes either way.
+    big = np.unique(np.array(owners, dtype=str))
+    columns = [
+        [Parties.each(big), Parties.same("grid", 2)],
+        [Parties.of(np.array(names, dtype=str)) for names in others if names],
+    ]
+    distinct, (first, second) = joined_parties(*columns)
+    ids = [chunk.text().tolist() for column in columns for chunk in column]
+    every = [party for chunk in ids for party in chunk]
+    assert distinct.tolist() == sorted(set(every))
+    assert distinct[np.concatenate((first, second))].tolist() == every
 
 
 def test_an_owner_whose_lines_round_to_nothing_is_not_counted() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
@@ -412,23 +413,38 @@ class TableWriter:
     """Appends one Arrow table per run to a Parquet file as the runs finish.
 
     ``table_of`` turns a run into its rows (:func:`sessions_table`, :func:`meter_table`).
-    Use as a context manager.
+    Each table is written by a thread of its own while the next run simulates (Arrow
+    writes without holding the interpreter), in order; a failed write is raised by the next
+    call or on leaving. Use as a context manager.
     """
 
     def __init__(self, path: Path, table_of: Callable[[RunResult], pa.Table]) -> None:
         self.path = path
         self.table_of = table_of
         self._writer: pq.ParquetWriter | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
+        self._pending: Future[None] | None = None
 
     def write(self, result: RunResult) -> None:
-        """Append one run."""
+        """Append one run (its table is made now, written in the background)."""
         table = self.table_of(result)
+        self._wait()
+        self._pending = self._pool.submit(self._append, table)
+
+    def _append(self, table: pa.Table) -> None:
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, table.schema)
         self._writer.write_table(table)
 
+    def _wait(self) -> None:
+        """Until the table being written is written (its error raised here)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
     def add_metadata(self, metadata: dict[bytes, bytes]) -> None:
         """Key-value metadata for the file's footer (after at least one run)."""
+        self._wait()
         if self._writer is None:
             raise ValueError(f"{self.path}: no run written yet")
         self._writer.add_key_value_metadata(metadata)
@@ -437,8 +453,12 @@ class TableWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
+            if self._writer is not None:
+                self._writer.close()
 
 
 def _mw(kw: float) -> str:

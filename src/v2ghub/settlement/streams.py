@@ -159,7 +159,7 @@ def joined_parties(*columns: Sequence[Parties]) -> tuple[StrArray, list[IntArray
     # Chunks often share one array of names (every owner's lines name the same owners):
     # each array is encoded once.
     vocabularies = list({id(chunk.names): chunk.names for chunk in chunks}.values())
-    distinct, code = sorted_codes(np.concatenate(vocabularies))
+    distinct, code = _union(vocabularies)
     offsets = np.cumsum([0] + [names.size for names in vocabularies])
     offset_of = {id(names): offsets[k] for k, names in enumerate(vocabularies)}
     coded = iter(code[offset_of[id(chunk.names)] + chunk.index] for chunk in chunks)
@@ -168,6 +168,31 @@ def joined_parties(*columns: Sequence[Parties]) -> tuple[StrArray, list[IntArray
         parts = [next(coded) for _ in column]
         out.append(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
     return distinct, out
+
+
+def _union(vocabularies: list[StrArray]) -> tuple[StrArray, IntArray]:
+    """The sorted distinct names of all ``vocabularies``, and each name's index into them
+    (the vocabularies concatenated). When the largest is already sorted and distinct (the
+    owners of a meter's sessions), the few others are merged into it by bisection instead of
+    encoding a million names again."""
+    largest = max(range(len(vocabularies)), key=lambda k: vocabularies[k].size)
+    big = vocabularies[largest]
+    if big.size < 2 or not bool(np.all(big[1:] > big[:-1])):
+        return sorted_codes(np.concatenate(vocabularies))
+    others = [names for k, names in enumerate(vocabularies) if k != largest]
+    small = np.unique(np.concatenate(others)) if others else big[:0]
+    at = np.searchsorted(big, small)
+    known = (at < big.size) & (big[np.minimum(at, big.size - 1)] == small)
+    inserted = at[~known]  # where the new names go, in the largest's positions (sorted)
+    # (As wide as the widest name: numpy would cut a longer one to the largest's width.)
+    distinct = np.insert(big.astype(np.result_type(big, small)), inserted, small[~known])
+    # The largest's names move up by the new names inserted at or before them.
+    big_code = np.arange(big.size) + np.searchsorted(inserted, np.arange(big.size), side="right")
+    codes = [
+        big_code if k == largest else np.searchsorted(distinct, names)
+        for k, names in enumerate(vocabularies)
+    ]
+    return distinct, np.concatenate(codes).astype(np.int64)
 
 
 @dataclass
