@@ -67,8 +67,7 @@ def meter_lines(
     sessions, session_code = sorted_codes(meter.column("session_id"))
     session = made_once(lambda: sessions[session_code])
     sites, site_code = sorted_codes(meter.column("site_id"))
-    site = sites[site_code]
-    kind_of_charger = _text(meter, "charger_kind")
+    kinds, kind_code = sorted_codes(meter.column("charger_kind"))
     import_nano = _rate_nano(meter, "import_price_cny_per_kwh")
     export_nano = _rate_nano(meter, "export_price_cny_per_kwh")
     owners = np.char.add("owner:", sessions)
@@ -103,7 +102,9 @@ def meter_lines(
 
     discharged = export_wh > 0
     share_index, table = contracts.shares(
-        "discharge", site_id=site[discharged], charger_kind=kind_of_charger[discharged]
+        "discharge",
+        site_id=sites[site_code[discharged]],
+        charger_kind=kinds[kind_code[discharged]],
     )
 
     def discharge_kind() -> StrArray:

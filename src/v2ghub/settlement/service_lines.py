@@ -68,6 +68,7 @@ from v2ghub.settlement.streams import (
     add_shared_revenue,
     kwh_text,
     rate_nano_of,
+    sorted_codes,
 )
 from v2ghub.units import MICROSECONDS_PER_SECOND, SECONDS_PER_HOUR
 
@@ -241,28 +242,35 @@ class _Sessions:
     dr_wh: IntArray
 
     @staticmethod
-    def of(table: pa.Table) -> _Sessions:
-        missing = [c for c in SESSION_COLUMNS if c not in table.column_names]
-        if missing:
-            raise ValueError(f"session data lacks column(s) {', '.join(missing)}")
-        dr_kwh = np.asarray(
-            table.column("dr_delivered_kwh").to_numpy(zero_copy_only=False), dtype=np.float64
-        )
-        if not np.all(np.isfinite(dr_kwh) & (dr_kwh >= 0)):
-            row = int(np.flatnonzero(~(np.isfinite(dr_kwh) & (dr_kwh >= 0)))[0])
-            raise ValueError(f"session row {row + 1}: dr_delivered_kwh is not a number >= 0")
+    def of(table: pa.Table, dr_wh: IntArray) -> _Sessions:
         return _Sessions(
             session_id=_text(table, "session_id"),
             site_id=_text(table, "site_id"),
             charger_kind=_text(table, "charger_kind"),
             arrival_us=_microseconds(table, "arrival"),
             departure_us=_microseconds(table, "departure"),
-            dr_wh=energy_wh(dr_kwh),
+            dr_wh=dr_wh,
         )
 
 
+def _dr_wh(table: pa.Table) -> IntArray:
+    """The sessions' delivered demand response (Wh), checked: a number >= 0."""
+    missing = [c for c in SESSION_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(f"session data lacks column(s) {', '.join(missing)}")
+    dr_kwh = np.asarray(
+        table.column("dr_delivered_kwh").to_numpy(zero_copy_only=False), dtype=np.float64
+    )
+    if not np.all(np.isfinite(dr_kwh) & (dr_kwh >= 0)):
+        row = int(np.flatnonzero(~(np.isfinite(dr_kwh) & (dr_kwh >= 0)))[0])
+        raise ValueError(f"session row {row + 1}: dr_delivered_kwh is not a number >= 0")
+    return energy_wh(dr_kwh)
+
+
 def _text(table: pa.Table, name: str) -> StrArray:
-    return np.asarray(table.column(name).to_numpy(zero_copy_only=False)).astype(str)
+    """A text column (each distinct value converted once)."""
+    distinct, codes = sorted_codes(table.column(name))
+    return distinct[codes]
 
 
 def _microseconds(table: pa.Table, name: str) -> IntArray:
@@ -286,7 +294,10 @@ def add_service_lines(
     committed without a market, :mod:`~v2ghub.settlement.regulation_hours`) is allocated
     as a regulation sale is: by plugged time in its hour (rule 3), then shared by contract.
     """
-    fleet = _Sessions.of(sessions)
+    dr_wh = _dr_wh(sessions)
+    if not sales and not payments and not np.any(dr_wh > 0):
+        return  # nothing to pay: a million sessions' ids are not even read
+    fleet = _Sessions.of(sessions, dr_wh)
     plugged = [sale.plugged_us(fleet.arrival_us, fleet.departure_us) for sale in sales]
     in_sold_hour = np.zeros(fleet.dr_wh.shape[0], dtype=np.bool_)
     for sale, plugged_us in zip(sales, plugged, strict=True):
@@ -342,7 +353,7 @@ def add_served_payment(
     keeps a payment no session served. The live aggregator's regulation hours are paid so
     (:mod:`~v2ghub.settlement.live_settle`): only the sessions told to follow the
     commitment's signal served it, not every one plugged in."""
-    fleet = _Sessions.of(sessions)
+    fleet = _Sessions.of(sessions, _dr_wh(sessions))
     weight = np.asarray(served_us, dtype=np.int64)
     if weight.shape != fleet.session_id.shape or np.any(weight < 0):
         raise ValueError("served_us needs one time >= 0 per session")
