@@ -21,6 +21,7 @@ from v2ghub.settlement.streams import (
     StrArray,
     add_shared_revenue,
     amount_fen,
+    column_text,
     kwh_text,
     made_once,
     rate_nano_of,
@@ -37,12 +38,6 @@ METER_COLUMNS = (
     "import_wh",
     "export_wh",
 )
-
-
-def _text(table: pa.Table, name: str) -> StrArray:
-    """A text column, each distinct value made once (a few sites, kinds, periods, prices)."""
-    distinct, codes = sorted_codes(table.column(name))
-    return distinct[codes]
 
 
 def _rate_nano(table: pa.Table, name: str) -> IntArray:
@@ -74,9 +69,9 @@ def meter_lines(
     owner = Parties(owners, session_code)
     operator = Parties(np.char.add("operator:", sites), site_code)
     lines = LineColumns.empty(texts=texts)
-    period_text = made_once(lambda: _text(meter, "period"))
-    import_text = made_once(lambda: _text(meter, "import_price_cny_per_kwh"))
-    export_text = made_once(lambda: _text(meter, "export_price_cny_per_kwh"))
+    period_text = made_once(lambda: column_text(meter, "period"))
+    import_text = made_once(lambda: column_text(meter, "import_price_cny_per_kwh"))
+    export_text = made_once(lambda: column_text(meter, "export_price_cny_per_kwh"))
 
     def charging_kind() -> StrArray:
         return np.char.add("charging:", np.char.add(np.char.add(period_text(), ":"), import_text()))

@@ -66,9 +66,9 @@ from v2ghub.settlement.streams import (
     LineColumns,
     StrArray,
     add_shared_revenue,
+    column_text,
     kwh_text,
     rate_nano_of,
-    sorted_codes,
 )
 from v2ghub.units import MICROSECONDS_PER_SECOND, SECONDS_PER_HOUR
 
@@ -244,9 +244,9 @@ class _Sessions:
     @staticmethod
     def of(table: pa.Table, dr_wh: IntArray) -> _Sessions:
         return _Sessions(
-            session_id=_text(table, "session_id"),
-            site_id=_text(table, "site_id"),
-            charger_kind=_text(table, "charger_kind"),
+            session_id=column_text(table, "session_id"),
+            site_id=column_text(table, "site_id"),
+            charger_kind=column_text(table, "charger_kind"),
             arrival_us=_microseconds(table, "arrival"),
             departure_us=_microseconds(table, "departure"),
             dr_wh=dr_wh,
@@ -265,12 +265,6 @@ def _dr_wh(table: pa.Table) -> IntArray:
         row = int(np.flatnonzero(~(np.isfinite(dr_kwh) & (dr_kwh >= 0)))[0])
         raise ValueError(f"session row {row + 1}: dr_delivered_kwh is not a number >= 0")
     return energy_wh(dr_kwh)
-
-
-def _text(table: pa.Table, name: str) -> StrArray:
-    """A text column (each distinct value converted once)."""
-    distinct, codes = sorted_codes(table.column(name))
-    return distinct[codes]
 
 
 def _microseconds(table: pa.Table, name: str) -> IntArray:

@@ -25,6 +25,7 @@ Everything is vectorised over lines: integer numpy arithmetic, no loop per sessi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -336,16 +337,14 @@ def add_shared_revenue(
 
 def made_once(text: Text) -> Callable[[], StrArray]:
     """A text maker that makes its column at most once."""
-    if not callable(text):
-        return lambda: text
-    made: list[StrArray] = []
+    return functools.cache(text) if callable(text) else lambda: text
 
-    def make() -> StrArray:
-        if not made:
-            made.append(text())
-        return made[0]
 
-    return make
+def column_text(table: pa.Table, name: str) -> StrArray:
+    """A text column of a table as numpy text, each distinct value converted once (a few
+    sites, kinds, periods and prices among a million rows)."""
+    distinct, codes = sorted_codes(table.column(name))
+    return distinct[codes]
 
 
 def sorted_codes(values: pa.Array | pa.ChunkedArray | StrArray) -> tuple[StrArray, IntArray]:
@@ -393,6 +392,7 @@ __all__ = [
     "add_shared_revenue",
     "amount_fen",
     "cny_text",
+    "column_text",
     "joined_parties",
     "kwh_text",
     "made_once",
