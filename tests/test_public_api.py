@@ -74,6 +74,21 @@ def test_exported_names_are_pinned() -> None:
     assert [name for name in v2ghub.__all__ if not hasattr(v2ghub, name)] == []
 
 
+def test_the_names_are_imported_when_first_used() -> None:
+    # `import v2ghub` loads none of the twin, yet lists its names and gives them on use.
+    code = (
+        "import sys, v2ghub; before = 'v2ghub.twin' in sys.modules; "
+        "listed = {'Twin', 'make_planner'} <= set(dir(v2ghub)); twin = v2ghub.Twin; "
+        "print(before, listed, twin.__module__, 'v2ghub.twin' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "True", "v2ghub.twin.twin", "True"]
+    with pytest.raises(AttributeError, match="module 'v2ghub' has no attribute 'Twins'"):
+        _ = v2ghub.Twins  # type: ignore[attr-defined]
+
+
 def test_a_notebook_runs_its_own_planner_beside_mpc_settles_and_reports(tmp_path: Path) -> None:
     lines = [line for line in NOTEBOOK.strip().splitlines() if line.strip()]
     assert len(lines) < 20

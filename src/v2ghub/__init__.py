@@ -53,16 +53,24 @@ _HOMES = {
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
-    """A public name, imported from its module on first use."""
-    module = _HOME_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'v2ghub' has no attribute {name!r}")
-    import importlib  # noqa: PLC0415 - only when a public name is first used
+# Defined for the interpreter only: type checkers see the imports above, so a misspelt
+# name is still an error to them.
+if not TYPE_CHECKING:
 
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> Any:
+        """A public name, imported from its module on first use."""
+        module = _HOME_OF.get(name)
+        if module is None:
+            raise AttributeError(f"module 'v2ghub' has no attribute {name!r}")
+        import importlib  # noqa: PLC0415 - only when a public name is first used
+
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        """The public names too, before they are first used (for ``dir`` and completion)."""
+        return sorted({*globals(), *__all__})
 
 
 __all__ = [
