@@ -30,10 +30,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.openadr_vtn import Vtn, dispatch, free_port, until
-from tests.test_openadr_ven import CONTROL_INTERVAL_S, SITE, TARGET_KW, VEN_ID, VEN_NAME
+from tests.test_openadr_ven import (
+    CONTROL_INTERVAL_S,
+    SITE,
+    TARGET_KW,
+    VEN_ID,
+    VEN_NAME,
+    control_settings,
+)
 from v2ghub.live.clock import SystemClock
 from v2ghub.live.control import ControlLoop
-from v2ghub.live.live_problem import ControlSettings, LiveSite
 from v2ghub.live.openadr_resources import Resource, Resources
 from v2ghub.live.openadr_ven import OpenAdrVen, VenSettings
 from v2ghub.live.server import CsmsServer, ServerSettings
@@ -200,17 +206,10 @@ class Csms:
 async def running_csms(store: Store, settings: VenSettings) -> AsyncIterator[Csms]:
     """The OCPP server, its control loop and the VEN (signed as ``settings`` say)."""
     clock = SystemClock()
-    control_settings = ControlSettings(
-        city="Shenzhen",
-        sites=(LiveSite(SITE, import_limit_kw=40.0, export_limit_kw=0.0),),
-        planner="uncontrolled",
-        control_interval_s=CONTROL_INTERVAL_S,
-        grid_poll_s=0.2,
-        debounce_s=0.1,
-    )
+    settings_of_loop = control_settings()
     server_settings = ServerSettings(host="127.0.0.1", port=0, call_timeout_s=10)
     async with CsmsServer(store, server_settings, clock=clock) as server:
-        control = server.control_loop(make_planner(control_settings.planner), control_settings)
+        control = server.control_loop(make_planner(settings_of_loop.planner), settings_of_loop)
         stop = asyncio.Event()
         loop_task = asyncio.create_task(control.run(stop))
         ven = OpenAdrVen(
@@ -227,6 +226,22 @@ async def running_csms(store: Store, settings: VenSettings) -> AsyncIterator[Csm
         finally:
             stop.set()
             await asyncio.gather(loop_task, return_exceptions=True)
+
+
+async def failing_while_planning(store: Store, csms: Csms) -> None:
+    """Until the VEN's failed exchange is logged and, as several retries go by (0.2 s
+    doubling to 1 s), the control loop has planned twice more."""
+    await until(
+        lambda: any("VTN unreachable" in e.detail for e in store.events(kind=EventKind.OPENADR)),
+        timeout_s=10,
+        what="the failed exchange logged",
+    )
+    plans = csms.control.status.plans
+    await until(
+        lambda: csms.control.status.plans >= plans + 2,
+        timeout_s=20,
+        what="the control loop to keep planning",
+    )
 
 
 async def test_signed_messages_register_and_a_dispatch_becomes_a_site_limit(
@@ -258,19 +273,7 @@ async def test_a_ven_signing_with_an_unknown_certificate_is_refused(
             settings = ven_settings(vtn, pki, ven=pki.stranger, vtn_fingerprint=pki.vtn.fingerprint)
             async with running_csms(store, settings) as csms:
                 event_id = dispatch(vtn, target_kw=TARGET_KW)
-                await until(
-                    lambda: any(
-                        "VTN unreachable" in e.detail for e in store.events(kind=EventKind.OPENADR)
-                    ),
-                    timeout_s=10,
-                    what="the refusal logged",
-                )
-                plans = csms.control.status.plans
-                await until(
-                    lambda: csms.control.status.plans >= plans + 2,
-                    timeout_s=20,
-                    what="the control loop to keep planning",
-                )
+                await failing_while_planning(store, csms)
                 assert event_id not in vtn.opts
                 assert store.site_limits(datetime.now(UTC)) == {}
                 assert store.vtn_events() == []
@@ -284,20 +287,7 @@ async def test_a_wrong_vtn_fingerprint_never_accepts_the_vtn(tmp_path: Path, pki
             settings = ven_settings(vtn, pki, ven=pki.ven, vtn_fingerprint=pki.stranger.fingerprint)
             async with running_csms(store, settings) as csms:
                 event_id = dispatch(vtn, target_kw=TARGET_KW)
-                await until(
-                    lambda: any(
-                        "VTN unreachable" in e.detail for e in store.events(kind=EventKind.OPENADR)
-                    ),
-                    timeout_s=10,
-                    what="the failure logged",
-                )
-                plans = csms.control.status.plans
-                # Several retries go by (0.2 s doubling to 1 s) while the CSMS keeps planning.
-                await until(
-                    lambda: csms.control.status.plans >= plans + 2,
-                    timeout_s=20,
-                    what="the control loop to keep planning",
-                )
+                await failing_while_planning(store, csms)
                 assert not csms.ven.registered.is_set()
                 assert event_id not in vtn.opts
                 assert store.site_limits(datetime.now(UTC)) == {}

@@ -61,6 +61,18 @@ class Live:
         return None if math.isnan(value) else value
 
 
+def control_settings() -> ControlSettings:
+    """The depot's control loop: uncontrolled charging, grid events seen within 0.2 s."""
+    return ControlSettings(
+        city="Shenzhen",
+        sites=(LiveSite(SITE, import_limit_kw=40.0, export_limit_kw=0.0),),
+        planner="uncontrolled",
+        control_interval_s=CONTROL_INTERVAL_S,
+        grid_poll_s=0.2,
+        debounce_s=0.1,
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_serve(store: Store, vtn_url: str) -> AsyncIterator[Live]:
     """The OCPP server, its control loop, two V2X chargers charging, and the VEN."""
@@ -70,14 +82,7 @@ async def running_serve(store: Store, vtn_url: str) -> AsyncIterator[Live]:
         store.add_station(
             station_id, site_id=SITE, password_hash=hash_password(password), v2x_allowed=True
         )
-    settings = ControlSettings(
-        city="Shenzhen",
-        sites=(LiveSite(SITE, import_limit_kw=40.0, export_limit_kw=0.0),),
-        planner="uncontrolled",
-        control_interval_s=CONTROL_INTERVAL_S,
-        grid_poll_s=0.2,
-        debounce_s=0.1,
-    )
+    settings = control_settings()
     server_settings = ServerSettings(host="127.0.0.1", port=0, call_timeout_s=10)
     async with CsmsServer(store, server_settings, clock=clock) as server:
         control = server.control_loop(make_planner(settings.planner), settings)
