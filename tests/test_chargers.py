@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import itertools
 import math
 from collections.abc import Awaitable, Callable, Coroutine
@@ -87,7 +88,13 @@ class _Recorder:
 
     @on("StatusNotification")
     def on_status(self, **payload: Any) -> Any:
-        self._record("StatusNotification", payload)
+        if self.id in self.csms.drop_on_status:
+            # The server goes down after the boot: the station is accepted, then offline.
+            self.csms.drop_on_status.discard(self.id)
+            self.csms.refusing.add(self.id)
+            self.csms.closing.append(asyncio.ensure_future(self._connection.close()))
+        else:
+            self._record("StatusNotification", payload)
         return self.results.StatusNotification()
 
     @on("Heartbeat")
@@ -130,6 +137,7 @@ class Csms:
         self.links: dict[str, Any] = {}
         self.auth: dict[str, str | None] = {}
         self.drop_at: dict[str, int] = {}
+        self.drop_on_status: set[str] = set()
         self.refusing: set[str] = set()
         self.closing: list[asyncio.Future[None]] = []
         self.port = 0
@@ -554,6 +562,39 @@ def test_reconnect_resumes_the_transaction_and_delivers_offline_events() -> None
     assert stats.reconnects == 1
     assert stats.connect_failures >= 1
     assert stats.unsent_events == 0
+
+
+def test_a_vehicle_that_came_while_the_server_was_down_is_reported_in_order() -> None:
+    # The vehicle arrives while the server is down: its TransactionEvents (flagged
+    # offline) and its NotifyEVChargingNeeds (a message with no offline flag) wait in the
+    # queue and go out in the order they were made once the server is back.
+    def config(url: str) -> FleetConfig:
+        return dataclasses.replace(one_station(url), first_arrival_within_s=300.0)
+
+    async def scenario(csms: Csms, fleet: ChargerFleet) -> None:
+        csms.drop_on_status.add("CP1")
+        await until(lambda: "CP1" in csms.refusing)
+        await until(lambda: fleet.station("CP1").queued_events >= 4)
+        assert not fleet.station("CP1").online
+        assert not csms.events("CP1")
+        csms.refusing.discard("CP1")
+        await asyncio.wait_for(until(lambda: fleet.station("CP1").queued_events == 0), 5.0)
+
+        after_boot = [a for a, _ in csms.messages["CP1"]][2:]
+        assert after_boot[:3] == ["StatusNotification", "TransactionEvent", "NotifyEVChargingNeeds"]
+        events = csms.events("CP1")
+        assert [e["seq_no"] for e in events] == list(range(len(events)))
+        assert events[0]["event_type"] == "Started"
+        assert events[0]["offline"] is True
+        assert all(e["offline"] is True for e in events[:3])
+        needs = csms.of("CP1", "NotifyEVChargingNeeds")
+        assert len(needs) == 1
+        assert "offline" not in needs[0]
+
+    stats = run_with_csms(config, scenario)
+    assert stats.reconnects == 1
+    assert stats.unsent_events == 0
+    assert stats.calls_sent["NotifyEVChargingNeeds"] == 1
 
 
 def test_a_mixed_fleet_runs_vehicles_through_and_meters_what_flowed() -> None:

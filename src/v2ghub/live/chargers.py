@@ -13,8 +13,9 @@ CallError.
 Many stations run in one process: one shared tick steps every battery as arrays
 (:class:`~v2ghub.live.charger_fleet.BatteryBank`) and spreads the meter values of the
 stations over the meter interval; each station's own task only sends what the tick queued.
-Events made while a station is offline are kept and sent after it reconnects (on 2.x with
-``offline=True`` and their original seqNo, in the same transaction). All time comes from a
+Events made while a station is offline are kept and sent in order after it reconnects (on
+2.x a TransactionEvent with ``offline=True`` and its original seqNo, in the same
+transaction). All time comes from a
 :class:`~v2ghub.live.clock.Clock`, so a :class:`~v2ghub.live.clock.ScaledClock` runs a day
 in minutes.
 """
@@ -102,6 +103,8 @@ REGULATION_TICKS_PER_SAMPLE = 4
 """While an EVSE is in a frequency mode the fleet ticks this often per sample interval."""
 MAX_METER_PHASES = 100
 """Stations are spread over this many slots of the meter interval, not all at once."""
+_OFFLINE_FLAGGED = frozenset({"TransactionEvent"})
+"""The 2.x requests that say they were made offline (``offline=True``)."""
 
 
 class _Station(StationBase[ChargingProfile]):
@@ -124,7 +127,9 @@ class _Station(StationBase[ChargingProfile]):
         return self.transaction_id
 
     def payload_to_send(self, item: Outgoing) -> Request:
-        if not item.offline:
+        # Only TransactionEvent has an ``offline`` field; the other requests made offline
+        # (NotifyEVChargingNeeds) go as they were made.
+        if not item.offline or item.action not in _OFFLINE_FLAGGED:
             return item.payload
         return {**item.payload, "offline": True}
 
