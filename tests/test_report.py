@@ -195,9 +195,10 @@ def test_report_escapes_text(report: Path) -> None:
 def test_report_is_self_contained(report: Path) -> None:
     text = report.read_text(encoding="utf-8")
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
-    # Five figures and the flexibility envelope of the grid services (every run has one).
-    assert len(images) == 6
-    assert text.count("data:image/png;base64,") == 6
+    # Five figures, the flexibility envelope of the grid services (every run has one) and
+    # the owners' battery wear (the fixture's v2g-rules run discharges).
+    assert len(images) == 7
+    assert text.count("data:image/png;base64,") == 7
     assert "<script" not in text
     assert not re.search(r'(src|href)="(https?:)?//', text)  # no external assets
 

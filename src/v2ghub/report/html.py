@@ -38,6 +38,7 @@ from v2ghub.report.plots import (
     soc_png,
     valley_share_png,
 )
+from v2ghub.report.wear_section import FIGURE_CAPTION, FIGURE_HEADING, owner_wear_png, wear_section
 from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.sim.metrics import (
     CityMetrics,
@@ -592,6 +593,11 @@ def _grid_services(results: Sequence[RunSummary]) -> str:
     )
 
 
+def _battery_wear(results: Sequence[RunSummary]) -> str:
+    png = owner_wear_png(results)
+    return wear_section(results, _figure(FIGURE_HEADING, png, FIGURE_CAPTION) if png else "")
+
+
 def render_html(
     results: Sequence[RunSummary],
     *,
@@ -611,6 +617,7 @@ def render_html(
             _city_table(results),
             _settlement(settlement) if settlement is not None else "",
             _grid_services(results),
+            _battery_wear(results),
             _figures(results),
             "</main>",
             f"<footer>{_e(f'Made with v2ghub {__version__}.')}</footer>",

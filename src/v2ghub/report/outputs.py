@@ -31,6 +31,7 @@ from rich.table import Table
 from v2ghub.defaults import ENVELOPE_DURATIONS_H
 from v2ghub.model.case import CityCase
 from v2ghub.model.fleet import ChargerKind
+from v2ghub.report.wear_columns import WEAR_TOTALS, wear_columns
 from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.settlement.money import energy_wh, fen_to_cny
 from v2ghub.sim.metrics import (
@@ -65,6 +66,7 @@ _ADDITIVE = (
     "market_sold_mw_h",
     "market_capacity_cny",
     "market_penalty_cny",
+    *WEAR_TOTALS,
 )
 
 
@@ -368,6 +370,7 @@ def sessions_table(result: RunResult) -> pa.Table:
             "energy_discharged_kwh": pa.array(outcomes.discharged_kwh),
             "bill_fen": pa.array(outcomes.bill_fen),
             "dr_delivered_kwh": pa.array(result.run.dr_delivered_kwh),
+            **wear_columns(result),
         }
     )
 

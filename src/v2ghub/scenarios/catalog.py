@@ -188,6 +188,9 @@ class VehicleModelData(Strict):
     source: str
     assumed: bool = False
     note: str = ""
+    # The cell chemistry picks the ageing model (v2ghub.model.battery_ageing); a model
+    # that does not say is LFP, as most Chinese EVs are.
+    chemistry: Literal["LFP", "NMC"] = "LFP"
 
 
 class CityTable(Strict):

@@ -20,7 +20,8 @@ public (15%)            60 kW DC    uniform 7:00-22:00                    lognor
 State of charge at arrival: normal(0.45, 0.15) at home, normal(0.5, 0.15) at work,
 normal(0.3, 0.1) at public stations, clipped to 0.05-0.95. Targets: ``home_soc_target``
 (0.9) at home, ``away_soc_target`` (0.8) elsewhere; SoC window ``soc_min``-``soc_max``.
-Battery sizes and V2G capability come from the shipped vehicle models by their share.
+Battery sizes, cell chemistries and V2G capability come from the shipped vehicle models by
+their share.
 V2G opt-in is drawn per session with the kind's opt-in share, only for capable vehicles;
 a vehicle that opts in may discharge at its charger's power.
 
@@ -39,7 +40,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from v2ghub.model.fleet import ChargerKind, Fleet
+from v2ghub.model.fleet import ChargerKind, Chemistry, Fleet
 from v2ghub.model.sites import SiteLimits
 from v2ghub.scenarios.catalog import VehicleModelData
 from v2ghub.scenarios.config import FleetMix
@@ -98,6 +99,7 @@ def generate_fleet(
     ac_kw = np.array([m.ac_max_kw for m in models])[model]
     dc_kw = np.array([m.dc_max_kw for m in models])[model]
     capable = np.array([m.v2g_capable for m in models])[model]
+    chemistry = np.array([Chemistry[m.chemistry] for m in models], dtype=np.int8)[model]
 
     arrival_h = np.where(
         home,
@@ -189,6 +191,7 @@ def generate_fleet(
         departure_s=departure_s,
         v2g_opt_in=opt_in,
         charger_kind=kind,
+        chemistry=chemistry,
     )
     sites = SiteLimits(tuple(site_ids), limit_kw, limit_kw.copy())
     return SyntheticFleet(fleet=fleet, sites=sites)

@@ -8,7 +8,7 @@ night's sessions would in steady state), divided by the number of arrival days.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +19,12 @@ from v2ghub.model.fleet import ChargerKind
 from v2ghub.model.tariff import PeriodKind
 from v2ghub.model.time_grid import TimeGrid
 from v2ghub.regulation.envelope import EnvelopeHour
+from v2ghub.scenarios.ageing_data import ageing_model
 from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.settlement.money import bills_fen, energy_wh, fen_to_cny, round_fen
 from v2ghub.sim.demand_response_service import EventResult
 from v2ghub.sim.run_state import SimulationRun
+from v2ghub.sim.wear import OwnerWearSample, SessionWear, session_wear
 
 if TYPE_CHECKING:
     from v2ghub.sim.market_day import MarketOutcome
@@ -109,6 +111,16 @@ class CityMetrics:
     market_sold_mw_h: float = 0.0
     market_capacity_cny: Decimal = Decimal(0)
     market_penalty_cny: Decimal = Decimal(0)
+    # Battery wear (v2ghub.sim.wear): capacity fade over the sessions' day, the part due
+    # to V2G and its value, beside what V2G paid the owners (discharge at the export price).
+    calendar_fade_kwh: float = 0.0
+    cycle_fade_kwh: float = 0.0
+    capacity_fade_kwh: float = 0.0
+    v2g_fade_kwh: float = 0.0
+    v2g_fade_value_cny: Decimal = Decimal(0)
+    v2g_payment_cny: Decimal = Decimal(0)
+    v2g_owners: int = 0
+    v2g_owners_wear_above_payment: int = 0
 
 
 @dataclass(frozen=True)
@@ -267,6 +279,7 @@ class RunResult:
     curves: DailyCurves
     metrics: CityMetrics
     market: tuple[MarketOutcome, ...] = ()
+    wear: SessionWear | None = None
 
 
 def with_market(result: RunResult, outcomes: tuple[MarketOutcome, ...]) -> RunResult:
@@ -284,9 +297,9 @@ def evaluate(run: SimulationRun) -> RunResult:
     """Derive outcomes, daily curves and metrics of a run."""
     outcomes = session_outcomes(run)
     curves = daily_curves(run)
-    return RunResult(
-        run=run, outcomes=outcomes, curves=curves, metrics=city_metrics(run, outcomes, curves)
-    )
+    wear = session_wear(run, ageing_model())
+    metrics = replace(city_metrics(run, outcomes, curves), **wear.totals())
+    return RunResult(run=run, outcomes=outcomes, curves=curves, metrics=metrics, wear=wear)
 
 
 BILL_SAMPLE_SIZE = 20_000
@@ -317,6 +330,7 @@ class RunSummary:
     regulation_hours: tuple[HourResult, ...] = ()
     demand_response_events: tuple[EventResult, ...] = ()
     market: tuple[MarketOutcome, ...] = ()
+    owner_wear: OwnerWearSample = field(default_factory=OwnerWearSample.empty)
 
 
 def summarise(result: RunResult, *, seed: int = 0) -> RunSummary:
@@ -344,4 +358,9 @@ def summarise(result: RunResult, *, seed: int = 0) -> RunSummary:
         regulation_hours=result.run.regulation_hours,
         demand_response_events=result.run.demand_response_events,
         market=result.market,
+        owner_wear=(
+            OwnerWearSample.of(result.wear, seed=seed)
+            if result.wear is not None
+            else OwnerWearSample.empty()
+        ),
     )

@@ -43,7 +43,10 @@ class SimulationRun:
     ``import_kwh_by_level`` and ``export_kwh_by_level`` have shape
     ``(n_sessions, prices.n_levels)``: grid-side energy per session at each price level.
     ``dr_delivered_kwh`` is each session's credited demand-response energy (zeros without
-    events; see :mod:`v2ghub.sim.demand_response_service`).
+    events; see :mod:`v2ghub.sim.demand_response_service`). ``soc_hours`` is each
+    session's SoC summed over its plugged steps times the step (SoC x h, at the end of
+    each step): its mean SoC while plugged is that over the plugged hours (battery ageing,
+    :mod:`v2ghub.sim.wear`).
     """
 
     case: CityCase
@@ -67,6 +70,7 @@ class SimulationRun:
     envelope: tuple[EnvelopeHour, ...] = ()
     demand_response_events: tuple[EventResult, ...] = ()
     dr_delivered_kwh: FloatArray = field(default_factory=lambda: np.zeros(0))
+    soc_hours: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def ev_load_kw(self) -> FloatArray:
@@ -195,6 +199,7 @@ class _Run:
     discharge_kw: FloatArray
     plugged_count: IntArray
     mean_soc: FloatArray
+    soc_hours: FloatArray
     hour_tops: frozenset[int]
     expected: ExpectedArrivals | None = None
     active: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -247,6 +252,7 @@ class _Run:
             discharge_kw=np.zeros(n_steps),
             plugged_count=np.zeros(n_steps, dtype=np.int64),
             mean_soc=np.full(n_steps, np.nan),
+            soc_hours=np.zeros(n),
             hour_tops=frozenset(hour_tops),
         )
 
@@ -310,7 +316,9 @@ class _Run:
 
         energy, battery, active = self.energy_kwh, self.fleet.battery_kwh, self.active
         if active.size:
-            self.mean_soc[step] = float(np.mean(energy[active] / battery[active]))
+            soc = energy[active] / battery[active]
+            self.mean_soc[step] = float(np.mean(soc))
+            self.soc_hours[active] += soc * dt_h
         rows = self.sample_rows
         sample_plugged = (self.first_step[rows] <= step) & (self.end_step[rows] > step)
         self.soc_sample[:, step] = np.where(sample_plugged, energy[rows] / battery[rows], np.nan)
@@ -349,4 +357,5 @@ class _Run:
             dr_delivered_kwh=(
                 dr.session_kwh[inverse] if dr is not None else np.zeros(self.fleet.n_sessions)
             ),
+            soc_hours=self.soc_hours[inverse],
         )
