@@ -451,12 +451,13 @@ def test_planning_error_exits_1_and_keeps_old_files(
 
     monkeypatch.setattr(day_ahead_plan, "LpPlanner", FailingLp)
     out, summary = tmp_path / "schedule.csv", tmp_path / "summary.json"
-    out.write_text("old\n", encoding="utf-8")
+    old = "session_id,start,power_kw\nold,2025-07-16T00:00:00+08:00,1.0000\n"
+    out.write_text(old, encoding="utf-8")
     args = ["--sessions", str(SESSIONS), "--prices", str(PRICES)]
     assert _plan(out, *args, summary=summary) == 1
     err = capsys.readouterr().err.strip()
     assert err == "error: HiGHS stopped with status Time limit reached"
-    assert out.read_text(encoding="utf-8") == "old\n"
+    assert out.read_text(encoding="utf-8") == old
     assert not summary.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["schedule.csv"]
 

@@ -37,6 +37,31 @@ def _positive_vehicles(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
+
+
+def _distinct_names(text: str) -> str:
+    """A comma-separated list of distinct names (case aside), checked here so that a slip
+    is refused before a run of many minutes (whether each name exists is told later, in
+    one line, by the layer that knows the names)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"no name in {text!r}")
+    seen: set[str] = set()
+    for part in parts:
+        if part.casefold() in seen:
+            raise argparse.ArgumentTypeError(f"{part} is named twice")
+        seen.add(part.casefold())
+    return ",".join(parts)
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -97,15 +122,21 @@ def _add_simulate_parser(commands: Commands) -> None:
         help="synthetic vehicles per city "
         f"(10 to {MAX_VEHICLES:,}; default {defaults.VEHICLES_PER_CITY:,})",
     )
-    add("--seed", type=int, help=f"random seed (default {defaults.SEED})")
+    add("--seed", type=_seed, metavar="N", help=f"random seed, >= 0 (default {defaults.SEED})")
     add("--date", type=_day, help="the simulated day, YYYY-MM-DD")
     add(
         "--planners",
         **LIST,
+        type=_distinct_names,
         help=f"planners to compare, the first the reference (of {', '.join(PLANNER_NAMES)}; lp and "
         f"mpc-lp up to {TWIN_MAX_SESSIONS:,} sessions a city)",
     )
-    add("--cities", **LIST, help="comma-separated cities (default: the nine pilots)")
+    add(
+        "--cities",
+        **LIST,
+        type=_distinct_names,
+        help="comma-separated cities (default: the nine pilots)",
+    )
     add(
         "--out",
         **DIR,
@@ -163,7 +194,12 @@ def _add_settle_parser(commands: Commands) -> None:
     add = settle_parser.add_argument
     add("run", type=Path, nargs="?", metavar="RUN_DIR", help="a simulate output folder")
     add("--out", **DIR, required=True, help="folder for the statements")
-    add("--planners", **LIST, help="comma-separated planners to settle (default: all)")
+    add(
+        "--planners",
+        **LIST,
+        type=_distinct_names,
+        help="comma-separated planners to settle (default: all)",
+    )
     add("--contracts", **FILE, help="shares per stream and site or charger kind (TOML)")
     add("--rates", **FILE, help="rates overriding the shipped ones (TOML)")
     add("--ledger", **FILE, help="an SQLite ledger to post into (default: DIR/ledger.sqlite)")
@@ -212,13 +248,29 @@ def _add_plan_parser(commands: Commands) -> None:
         help="battery wear cost per kWh discharged",
     )
     add("--peak-price-cny-per-kw", metavar="CNY", help="price of the peak; lp or fast only")
-    add("--out", **FILE, required=True, help="the schedule CSV to write")
-    add("--summary", **FILE, help="also write a JSON summary of the plan's exact cost")
+    add(
+        "--out",
+        **FILE,
+        required=True,
+        help="the schedule CSV to write; replaces only an earlier schedule (or an empty file)",
+    )
+    add(
+        "--summary",
+        **FILE,
+        help="also write a JSON summary of the plan's exact cost; replaces only an earlier one",
+    )
+    add(
+        "--force",
+        **SWITCH,
+        help="replace --out and --summary whatever regular file they are (a symbolic link "
+        "itself, not what it points to); a device or a folder is never replaced",
+    )
 
 
 def simulate(args: argparse.Namespace, console: Console) -> None:
     """Run ``v2ghub simulate``: build the scenario, run the twin, write the results."""
     # The library's heavy modules, here and in each command below, load when it runs.
+    from v2ghub.files import writing_into  # noqa: PLC0415
     from v2ghub.report.outputs import print_summary  # noqa: PLC0415
     from v2ghub.twin import Twin  # noqa: PLC0415
     from v2ghub.twin.options import regulation_from_options, scenario_from_options  # noqa: PLC0415
@@ -258,7 +310,11 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
     work = staging_folder(args.out)  # beside --out: the tables are linked, not copied
     try:
         runs = len(scenario.cities) * len(twin.planners)
-        with progress_callback(not args.quiet, runs, console=console) as on_step:
+        # The run writes its tables into `work`: a full disk is said as one line.
+        with (
+            writing_into(args.out),
+            progress_callback(not args.quiet, runs, console=console) as on_step,
+        ):
             result = twin.run(progress=on_step or False, workdir=work)
         with console.status("writing report"):
             result.write(args.out, inputs=inputs)
@@ -285,6 +341,7 @@ def plan(args: argparse.Namespace, console: Console) -> None:
         planner=args.planner,
         degradation_cny_per_kwh=args.degradation_cny_per_kwh,
         peak_price_cny_per_kw=args.peak_price_cny_per_kw,
+        force=args.force,
     )
     summary = written.summary
     also = f" and {args.summary}" if args.summary is not None else ""

@@ -37,7 +37,7 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
-from v2ghub.files import atomic_text
+from v2ghub.files import atomic_text, json_object_with, starts_with_line
 from v2ghub.model.problem import Problem
 from v2ghub.model.time_grid import TimeGrid
 from v2ghub.planning.objective import final_energy_kwh, schedule_cost
@@ -54,6 +54,8 @@ __all__ = [
     "SCHEDULE_COLUMNS",
     "atomic_text",  # its home is v2ghub.files; kept here for the callers that import it here
     "format_power",
+    "is_plan_summary",
+    "is_schedule_csv",
     "metered_wh",
     "plan_summary",
     "plugged_pairs",
@@ -75,6 +77,13 @@ SHORTFALL_TOLERANCE_KWH = 1e-6
 """A session ending this close below its target counts as served (solver round-off)."""
 PEAK_DECIMALS = 4
 """Decimals of ``peak_kw`` in the summary; the peak cost uses the value as reported."""
+SUMMARY_KEYS = ("planner", "sessions", "steps", "objective_cny")
+"""Keys by which an existing file is recognised as a plan summary (it may be replaced)."""
+
+is_schedule_csv = starts_with_line(",".join(SCHEDULE_COLUMNS))
+"""Whether a file's first bytes are a ``schedule.csv`` header (an earlier plan's file)."""
+is_plan_summary = json_object_with(SUMMARY_KEYS)
+"""Whether a file's first bytes are a plan summary (an earlier plan's file)."""
 
 
 def plugged_pairs(problem: Problem) -> tuple[IntArray, IntArray]:

@@ -2,7 +2,8 @@
 
 A run writes into a fresh folder beside the target and swaps it in at the end, so a failed
 or interrupted run leaves no half-written output that could pass for a result, and never
-destroys anything but an earlier result.
+destroys anything but an earlier result. A disk that is full or read-only (or a folder
+that cannot be made) is said in one line naming the output folder, never as a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from v2ghub.errors import InputError
+from v2ghub.files import writing_into
 
 
 def check_output_folder(out: Path, inputs: Sequence[Path | None] = ()) -> None:
@@ -37,9 +39,10 @@ def check_output_folder(out: Path, inputs: Sequence[Path | None] = ()) -> None:
 
 def staging_folder(out: Path) -> Path:
     """A new, empty folder beside ``out`` (same file system, so it can be renamed)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    staging.chmod(0o755)
+    with writing_into(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+        staging.chmod(0o755)
     return staging
 
 
@@ -66,8 +69,9 @@ def replacing(out: Path, inputs: Sequence[Path | None] = ()) -> Iterator[Path]:
     check_output_folder(out, inputs)
     staging = staging_folder(out)
     try:
-        yield staging
-        swap_in(staging, out)
+        with writing_into(out):
+            yield staging
+            swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -3,7 +3,6 @@ and written as a schedule (and a summary of its exact cost)."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import numpy as np
 from v2ghub import defaults
 from v2ghub.choices import PLAN_PLANNERS
 from v2ghub.errors import InputError
-from v2ghub.files import atomic_text
+from v2ghub.files import Replaces, atomic_texts, check_replaceable
 from v2ghub.model.problem import Planner, capabilities_of
 from v2ghub.model.sites import SiteLimits
 from v2ghub.planning import make_planner
@@ -51,15 +50,33 @@ def non_negative(text: str, option: str) -> float:
     return float(value)
 
 
-def _check_paths(out: Path, summary: Path | None, inputs: list[Path]) -> None:
-    outputs = [out] + ([summary] if summary is not None else [])
-    for output in outputs:
-        if output.is_dir():
-            raise InputError("is a folder; give the name of the file to write", file=output)
+def _outputs(out: Path, summary: Path | None, *, force: bool) -> list[tuple[Path, Replaces]]:
+    """The files to write, each with what it may replace: an earlier plan's file, an empty
+    file, or (with ``force``) any regular file; never a device, a folder or, without
+    ``force``, a symbolic link."""
+    from v2ghub.report.schedule_files import (  # noqa: PLC0415 - writing only
+        is_plan_summary,
+        is_schedule_csv,
+    )
+
+    outputs = [(out, Replaces("v2ghub schedule", is_schedule_csv, force=force, option="--out"))]
+    if summary is not None:
+        outputs.append(
+            (
+                summary,
+                Replaces("v2ghub plan summary", is_plan_summary, force=force, option="--summary"),
+            )
+        )
+    return outputs
+
+
+def _check_paths(outputs: list[tuple[Path, Replaces]], inputs: list[Path]) -> None:
+    for output, rule in outputs:
+        check_replaceable(output, rule)
         if any(output.resolve() == source.resolve() for source in inputs):
             raise InputError("is also an input file; write the output elsewhere", file=output)
-    if summary is not None and summary.resolve() == out.resolve():
-        raise InputError("--summary and --out name the same file", file=out)
+    if len(outputs) == 2 and outputs[0][0].resolve() == outputs[1][0].resolve():
+        raise InputError("--summary and --out name the same file", file=outputs[0][0])
 
 
 def plan_files(
@@ -72,11 +89,17 @@ def plan_files(
     planner: str | Planner = DEFAULT_PLAN_PLANNER,
     degradation_cny_per_kwh: str = defaults.DEGRADATION_CNY_PER_KWH,
     peak_price_cny_per_kw: str | None = None,
+    force: bool = False,
 ) -> DayAheadPlan:
     """Read the files, plan every session with ``planner`` (a name of
     :data:`PLAN_PLANNERS` or a planner object of one's own), check the schedule against
     the guarantees (a broken one raises :class:`~v2ghub.errors.PlanningError`, never is
-    written), then write ``out`` (and ``summary``); both are replaced only together."""
+    written), then write ``out`` (and ``summary``); both are replaced only together.
+
+    An existing ``out`` or ``summary`` is replaced only if it is an earlier plan's file (by
+    its header or keys) or empty, unless ``force``; a device, a folder or (without
+    ``force``) a symbolic link never is (:mod:`v2ghub.files`)."""
+
     from v2ghub.report.schedule_files import (  # noqa: PLC0415 - writing only
         plan_summary,
         write_schedule_rows,
@@ -101,7 +124,8 @@ def plan_files(
                 f"{planner if isinstance(planner, str) else planner.name!r}"
             )
         peak_price = non_negative(peak_price_cny_per_kw, "--peak-price-cny-per-kw")
-    _check_paths(out, summary, [p for p in (sessions, prices, sites) if p is not None])
+    outputs = _outputs(out, summary, force=force)
+    _check_paths(outputs, [p for p in (sessions, prices, sites) if p is not None])
     read = load_sessions_csv(sessions)
     limits = (
         load_sites_csv(sites, site_ids=read.site_ids)
@@ -144,20 +168,23 @@ def plan_files(
         if fleet.session_ids is not None
         else np.char.add("#", np.arange(fleet.n_sessions).astype(np.str_))
     )
-    for output in [out] + ([summary] if summary is not None else []):
-        output.parent.mkdir(parents=True, exist_ok=True)
-    # Both files are written to temporary files and renamed at the end: a failure in
-    # either leaves neither half-written.
-    with contextlib.ExitStack() as files:
-        schedule_file = files.enter_context(atomic_text(out))
-        summary_file = files.enter_context(atomic_text(summary)) if summary is not None else None
+    for output, _ in outputs:
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(
+                f"cannot make the folder ({error.strerror or error})", file=output.parent
+            ) from None
+    # Both files are written to temporary files and renamed only once both are written
+    # and checked again: a failure in either leaves both as they were.
+    with atomic_texts(outputs) as handles:
         write_schedule_rows(
-            schedule_file,
+            handles[0],
             problem=problem,
             power_kw=schedule.power_kw,
             session_ids=session_ids,
             grid=problem.grid,
         )
-        if summary_file is not None:
-            write_summary(summary_file, figures)
+        if summary is not None:
+            write_summary(handles[1], figures)
     return DayAheadPlan(planner=chosen.name, summary=figures)
