@@ -8,10 +8,11 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -299,6 +300,41 @@ def test_hand_worked_case(tmp_path: Path, planner: str, powers: list[str], cost:
     assert summary["export_revenue_cny"] == summary["degradation_cost_cny"] == "0.00"
     assert summary["energy_charged_kwh"] == 2.0
     assert summary["unmet_energy_kwh"] == 0
+
+
+def test_starts_keep_the_prices_files_offsets_across_a_dst_change(tmp_path: Path) -> None:
+    # New York falls back at 02:00 EDT on 2025-11-02: 01:00-01:59 comes twice, first at
+    # -04:00 then at -05:00. Each start is written as the prices file wrote it.
+    new_york = ZoneInfo("America/New_York")
+    first = datetime(2025, 11, 2, 4, 0, tzinfo=UTC)  # 00:00-04:00
+    starts = [(first + k * timedelta(minutes=30)).astimezone(new_york) for k in range(8)]
+    texts = [t.isoformat() for t in starts]
+    assert texts[2:6] == [
+        "2025-11-02T01:00:00-04:00",
+        "2025-11-02T01:30:00-04:00",
+        "2025-11-02T01:00:00-05:00",
+        "2025-11-02T01:30:00-05:00",
+    ]
+    prices = tmp_path / "prices.csv"
+    prices.write_text(
+        "start,import_price_cny_per_kwh,export_price_cny_per_kwh\n"
+        + "".join(f"{text},0.5,0\n" for text in texts),
+        encoding="utf-8",
+    )
+    sessions = tmp_path / "sessions.csv"
+    # Plugged from the second step to the end (the departure written in UTC).
+    sessions.write_text(
+        TINY_SESSIONS.splitlines()[0]
+        + f"\ns1,a,{texts[1]},{(first + 4 * timedelta(hours=1)).isoformat()},40,0.5,0.6,4,0,1,1\n",
+        encoding="utf-8",
+    )
+    out, summary_path = tmp_path / "schedule.csv", tmp_path / "summary.json"
+    args = ["--sessions", str(sessions), "--prices", str(prices), "--planner", "uncontrolled"]
+    assert _plan(out, *args, summary=summary_path) == 0
+    rows = out.read_text(encoding="utf-8").splitlines()[1:]
+    assert [row.split(",")[1] for row in rows] == texts[1:]
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    assert (summary["start"], summary["end"]) == (texts[0], "2025-11-02T03:00:00-05:00")
 
 
 def _edited(tmp_path: Path, name: str, line: int, old: str, new: str) -> Path:

@@ -6,7 +6,8 @@ order and then in time order::
     session_id,start,power_kw
     home-001,2025-07-16T19:00:00+08:00,7.0000
 
-``start`` is the step's start in the UTC offset of the prices file's first start;
+``start`` is the step's start in the UTC offset the prices file wrote it in (so across a
+daylight-saving change the offset changes where the file's does);
 ``power_kw`` is the charger power in kW to 0.1 W (4 decimals), + charging, - discharging.
 
 The summary prices the schedule as written, so that anyone can recompute it from
@@ -30,6 +31,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
+from datetime import timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -59,6 +61,7 @@ __all__ = [
     "metered_wh",
     "plan_summary",
     "plugged_pairs",
+    "start_texts",
     "write_schedule_csv",
     "write_schedule_rows",
     "write_summary",
@@ -125,6 +128,16 @@ def metered_wh(power_units: IntArray, *, step_s: int) -> IntArray:
     return np.asarray(np.sign(power_units) * magnitude, dtype=np.int64)
 
 
+def start_texts(grid: TimeGrid, utc_offsets_s: Sequence[int] | None = None) -> list[str]:
+    """Each step's start as ISO 8601 text, in its own UTC offset (s east of UTC) if given,
+    else in ``grid.start``'s: the same instants a prices file named, written as it did."""
+    starts = grid.step_starts()
+    if utc_offsets_s is None:
+        return [t.isoformat() for t in starts]
+    zones = {s: timezone(timedelta(seconds=s)) for s in set(utc_offsets_s)}
+    return [t.astimezone(zones[s]).isoformat() for t, s in zip(starts, utc_offsets_s, strict=True)]
+
+
 def write_schedule_rows(
     handle: TextIO,
     *,
@@ -132,6 +145,7 @@ def write_schedule_rows(
     power_kw: FloatArray,
     session_ids: Sequence[str] | npt.NDArray[np.str_],
     grid: TimeGrid,
+    utc_offsets_s: Sequence[int] | None = None,
 ) -> int:
     """Write the header and one row per plugged (session, step) to ``handle``.
 
@@ -146,7 +160,10 @@ def write_schedule_rows(
     session_ids
         Id of each vehicle's session.
     grid
-        The steps; starts are written in the UTC offset of ``grid.start``.
+        The steps.
+    utc_offsets_s
+        The UTC offset to write each step's start in, s east of UTC (the prices file's:
+        :attr:`PriceSeries.utc_offsets_s`); ``None``: all in ``grid.start``'s.
 
     Returns
     -------
@@ -161,7 +178,7 @@ def write_schedule_rows(
         raise ValueError(f"need {problem.n_vehicles} session ids, got {len(session_ids)}")
     vehicle, step = plugged_pairs(problem)
     power = written_power(power_kw[vehicle, step])
-    starts = [t.isoformat() for t in grid.step_starts()]
+    starts = start_texts(grid, utc_offsets_s)
     ids = [str(s) for s in session_ids]
     writer = csv.writer(handle, lineterminator="\n")
     writer.writerow(SCHEDULE_COLUMNS)
@@ -178,11 +195,17 @@ def write_schedule_csv(
     power_kw: FloatArray,
     session_ids: Sequence[str] | npt.NDArray[np.str_],
     grid: TimeGrid,
+    utc_offsets_s: Sequence[int] | None = None,
 ) -> int:
     """Write ``schedule.csv`` atomically (see :func:`write_schedule_rows`); returns the rows."""
     with atomic_text(path) as handle:
         return write_schedule_rows(
-            handle, problem=problem, power_kw=power_kw, session_ids=session_ids, grid=grid
+            handle,
+            problem=problem,
+            power_kw=power_kw,
+            session_ids=session_ids,
+            grid=grid,
+            utc_offsets_s=utc_offsets_s,
         )
 
 
@@ -221,6 +244,13 @@ def _cost_fen(wh_by_level: IntArray, prices: tuple[Decimal, ...]) -> int:
         export_price_cny_per_kwh=prices,
     )
     return int(bills.sum())
+
+
+def _end_text(grid: TimeGrid, utc_offsets_s: Sequence[int] | None) -> str:
+    """The end of the last step, in the offset the file wrote that step's start in."""
+    if utc_offsets_s is None:
+        return grid.end.isoformat()
+    return grid.end.astimezone(timezone(timedelta(seconds=utc_offsets_s[-1]))).isoformat()
 
 
 def _decimal(value: float) -> Decimal:
@@ -290,8 +320,8 @@ def plan_summary(
         "sessions": problem.n_vehicles,
         "steps": problem.grid.length,
         "step_minutes": int(step_minutes) if step_minutes.is_integer() else step_minutes,
-        "start": problem.grid.start.isoformat(),
-        "end": problem.grid.end.isoformat(),
+        "start": start_texts(problem.grid, prices.utc_offsets_s)[0],
+        "end": _end_text(problem.grid, prices.utc_offsets_s),
         "energy_charged_kwh": int(charged_wh.sum()) / WH_PER_KWH,
         "energy_discharged_kwh": total_discharged_wh / WH_PER_KWH,
         "energy_cost_cny": str(energy_cost),

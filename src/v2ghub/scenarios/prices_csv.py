@@ -92,12 +92,17 @@ class PriceSeries:
     base_load_kw
         The area's load without the fleet in each step, kW; ``None`` if the file has none.
         Read-only.
+    utc_offsets_s
+        The UTC offset each step's start was written in, s east of UTC (it changes where
+        the file crosses a daylight-saving change), so that outputs write each start as the
+        file did; ``None``: every start in ``grid.start``'s offset.
     """
 
     grid: TimeGrid
     import_price_cny_per_kwh: tuple[Decimal, ...]
     export_price_cny_per_kwh: tuple[Decimal, ...]
     base_load_kw: FloatArray | None = None
+    utc_offsets_s: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         n = self.grid.length
@@ -107,6 +112,8 @@ class PriceSeries:
                 raise ValueError(f"PriceSeries.{name} must have {n} prices, got {len(prices)}")
             if any(not p.is_finite() or p < 0 for p in prices):
                 raise ValueError(f"PriceSeries.{name} must be finite and >= 0")
+        if self.utc_offsets_s is not None and len(self.utc_offsets_s) != n:
+            raise ValueError(f"PriceSeries.utc_offsets_s must have {n} offsets")
         if self.base_load_kw is not None:
             if self.base_load_kw.shape != (n,):
                 raise ValueError(f"PriceSeries.base_load_kw must have shape ({n},)")
@@ -190,7 +197,14 @@ def load_prices_csv(path: Path) -> PriceSeries:
         import_price_cny_per_kwh=tuple(import_prices),
         export_price_cny_per_kwh=tuple(export_prices),
         base_load_kw=np.array(base_load_kw, dtype=np.float64) if has_base_load else None,
+        utc_offsets_s=tuple(_offset_s(start) for start in starts),
     )
+
+
+def _offset_s(time: datetime) -> int:
+    """The UTC offset ``time`` was written in, s east of UTC (every start has one)."""
+    offset = time.utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
 
 
 def _duration(length: timedelta) -> str:

@@ -184,6 +184,7 @@ def plan_files(
             power_kw=schedule.power_kw,
             session_ids=session_ids,
             grid=problem.grid,
+            utc_offsets_s=series.utc_offsets_s,
         )
         if summary is not None:
             write_summary(handles[1], figures)
