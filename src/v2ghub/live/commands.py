@@ -40,6 +40,7 @@ from v2ghub.scenarios.catalog import city_name
 from v2ghub.scenarios.config import GridShape, load_scenario
 from v2ghub.scenarios.signals_csv import load_frequency_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
+from v2ghub.store.database import StorageError
 from v2ghub.store.repository import Store
 
 GC_THRESHOLDS = (20_000, 20, 20)
@@ -67,15 +68,21 @@ def run_live_command(
     args: argparse.Namespace, console: Console, *, web_pages: WebPages | None = None
 ) -> int:
     """Run ``serve``, ``station``, ``chargers`` or ``site``; the exit status. ``serve``
-    starts ``web_pages`` beside the OCPP server."""
-    if args.command == "station":
-        return _station(args, console)
-    if args.command == "serve":
-        return _serve(args, console, web_pages)
-    if args.command == "chargers":
-        return _chargers(args, console)
-    if args.command == "site":
-        return _site_limit(args, console)
+    starts ``web_pages`` beside the OCPP server.
+
+    A store that cannot take a write (a full or read-only disk) is one line, as bad input
+    is: the write was rolled back whole, so nothing is half-written."""
+    try:
+        if args.command == "station":
+            return _station(args, console)
+        if args.command == "serve":
+            return _serve(args, console, web_pages)
+        if args.command == "chargers":
+            return _chargers(args, console)
+        if args.command == "site":
+            return _site_limit(args, console)
+    except StorageError as error:
+        raise InputError(str(error)) from None
     raise InputError(f"unknown command {args.command!r}")
 
 

@@ -30,8 +30,10 @@ from v2ghub.live.live_state import LiveStatus, snapshot
 from v2ghub.live.outcomes import SendOutcome, SendStatus
 from v2ghub.live.regulation_modes import RegulationShare
 from v2ghub.live.store_seam import ControlStore, PriceStore
+from v2ghub.live.write_limits import StorageAlarm
 from v2ghub.model.problem import Planner, Schedule
 from v2ghub.planning.limits import fit_site_limits, site_totals
+from v2ghub.store.database import StorageError
 from v2ghub.store.grid_prices import PriceEvent
 from v2ghub.store.records import Event, EventKind, OcppVersion, PluggedSession, Setpoint
 from v2ghub.store.regulation import BaselineStep, Commitment, Share
@@ -361,8 +363,11 @@ class ControlLoop:
         send: Send,
         measured: Callable[[], dict[str, float]] | None = None,
         grid_services: GridServices | None = None,
+        storage_alarm: StorageAlarm | None = None,
     ) -> None:
         self.store = store
+        self.storage_alarm = storage_alarm if storage_alarm is not None else StorageAlarm()
+        """Says once a minute that the storage cannot take the loop's records."""
         self.grid_services = grid_services
         self._previous: PlanAt | None = None
         self.measured = measured
@@ -688,6 +693,11 @@ class ControlLoop:
             self._reasons.clear()
             try:
                 await self.run_once()
+            except StorageError as error:
+                # The setpoints went out; only their record is lost, and the failure
+                # could not be recorded either: said once a minute, not a traceback.
+                self.status.failed()
+                self.storage_alarm.note(error)
             except Exception as error:
                 LOG.exception("control instant failed")
                 self.status.failed()
@@ -720,5 +730,7 @@ class ControlLoop:
         )
         try:
             await asyncio.to_thread(self.store.record_event, event)
+        except StorageError as storage:
+            self.storage_alarm.note(storage)
         except Exception:
             LOG.exception("could not record the failure")

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from types import ModuleType
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ocpp import v16, v21, v201
 from ocpp.exceptions import (
@@ -46,6 +47,7 @@ from v2ghub.live.metrics import LiveMetrics
 from v2ghub.live.ocpp_adapter import (
     ChargePoint21,
     ChargePoint201,
+    NotStoredError,
     deliver_answer,
     handle_call,
     handles,
@@ -91,15 +93,21 @@ class StationHub(Protocol):
     def now(self) -> datetime: ...
 
     async def write(self, work: Callable[[LiveStore], T], /) -> T:
-        """Run ``work(store)`` in the store's writer thread and return its result."""
+        """Run ``work(store)`` in the store's writer thread and return its result.
+
+        A storage that cannot take the write raises :class:`NotStoredError`: the message
+        being handled is refused with a CallError that says so, and not acknowledged.
+        """
         ...
 
     async def store_transaction_event(self, event: TransactionEventRecord) -> StoredEvent:
-        """Store a TransactionEvent (group-committed with others) and say what became of it."""
+        """Store a TransactionEvent (group-committed with others) and say what became of
+        it (:class:`NotStoredError` as :meth:`write`)."""
         ...
 
     async def store_status(self, station_id: str, evse_id: int, status: str, at: datetime) -> None:
-        """Keep an EVSE's status (group-committed with others)."""
+        """Keep an EVSE's status (group-committed with others; :class:`NotStoredError`
+        as :meth:`write`)."""
         ...
 
     def replan(self, reason: str) -> None:
@@ -110,9 +118,43 @@ class StationHub(Protocol):
         """Run ``work`` beside the connection (its failure is logged, never raised)."""
         ...
 
+    async def log_event(self, event: Event, /) -> None:
+        """Keep ``event`` in the store's event log, within its station's budget; a storage
+        that cannot take it is reported once a minute, never raised."""
+        ...
+
+    def may_log(self, station_id: str, /) -> bool:
+        """Whether a log line about ``station_id`` may be written now (its budget)."""
+        ...
+
     def transaction_ended(self, station_id: str, transaction_id: str) -> None:
         """Forget what was sent for a finished transaction."""
         ...
+
+
+class HandlerLog(logging.LoggerAdapter[logging.Logger]):
+    """What the ``ocpp`` package logs for one station's connection.
+
+    The package logs every exception a handler raises with its traceback. A refusal a
+    handler chose (an ``OCPPError``: its CallError says why) is one line instead, a
+    message the storage could not take nothing (the storage alarm says that once a
+    minute), and all of it within the station's budget (:meth:`StationHub.may_log`).
+    """
+
+    def __init__(self, station: StationConnection) -> None:
+        super().__init__(logging.getLogger("ocpp"), {})
+        self.station = station
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, NotStoredError):
+            return
+        if not self.station.hub.may_log(self.station.id):
+            return
+        if isinstance(error, OCPPError):
+            LOGGER.warning("%s: CallError %s: %s", self.station.id, error.code, error.description)
+            return
+        super().exception(msg, *args, **kwargs)
 
 
 CALL_RESULTS: dict[OcppVersion, ModuleType] = {
@@ -157,6 +199,8 @@ class StationConnection:
     """The ``ocpp`` package's ``ChargePoint.call`` (declared here, defined there)."""
     start: Callable[[], Awaitable[None]]
     """The ``ocpp`` package's ``ChargePoint.start``: read and route frames until closed."""
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    """Where the ``ocpp`` package logs for the connection (:class:`HandlerLog`)."""
     _after_answer: list[Callable[[], Awaitable[None]]]
     """Requests a handler wants sent once its answer is out (:meth:`after_answer`)."""
 
@@ -179,7 +223,7 @@ class StationConnection:
         elif message.message_type_id in (MessageType.CallResult, MessageType.CallError):
             if isinstance(message.unique_id, str) and message.unique_id in self._awaited:
                 deliver_answer(self, message)
-            else:
+            elif self.hub.may_log(self.id):
                 LOGGER.warning("%s: answer to no pending request dropped: %.200s", self.id, raw_msg)
 
     async def _route_call(self, message: Call) -> None:
@@ -228,7 +272,8 @@ class StationConnection:
         return NotSupportedError(description=f"{action} is not an action of {self.version}")
 
     async def _send_error(self, unique_id: str, error: OCPPError) -> None:
-        LOGGER.warning("%s: CallError %s: %s", self.id, error.code, error.description)
+        if self.hub.may_log(self.id):
+            LOGGER.warning("%s: CallError %s: %s", self.id, error.code, error.description)
         # The ocpp package puts the whole offending message in the details ("ocpp_message"):
         # raw bytes cannot be sent as JSON, and echoing a 256 KiB frame helps nobody.
         details = {
@@ -289,8 +334,7 @@ class Handlers2x(StationConnection):
                 at=now,
             )
         )
-        boot = Event(at=now, kind=EventKind.BOOT, detail=str(reason), station_id=station_id)
-        await self.hub.write(lambda store: store.record_event(boot))
+        await self.hub.log_event(Event(now, EventKind.BOOT, str(reason), station_id))
         return self.results.BootNotification(
             current_time=now.isoformat(), interval=HEARTBEAT_INTERVAL_S, status="Accepted"
         )
@@ -357,8 +401,9 @@ class Handlers2x(StationConnection):
         if known_evse is not None:
             note_power(self.hub.measured, station_id, known_evse, event.samples)
         if result.status is StoredStatus.REFUSED:
-            refused = Event(self.hub.now(), EventKind.REFUSED, result.reason, station_id)
-            await self.hub.write(lambda store: store.record_event(refused))
+            await self.hub.log_event(
+                Event(self.hub.now(), EventKind.REFUSED, result.reason, station_id)
+            )
             raise PropertyConstraintViolationError(description=result.reason)
         stored = result.status is StoredStatus.STORED
         if stored and event_type == "Ended":
@@ -432,6 +477,7 @@ def station_connection(
     station.version = version
     station.results = CALL_RESULTS[version]
     station.hub = hub
+    station.logger = HandlerLog(station)
     station._awaited = set()
     station._after_answer = []
     station.prepared()

@@ -163,7 +163,8 @@ class Handlers16(StationConnection):
             answer = await self.request(call_v16.GetConfiguration(key=list(CONFIGURATION_KEYS)))
             self.rates = Rates.from_configuration(_configuration(answer))
         except Exception as error:  # a station that cannot say keeps the defaults
-            LOGGER.warning("%s: GetConfiguration failed: %s", self.id, error)
+            if self.hub.may_log(self.id):
+                LOGGER.warning("%s: GetConfiguration failed: %s", self.id, error)
         limit_kw = await self.hub.fallback_limit_kw(self.id, self.rates.connectors)
         try:
             answer = await self.request(tx_default_profile_v16(limit_kw, rates=self.rates))
@@ -175,9 +176,9 @@ class Handlers16(StationConnection):
             await self._log(EventKind.SETPOINT_NOT_ACCEPTED, detail)
 
     async def _log(self, kind: EventKind, detail: str) -> None:
-        LOGGER.warning("%s: %s", self.id, detail)
-        event = Event(self.hub.now(), kind, detail, self.id)
-        await self.hub.write(lambda store: store.record_event(event))
+        if self.hub.may_log(self.id):
+            LOGGER.warning("%s: %s", self.id, detail)
+        await self.hub.log_event(Event(self.hub.now(), kind, detail, self.id))
 
     # --- smart charging -------------------------------------------------------------------
 
@@ -228,8 +229,7 @@ class Handlers16(StationConnection):
                 at=now,
             )
         )
-        boot = Event(at=now, kind=EventKind.BOOT, detail="BootNotification", station_id=station_id)
-        await self.hub.write(lambda store: store.record_event(boot))
+        await self.hub.log_event(Event(now, EventKind.BOOT, "BootNotification", station_id))
         self._configured = False
         self._configure_soon()
         return self.results.BootNotification(
@@ -258,9 +258,10 @@ class Handlers16(StationConnection):
 
     @on("DataTransfer")
     def on_data_transfer(self, *, vendor_id: str, **_: object) -> object:
-        LOGGER.info(
-            "%s: DataTransfer from vendor %.60s answered UnknownVendorId", self.id, vendor_id
-        )
+        if self.hub.may_log(self.id):
+            LOGGER.info(
+                "%s: DataTransfer from vendor %.60s answered UnknownVendorId", self.id, vendor_id
+            )
         return self.results.DataTransfer(status="UnknownVendorId")
 
     @on("StartTransaction")

@@ -14,7 +14,10 @@ are the only ones of the live aggregator.
 from __future__ import annotations
 
 from ocpp import v16, v21, v201
+from ocpp.exceptions import InternalError
 from ocpp.messages import Call, CallError, CallResult
+
+from v2ghub.store.database import StorageError
 
 
 class ChargePoint21(v21.ChargePoint):  # type: ignore[misc]  # ocpp has no type hints
@@ -27,6 +30,18 @@ class ChargePoint201(v201.ChargePoint):  # type: ignore[misc]  # ocpp has no typ
 
 class ChargePoint16(v16.ChargePoint):  # type: ignore[misc]  # ocpp has no type hints
     """The ``ocpp`` package's OCPP 1.6J endpoint (either end of a connection)."""
+
+
+class NotStoredError(InternalError):  # type: ignore[misc]  # ocpp has no type hints
+    """The storage cannot take a station's message (full, read-only, failing): an
+    InternalError CallError that says so; the station keeps the message and sends it again
+    later."""
+
+    def __init__(self, error: StorageError) -> None:
+        super().__init__(
+            description=f"{error.problem}: the message was not stored; send it again later"
+        )
+        self.storage_error = error
 
 
 def handles(endpoint: object, action: str) -> bool:

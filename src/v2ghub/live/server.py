@@ -7,6 +7,12 @@ subprotocol ``ocpp2.1``, ``ocpp2.0.1`` or ``ocpp1.6`` and HTTP Basic credentials
 station id).
 Unknown stations, wrong passwords and a second connection for a station that is already
 connected are refused during the handshake and logged as events; nothing is taken over.
+Password checks are bounded (:mod:`v2ghub.live.password_checks`): an address that failed
+too often is refused at once, without a check. What a station makes the server write to
+the event log and the program's log is rate-limited per station
+(:class:`~v2ghub.live.write_limits.StationBudget`); a full or read-only store is reported
+once a minute (:class:`~v2ghub.live.write_limits.StorageAlarm`), and the messages it could
+not take are refused so that stations send them again.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -41,7 +47,14 @@ from v2ghub.live.grid_services import GridServices
 from v2ghub.live.live_problem import ControlSettings
 from v2ghub.live.live_state import MeasuredPower
 from v2ghub.live.metrics import LiveMetrics
+from v2ghub.live.ocpp_adapter import NotStoredError
 from v2ghub.live.outcomes import OFFLINE, SendOutcome, SendStatus
+from v2ghub.live.password_checks import (
+    FAILED_ATTEMPTS_BURST,
+    FAILED_ATTEMPTS_PER_MINUTE,
+    PasswordChecks,
+    default_concurrent_checks,
+)
 from v2ghub.live.profiles import profile_request
 from v2ghub.live.security import (
     basic_credentials,
@@ -50,10 +63,11 @@ from v2ghub.live.security import (
     is_loopback,
     self_signed_certificate,
     server_tls_context,
-    verify_password,
 )
 from v2ghub.live.store_seam import LiveStore
+from v2ghub.live.write_limits import StationBudget, StorageAlarm
 from v2ghub.model.problem import Planner
+from v2ghub.store.database import StorageError
 from v2ghub.store.records import (
     Event,
     EventKind,
@@ -67,6 +81,8 @@ from v2ghub.store.records import (
 LOGGER = logging.getLogger("v2ghub.live")
 
 REFUSAL_EVENT_INTERVAL_S = 60.0
+RETRY_AFTER_S = 60
+"""What an address refused for too many failed attempts is told to wait (s)."""
 MAX_GROUP = 500
 """TransactionEvents committed together at most (a group commit)."""
 PING_TIMEOUT_S = 5.0
@@ -139,6 +155,12 @@ class ServerSettings:
     call_timeout_s: float = 30.0
     """How long a station may take to answer a request."""
     max_frame_bytes: int = 256 * 1024
+    password_checks_at_once: int | None = field(default_factory=default_concurrent_checks)
+    """Password hashes computed at once (one per core); ``None``: no bound."""
+    failed_attempts_burst: int | None = FAILED_ATTEMPTS_BURST
+    """Failed password attempts an address may make at once; ``None``: no limit."""
+    failed_attempts_per_minute: float = FAILED_ATTEMPTS_PER_MINUTE
+    """...and then each minute."""
 
 
 class CsmsServer:
@@ -167,8 +189,8 @@ class CsmsServer:
         self._server: Server | None = None
         self._installed: dict[str, set[tuple[int, str]]] = {}
         """Per station, the (EVSE, transaction) whose dynamic profile it accepted."""
-        self._refusals: dict[str, float] = {}
-        """When each kind of refused handshake was last written to the event log."""
+        self._refusals: dict[str, tuple[float, int]] = {}
+        """When each kind of refused handshake was last logged, and how many since."""
         self._sockets: dict[str, ServerConnection] = {}
         self._events: GroupCommit[TransactionEventRecord, StoredEvent] = GroupCommit(
             self._writer, store.transaction_events
@@ -177,6 +199,14 @@ class CsmsServer:
             self._writer, store.set_evse_statuses
         )
         self._decoy_hash = hash_password(generate_password())
+        self.passwords = PasswordChecks(
+            concurrent=settings.password_checks_at_once,
+            failed_burst=settings.failed_attempts_burst,
+            failed_per_minute=settings.failed_attempts_per_minute,
+        )
+        self.budget = StationBudget()
+        """What each station may make the server write (event rows, log lines)."""
+        self.storage_alarm = StorageAlarm()
         self._tls = settings.certfile is not None or not is_loopback(settings.host)
         self._control_settings: ControlSettings | None = None
         self._stations_read: tuple[float, list[Station]] | None = None
@@ -189,9 +219,20 @@ class CsmsServer:
 
     async def write(self, work: Callable[[LiveStore], T], /) -> T:
         """Run ``work(store)`` in the store's single writer thread (committed on return)
-        and return its result."""
+        and return its result; :class:`~v2ghub.live.ocpp_adapter.NotStoredError` when the
+        storage cannot take it (reported once a minute)."""
+        return await self._not_stored_if_full(self._in_writer(work))
+
+    async def _in_writer(self, work: Callable[[LiveStore], T], /) -> T:
         store = self.store
         return await asyncio.get_running_loop().run_in_executor(self._writer, work, store)
+
+    async def _not_stored_if_full(self, writing: Awaitable[T], /) -> T:
+        try:
+            return await writing
+        except StorageError as error:
+            self.storage_refused(error)
+            raise NotStoredError(error) from None
 
     async def store_transaction_event(self, event: TransactionEventRecord) -> StoredEvent:
         """Store a TransactionEvent in the writer thread; what became of it.
@@ -200,17 +241,38 @@ class CsmsServer:
         while the writer is busy are stored together in one database transaction, and each
         is answered once that transaction is committed.
         """
-        return await self._events.submit(event)
+        return await self._not_stored_if_full(self._events.submit(event))
 
     async def store_status(self, station_id: str, evse_id: int, status: str, at: datetime) -> None:
         """Keep an EVSE's status (StatusNotification), group-committed as TransactionEvents
         are: a plan that changes a thousand stations' states costs one commit, not a
         thousand."""
-        await self._statuses.submit(StatusReport(station_id, evse_id, status, at))
+        await self._not_stored_if_full(
+            self._statuses.submit(StatusReport(station_id, evse_id, status, at))
+        )
 
     def replan(self, reason: str) -> None:
         if self.replanner is not None:
             self.replanner.trigger(reason)
+
+    async def log_event(self, event: Event, /) -> None:
+        """Keep ``event`` in the event log, within its station's budget (events of no
+        station are rare and kept); a storage that cannot take it is reported once a
+        minute, never raised."""
+        if event.station_id is not None and not self.budget.allow(event.station_id):
+            return
+        try:
+            await self._in_writer(lambda store: store.record_event(event))
+        except StorageError as error:
+            self.storage_refused(error)
+
+    def may_log(self, station_id: str, /) -> bool:
+        """Whether a log line about ``station_id`` may be written now (its budget)."""
+        return self.budget.allow(station_id)
+
+    def storage_refused(self, error: StorageError, /) -> None:
+        """A write was refused by the storage: said once a minute, not once a message."""
+        self.storage_alarm.note(error)
 
     def spawn(self, work: Awaitable[None], /) -> None:
         """Run ``work`` beside the connections; a failure is logged."""
@@ -280,6 +342,7 @@ class CsmsServer:
             send=self.send_setpoint,
             measured=self.measured.by_station,
             grid_services=grid_services,
+            storage_alarm=self.storage_alarm,
         )
         self.replanner = control
         self._control_settings = settings
@@ -329,23 +392,25 @@ class CsmsServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        self.passwords.close()
         self._writer.shutdown(wait=True)
 
     # --- handshake and connection ---------------------------------------------------------
 
     async def _note_refusal(self, station_id: str | None, why: str) -> None:
         """Log a refused handshake and keep it as an event, at most once a minute per
-        station and reason (unknown ids share one): a flood of refusals cannot flood the
-        database."""
-        LOGGER.warning("connection refused (%s): %s", station_id, why)
+        station and reason (unknown ids, and addresses that failed too often, share one):
+        a flood of refusals can flood neither the database nor the log."""
         key = f"{station_id}\n{why}" if station_id is not None else why.split(" '", maxsplit=1)[0]
         now_s = time.monotonic()
-        last_s = self._refusals.get(key)
+        last_s, count = self._refusals.get(key, (None, 0))
         if last_s is not None and now_s - last_s < REFUSAL_EVENT_INTERVAL_S:
+            self._refusals[key] = (last_s, count + 1)
             return
-        self._refusals[key] = now_s
-        event = Event(self.now(), EventKind.CONNECTION_REFUSED, why, station_id)
-        await self.write(lambda store: store.record_event(event))
+        self._refusals[key] = (now_s, 0)
+        more = f" ({count} more like it since the last such line)" if count else ""
+        LOGGER.warning("connection refused (%s): %s%s", station_id, why, more)
+        await self.log_event(Event(self.now(), EventKind.CONNECTION_REFUSED, why, station_id))
 
     async def _refuse(
         self, connection: ServerConnection, status: HTTPStatus, station_id: str | None, why: str
@@ -354,6 +419,8 @@ class CsmsServer:
         response = connection.respond(status, f"{status.phrase}\n")
         if status is HTTPStatus.UNAUTHORIZED:
             response.headers["WWW-Authenticate"] = 'Basic realm="v2ghub", charset="UTF-8"'
+        if status is HTTPStatus.TOO_MANY_REQUESTS:
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
 
     async def _check_handshake(
@@ -364,13 +431,28 @@ class CsmsServer:
             return await self._refuse(
                 connection, HTTPStatus.NOT_FOUND, None, "no station id in the URL path"
             )
+        address = _address(connection)
+        if not self.passwords.may_try(address):
+            return await self._refuse(
+                connection,
+                HTTPStatus.TOO_MANY_REQUESTS,
+                None,
+                f"too many failed password attempts from {address!r}: refused unchecked",
+            )
+        return await self._check_credentials(connection, request, station_id, address)
+
+    async def _check_credentials(
+        self, connection: ServerConnection, request: Request, station_id: str, address: str
+    ) -> Response | None:
         credentials = basic_credentials(request.headers.get("Authorization"))
         station: Station | None = await asyncio.to_thread(self.store.station, station_id)
         # An unknown id costs the same check and gets the same answer as a wrong password,
         # so that station ids cannot be probed.
         stored_hash = self._decoy_hash if station is None else station.password_hash
         user, password = credentials or ("", "")
-        valid = await asyncio.to_thread(verify_password, password, stored_hash)
+        valid = await self.passwords.verify(address, password, stored_hash)
+        if station is not None and credentials is not None and valid and user == station_id:
+            self.passwords.succeeded(address)
         if station is None:
             return await self._refuse(
                 connection, HTTPStatus.UNAUTHORIZED, None, f"unknown station id {station_id[:48]!r}"
@@ -404,8 +486,7 @@ class CsmsServer:
         except (TimeoutError, ConnectionClosed):
             why = f"the old connection did not answer a ping in {PING_TIMEOUT_S:g} s: closed"
             LOGGER.warning("%s: %s", station_id, why)
-            stale = Event(self.now(), EventKind.STALE_CONNECTION, why, station_id)
-            await self.write(lambda store: store.record_event(stale))
+            await self.log_event(Event(self.now(), EventKind.STALE_CONNECTION, why, station_id))
             await socket.close(1001, "replaced after it stopped answering")
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._gone(station_id), PING_TIMEOUT_S)
@@ -441,10 +522,10 @@ class CsmsServer:
         # A station that reconnects may have rebooted: its profiles are sent afresh (with
         # the same ids, so that a profile it kept is replaced, never doubled).
         self._installed[station_id] = set()
-        LOGGER.info("%s connected (%s)", station_id, version.value)
+        if self.may_log(station_id):
+            LOGGER.info("%s connected (%s)", station_id, version.value)
         try:
-            connected = Event(self.now(), EventKind.CONNECTED, version.value, station_id)
-            await self.write(lambda store: store.record_event(connected))
+            await self.log_event(Event(self.now(), EventKind.CONNECTED, version.value, station_id))
             await station.start()
         except ConnectionClosed:
             pass
@@ -454,8 +535,7 @@ class CsmsServer:
                 del self._sockets[station_id]
                 self.measured.disconnected(station_id)
             with suppress(Exception):  # the station is gone either way
-                gone = Event(self.now(), EventKind.DISCONNECTED, "", station_id)
-                await self.write(lambda store: store.record_event(gone))
+                await self.log_event(Event(self.now(), EventKind.DISCONNECTED, "", station_id))
             self.replan(f"{station_id} disconnected")
 
     # --- requests to stations -------------------------------------------------------------
@@ -531,6 +611,12 @@ def profile_id(evse_id: int, transaction_id: str) -> int:
     """The charging profile id of a transaction's profile: the same every time (positive,
     32 bits), so that sending it again replaces it."""
     return zlib.crc32(f"{evse_id}/{transaction_id}".encode()) % (2**31 - 1) + 1
+
+
+def _address(connection: ServerConnection) -> str:
+    """The client's address (IP), what its failed password attempts are counted by."""
+    remote = connection.remote_address
+    return str(remote[0]) if isinstance(remote, tuple) and remote else str(remote)
 
 
 def _station_id(path: str) -> str | None:

@@ -28,6 +28,48 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 WRITE_OPTION = "v2ghub_write"
 """Execution option marking a connection that writes: SQLite takes the write lock at BEGIN
 (``BEGIN IMMEDIATE``) so two writers never deadlock upgrading a read lock."""
+STORAGE_FULL = "storage full"
+STORAGE_READ_ONLY = "storage read-only"
+STORAGE_FAILING = "storage failing"
+_SQLITE_PROBLEMS = {13: STORAGE_FULL, 8: STORAGE_READ_ONLY, 10: STORAGE_FAILING}
+"""SQLite's primary result codes SQLITE_FULL, SQLITE_READONLY and SQLITE_IOERR."""
+_POSTGRES_PROBLEMS = {"53100": STORAGE_FULL, "25006": STORAGE_READ_ONLY}
+"""PostgreSQL's SQLSTATE disk_full and read_only_sql_transaction."""
+
+
+class StorageError(RuntimeError):
+    """The database cannot take a write where it lives: its disk is full, it is read-only
+    or its disk fails. The write's transaction was rolled back whole: nothing of it is
+    stored. ``problem`` is one of :data:`STORAGE_FULL`, :data:`STORAGE_READ_ONLY`,
+    :data:`STORAGE_FAILING`."""
+
+    def __init__(self, problem: str, *, url: str, reason: str) -> None:
+        self.problem = problem
+        super().__init__(f"{problem}: {reason} ({url}); nothing was written")
+
+
+def storage_problem(error: BaseException) -> str | None:
+    """What of the storage ``error`` says is wrong (:data:`STORAGE_FULL`...), or ``None``
+    for any other error: read from SQLite's result code or PostgreSQL's SQLSTATE, not
+    from the wording of the message."""
+    driver_error = getattr(error, "orig", None) or error
+    sqlite_code = getattr(driver_error, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int):
+        return _SQLITE_PROBLEMS.get(sqlite_code & 0xFF)  # extended codes keep it in the low byte
+    sqlstate = getattr(driver_error, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return _POSTGRES_PROBLEMS.get(sqlstate)
+    return None
+
+
+def storage_error(error: BaseException, *, url: str) -> StorageError | None:
+    """``error`` as a :class:`StorageError` when it is about the storage, else ``None``."""
+    problem = storage_problem(error)
+    if problem is None:
+        return None
+    driver_error = getattr(error, "orig", None) or error
+    reason = " ".join(str(driver_error).split()) or type(driver_error).__name__
+    return StorageError(problem, url=url, reason=reason)
 
 
 def resolve_url(*, data_dir: Path | None, database_url: str | None) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
+from v2ghub.errors import InputError
 from v2ghub.store import schema
 from v2ghub.store.api_reads import (
     DayEnergy,
@@ -45,7 +46,14 @@ from v2ghub.store.checks import (
     check_transaction_id,
     event_samples,
 )
-from v2ghub.store.database import WRITE_OPTION, masked, migrate, open_engine, resolve_url
+from v2ghub.store.database import (
+    WRITE_OPTION,
+    masked,
+    migrate,
+    open_engine,
+    resolve_url,
+    storage_error,
+)
 from v2ghub.store.grid_events import (
     GridEvent,
     GridEventKind,
@@ -179,8 +187,13 @@ class Store:
         engine = open_engine(resolve_url(data_dir=data_dir, database_url=database_url))
         try:
             migrate(engine)
-        except Exception:
+        except Exception as error:
             engine.dispose()
+            # A migration is one transaction: on a full or read-only disk it is rolled
+            # back whole, and the cause fits on one line.
+            problem = storage_error(error, url=masked(engine.url))
+            if problem is not None:
+                raise InputError(f"cannot prepare the database: {problem}") from None
             raise
         return cls(engine)
 
@@ -209,10 +222,18 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._engine.connect() as connection:
-            connection.execution_options(**{WRITE_OPTION: True})
-            with connection.begin():
-                yield connection
+        """One write transaction; a full, read-only or failing disk raises
+        :class:`~v2ghub.store.database.StorageError` (the transaction rolled back)."""
+        try:
+            with self._engine.connect() as connection:
+                connection.execution_options(**{WRITE_OPTION: True})
+                with connection.begin():
+                    yield connection
+        except sa.exc.DBAPIError as error:
+            problem = storage_error(error, url=self.url)
+            if problem is None:
+                raise
+            raise problem from error
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
