@@ -261,11 +261,12 @@ def test_a_mistyped_year_is_refused_before_it_builds_a_huge_grid(
     text = (EXAMPLES / "sessions.csv").read_text(encoding="utf-8")
     far = tmp_path / "far.csv"
     far.write_text(
-        text.replace("2025-07-17T08:10:00+08:00", "2205-07-17T08:10:00+08:00"), encoding="utf-8"
+        text.replace("2025-07-17T08:10:00+08:00", "2105-07-17T08:10:00+08:00"), encoding="utf-8"
     )
     assert _simulate(tmp_path / "out", "--sessions", str(far), "--city", "Shenzhen") == 2
     err = capsys.readouterr().err
-    assert "field departure: the sessions span 65,744 days (session home-002 leaves last)" in err
+    span = "the sessions span 29,220 days (session 'home-002' leaves last)"
+    assert f"far.csv: row 3, field departure: {span}" in err
 
 
 def test_regulation_adds_capacity_score_and_mileage(tmp_path: Path) -> None:

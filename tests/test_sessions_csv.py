@@ -93,12 +93,13 @@ def test_empty_file(tmp_path: Path, text: str) -> None:
         load_sessions_csv(path)
 
 
-def test_not_utf8_names_the_row_of_the_bad_byte(tmp_path: Path) -> None:
+def test_not_utf8_names_the_row_and_field_of_the_bad_byte(tmp_path: Path) -> None:
     path = tmp_path / "sessions.csv"
     lines = [",".join(COLUMNS), ",".join(GOOD[c] for c in COLUMNS)]
     lines.append(",".join((GOOD | {"session_id": "s2", "site_id": "café"})[c] for c in COLUMNS))
     path.write_bytes("\n".join(lines).encode("latin-1"))
-    with pytest.raises(InputError, match=where(path, 3) + r"not UTF-8 text \(byte 0xe9\)"):
+    problem = r"not UTF-8 text \(byte 0xe9\)"
+    with pytest.raises(InputError, match=where(path, 3, "site_id") + problem):
         load_sessions_csv(path)
 
 

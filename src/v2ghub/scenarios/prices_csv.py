@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +60,13 @@ import numpy.typing as npt
 
 from v2ghub.errors import InputError
 from v2ghub.model.time_grid import TimeGrid
-from v2ghub.scenarios.csv_files import CsvRow, check_header, read_rows, series_rows
+from v2ghub.scenarios.csv_files import (
+    CsvRow,
+    check_header,
+    number_problem,
+    read_rows,
+    series_rows,
+)
 from v2ghub.units import SECONDS_PER_MINUTE
 
 FloatArray = npt.NDArray[np.float64]
@@ -223,12 +229,10 @@ class _RowParser(CsvRow):
     def price(self, name: str) -> Decimal:
         """A required exact price: finite, >= 0, below the maximum, at most 9 decimals."""
         text = self.required(name)
-        try:
-            value = Decimal(text)
-        except InvalidOperation:
-            raise self.error(f"{text!r} is not a number", name) from None
-        if not value.is_finite():
-            raise self.error(f"{text!r} is not a finite number", name)
+        problem = number_problem(text)  # CSV numbers only: Decimal would read "6_0" as 60
+        if problem is not None:
+            raise self.error(problem, name)
+        value = Decimal(text)
         if value < 0:
             raise self.error(
                 f"must be >= 0, got {text}: at a negative price charging and discharging "

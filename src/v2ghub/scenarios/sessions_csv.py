@@ -44,23 +44,47 @@ Example::
     s1,shenzhen-a,2025-07-16T18:30:00+08:00,2025-07-17T07:45:00+08:00,60,0.35,0.9,7,7
     s2,shenzhen-a,2025-07-16T19:05:00+08:00,2025-07-17T08:10:00+08:00,75,0.5,0.8,11,0
 
-Errors stop at the first bad value and raise :class:`~v2ghub.errors.InputError` naming
-the file, the row as a spreadsheet shows it (the header is row 1) and the column.
+Bounds: values a vehicle cannot have are refused, since they are typos or unit mix-ups
+that would otherwise reach the planners (a 1e308 kWh battery):
+
+=====================  ===================================================================
+column                 bound
+=====================  ===================================================================
+battery_kwh            at most 10,000 kWh (ten times a heavy truck's ~1 MWh)
+max_charge_kw          at most 5,000 kW (megawatt charging for trucks is 3.75 MW)
+max_discharge_kw       at most 5,000 kW
+arrival, departure     from 1970-01-01 to 2199-12-31 (UTC)
+=====================  ===================================================================
+
+Errors stop at the first bad row (within it, at the first bad value, in the order of the
+columns table) and raise :class:`~v2ghub.errors.InputError` naming the file, the row as a
+spreadsheet shows it (the header is row 1) and the column.
+
+The file is read column by column (Arrow's CSV reader) and checked with array operations,
+so a file of millions of rows loads in seconds and in memory of a few times its size; only
+the first bad row found is parsed again, row by row, to say what is wrong with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from v2ghub import defaults
 from v2ghub.errors import InputError
 from v2ghub.model.fleet import ChargerKind, Fleet
-from v2ghub.scenarios.csv_files import CsvRow, check_header, read_rows
+from v2ghub.scenarios.csv_files import CsvRow, check_header, read_bytes
+from v2ghub.scenarios.sessions_table import SessionsTable, read_sessions_table
+from v2ghub.units import SECONDS_PER_DAY
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 DEFAULT_SOC_MIN = defaults.SOC_MIN
 """SoC floor for V2G discharge when ``soc_min`` is absent or blank."""
@@ -93,31 +117,57 @@ NUMBER_DEFAULTS: dict[str, float] = {
 OPTIONAL_COLUMNS = (*NUMBER_DEFAULTS, "charger_kind")
 COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
+MAX_BATTERY_KWH = 10_000.0
+"""Largest battery accepted, kWh: ten times a heavy truck's (~1 MWh)."""
+MAX_POWER_KW = 5_000.0
+"""Largest charging or discharging limit accepted, kW: above megawatt charging (3.75 MW)."""
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""Earliest arrival or departure accepted."""
+LATEST = datetime(2199, 12, 31, 23, 59, 59, tzinfo=UTC)
+"""Latest arrival or departure accepted."""
+
 _CHARGER_KINDS = {kind.name.lower(): kind for kind in ChargerKind}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_SECOND = timedelta(seconds=1)
+_TIME_RANGE = f"{EARLIEST.date()} to {LATEST.date()} (UTC)"
+
+Rule = Callable[[FloatArray], BoolArray]
 
 
-def _fraction(value: float) -> bool:
-    return 0 <= value <= 1
+def _fraction(value: FloatArray) -> BoolArray:
+    return np.asarray((value >= 0) & (value <= 1))
 
 
-def _efficiency(value: float) -> bool:
-    return 0 < value <= 1
+def _efficiency(value: FloatArray) -> BoolArray:
+    return np.asarray((value > 0) & (value <= 1))
 
 
-# Numeric columns in the order they are checked, with their rule.
-_NUMBER_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
-    "battery_kwh": (lambda v: v > 0, "must be > 0"),
+def _positive(value: FloatArray) -> BoolArray:
+    return np.asarray(value > 0)
+
+
+def _non_negative(value: FloatArray) -> BoolArray:
+    return np.asarray(value >= 0)
+
+
+# Numeric columns in the order they are checked, with their rule (on arrays or scalars).
+_NUMBER_RULES: dict[str, tuple[Rule, str]] = {
+    "battery_kwh": (_positive, "must be > 0"),
     "soc_arrival": (_fraction, "must be within 0-1"),
     "soc_target": (_fraction, "must be within 0-1"),
     "soc_min": (_fraction, "must be within 0-1"),
     "soc_max": (_fraction, "must be within 0-1"),
-    "max_charge_kw": (lambda v: v >= 0, "must be >= 0"),
-    "max_discharge_kw": (lambda v: v >= 0, "must be >= 0"),
+    "max_charge_kw": (_non_negative, "must be >= 0"),
+    "max_discharge_kw": (_non_negative, "must be >= 0"),
     "charge_efficiency": (_efficiency, "must be within (0, 1]"),
     "discharge_efficiency": (_efficiency, "must be within (0, 1]"),
 }
+UPPER_BOUNDS: dict[str, tuple[float, str]] = {
+    "battery_kwh": (MAX_BATTERY_KWH, "kWh, the largest battery accepted"),
+    "max_charge_kw": (MAX_POWER_KW, "kW, the largest charger limit accepted"),
+    "max_discharge_kw": (MAX_POWER_KW, "kW, the largest charger limit accepted"),
+}
+"""The bounds of the module docstring's table: value, unit and what it is."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +192,7 @@ class SessionsFile:
     fleet: Fleet
     site_ids: tuple[str, ...]
     first_arrival: datetime
-    rows: tuple[int, ...] = ()
+    rows: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def load_sessions_csv(path: Path) -> SessionsFile:
@@ -156,94 +206,136 @@ def load_sessions_csv(path: Path) -> SessionsFile:
     Returns
     -------
     SessionsFile
-        The fleet, its site ids and its first arrival.
+        The fleet, its site ids, its first arrival and the row of each session.
 
     Raises
     ------
     InputError
         At the first problem: the file cannot be read or is not UTF-8, the header lacks,
-        repeats or adds a column, or a value is missing, malformed or breaks a rule. The
-        message names the file, the row (header = row 1) and the column.
+        repeats or adds a column, or a value is missing, malformed, out of bounds or
+        breaks a rule. The message names the file, the row (header = row 1) and the
+        column.
     """
-    rows = read_rows(path, content="sessions")
-    header = check_header(rows[0] if rows else [], path, columns=COLUMNS, required=REQUIRED_COLUMNS)
-    numbers: dict[str, list[float]] = {name: [] for name in _NUMBER_RULES}
-    arrival_s: list[int] = []
-    departure_s: list[int] = []
-    site_index: list[int] = []
-    charger_kind: list[int] = []
-    session_rows: dict[str, int] = {}  # session_id -> row it was first seen on
-    site_ids: dict[str, int] = {}  # site_id -> index, in order of first appearance
-    first_arrival: datetime | None = None
-
-    for row, cells in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in cells):
-            continue
-        if len(cells) != len(header):
-            raise InputError(
-                f"has {len(cells)} cells but the header has {len(header)}", file=path, row=row
-            )
-        parser = _RowParser(dict(zip(header, (c.strip() for c in cells), strict=True)), path, row)
-
-        session_id = parser.text("session_id")
-        if session_id in session_rows:
-            raise InputError(
-                f"duplicate session_id {session_id!r} (first on row {session_rows[session_id]})",
-                file=path,
-                row=row,
-                field="session_id",
-            )
-        site_id = parser.text("site_id")
-        arrival = parser.time("arrival")
-        departure = parser.time("departure")
-        if departure <= arrival:
-            raise InputError(
-                f"{departure.isoformat()} is not after arrival {arrival.isoformat()}",
-                file=path,
-                row=row,
-                field="departure",
-            )
-        values = {name: parser.number(name) for name in _NUMBER_RULES}
-        parser.no_more_than("soc_min", "soc_max", values)
-        parser.no_more_than("soc_target", "soc_max", values)
-        kind = parser.charger_kind()
-
-        session_rows[session_id] = row
-        site_index.append(site_ids.setdefault(site_id, len(site_ids)))
-        arrival_s.append(_epoch_seconds(arrival))
-        departure_s.append(_epoch_seconds(departure))
-        if first_arrival is None or arrival < first_arrival:
-            first_arrival = arrival
-        for name, value in values.items():
-            numbers[name].append(value)
-        charger_kind.append(int(kind))
-
-    if first_arrival is None:
+    data = read_bytes(path)
+    table = read_sessions_table(
+        path,
+        data,
+        check=lambda cells: check_header(cells, path, columns=COLUMNS, required=REQUIRED_COLUMNS),
+    )
+    if table.n_rows == 0:
+        _raise_at(table, path, table.bad_cells_row)
         raise InputError("no sessions: the file has a header but no data rows", file=path, row=2)
-    max_discharge_kw = np.array(numbers["max_discharge_kw"], dtype=np.float64)
-    fleet = Fleet(
-        site_index=np.array(site_index, dtype=np.int64),
-        battery_kwh=np.array(numbers["battery_kwh"], dtype=np.float64),
-        soc_arrival=np.array(numbers["soc_arrival"], dtype=np.float64),
-        soc_target=np.array(numbers["soc_target"], dtype=np.float64),
-        soc_min=np.array(numbers["soc_min"], dtype=np.float64),
-        soc_max=np.array(numbers["soc_max"], dtype=np.float64),
-        max_charge_kw=np.array(numbers["max_charge_kw"], dtype=np.float64),
-        max_discharge_kw=max_discharge_kw,
-        charge_efficiency=np.array(numbers["charge_efficiency"], dtype=np.float64),
-        discharge_efficiency=np.array(numbers["discharge_efficiency"], dtype=np.float64),
-        arrival_s=np.array(arrival_s, dtype=np.int64),
-        departure_s=np.array(departure_s, dtype=np.int64),
-        v2g_opt_in=max_discharge_kw > 0,
-        charger_kind=np.array(charger_kind, dtype=np.int8),
-        session_ids=np.array(list(session_rows), dtype=np.str_),
-    )
-    return SessionsFile(
-        fleet=fleet,
-        site_ids=tuple(site_ids),
-        first_arrival=first_arrival,
-        rows=tuple(session_rows.values()),
-    )
+    checked = _Checked(table)
+    first_bad = checked.first_bad_row()
+    if first_bad is not None or table.bad_cells_row is not None:
+        _raise_at(table, path, table.bad_cells_row, first_bad, checked)
+    return checked.sessions_file()
+
+
+def _raise_at(
+    table: SessionsTable,
+    path: Path,
+    bad_cells_row: int | None,
+    first_bad: int | None = None,
+    checked: _Checked | None = None,
+) -> None:
+    """Raise the error of the earliest fault: a row with the wrong number of cells, or
+    data row ``first_bad`` (parsed again, row by row, for its message)."""
+    value_row = int(table.rows[first_bad]) if first_bad is not None else None
+    if bad_cells_row is not None and (value_row is None or bad_cells_row < value_row):
+        raise InputError(table.bad_cells_problem, file=path, row=bad_cells_row)
+    if first_bad is None or checked is None or value_row is None:
+        return
+    cells = table.row_cells(first_bad)
+    parser = _RowParser(cells, path, value_row)
+    first_row_of_id = checked.first_row_of_same_id(first_bad)
+    parser.check(first_row_of_id)
+    # The arrays found a fault the row-by-row check does not: say so rather than load.
+    raise InputError("a value here cannot be read; check this row", file=path, row=value_row)
+
+
+class _Checked:
+    """The columns of a sessions table as typed arrays, each fault of each row found at
+    once with array operations."""
+
+    def __init__(self, table: SessionsTable) -> None:
+        self.table = table
+        n = table.n_rows
+        self.bad = np.zeros(n, dtype=np.bool_)
+        self.session_codes, _ = table.encoded("session_id")
+        self.bad |= table.blank("session_id")
+        self.first_of_code = np.full(int(self.session_codes.max(initial=-1)) + 1, n, np.int64)
+        # Dictionary codes follow first appearance, so a row is a repeat when its code was
+        # already seen: the first row of each code is where the code first occurs.
+        codes, first = np.unique(self.session_codes, return_index=True)
+        self.first_of_code[codes] = first
+        self.bad |= self.first_of_code[self.session_codes] != np.arange(n)
+        self.site_index, self.site_ids = table.encoded("site_id")
+        self.bad |= table.blank("site_id")
+        self.arrival_s = self._time("arrival")
+        self.departure_s = self._time("departure")
+        self.bad |= self.departure_s <= self.arrival_s
+        self.numbers: dict[str, FloatArray] = {}
+        for name, (rule, _) in _NUMBER_RULES.items():
+            values, bad = table.numbers(name, default=NUMBER_DEFAULTS.get(name))
+            self.bad |= bad | ~rule(values)
+            if name in UPPER_BOUNDS:
+                self.bad |= values > UPPER_BOUNDS[name][0]
+            self.numbers[name] = values
+        self.bad |= self.numbers["soc_min"] > self.numbers["soc_max"]
+        self.bad |= self.numbers["soc_target"] > self.numbers["soc_max"]
+        kinds, bad_kind = table.choices(
+            "charger_kind",
+            {name: int(kind) for name, kind in _CHARGER_KINDS.items()},
+            default=int(DEFAULT_CHARGER_KIND),
+        )
+        self.bad |= bad_kind
+        self.charger_kind = kinds.astype(np.int8)
+
+    def _time(self, name: str) -> IntArray:
+        epoch_s, bad = self.table.times(name)
+        self.bad |= bad | (epoch_s < _epoch_seconds(EARLIEST)) | (epoch_s > _epoch_seconds(LATEST))
+        return epoch_s
+
+    def first_bad_row(self) -> int | None:
+        """Index of the first data row with a fault, or ``None``."""
+        if not self.bad.any():
+            return None
+        return int(np.argmax(self.bad))
+
+    def first_row_of_same_id(self, index: int) -> int | None:
+        """The file row where data row ``index``'s session id first occurs, if earlier."""
+        first = int(self.first_of_code[self.session_codes[index]])
+        return int(self.table.rows[first]) if first < index else None
+
+    def sessions_file(self) -> SessionsFile:
+        """The checked sessions."""
+        table, numbers = self.table, self.numbers
+        max_discharge_kw = numbers["max_discharge_kw"]
+        fleet = Fleet(
+            site_index=self.site_index,
+            battery_kwh=numbers["battery_kwh"],
+            soc_arrival=numbers["soc_arrival"],
+            soc_target=numbers["soc_target"],
+            soc_min=numbers["soc_min"],
+            soc_max=numbers["soc_max"],
+            max_charge_kw=numbers["max_charge_kw"],
+            max_discharge_kw=max_discharge_kw,
+            charge_efficiency=numbers["charge_efficiency"],
+            discharge_efficiency=numbers["discharge_efficiency"],
+            arrival_s=self.arrival_s,
+            departure_s=self.departure_s,
+            v2g_opt_in=max_discharge_kw > 0,
+            charger_kind=self.charger_kind,
+            session_ids=table.strings("session_id"),
+        )
+        first = int(np.argmin(self.arrival_s))  # the first of equal earliest arrivals
+        return SessionsFile(
+            fleet=fleet,
+            site_ids=self.site_ids,
+            first_arrival=datetime.fromisoformat(table.cell(first, "arrival")),
+            rows=table.rows,
+        )
 
 
 def _epoch_seconds(time: datetime) -> int:
@@ -252,11 +344,36 @@ def _epoch_seconds(time: datetime) -> int:
 
 
 class _RowParser(CsvRow):
-    """Typed values of one sessions row."""
+    """Typed values of one sessions row: the row-by-row check that words the first fault
+    of a row the arrays found faulty."""
 
-    def text(self, name: str) -> str:
-        """A required text cell."""
-        return self.required(name)
+    def check(self, first_row_of_id: int | None) -> None:
+        """Raise at the row's first fault, in the order of the columns table."""
+        session_id = self.required("session_id")
+        if first_row_of_id is not None:
+            raise self.error(
+                f"duplicate session_id {session_id!r} (first on row {first_row_of_id})",
+                "session_id",
+            )
+        self.required("site_id")
+        arrival = self.bounded_time("arrival")
+        departure = self.bounded_time("departure")
+        if departure <= arrival:
+            raise self.error(
+                f"{departure.isoformat()} is not after arrival {arrival.isoformat()}",
+                "departure",
+            )
+        values = {name: self.number(name) for name in _NUMBER_RULES}
+        self.no_more_than("soc_min", "soc_max", values)
+        self.no_more_than("soc_target", "soc_max", values)
+        self.charger_kind()
+
+    def bounded_time(self, name: str) -> datetime:
+        """A time within :data:`EARLIEST` to :data:`LATEST`."""
+        time = self.time(name)
+        if not EARLIEST <= time <= LATEST:
+            raise self.error(f"{time.isoformat()} is outside {_TIME_RANGE}", name)
+        return time
 
     def number(self, name: str) -> float:
         """A finite number obeying its rule; a blank optional cell gives the default."""
@@ -266,8 +383,11 @@ class _RowParser(CsvRow):
         text = self.required(name)
         value = self.finite(name, text)
         check, rule = _NUMBER_RULES[name]
-        if not check(value):
+        if not check(np.array([value]))[0]:
             raise self.error(f"{rule}, got {text}", name)
+        bound, unit = UPPER_BOUNDS.get(name, (np.inf, ""))
+        if value > bound:
+            raise self.error(f"must be at most {bound:,.0f} {unit}, got {text}", name)
         return value
 
     def no_more_than(self, name: str, limit: str, values: dict[str, float]) -> None:
@@ -291,3 +411,35 @@ class _RowParser(CsvRow):
         if kind is None:
             raise self.error(f"{text!r} is not one of {', '.join(_CHARGER_KINDS)}", "charger_kind")
         return kind
+
+
+def check_span(sessions: SessionsFile, path: Path, *, max_days: int) -> None:
+    """Refuse sessions spanning more than ``max_days`` (first arrival to last departure),
+    naming the row and field that stretch the span: of the first arrival and the last
+    departure, the one farther from the median arrival (most likely a mistyped date).
+
+    Raises
+    ------
+    InputError
+        Naming ``path``, the session's row and ``arrival`` or ``departure``.
+    """
+    fleet = sessions.fleet
+    first, last = int(np.argmin(fleet.arrival_s)), int(np.argmax(fleet.departure_s))
+    earliest_s, latest_s = int(fleet.arrival_s[first]), int(fleet.departure_s[last])
+    span_s = latest_s - earliest_s
+    if span_s <= max_days * SECONDS_PER_DAY:
+        return
+    middle_s = float(np.median(fleet.arrival_s))
+    if latest_s - middle_s >= middle_s - earliest_s:
+        index, name, what = last, "departure", "leaves last"
+    else:
+        index, name, what = first, "arrival", "arrives first"
+    row = int(sessions.rows[index]) if index < sessions.rows.size else index + 2
+    raise InputError(
+        f"the sessions span {span_s / SECONDS_PER_DAY:,.0f} days (session "
+        f"{fleet.label(index)!r} {what}); the twin simulates up to {max_days} days: "
+        f"check its {name}",
+        file=path,
+        row=row,
+        field=name,
+    )

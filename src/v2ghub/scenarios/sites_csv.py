@@ -15,6 +15,7 @@ import numpy as np
 
 from v2ghub.errors import InputError
 from v2ghub.model.sites import SiteLimits
+from v2ghub.scenarios.csv_files import number_problem
 
 COLUMNS = ("site_id", "import_limit_kw", "export_limit_kw")
 
@@ -22,10 +23,11 @@ COLUMNS = ("site_id", "import_limit_kw", "export_limit_kw")
 def _limit(text: str, *, path: Path, row: int, field: str) -> float:
     if not text.strip():
         return math.inf
-    try:
-        value = float(text)
-    except ValueError:
-        raise InputError(f"not a number (got {text!r})", file=path, row=row, field=field) from None
+    # CSV numbers only (float would read "6_0" as 60); nan and inf are told apart below.
+    problem = number_problem(text.strip())
+    if problem is not None and problem.endswith("is not a number"):
+        raise InputError(f"not a number (got {text!r})", file=path, row=row, field=field)
+    value = float(text)
     if not math.isfinite(value):
         raise InputError(
             f"must be a finite number; leave the cell blank for no limit (got {text!r})",

@@ -9,8 +9,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from v2ghub.errors import InputError
 from v2ghub.model.case import CityCase
 from v2ghub.model.sites import SiteLimits
@@ -27,9 +25,8 @@ from v2ghub.scenarios.config import (
     load_scenario,
     resolve,
 )
-from v2ghub.scenarios.sessions_csv import SessionsFile, load_sessions_csv
+from v2ghub.scenarios.sessions_csv import SessionsFile, check_span, load_sessions_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
-from v2ghub.units import SECONDS_PER_DAY
 
 MAX_SPAN_DAYS = 31
 """A month of sessions; a longer span is most likely a mistyped date."""
@@ -103,17 +100,7 @@ class Scenario:
         path = Path(path)
         scenario = (base if base is not None else cls(default_scenario())).replace(cities=[city])
         sessions = load_sessions_csv(path)
-        fleet = sessions.fleet
-        span_s = int(fleet.departure_s.max()) - int(fleet.arrival_s.min())
-        if span_s > MAX_SPAN_DAYS * SECONDS_PER_DAY:
-            latest = int(np.argmax(fleet.departure_s))
-            raise InputError(
-                f"the sessions span {span_s / SECONDS_PER_DAY:,.0f} days (session "
-                f"{fleet.label(latest)} leaves last); the twin simulates up to "
-                f"{MAX_SPAN_DAYS} days: check its departure",
-                file=path,
-                field="departure",
-            )
+        check_span(sessions, path, max_days=MAX_SPAN_DAYS)
         limits = (
             load_sites_csv(Path(sites), site_ids=sessions.site_ids)
             if sites is not None
