@@ -73,6 +73,16 @@ def _write(tmp_path: Path, text: str) -> Path:
             r"field cities.Kunming: city 'Kunming' is defined but not listed",
         ),
         ("[simulation]\nstep_minutes = 7\n", r"step_minutes must divide a day"),
+        (
+            "[fleet]\nhome_share = true\n",
+            r"field fleet.home_share: true or false is not a number \(got True\)",
+        ),
+        ("[simulation]\nseed = false\n", r"field simulation.seed: true or false is not a number"),
+        ("[grid]\nsolar_hosting_share = true\n", r"field grid.solar_hosting_share: true or"),
+        (
+            '[simulation]\ncities = ["Shenzhen"]\n[cities.Shenzhen]\nsolar_peak_share = true\n',
+            r"field cities.Shenzhen.solar_peak_share: true or false is not a number",
+        ),
     ],
 )
 def test_bad_scenario_files_name_file_and_field(tmp_path: Path, text: str, message: str) -> None:
@@ -196,3 +206,46 @@ def test_vehicle_shares_must_sum_to_one(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError, match=r"field vehicles: vehicle shares must sum to 1, got 0.5"):
         load_scenario(_write(tmp_path, text))
+
+
+def test_a_true_flag_still_reads_as_a_flag(tmp_path: Path) -> None:
+    # Booleans are refused only where numbers belong: a city's flags stay flags.
+    path = _write(
+        tmp_path,
+        '[simulation]\ncities = ["Shenzhen"]\n[cities.Shenzhen]\ntariff_assumed = true\n',
+    )
+    assert load_scenario(path).city_data["Shenzhen"].tariff_assumed is True
+
+
+def _sessions(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "sessions.csv"
+    header = (
+        "session_id,site_id,arrival,departure,battery_kwh,soc_arrival,soc_target,"
+        "max_charge_kw,max_discharge_kw\n"
+    )
+    path.write_text(header + "".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("odd", "row", "field"),
+    [
+        (
+            "s3,a,2025-07-16T18:00:00+08:00,2026-07-17T07:00:00+08:00,60,0.3,0.9,7,7\n",
+            4,
+            "departure",
+        ),
+        ("s3,a,2024-07-16T18:00:00+08:00,2025-07-17T07:00:00+08:00,60,0.3,0.9,7,7\n", 4, "arrival"),
+    ],
+)
+def test_a_span_over_a_month_names_the_row_and_field_that_stretch_it(
+    tmp_path: Path, odd: str, row: int, field: str
+) -> None:
+    from v2ghub.twin.scenario import Scenario  # noqa: PLC0415 - the twin sits above scenarios
+
+    good = "s{n},a,2025-07-16T18:00:00+08:00,2025-07-17T07:00:00+08:00,60,0.3,0.9,7,7\n"
+    path = _sessions(tmp_path, good.format(n=1), good.format(n=2), odd, good.format(n=4))
+    with pytest.raises(
+        InputError, match=rf"sessions\.csv: row {row}, field {field}: .*span 36[56] days"
+    ):
+        Scenario.from_sessions(path, city="Shenzhen")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from v2ghub.errors import InputError
 from v2ghub.model.tariff import (
@@ -30,10 +30,30 @@ Hour = Annotated[int, Field(ge=0, le=23)]
 Month = Annotated[int, Field(ge=1, le=12)]
 
 
+def _takes(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether ``annotation`` (or a type within it: a union, a tuple) is one of ``kinds``."""
+    if annotation in kinds:
+        return True
+    return any(_takes(inner, kinds) for inner in get_args(annotation))
+
+
 class Strict(BaseModel):
-    """Base for data tables: unknown keys are errors, values are frozen."""
+    """Base for data tables: unknown keys are errors, values are frozen, and ``true`` or
+    ``false`` is refused where a number belongs (pydantic would read them as 1 and 0)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_flag_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name is None:
+            return value
+        annotation = cls.model_fields[info.field_name].annotation
+        values = value if isinstance(value, list | tuple) else [value]
+        flags = any(isinstance(v, bool) for v in values)
+        if flags and _takes(annotation, (int, float, Decimal)) and not _takes(annotation, (bool,)):
+            raise ValueError("true or false is not a number")
+        return value
 
 
 class TouHours(Strict):

@@ -23,8 +23,6 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -38,6 +36,7 @@ from v2ghub.errors import InputError
 from v2ghub.regulation.demand_response import DemandResponseEvent
 from v2ghub.scenarios.catalog import (
     CityData,
+    Strict,
     VehicleModelData,
     VehicleTable,
     pilot_cities,
@@ -67,10 +66,9 @@ DEFAULT_PLANNERS = defaults.PLANNERS
 DEFAULT_DEGRADATION_CNY_PER_KWH = defaults.DEGRADATION_CNY_PER_KWH
 
 
-class Settings(BaseModel):
-    """Base for settings: unknown keys are errors; values are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Settings(Strict):
+    """Base for settings: unknown keys are errors; values are frozen; a number is never
+    ``true`` or ``false``."""
 
 
 class SimulationSettings(Settings):
@@ -261,7 +259,7 @@ class ScenarioFile(Settings):
     simulation: SimulationSettings = SimulationSettings()
     fleet: FleetMix = FleetMix()
     grid: GridShape = GridShape()
-    cities: dict[str, dict[str, Any]] = {}
+    cities: dict[str, dict[str, Any]] = Field(default_factory=dict)
     vehicles: list[VehicleModelData] | None = None
     demand_response: tuple[DemandResponseEntry, ...] = ()
     market: MarketSettings | None = None
