@@ -145,6 +145,13 @@ def _add_simulate_parser(commands: Commands) -> None:
     )
     add("--quiet", **SWITCH, help="no progress bar or table")
     add(
+        "--wear",
+        choices=("flat", "model"),
+        help="battery wear price for the planners: flat (the scenario's "
+        "degradation_cny_per_kwh) or model (the battery ageing model's; default: the "
+        "scenario's wear setting, flat)",
+    )
+    add(
         "--regulation",
         **SWITCH,
         help="also offer frequency regulation: commit the headroom "
@@ -288,6 +295,7 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
         seed=args.seed,
         date=args.date,
         planners=args.planners,
+        wear=args.wear,
     )
     regulation = regulation_from_options(
         regulation=args.regulation,

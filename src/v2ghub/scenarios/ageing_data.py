@@ -1,5 +1,5 @@
 """The shipped battery ageing data (``v2ghub/data/battery_ageing.toml``) as an
-:class:`~v2ghub.model.battery_ageing.AgeingModel`.
+:class:`~v2ghub.model.battery_ageing.AgeingModel`, and the wear price planners see.
 
 The file carries every coefficient's source; this module only checks its shape and
 ranges and builds the model's frozen dataclasses.
@@ -13,7 +13,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from v2ghub.model.battery_ageing import AgeingModel, LfpAgeing, NmcAgeing, WearAssumptions
+from v2ghub.model.battery_ageing import (
+    AgeingModel,
+    LfpAgeing,
+    NmcAgeing,
+    WearAssumptions,
+    wear_price_cny_per_kwh,
+)
+from v2ghub.model.fleet import Fleet
 from v2ghub.scenarios.catalog import Strict
 from v2ghub.toml_files import read_shipped_toml
 
@@ -95,3 +102,26 @@ class AgeingTable(Strict):
 def ageing_model() -> AgeingModel:
     """The shipped ageing model (coefficients per chemistry, stated assumptions)."""
     return AgeingTable.model_validate(read_shipped_toml("battery_ageing.toml")).to_model()
+
+
+WEAR_PRICINGS = ("flat", "model")
+"""How planners price battery wear: a flat CNY/kWh, or the ageing model's price."""
+
+
+def planning_wear_price(fleet: Fleet, *, wear: str, flat_cny_per_kwh: float) -> float:
+    """The battery wear price (CNY per kWh discharged) a city's planners see.
+
+    ``wear = "flat"``: ``flat_cny_per_kwh``. ``wear = "model"``: the ageing model's
+    marginal wear price (:func:`~v2ghub.model.battery_ageing.wear_price_cny_per_kwh`)
+    averaged over the sessions that opted in to V2G (over all when none did; the flat
+    price for an empty fleet): the twin's cases carry one price per city.
+    """
+    if wear == "flat":
+        return flat_cny_per_kwh
+    if wear != "model":
+        raise ValueError(f"wear must be one of {', '.join(WEAR_PRICINGS)}, not {wear!r}")
+    if fleet.n_sessions == 0:
+        return flat_cny_per_kwh
+    prices = wear_price_cny_per_kwh(fleet, ageing_model())
+    chosen = prices[fleet.v2g_opt_in] if fleet.v2g_opt_in.any() else prices
+    return float(chosen.mean())

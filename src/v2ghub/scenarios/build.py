@@ -12,6 +12,7 @@ from v2ghub.model.case import CityCase
 from v2ghub.model.fleet import Fleet
 from v2ghub.model.sites import SiteLimits
 from v2ghub.model.time_grid import TimeGrid
+from v2ghub.scenarios.ageing_data import planning_wear_price
 from v2ghub.scenarios.catalog import CityData
 from v2ghub.scenarios.config import Scenario
 from v2ghub.scenarios.load_shapes import grid_signals
@@ -53,7 +54,11 @@ def city_case(
         sites=sites,
         tariff=tariff,
         signals=signals,
-        degradation_cny_per_kwh=scenario.simulation.degradation_cny_per_kwh,
+        degradation_cny_per_kwh=planning_wear_price(
+            fleet,
+            wear=scenario.simulation.wear,
+            flat_cny_per_kwh=scenario.simulation.degradation_cny_per_kwh,
+        ),
         arrival_days=arrival_days,
     )
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -84,6 +84,9 @@ class SimulationSettings(Settings):
     cities: tuple[str, ...] = PILOT_CITIES
     planners: tuple[str, ...] = DEFAULT_PLANNERS
     degradation_cny_per_kwh: Annotated[float, Field(ge=0)] = float(DEFAULT_DEGRADATION_CNY_PER_KWH)
+    # How planners price battery wear: "flat" at degradation_cny_per_kwh, or "model" at
+    # the battery ageing model's marginal price (v2ghub.scenarios.ageing_data).
+    wear: Literal["flat", "model"] = "flat"
 
     @model_validator(mode="after")
     def _whole_steps(self) -> SimulationSettings:

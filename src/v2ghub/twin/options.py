@@ -30,6 +30,7 @@ def scenario_from_options(
     seed: int | None = None,
     date: dt.date | None = None,
     planners: str | None = None,
+    wear: str | None = None,
 ) -> Scenario:
     """The scenario ``v2ghub simulate`` runs: the file's (or the shipped one) with the
     options applied, and a user's sessions read and checked when given."""
@@ -40,6 +41,7 @@ def scenario_from_options(
         date=date,
         planners=names(planners),
         cities=(city,) if city else names(cities),
+        wear=wear,
     )
     if sessions is None:
         if sites is not None:

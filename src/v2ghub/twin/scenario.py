@@ -116,6 +116,7 @@ class Scenario:
         seed: int | None = None,
         date: dt.date | None = None,
         planners: Sequence[str] | None = None,
+        wear: str | None = None,
     ) -> Scenario:
         """This scenario with the given settings changed (``None`` keeps one); a bad value
         raises :class:`~v2ghub.errors.InputError`. A city's overrides and its
@@ -131,6 +132,8 @@ class Scenario:
             updates["planners"] = tuple(planners)
         if cities is not None:
             updates["cities"] = tuple(cities)
+        if wear is not None:
+            updates["wear"] = wear
         if not updates:
             return self
         settings = self.settings.simulation.model_dump() | updates
