@@ -441,25 +441,6 @@ def test_bad_input_exits_2_with_one_line_and_no_output(
     assert not (tmp_path / "out").exists()
 
 
-def test_session_shorter_than_a_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    sessions = tmp_path / "sessions.csv"
-    sessions.write_text(
-        TINY_SESSIONS
-        + "s2,a,2025-07-16T00:05:00+08:00,2025-07-16T00:25:00+08:00,8,0.5,0.75,8,0,1,1\n",
-        encoding="utf-8",
-    )
-    prices = _write(tmp_path, TINY_PRICES)
-    out = tmp_path / "schedule.csv"
-    assert _plan(out, "--sessions", str(sessions), "--prices", str(prices)) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == (
-        f"error: {sessions}: row 3, field departure: session 's2' is plugged for less than "
-        "one whole step (2025-07-16T00:05:00+08:00 to 2025-07-16T00:25:00+08:00, steps of "
-        "15 min from 2025-07-16T00:00:00+08:00)"
-    )
-    assert not out.exists()
-
-
 def test_period_kinds_from_price_levels() -> None:
     tou = np.array([0.247, 0.65, 1.105, 1.38125, 0.65, 0.247])
     assert period_kinds(tou).tolist() == [0, 1, 1, 2, 1, 0]

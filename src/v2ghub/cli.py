@@ -352,6 +352,9 @@ def plan(args: argparse.Namespace, console: Console) -> None:
         force=args.force,
     )
     summary = written.summary
+    warnings = Console(stderr=True)
+    for warning in written.warnings:
+        warnings.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     also = f" and {args.summary}" if args.summary is not None else ""
     _say(
         console,

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +30,7 @@ from v2ghub.units import SECONDS_PER_MINUTE
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 def period_kinds(import_price_cny_per_kwh: FloatArray) -> npt.NDArray[np.int8]:
@@ -68,16 +71,19 @@ def day_ahead_problem(
     prices: PriceSeries,
     degradation_cny_per_kwh: float,
     sessions_file: Path,
-    session_rows: Sequence[int] = (),
+    session_rows: Sequence[int] | IntArray = (),
 ) -> Problem:
-    """Every session of ``fleet`` as a vehicle of one problem over the prices' grid.
+    """The sessions of ``fleet`` that hold a whole price step, as vehicles of one problem
+    over the prices' grid.
 
-    Vehicle ``i`` is session ``i``. It is plugged for the whole steps within its stay:
-    ``arrival_step`` is the first step starting at or after its arrival and
-    ``departure_step`` the last step boundary at or before its departure
-    (:meth:`TimeGrid.plugged_steps`). ``control_steps`` is the whole horizon, so the rule
-    planners roll out every step. Prices become float copies of the exact ones; the base
-    load is the file's (zeros without one); there is no renewable surplus.
+    A session is plugged for the whole steps within its stay: ``arrival_step`` is the
+    first step starting at or after its arrival and ``departure_step`` the last step
+    boundary at or before its departure (:meth:`TimeGrid.plugged_steps`). A session with
+    no such step (shorter than a step, or entirely outside the prices) is left out: the
+    problem's ``vehicle_index`` names the sessions kept, and :func:`sessions_without_step`
+    reports the others. ``control_steps`` is the whole horizon, so the rule planners roll
+    out every step. Prices become float copies of the exact ones; the base load is the
+    file's (zeros without one); there is no renewable surplus.
 
     Parameters
     ----------
@@ -91,6 +97,9 @@ def day_ahead_problem(
         Battery wear per kWh discharged (at the charger), CNY/kWh, >= 0.
     sessions_file
         The file the sessions came from, named in errors.
+    session_rows
+        The row of each session as the loader read it; without them data row ``i`` is
+        taken as row ``i + 2``.
 
     Returns
     -------
@@ -100,10 +109,9 @@ def day_ahead_problem(
     Raises
     ------
     InputError
-        A session arrives before the first step starts or leaves after the last one ends,
-        or is plugged for less than one whole step. The message names the sessions file,
-        the session's row (from ``session_rows``, as the loader read them; without them
-        data row ``i`` is taken as row ``i + 2``), the session id and the field.
+        A session overlaps the prices' horizon but arrives before its first step starts or
+        leaves after its last one ends. The message names the sessions file, the
+        session's row, the session id and the field.
     """
     if not (math.isfinite(degradation_cny_per_kwh) and degradation_cny_per_kwh >= 0):
         raise ValueError(f"degradation_cny_per_kwh must be >= 0, got {degradation_cny_per_kwh}")
@@ -111,8 +119,12 @@ def day_ahead_problem(
     if n and int(fleet.site_index.max()) >= sites.n_sites:
         raise ValueError("fleet.site_index points past the sites' limits")
     grid = prices.grid
-    arrival_step, departure_step = grid.plugged_steps(fleet.arrival_s, fleet.departure_s)
-    _check_sessions(fleet, grid, departure_step <= arrival_step, sessions_file, session_rows)
+    _check_overlap(fleet, grid, sessions_file, session_rows)
+    arrival_step, departure_step, without_step = _steps(fleet, grid)
+    keep = np.flatnonzero(~without_step)
+    if keep.size < n:
+        fleet = fleet.take(keep)
+        arrival_step, departure_step = arrival_step[keep], departure_step[keep]
     import_price = prices.import_series()
     base_load_kw = (
         np.array(prices.base_load_kw, dtype=np.float64)
@@ -123,7 +135,7 @@ def day_ahead_problem(
         grid=grid,
         fleet=fleet,
         sites=sites,
-        vehicle_index=np.arange(n, dtype=np.int64),
+        vehicle_index=keep.astype(np.int64),
         arrival_step=arrival_step,
         departure_step=departure_step,
         import_price_cny_per_kwh=import_price,
@@ -193,49 +205,161 @@ def _time(epoch_s: int, grid: TimeGrid) -> str:
     return datetime.fromtimestamp(epoch_s, tz=grid.start.tzinfo).isoformat()
 
 
-def _check_sessions(
-    fleet: Fleet,
-    grid: TimeGrid,
-    no_step: npt.NDArray[np.bool_],
-    sessions_file: Path,
-    session_rows: Sequence[int],
+def _row(session_rows: Sequence[int] | IntArray, i: int) -> int:
+    """The file row of data row ``i``: as the loader read it, else ``i + 2``."""
+    return int(session_rows[i]) if i < len(session_rows) else i + 2
+
+
+def _outside(fleet: Fleet, grid: TimeGrid) -> BoolArray:
+    """Per session: its stay lies entirely before or after the grid."""
+    end_s = grid.start_s + grid.step_s * grid.length
+    return np.asarray((fleet.departure_s <= grid.start_s) | (fleet.arrival_s >= end_s))
+
+
+def _steps(fleet: Fleet, grid: TimeGrid) -> tuple[IntArray, IntArray, BoolArray]:
+    """Each session's plugged steps, and whether it has none within the grid."""
+    arrival_step, departure_step = grid.plugged_steps(fleet.arrival_s, fleet.departure_s)
+    return arrival_step, departure_step, (departure_step <= arrival_step) | _outside(fleet, grid)
+
+
+def _check_overlap(
+    fleet: Fleet, grid: TimeGrid, sessions_file: Path, session_rows: Sequence[int] | IntArray
 ) -> None:
-    """Every session must lie within the grid and hold a whole step; the first faulty row
-    raises (within a row: arrival, then departure, then the length of the stay)."""
-    early = fleet.arrival_s < grid.start_s
-    late = fleet.departure_s > grid.start_s + grid.step_s * grid.length
-    bad = np.flatnonzero(early | late | no_step)
+    """A session that overlaps the grid must lie within it; the first faulty row raises
+    (within a row: arrival, then departure). Sessions entirely outside are let through."""
+    end_s = grid.start_s + grid.step_s * grid.length
+    overlaps = (fleet.departure_s > grid.start_s) & (fleet.arrival_s < end_s)
+    early = overlaps & (fleet.arrival_s < grid.start_s)
+    late = overlaps & (fleet.departure_s > end_s)
+    bad = np.flatnonzero(early | late)
     if not bad.size:
         return
     i = int(bad[0])
-    row = session_rows[i] if i < len(session_rows) else i + 2
     label = repr(fleet.label(i))
-    arrival, departure = (
-        _time(int(fleet.arrival_s[i]), grid),
-        _time(int(fleet.departure_s[i]), grid),
-    )
     if early[i]:
         raise InputError(
-            f"session {label} arrives at {arrival}, "
+            f"session {label} arrives at {_time(int(fleet.arrival_s[i]), grid)}, "
             f"before the first price step starts ({grid.start.isoformat()})",
             file=sessions_file,
-            row=row,
+            row=_row(session_rows, i),
             field="arrival",
         )
-    if late[i]:
-        raise InputError(
-            f"session {label} leaves at {departure}, "
-            f"after the last price step ends ({grid.end.isoformat()})",
-            file=sessions_file,
-            row=row,
-            field="departure",
-        )
     raise InputError(
-        f"session {label} is plugged for less than one whole step ({arrival} to {departure}, "
-        f"steps of {grid.step_s / SECONDS_PER_MINUTE:g} min from {grid.start.isoformat()})",
+        f"session {label} leaves at {_time(int(fleet.departure_s[i]), grid)}, "
+        f"after the last price step ends ({grid.end.isoformat()})",
         file=sessions_file,
-        row=row,
+        row=_row(session_rows, i),
         field="departure",
+    )
+
+
+SHORT_REASON = "plugged for less than one whole step"
+OUTSIDE_REASON = "entirely outside the price steps"
+
+
+@dataclass(frozen=True)
+class SessionsWithoutStep:
+    """The sessions of a file that get no whole price step, planned at zero power.
+
+    Attributes
+    ----------
+    index
+        Their data rows in the file (indices into the fleet), in file order.
+    outside
+        Per such session: entirely outside the prices (else within them, shorter than a
+        step).
+    unavoidable_kwh
+        What each needed at departure and cannot get, kWh:
+        ``max(target_energy - arrival_energy, 0)``.
+    rows
+        Their rows in the file (header = row 1).
+    """
+
+    index: IntArray
+    outside: BoolArray
+    unavoidable_kwh: FloatArray
+    rows: IntArray
+
+    @property
+    def count(self) -> int:
+        """How many sessions get no step."""
+        return int(self.index.size)
+
+    def warning(self, *, fleet: Fleet, grid: TimeGrid, sessions_file: Path) -> str | None:
+        """One line counting them by reason, with the first of each, and their need."""
+        if not self.count:
+            return None
+        parts = []
+        for outside, what in (
+            (False, f"plugged for less than one {grid.step_s / SECONDS_PER_MINUTE:g}-min step"),
+            (True, f"{OUTSIDE_REASON} ({grid.start.isoformat()} to {grid.end.isoformat()})"),
+        ):
+            which = np.flatnonzero(self.outside == outside)
+            if which.size:
+                k = int(which[0])
+                i = int(self.index[k])
+                parts.append(
+                    f"{which.size:,} {what}, first on row {int(self.rows[k])}: "
+                    f"{fleet.label(i)!r} {_time(int(fleet.arrival_s[i]), grid)} to "
+                    f"{_time(int(fleet.departure_s[i]), grid)}"
+                )
+        sessions = "1 session gets" if self.count == 1 else f"{self.count:,} sessions get"
+        need_kwh = round(float(self.unavoidable_kwh.sum()), 3)
+        return (
+            f"{sessions_file}: {sessions} no whole price step ({'; '.join(parts)}): "
+            f"planned at zero power, {need_kwh:g} kWh of need unavoidable"
+        )
+
+    def add_to_summary(
+        self, summary: dict[str, Any], *, session_ids: npt.NDArray[np.str_]
+    ) -> dict[str, Any]:
+        """``summary`` (of the planned sessions) with these sessions counted in: in
+        ``sessions``, ``unmet_energy_kwh`` and ``sessions_short``, and one entry each in
+        ``sessions_without_step`` (id, row, reason, unavoidable kWh)."""
+        entries = [
+            {
+                "session_id": str(session_id),
+                "row": row,
+                "reason": OUTSIDE_REASON if outside else SHORT_REASON,
+                "unavoidable_kwh": round(need, 6),
+            }
+            # One iteration per session without a step, at the output's edge.
+            for session_id, row, outside, need in zip(
+                session_ids[self.index].tolist(),
+                self.rows.tolist(),
+                self.outside.tolist(),
+                self.unavoidable_kwh.tolist(),
+                strict=True,
+            )
+        ]
+        unmet = float(summary.get("unmet_energy_kwh", 0.0)) + float(self.unavoidable_kwh.sum())
+        return summary | {
+            "sessions": int(summary.get("sessions", 0)) + self.count,
+            "unmet_energy_kwh": round(unmet, 6),
+            "sessions_short": int(summary.get("sessions_short", 0))
+            + int(np.count_nonzero(self.unavoidable_kwh > 0)),
+            "sessions_without_step": entries,
+        }
+
+
+def sessions_without_step(
+    *, fleet: Fleet, grid: TimeGrid, session_rows: Sequence[int] | IntArray = ()
+) -> SessionsWithoutStep:
+    """The sessions of ``fleet`` that :func:`day_ahead_problem` leaves out: no whole step of
+    ``grid`` lies within their stay. Rows as in :func:`day_ahead_problem`."""
+    _, _, without_step = _steps(fleet, grid)
+    index = np.flatnonzero(without_step).astype(np.int64)
+    need_kwh = fleet.target_energy_kwh[index] - fleet.energy_arrival_kwh[index]
+    given = np.asarray(session_rows, dtype=np.int64)
+    rows = index + 2
+    if given.size:
+        known = index < given.size
+        rows[known] = given[index[known]]
+    return SessionsWithoutStep(
+        index=index,
+        outside=_outside(fleet, grid)[index],
+        unavoidable_kwh=np.maximum(need_kwh, 0.0),
+        rows=rows,
     )
 
 

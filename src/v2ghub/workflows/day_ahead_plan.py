@@ -22,7 +22,11 @@ from v2ghub.planning import make_planner
 from v2ghub.planning.check import plan_checked
 from v2ghub.planning.fast import FastPlanner
 from v2ghub.planning.lp import LpPlanner
-from v2ghub.scenarios.day_ahead import check_prices_for_lp, day_ahead_problem
+from v2ghub.scenarios.day_ahead import (
+    check_prices_for_lp,
+    day_ahead_problem,
+    sessions_without_step,
+)
 from v2ghub.scenarios.prices_csv import load_prices_csv
 from v2ghub.scenarios.sessions_csv import load_sessions_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
@@ -37,6 +41,8 @@ class DayAheadPlan:
 
     planner: str
     summary: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+    """One line each, for the user: e.g. the sessions that got no whole price step."""
 
 
 def non_negative(text: str, option: str) -> float:
@@ -141,6 +147,9 @@ def plan_files(
         sessions_file=sessions,
         session_rows=read.rows,
     )
+    # Sessions with no whole price step are planned at zero power: their need is
+    # unavoidable shortfall, counted in the summary and in one warning line.
+    unplanned = sessions_without_step(fleet=read.fleet, grid=series.grid, session_rows=read.rows)
     chosen: Planner
     if not isinstance(planner, str):
         chosen = planner
@@ -168,6 +177,7 @@ def plan_files(
         if fleet.session_ids is not None
         else np.char.add("#", np.arange(fleet.n_sessions).astype(np.str_))
     )
+    figures = unplanned.add_to_summary(figures, session_ids=session_ids)
     for output, _ in outputs:
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -182,10 +192,13 @@ def plan_files(
             handles[0],
             problem=problem,
             power_kw=schedule.power_kw,
-            session_ids=session_ids,
+            session_ids=session_ids[problem.vehicle_index],
             grid=problem.grid,
             utc_offsets_s=series.utc_offsets_s,
         )
         if summary is not None:
             write_summary(handles[1], figures)
-    return DayAheadPlan(planner=chosen.name, summary=figures)
+    warning = unplanned.warning(fleet=fleet, grid=series.grid, sessions_file=sessions)
+    return DayAheadPlan(
+        planner=chosen.name, summary=figures, warnings=() if warning is None else (warning,)
+    )
