@@ -281,5 +281,7 @@ def test_a_failed_run_leaves_no_work_folder(
 def test_simulate_refuses_a_planner_named_twice(capsys: pytest.CaptureFixture[str]) -> None:
     from v2ghub.cli import main  # noqa: PLC0415
 
-    assert main(["simulate", "--quiet", "--planners", "tou,tou", "--vehicles", "10"]) == 2
-    assert capsys.readouterr().err.strip() == "error: planner names must differ, got tou, tou"
+    with pytest.raises(SystemExit) as refused:  # at parsing, before any work
+        main(["simulate", "--quiet", "--planners", "tou,tou", "--vehicles", "10"])
+    assert refused.value.code == 2
+    assert "argument --planners: tou is named twice" in capsys.readouterr().err

@@ -285,3 +285,30 @@ def test_simulate_where_no_folder_can_be_made_is_one_line(
     out = Path("/proc/v2ghub-no-such-folder/out")
     assert _simulate(out) == 2
     assert _only_line(capsys.readouterr().err).startswith(f"error: {out}: cannot write here (")
+
+
+# settle: the files it names inside --out are written as plan's are.
+
+
+@pytest.mark.parametrize("name", ["statements.csv", "settlement.json"])
+def test_settle_never_writes_through_a_symbolic_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], system_file: Path, name: str
+) -> None:
+    run = tmp_path / "run"
+    assert _simulate(run) == 0
+    out = tmp_path / "settled"
+    out.mkdir()
+    (out / name).symlink_to(system_file)
+    capsys.readouterr()
+    assert main(["settle", str(run), "--out", str(out)]) == 2
+    assert _only_line(capsys.readouterr().err) == (
+        f"error: {out / name}: is a symbolic link; v2ghub writes only regular files"
+    )
+    assert system_file.read_text(encoding="utf-8") == PASSWORDS
+    assert sorted(p.name for p in out.iterdir()) == [name]  # nothing settled, no ledger
+
+    (out / name).unlink()
+    assert main(["settle", str(run), "--out", str(out)]) == 0
+    assert (out / "statements.csv").read_text(encoding="utf-8").startswith('"period",')
+    assert json.loads((out / "settlement.json").read_text(encoding="utf-8"))["balanced"] is True
+    assert _leftovers(out) == []

@@ -61,7 +61,8 @@ class Replaces:
     force
         Replace a regular file (or a symbolic link) whatever it holds.
     option
-        The option that names the file (``"--out"``), for messages; ``""`` for none.
+        The option that names the file (``"--out"``), for messages, which then tell of
+        ``--force``; ``""`` for a file the program names (no option to force it).
     """
 
     what: str
@@ -133,11 +134,11 @@ def check_replaceable(path: Path, rule: Replaces) -> None:
     if stat.S_ISLNK(mode):
         if rule.force:
             return
+        hint = " (with --force it replaces the link itself, never what it points to)"
         raise _refusal(
             path,
             rule,
-            "is a symbolic link; v2ghub writes only regular files (with --force it replaces "
-            "the link itself, never the file it points to)",
+            "is a symbolic link; v2ghub writes only regular files" + (hint if rule.option else ""),
         )
     if stat.S_ISDIR(mode):
         raise _refusal(path, rule, "is a folder; give the name of the file to write")

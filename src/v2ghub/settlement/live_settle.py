@@ -63,7 +63,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 
 from v2ghub.errors import InputError
 from v2ghub.model.tariff import Tariff
@@ -87,10 +86,12 @@ from v2ghub.settlement.live_services import (
 from v2ghub.settlement.meter import meter_lines
 from v2ghub.settlement.rates import rate_cards
 from v2ghub.settlement.settle import (
+    prepare_output_folder,
     rates_json,
     settle_period,
     statement_rows,
     write_settlement_json,
+    write_statements_csv,
 )
 from v2ghub.store.records import MeterSample, Station
 from v2ghub.units import MICROSECONDS_PER_SECOND, SECONDS_PER_HOUR, WH_PER_KWH
@@ -308,7 +309,7 @@ def settle_live(
             contracts=contracts,
         )
     period = f"{day.isoformat()}/{city}/{LIVE_PLANNER}"
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(out)
     with contextlib.ExitStack() as stack:
         ledger = stack.enter_context(
             Ledger.open(ledger_path if ledger_path is not None else out / "ledger.sqlite")
@@ -316,7 +317,7 @@ def settle_live(
         entry, lines = settle_period(
             period, columns, ledger=ledger, kpis=_kpis(meter, live, city=city)
         )
-    pa_csv.write_csv(statement_rows(period, lines), out / "statements.csv")
+    write_statements_csv(out, statement_rows(period, lines))
     document: dict[str, Any] = {
         "live": store_name,
         "date": day.isoformat(),

@@ -36,6 +36,13 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from v2ghub.errors import InputError
+from v2ghub.files import (
+    ANY_REGULAR_FILE,
+    atomic_binary,
+    check_replaceable,
+    write_text_atomic,
+    writing_into,
+)
 from v2ghub.settlement.contracts import SHARED_STREAMS, Contracts
 from v2ghub.settlement.kpis import PilotKpis, pilot_kpis
 from v2ghub.settlement.ledger import Ledger, Lines
@@ -320,10 +327,29 @@ def period_totals(columns: LineColumns, *, kpis: PilotKpis) -> dict[str, Any]:
     return entry
 
 
+OUTPUT_FILES = ("statements.csv", "settlement.json")
+"""What settling writes into its folder (beside the ledger), each whole or not at all."""
+
+
+def prepare_output_folder(out: Path) -> None:
+    """Make ``out`` and refuse it before any work if a file settling writes there is not a
+    regular file (a device or a symbolic link is never replaced: :mod:`v2ghub.files`)."""
+    with writing_into(out):
+        out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_FILES:
+        check_replaceable(out / name, ANY_REGULAR_FILE)
+
+
+def write_statements_csv(out: Path, table: pa.Table) -> None:
+    """``statements.csv`` of one period's lines, whole or not at all."""
+    with atomic_binary(out / "statements.csv") as handle:
+        pa_csv.write_csv(table, handle)
+
+
 def write_settlement_json(out: Path, document: dict[str, Any]) -> None:
     """``settlement.json``: ``document`` with ``balanced`` set from its periods'."""
     document["balanced"] = all(p["balanced"] for p in document["periods"].values())
-    (out / "settlement.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "settlement.json", json.dumps(document, indent=2) + "\n")
 
 
 def settle_run(
@@ -353,7 +379,7 @@ def settle_run(
         )
     contracts = contracts if contracts is not None else Contracts()
     cards: dict[str, RateCard] = rate_cards(run.cities, overrides=rates_file)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(out)
     document: dict[str, Any] = {
         "run": str(folder),
         "date": run.date,
@@ -403,10 +429,9 @@ def settle_run(
                 else:
                     entry, lines = settle_period(period, columns, ledger=ledger, kpis=kpis)
                     table = statement_rows(period, lines)
-                    if writer is None:
-                        writer = stack.enter_context(
-                            pa_csv.CSVWriter(out / "statements.csv", table.schema)
-                        )
+                    if writer is None:  # one file over every period, renamed at the end
+                        sink = stack.enter_context(atomic_binary(out / "statements.csv"))
+                        writer = stack.enter_context(pa_csv.CSVWriter(sink, table.schema))
                     writer.write_table(table)
                 document["periods"][period] = {"city": city, "planner": planner, **entry}
     write_settlement_json(out, document)
