@@ -25,12 +25,7 @@ from typing import TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from v2ghub.model.battery_ageing import (
-    AgeingModel,
-    calendar_fade,
-    cycle_fade,
-    extra_cycle_fade,
-)
+from v2ghub.model.battery_ageing import AgeingModel, calendar_fade, cycle_fade
 from v2ghub.settlement.money import amount_fen, energy_wh, fen_to_cny, price_nano
 from v2ghub.sim.run_state import SimulationRun
 from v2ghub.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
@@ -121,23 +116,19 @@ def session_wear(run: SimulationRun, model: AgeingModel) -> SessionWear:
     discharged_kwh = run.energy_discharged_kwh / fleet.discharge_efficiency
     kept_kwh = np.maximum(charged_kwh - discharged_kwh, 0.0)
     c_rate = fleet.max_charge_kw / fleet.battery_kwh
-    cycle = cycle_fade(
-        model,
-        chemistry=fleet.chemistry,
-        battery_kwh=fleet.battery_kwh,
-        charged_kwh=charged_kwh,
-        c_rate=c_rate,
-        mean_soc=mean_soc,
-    )
-    v2g = extra_cycle_fade(
-        model,
-        chemistry=fleet.chemistry,
-        battery_kwh=fleet.battery_kwh,
-        base_kwh=kept_kwh,
-        extra_kwh=charged_kwh - kept_kwh,
-        c_rate=c_rate,
-        mean_soc=mean_soc,
-    )
+
+    def fade_of(energy_kwh: FloatArray) -> FloatArray:
+        return cycle_fade(
+            model,
+            chemistry=fleet.chemistry,
+            battery_kwh=fleet.battery_kwh,
+            charged_kwh=energy_kwh,
+            c_rate=c_rate,
+            mean_soc=mean_soc,
+        )
+
+    cycle = fade_of(charged_kwh)
+    v2g = np.maximum(cycle - fade_of(kept_kwh), 0.0)
     calendar = calendar_fade(model, chemistry=fleet.chemistry, mean_soc=mean_soc, days=days)
     v2g_fade_kwh = v2g * fleet.battery_kwh
     export_nano = price_nano(run.prices.export_price_cny_per_kwh)
