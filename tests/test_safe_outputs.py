@@ -290,12 +290,23 @@ def test_simulate_where_no_folder_can_be_made_is_one_line(
 # settle: the files it names inside --out are written as plan's are.
 
 
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulate run to settle (read only)."""
+    run = tmp_path_factory.mktemp("small") / "run"
+    assert _simulate(run) == 0
+    return run
+
+
 @pytest.mark.parametrize("name", ["statements.csv", "settlement.json"])
 def test_settle_never_writes_through_a_symbolic_link(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], system_file: Path, name: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    system_file: Path,
+    small_run: Path,
+    name: str,
 ) -> None:
-    run = tmp_path / "run"
-    assert _simulate(run) == 0
+    run = small_run
     out = tmp_path / "settled"
     out.mkdir()
     (out / name).symlink_to(system_file)
@@ -312,3 +323,27 @@ def test_settle_never_writes_through_a_symbolic_link(
     assert (out / "statements.csv").read_text(encoding="utf-8").startswith('"period",')
     assert json.loads((out / "settlement.json").read_text(encoding="utf-8"))["balanced"] is True
     assert _leftovers(out) == []
+
+
+def test_statement_where_no_folder_can_be_made_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], small_run: Path
+) -> None:
+    settled = tmp_path / "settled"
+    assert main(["settle", str(small_run), "--out", str(settled)]) == 0
+    out = Path("/proc/v2ghub-no-such-folder/statement")
+    ledger = ["--ledger", str(settled / "ledger.sqlite"), "--day", "2025-07-16"]
+    capsys.readouterr()
+    assert main(["statement", *ledger, "--out", str(out)]) == 2
+    assert _only_line(capsys.readouterr().err).startswith(f"error: {out}: cannot write here (")
+
+
+def test_a_negative_seed_in_a_scenario_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text("[simulation]\nseed = -1\n", encoding="utf-8")
+    assert main(["simulate", "--quiet", "--scenario", str(scenario), "--out", "never"]) == 2
+    assert _only_line(capsys.readouterr().err) == (
+        f"error: {scenario}: field simulation.seed: Input should be greater than or equal to 0 "
+        "(got -1)"
+    )

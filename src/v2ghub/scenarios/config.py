@@ -79,7 +79,7 @@ class SimulationSettings(Settings):
     control_interval_minutes: Annotated[int, Field(ge=1, le=1440)] = (
         defaults.CONTROL_INTERVAL_MINUTES
     )
-    seed: int = defaults.SEED
+    seed: Annotated[int, Field(ge=0)] = defaults.SEED
     vehicles_per_city: Annotated[int, Field(ge=10, le=MAX_VEHICLES)] = defaults.VEHICLES_PER_CITY
     cities: tuple[str, ...] = PILOT_CITIES
     planners: tuple[str, ...] = DEFAULT_PLANNERS

@@ -24,7 +24,6 @@ changes a ledger, and reads one snapshot while ``settle`` may post.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import re
@@ -38,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from v2ghub.errors import InputError
-from v2ghub.files import atomic_text
+from v2ghub.files import ANY_REGULAR_FILE, atomic_texts, writing_into
 from v2ghub.settlement.ledger import GROUP_SEPARATOR, Ledger, Lines, StreamTotal
 from v2ghub.settlement.money import fen_to_cny
 from v2ghub.settlement.settle import STATEMENT_COLUMNS
@@ -192,15 +191,15 @@ def write_statement(result: Statement, out: Path) -> tuple[Path, Path]:
     """Write ``statement.csv`` and ``statement.json`` into ``out``; their paths.
 
     Each file replaces the old one only when both are written (see
-    :func:`~v2ghub.files.atomic_text`).
+    :func:`~v2ghub.files.atomic_texts`); a device or a symbolic link there is refused.
     """
     if out.exists() and not out.is_dir():
         raise InputError("is a file; give the folder to write the statement into", file=out)
-    out.mkdir(parents=True, exist_ok=True)
+    with writing_into(out):
+        out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / "statement.csv", out / "statement.json"
-    with contextlib.ExitStack() as files:
-        lines_file = files.enter_context(atomic_text(csv_path))
-        totals_file = files.enter_context(atomic_text(json_path))
+    outputs = [(csv_path, ANY_REGULAR_FILE), (json_path, ANY_REGULAR_FILE)]
+    with atomic_texts(outputs) as (lines_file, totals_file):
         writer = csv.writer(lines_file, lineterminator="\n")
         writer.writerow(STATEMENT_CSV_COLUMNS)
         text = [
