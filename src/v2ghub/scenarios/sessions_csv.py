@@ -270,7 +270,8 @@ class _Checked:
         codes, first = np.unique(self.session_codes, return_index=True)
         self.first_of_code[codes] = first
         self.bad |= self.first_of_code[self.session_codes] != np.arange(n)
-        self.site_index, self.site_ids = table.encoded("site_id")
+        self.site_index, sites = table.encoded("site_id")
+        self.site_ids: tuple[str, ...] = tuple(sites.to_pylist())
         self.bad |= table.blank("site_id")
         self.arrival_s = self._time("arrival")
         self.departure_s = self._time("departure")

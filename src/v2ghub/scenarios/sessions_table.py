@@ -56,6 +56,9 @@ _TIME_FIELDS = {"year": (0, 4), "month": (5, 2), "day": (8, 2)} | {
     "offset_minute": (23, 2),
 }
 _DIGIT_ZERO = ord("0")
+_TIME_BYTES = 25
+_TIME_ROWS = 1 << 18
+"""Times parsed at a time (bounds the gather's temporary arrays to ~50 MB)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_SECOND = timedelta(seconds=1)
 _MINUS = ord("-")
@@ -85,6 +88,7 @@ class SessionsTable:
         bad_cells: _BadCells | None,
     ) -> None:
         self._columns = columns
+        self._blank_column: pa.StringArray | None = None
         self.rows = rows
         self.header = header
         self._bad_cells = bad_cells
@@ -107,9 +111,11 @@ class SessionsTable:
     def _column(self, name: str) -> pa.StringArray:
         """The trimmed cells of column ``name``; all blank if the header lacks it."""
         column = self._columns.get(name)
-        if column is None:
-            return pa.array([""] * self.n_rows, type=pa.string())
-        return column
+        if column is not None:
+            return column
+        if self._blank_column is None:
+            self._blank_column = pa.array(np.full(self.n_rows, "", dtype=object), type=pa.string())
+        return self._blank_column
 
     def blank(self, name: str) -> BoolArray:
         """Per row: the cell is blank."""
@@ -128,11 +134,12 @@ class SessionsTable:
         """The trimmed cells of data row ``index``, by column."""
         return {name: self.cell(index, name) for name in self.header}
 
-    def encoded(self, name: str) -> tuple[IntArray, tuple[str, ...]]:
-        """Each cell's index into the distinct values, in order of first appearance."""
+    def encoded(self, name: str) -> tuple[IntArray, pa.StringArray]:
+        """Each cell's index into the distinct values, and those values, in order of first
+        appearance."""
         encoded = pc.dictionary_encode(self._column(name))
         codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        return codes, tuple(encoded.dictionary.to_pylist())
+        return codes, encoded.dictionary
 
     def numbers(self, name: str, *, default: float | None) -> tuple[FloatArray, BoolArray]:
         """The cells as finite numbers written as :data:`CSV_NUMBER` says, and per row
@@ -186,53 +193,57 @@ def _common_times(column: pa.StringArray, common: BoolArray) -> tuple[IntArray, 
     their digits; and per row whether the cell was such a time with valid fields."""
     n = len(column)
     epoch_s = np.zeros(n, dtype=np.int64)
-    if not common.any():
-        return epoch_s, np.zeros(n, dtype=np.bool_)
-    _, offsets_buffer, data_buffer = column.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[column.offset : column.offset + n]
-    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else None
-    rows = np.flatnonzero(common)
-    start = offsets[rows].astype(np.int64)
-    assert data is not None  # some cell matched, so there are bytes
-
-    utc = data[start + 19] == ord("Z")
-
-    def digits(position: int, count: int) -> IntArray:
-        # A time ending in Z has no offset digits: read position 0 for it (ignored).
-        at = start + position if position < 19 else np.where(utc, 0, start + position)
-        value = np.zeros(rows.size, dtype=np.int64)
-        for k in range(count):
-            value = value * 10 + (data[at + k].astype(np.int64) - _DIGIT_ZERO)
-        return value
-
-    part = {name: digits(*where) for name, where in _TIME_FIELDS.items()}
-    offset_hour = np.where(utc, 0, part["offset_hour"])
-    offset_minute = np.where(utc, 0, part["offset_minute"])
-    sign = np.where(data[start + 19] == _MINUS, -1, 1)
-    year, month, day = part["year"], part["month"], part["day"]
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_ok = (month >= 1) & (month <= 12)
-    days = _DAYS_IN_MONTH[np.where(month_ok, month, 1)] - ((month == 2) & ~leap)
-    ok = (
-        month_ok
-        & (day >= 1)
-        & (day <= days)
-        & (part["hour"] <= 23)
-        & (part["minute"] <= 59)
-        & (part["second"] <= 59)
-        & (offset_hour <= 23)
-        & (offset_minute <= 59)
-    )
-    seconds = (
-        _days_from_civil(year, np.where(month_ok, month, 1), day) * SECONDS_PER_DAY
-        + part["hour"] * SECONDS_PER_HOUR
-        + part["minute"] * SECONDS_PER_MINUTE
-        + part["second"]
-        - sign * (offset_hour * SECONDS_PER_HOUR + offset_minute * SECONDS_PER_MINUTE)
-    )
-    epoch_s[rows] = np.where(ok, seconds, 0)
     valid = np.zeros(n, dtype=np.bool_)
-    valid[rows] = ok
+    rows = np.flatnonzero(common)
+    _, offsets_buffer, data_buffer = column.buffers()
+    if not rows.size or data_buffer is None:
+        return epoch_s, valid
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[column.offset : column.offset + n]
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    width = np.arange(_TIME_BYTES, dtype=np.int64)
+    for low in range(0, rows.size, _TIME_ROWS):
+        part = rows[low : low + _TIME_ROWS]
+        # One gather of each cell's 25 bytes (a time ending in Z has 20; the rest is read
+        # from what follows and ignored), as digits 0-9 where they are digits.
+        at = np.minimum(offsets[part].astype(np.int64)[:, None] + width, data.size - 1)
+        text = data[at]
+        digit = text.astype(np.int64) - _DIGIT_ZERO
+
+        def number(first: int, count: int, digit: IntArray = digit) -> IntArray:
+            value = digit[:, first]
+            for k in range(first + 1, first + count):
+                value = value * 10 + digit[:, k]
+            return value
+
+        field = {name: number(*where) for name, where in _TIME_FIELDS.items()}
+        utc = text[:, 19] == ord("Z")
+        offset_hour = np.where(utc, 0, field["offset_hour"])
+        offset_minute = np.where(utc, 0, field["offset_minute"])
+        sign = np.where(text[:, 19] == _MINUS, -1, 1)
+        year, month, day = field["year"], field["month"], field["day"]
+        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+        month_ok = (month >= 1) & (month <= 12)
+        month = np.where(month_ok, month, 1)
+        days = _DAYS_IN_MONTH[month] - ((month == 2) & ~leap)
+        ok = (
+            month_ok
+            & (day >= 1)
+            & (day <= days)
+            & (field["hour"] <= 23)
+            & (field["minute"] <= 59)
+            & (field["second"] <= 59)
+            & (offset_hour <= 23)
+            & (offset_minute <= 59)
+        )
+        seconds = (
+            _days_from_civil(year, month, day) * SECONDS_PER_DAY
+            + field["hour"] * SECONDS_PER_HOUR
+            + field["minute"] * SECONDS_PER_MINUTE
+            + field["second"]
+            - sign * (offset_hour * SECONDS_PER_HOUR + offset_minute * SECONDS_PER_MINUTE)
+        )
+        epoch_s[part] = np.where(ok, seconds, 0)
+        valid[part] = ok
     return epoch_s, valid
 
 
