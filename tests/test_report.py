@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from v2ghub.errors import InputError
 from v2ghub.planning import make_planner
 from v2ghub.report.html import planner_totals, write_html_report
 from v2ghub.report.plots import (
@@ -225,7 +226,7 @@ def test_failed_write_keeps_the_old_report(
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(InputError, match=r"report\.html: cannot write the file \(disk full\)"):
         write_html_report(path, results[:1], title="New", notes=[])
     assert path.read_text(encoding="utf-8") == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]

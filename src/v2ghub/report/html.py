@@ -14,8 +14,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from v2ghub import __version__
+from v2ghub.files import write_text_atomic
 from v2ghub.report.plots import (
     by_city_and_planner,
     cities_of,
@@ -46,7 +45,6 @@ from v2ghub.sim.metrics import (
 )
 from v2ghub.units import KW_PER_MW, SECONDS_PER_HOUR, SECONDS_PER_MINUTE
 
-REPORT_FILE_MODE = 0o644
 # Unmet energy above the unavoidable shortfall by more than this is flagged (float sums).
 SHORTFALL_FLAG_KWH = 1e-3
 DASH = "\N{EN DASH}"
@@ -631,23 +629,6 @@ def render_html(
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then move it into place."""
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, REPORT_FILE_MODE)  # mkstemp makes it private (0600)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_html_report(
     path: Path,
     results: list[RunSummary],
@@ -675,4 +656,4 @@ def write_html_report(
     document = render_html(
         results, title=title, notes=notes, settlement=settlement
     )  # before touching the disk
-    _write_atomic(Path(path), document)
+    write_text_atomic(Path(path), document)
