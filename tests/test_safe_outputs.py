@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -347,3 +349,34 @@ def test_a_negative_seed_in_a_scenario_file_is_one_line(
         f"error: {scenario}: field simulation.seed: Input should be greater than or equal to 0 "
         "(got -1)"
     )
+
+
+@pytest.mark.parametrize(
+    ("ledger", "problem"),
+    [
+        ("text", "cannot read the ledger (file is not a database)"),
+        ("database", "is not a v2ghub ledger of schema version 1"),
+    ],
+)
+def test_settle_posts_only_into_a_ledger(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    system_file: Path,
+    small_run: Path,
+    ledger: str,
+    problem: str,
+) -> None:
+    path = system_file
+    if ledger == "database":  # another program's SQLite database
+        path = tmp_path / "other.sqlite"
+        with contextlib.closing(sqlite3.connect(path)) as other:
+            other.execute("CREATE TABLE notes (text TEXT)")
+            other.commit()
+    before = path.read_bytes()
+    out = tmp_path / "settled"
+    capsys.readouterr()
+    assert main(["settle", str(small_run), "--out", str(out), "--ledger", str(path)]) == 2
+    assert _only_line(capsys.readouterr().err) == f"error: {path}: {problem}"
+    assert path.read_bytes() == before
+    assert not out.exists()

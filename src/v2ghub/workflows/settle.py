@@ -45,6 +45,20 @@ def check_settle_options(
         raise InputError("give --data-dir or --database-url, not both")
 
 
+def check_ledger_file(ledger: Path) -> None:
+    """Refuse a ledger file that settling would spoil: anything but a regular file, or an
+    existing file that is not a v2ghub ledger (another program's SQLite database would
+    get the ledger's tables; a text file is no database at all). A missing or empty file
+    becomes a new ledger."""
+    if not ledger.exists() or (ledger.is_file() and ledger.stat().st_size == 0):
+        return
+    if not ledger.is_file():
+        raise InputError("is not a regular file; name a ledger file", file=ledger)
+    from v2ghub.settlement.ledger import Ledger  # noqa: PLC0415 - settle only
+
+    Ledger.open_read_only(ledger).close()  # one line naming the file if not a ledger
+
+
 def settle_folder(
     run: Path,
     *,
@@ -58,6 +72,7 @@ def settle_folder(
     """Settle a ``v2ghub simulate`` folder into ``out``; what ``settlement.json`` holds."""
     from v2ghub.settlement.settle import settle_run  # noqa: PLC0415 - settle only
 
+    check_ledger_file(ledger if ledger is not None else out / "ledger.sqlite")
     return settle_run(
         run,
         out=out,
@@ -86,6 +101,7 @@ def settle_live_day(
 
     name = city_name(city)
     terms = Contracts.load(contracts) if contracts is not None else Contracts()
+    check_ledger_file(ledger if ledger is not None else out / "ledger.sqlite")
     if database_url is None:
         folder = data_dir if data_dir is not None else DEFAULT_DATA_DIR
         if not (folder / SQLITE_FILE_NAME).is_file():
