@@ -15,7 +15,9 @@ Three servers in the same run:
   each address refused unchecked once it has spent its budget of failed attempts;
 - **spread**: the bounded server against a flood spread over as many addresses as it has
   attempts (one each), so that no address budget applies: what the bound on concurrent
-  checks alone does.
+  checks alone does;
+- **no check**: the bounded server against as many handshakes that name no station (refused
+  before any lookup or hash): what the flood's connections alone cost, the floor.
 
 The baseline is the real station's connect with no flood, on the same server. Printed:
 median and worst connect per server, and ratios to the unbounded server.
@@ -61,12 +63,14 @@ class Result:
     refused_unchecked: int
 
 
-async def _attempt(url: str, password: str, source: str, *, boot: bool) -> float:
+async def _attempt(
+    url: str, password: str, source: str, *, boot: bool, path: str = f"/ocpp/{STATION}"
+) -> float:
     """One handshake as the station from ``source``; ms to the boot's answer (or refusal)."""
     began = time.perf_counter()
     try:
         async with connect(
-            f"{url}/ocpp/{STATION}",
+            f"{url}{path}",
             subprotocols=[Subprotocol("ocpp2.1")],
             additional_headers={"Authorization": basic_header(STATION, password)},
             local_addr=(source, 0),
@@ -84,24 +88,27 @@ async def _attempt(url: str, password: str, source: str, *, boot: bool) -> float
     return (time.perf_counter() - began) * 1000
 
 
-async def _flood_attempts(url: str, sources: list[str], ready: EventType) -> None:
+async def _flood_attempts(url: str, sources: list[str], path: str, ready: EventType) -> None:
     attackers = [
-        asyncio.create_task(_attempt(url, WRONG, source, boot=False)) for source in sources
+        asyncio.create_task(_attempt(url, WRONG, source, boot=False, path=path))
+        for source in sources
     ]
     await asyncio.sleep(0)  # every connect is under way
     ready.set()
     await asyncio.gather(*attackers)
 
 
-def _flood(url: str, sources: list[str], ready: EventType) -> None:
+def _flood(url: str, sources: list[str], path: str, ready: EventType) -> None:
     """The attacker: its own process, so that its side of the handshakes does not share
     the server's event loop (it shares the machine's cores, as an attacker on it would)."""
-    asyncio.run(_flood_attempts(url, sources, ready))
+    asyncio.run(_flood_attempts(url, sources, path, ready))
 
 
 async def _run(
-    name: str, store: Store, settings: ServerSettings, *, flood: int, rounds: int, spread: bool
+    name: str, store: Store, settings: ServerSettings, *, flood: int, rounds: int
 ) -> Result:
+    spread = name == "spread"
+    path = "/" if name == "no check" else f"/ocpp/{STATION}"
     quiet_ms, flooded_ms = [], []
     async with CsmsServer(store, settings, clock=SystemClock()) as server:
         for round_no in range(rounds):
@@ -112,7 +119,7 @@ async def _run(
             ]
             processes = multiprocessing.get_context("spawn")
             ready = processes.Event()
-            attacker = processes.Process(target=_flood, args=(server.url, sources, ready))
+            attacker = processes.Process(target=_flood, args=(server.url, sources, path, ready))
             attacker.start()
             await asyncio.to_thread(ready.wait)
             await asyncio.sleep(0.05)  # the flood's handshakes reach the server
@@ -140,6 +147,7 @@ def main() -> None:
             ("unbounded", replace(base, password_checks_at_once=None, failed_attempts_burst=None)),
             ("bounded", base),
             ("spread", base),
+            ("no check", base),
         ]
         results = [
             asyncio.run(
@@ -149,7 +157,6 @@ def main() -> None:
                     settings,
                     flood=args.flood,
                     rounds=args.rounds,
-                    spread=name == "spread",
                 )
             )
             for name, settings in servers
