@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 from v2ghub import files
 from v2ghub.cli import build_parser, main
 from v2ghub.errors import InputError
-from v2ghub.files import Replaces, atomic_text, check_replaceable, json_object_with
+from v2ghub.files import (
+    Replaces,
+    atomic_text,
+    check_replaceable,
+    json_object_with,
+    writing_into,
+)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PLAN = [
@@ -380,3 +386,16 @@ def test_settle_posts_only_into_a_ledger(
     assert _only_line(capsys.readouterr().err) == f"error: {path}: {problem}"
     assert path.read_bytes() == before
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        OSError("Error writing bytes to file. Detail: [errno 28] No space left on device"),
+    ],
+)
+def test_a_full_disk_is_said_in_the_systems_words(tmp_path: Path, error: OSError) -> None:
+    with pytest.raises(InputError) as refused, writing_into(tmp_path):
+        raise error
+    assert str(refused.value) == f"{tmp_path}: cannot write here (No space left on device)"

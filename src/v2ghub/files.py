@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -106,8 +107,16 @@ def json_object_with(keys: Collection[str]) -> Recognise:
     return is_ours
 
 
+_ERRNO_IN_TEXT = re.compile(r"\[errno (\d+)\]")
+"""How Arrow names the system's error in an OSError of its own (no ``errno`` attribute)."""
+
+
 def _reason(error: OSError) -> str:
-    return error.strerror or str(error)
+    """The system's words for ``error`` ("No space left on device"), else its text."""
+    if error.strerror:
+        return error.strerror
+    found = _ERRNO_IN_TEXT.search(str(error))
+    return os.strerror(int(found[1])) if found else str(error)
 
 
 def _refusal(path: Path, rule: Replaces, problem: str) -> InputError:
