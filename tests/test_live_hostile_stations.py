@@ -21,8 +21,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
+from v2ghub.cli import build_parser
+from v2ghub.errors import InputError
 from v2ghub.live import password_checks
 from v2ghub.live.clock import ScaledClock
+from v2ghub.live.commands import serve_settings
 from v2ghub.live.password_checks import FairSlots
 from v2ghub.live.security import basic_header, hash_password, verify_password
 from v2ghub.live.server import CsmsServer, ServerSettings
@@ -251,3 +254,21 @@ async def test_waiting_checks_are_served_by_need_not_by_arrival() -> None:
     # The address a station logged in from first, then the fewest attempts under way,
     # then arrival.
     assert served == ["known", "flood-0", "fresh", "flood-1", "flood-2"]
+
+
+def test_serve_takes_the_address_budget_from_its_options() -> None:
+    parser = build_parser()
+    default = serve_settings(parser.parse_args(["serve"]))
+    assert default.failed_attempts_burst == 20
+    assert default.password_checks_at_once is not None
+    behind_proxy = serve_settings(
+        parser.parse_args(["serve", "--failed-attempts-per-address", "500"])
+    )
+    assert (behind_proxy.failed_attempts_burst, behind_proxy.failed_attempts_per_minute) == (
+        500,
+        500.0,
+    )
+    unlimited = serve_settings(parser.parse_args(["serve", "--failed-attempts-per-address", "0"]))
+    assert unlimited.failed_attempts_burst is None
+    with pytest.raises(InputError, match=r"--failed-attempts-per-address must be >= 0, got -1"):
+        serve_settings(parser.parse_args(["serve", "--failed-attempts-per-address", "-1"]))

@@ -166,6 +166,14 @@ def add_live_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         action="store_true",
         help="allow plain ws:// (OCPP security profile 1) on a non-loopback address",
     )
+    serve.add_argument(
+        "--failed-attempts-per-address",
+        type=int,
+        metavar="N",
+        help="failed password attempts an address may make at once, and then each minute, "
+        "before it is refused unchecked (default 20; 0: no limit). Raise it behind a "
+        "reverse proxy, where every station has the proxy's address",
+    )
     add_regulation_options(serve)
     serve.add_argument(
         "--log-level",

@@ -207,6 +207,28 @@ def control_settings(args: argparse.Namespace) -> ControlSettings:
     )
 
 
+def serve_settings(args: argparse.Namespace) -> ServerSettings:
+    """The OCPP server's settings from ``serve``'s options."""
+    settings = ServerSettings(
+        host=args.host,
+        port=args.port,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        tls_folder=args.data_dir,
+        allow_profile_1_off_loopback=args.allow_profile_1,
+    )
+    attempts = args.failed_attempts_per_address
+    if attempts is None:
+        return settings
+    if attempts < 0:
+        raise InputError(f"--failed-attempts-per-address must be >= 0, got {attempts}")
+    return replace(
+        settings,
+        failed_attempts_burst=attempts or None,
+        failed_attempts_per_minute=float(attempts or 1),
+    )
+
+
 def _serve(args: argparse.Namespace, console: Console, web_pages: WebPages | None) -> int:
     if not is_loopback(args.host) and args.allow_profile_1 and args.certfile is None:
         console.print(
@@ -227,14 +249,7 @@ def _serve(args: argparse.Namespace, console: Console, web_pages: WebPages | Non
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     with _open_store(args) as store:
         settings = control_settings(args)
-        server_settings = ServerSettings(
-            host=args.host,
-            port=args.port,
-            certfile=args.certfile,
-            keyfile=args.keyfile,
-            tls_folder=args.data_dir,
-            allow_profile_1_off_loopback=args.allow_profile_1,
-        )
+        server_settings = serve_settings(args)
         if args.show_run is not None and not args.show_run.is_dir():
             why = "is not a run folder (give what `v2ghub simulate --out` wrote)"
             raise InputError(why, file=args.show_run)
