@@ -1,4 +1,4 @@
-"""The twin's day-ahead market: headroom offered, cleared, honoured and paid."""
+"""The twin's day-ahead market: what the fleet can deliver offered, cleared, honoured, paid."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import pytest
 
 from v2ghub.errors import InputError
 from v2ghub.model.case import CityCase
+from v2ghub.planning import make_planner
 from v2ghub.scenarios.build import synthetic_cases
 from v2ghub.scenarios.config import ScenarioFile, SimulationSettings, load_scenario, resolve
 from v2ghub.scenarios.market_config import default_market
 from v2ghub.settlement.market import AGGREGATOR
-from v2ghub.sim.market_day import clear_day
-from v2ghub.sim.runner import run_cases
+from v2ghub.sim.market_day import clear_day, clear_regulation
+from v2ghub.sim.market_forecast import TwinForecast
+from v2ghub.sim.runner import regulation_follower, run_cases
 
 VEHICLES = 300
 
@@ -28,7 +30,13 @@ def _shenzhen() -> CityCase:
 
 def test_the_day_ahead_offers_clear_against_the_shipped_market() -> None:
     market = default_market()
-    day = clear_day(_shenzhen(), market)
+    case = _shenzhen()
+    forecast = TwinForecast(
+        case=case,
+        planner=make_planner("v2g-rules"),
+        follower=lambda sold_kw: regulation_follower(case, None, sold_kw),
+    )
+    day = clear_day(case, market, forecast=forecast)
     products = [(t.clearing.product, t.clearing.start.hour) for t in day.traded]
     assert products == [
         ("regulation", 10),
@@ -38,7 +46,7 @@ def test_the_day_ahead_offers_clear_against_the_shipped_market() -> None:
         ("demand_response", 18),
     ]
     for t in day.traded:
-        assert 0 <= t.sold_kw <= t.offered_kw
+        assert 0 <= t.sold_kw <= t.offered_kw == int(market.offer_share * t.forecast_kw)
     regulation = day.traded[2]
     # At 19 h the aggregator offers at 5 CNY/MW-h, below every other seller: it sells what
     # it offers up to the 0.6 kW a vehicle the operator wants (180 kW), at 5 CNY/MW-h if
@@ -58,16 +66,20 @@ def test_the_day_ahead_offers_clear_against_the_shipped_market() -> None:
 def test_every_planner_honours_what_was_sold_and_is_paid_for_it() -> None:
     case = _shenzhen()
     market = default_market()
-    day = clear_day(case, market)
+    day = clear_regulation(case, market)
     summaries = run_cases([case], ["v2g-rules", "fast"], market=market)
-    sold_regulation = {
-        t.clearing.start: t.sold_kw for t in day.traded if t.clearing.product == "regulation"
-    }
+    sold_regulation = {t.clearing.start: t.sold_kw for t in day.traded}
     for summary in summaries:
         # The regulation hours commit exactly what was sold.
         for hour in summary.regulation_hours:
             assert hour.capacity_kw == pytest.approx(sold_regulation[hour.start])
-        assert len(summary.market) == sum(1 for t in day.traded if t.sold_kw > 0)
+        # Regulation is sold once for the city; demand response by each planner's own
+        # forecast (an hour with nothing sold is not settled).
+        regulation = [o for o in summary.market if o.product == "regulation"]
+        assert [(o.start, o.sold_kw) for o in regulation] == [
+            (t.clearing.start, t.sold_kw) for t in day.traded if t.sold_kw > 0
+        ]
+        assert len(summary.market) - len(regulation) <= 1
         for outcome in summary.market:
             paid = (
                 Decimal(outcome.sold_kw) * outcome.price_cny_per_mw_h * outcome.performance / 1000
@@ -77,7 +89,9 @@ def test_every_planner_honours_what_was_sold_and_is_paid_for_it() -> None:
             assert outcome.amounts.penalty_cny == penalty.quantize(Decimal("0.01"))
         metrics = summary.metrics
         assert metrics.market_capacity_cny == sum(o.amounts.capacity_cny for o in summary.market)
-        assert metrics.market_sold_mw_h == pytest.approx(sum(t.sold_kw for t in day.traded) / 1000)
+        assert metrics.market_sold_mw_h == pytest.approx(
+            sum(o.sold_kw for o in summary.market) / 1000
+        )
     # The sale is the aggregator's: the other sellers' share is theirs.
     assert all(AGGREGATOR in t.clearing.accepted_kw for t in day.traded if t.sold_kw > 0)
 

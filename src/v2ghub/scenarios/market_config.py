@@ -3,7 +3,8 @@
 ::
 
     [market]
-    offer_share = 0.8                  # of the fleet's day-ahead headroom offered
+    offer_share = 0.8                  # of what the fleet can deliver, as forecast
+    forecast = "expected"              # or "perfect": the day's regulation signal known
 
     [market.regulation]                # symmetric capacity, CNY per MW and hour
     hours = [10, 11, 19, 20]           # local hours traded
@@ -16,6 +17,14 @@
     hours = [18]
     ...
 
+What the fleet can deliver is forecast a day ahead (:mod:`v2ghub.sim.market_day`): the
+regulation headroom of the day-ahead plan, and the reduction the demand-response
+allocation holds through each hour in a run of the planner itself. The one thing a day
+ahead cannot know is the day's regulation signal and frequency: ``forecast = "expected"``
+follows none (a signal averages out); ``"perfect"`` follows the day's own, as the twin
+will live it, so that every sale is delivered in full and the difference measures what
+forecast error costs.
+
 A step's size is either ``capacity_mw`` or ``capacity_kw_per_vehicle`` (times the city's
 fleet size, so one file serves every fleet size). The default market (``v2ghub simulate
 --market`` without a ``[market]`` table) is ``data/market.toml``.
@@ -26,7 +35,7 @@ from __future__ import annotations
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -86,6 +95,7 @@ class MarketSettings(_Strict):
     """The ``[market]`` table."""
 
     offer_share: Annotated[float, Field(gt=0, le=1)] = 0.8
+    forecast: Literal["expected", "perfect"] = "expected"
     regulation: ProductMarket | None = None
     demand_response: ProductMarket | None = None
 

@@ -94,6 +94,14 @@ class EventResult:
         """Energy delivered: ``max(sum(min(delivered_kw, requested_kw)) * dt_h, 0)``."""
         return credited_kwh(self.delivered_kw, self.requested_kw, self.step_h)
 
+    @property
+    def held_kw(self) -> float:
+        """The reduction delivered in every step of the event, kW:
+        ``max(min_k min(delivered_k, requested_k), 0)`` (0 for an event of no step)."""
+        if not self.delivered_kw.size:
+            return 0.0
+        return max(float(np.minimum(self.delivered_kw, self.requested_kw).min()), 0.0)
+
 
 def credited_kwh(delivered_kw: FloatArray, requested_kw: FloatArray, dt_h: float) -> float:
     """An event's delivered energy: each step at most what it requested, never below 0."""
@@ -134,8 +142,8 @@ class DemandResponseService:
         rate = default_price_cny_per_kwh
         mine = [e for e in events if e.city in (None, case.city)]
         for event in sorted(mine, key=lambda e: e.start):
-            first = _first_step_from(event.start, case)
-            stop = _first_step_from(event.end, case)
+            first = first_step_from(event.start, case)
+            stop = first_step_from(event.end, case)
             first, stop = max(first, 0), min(stop, grid.length)
             if first >= stop:
                 continue
@@ -256,7 +264,7 @@ def city_rate_cny_per_kwh(city: str) -> Decimal:
     return rate_cards([city])[city].demand_response_cny_per_kwh
 
 
-def _first_step_from(moment: datetime, case: CityCase) -> int:
-    """The first step of the grid that starts at or after ``moment``."""
+def first_step_from(moment: datetime, case: CityCase) -> int:
+    """The first step of the case's grid that starts at or after ``moment``."""
     grid = case.grid
     return int(grid.first_full_step(np.array([int(moment.timestamp())], dtype=np.int64))[0])

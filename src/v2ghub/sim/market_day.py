@@ -1,15 +1,23 @@
-"""The twin's day-ahead market: offer the fleet's headroom, clear, commit, then settle.
+"""The twin's day-ahead market: offer what the fleet can deliver, clear, commit, then settle.
 
-Before a city's day is simulated, the aggregator plans the whole day ahead (the fast
-planner on the day-ahead problem: every session, as booked) and reads, at the top of each
-traded hour, the headroom that plan leaves for an hour (:mod:`v2ghub.planning.reserve`,
-the same arithmetic the regulation service commits by). It offers ``offer_share`` of it:
-the symmetric capacity for regulation, the room downwards for demand response. Each hour
-and product clears pay-as-clear against the scenario's demand and other sellers
-(:mod:`v2ghub.settlement.market`). What the aggregator sold becomes commitments every
-planner of the city must then honour: regulation capacity the regulation service follows
-the signal with (and the planner keeps from the start of the day), and demand-response
-events of the size sold.
+Before a city's day is simulated, the aggregator offers ``offer_share`` of what it
+forecasts the fleet can deliver in each traded hour:
+
+- **regulation** (:func:`clear_regulation`, once per city): the symmetric headroom the
+  day-ahead plan leaves for the hour (the fast planner on the day-ahead problem: every
+  session, as booked), read by :mod:`v2ghub.planning.reserve` with the arithmetic the
+  regulation service commits by at the top of the hour; every planner then keeps what
+  was sold from the start of the day;
+- **demand response** (:func:`clear_demand_response`, per planner): the reduction the
+  demand-response allocation itself delivers in every step of the hour, against the
+  baseline that planner's run will measure from, forecast by the twin
+  (:mod:`v2ghub.sim.market_forecast`). A sale is then delivered in full whenever the fleet
+  behaves as forecast; what it does not deliver is forecast error.
+
+Each hour and product clears pay-as-clear against the scenario's demand and other sellers
+(:mod:`v2ghub.settlement.market`). What the aggregator sold becomes commitments the run
+must then honour: regulation capacity the regulation service follows the signal with,
+and demand-response events of the size sold.
 
 After the run each commitment is settled (:func:`market_outcomes`): regulation pays the
 accepted capacity times the clearing price times the hour's score, less a penalty for
@@ -19,9 +27,11 @@ times the share of the committed energy delivered, less a penalty for the energy
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from v2ghub.model.case import CityCase
@@ -40,6 +50,8 @@ from v2ghub.settlement.market import (
     clear,
     commitment_amounts,
 )
+from v2ghub.sim.demand_response_service import EventResult
+from v2ghub.sim.market_forecast import fleet_ceiling_kw
 from v2ghub.sim.run_state import SimulationRun
 from v2ghub.units import KW_PER_MW
 
@@ -48,9 +60,11 @@ HOUR = timedelta(hours=1)
 
 @dataclass(frozen=True)
 class Traded:
-    """One hour and product: the aggregator's offer and how the market cleared."""
+    """One hour and product: what the forecast found the fleet can deliver (kW), the
+    aggregator's offer (``offer_share`` of it, whole kW) and how the market cleared."""
 
     clearing: Clearing
+    forecast_kw: float
     offered_kw: int
     penalty_factor: Decimal
 
@@ -90,51 +104,132 @@ class MarketDay:
         )
 
 
-def clear_day(case: CityCase, market: MarketSettings) -> MarketDay:
-    """Offer the city's day-ahead headroom in every traded hour and clear it."""
-    problem = case_day_ahead_problem(case)
-    power_kw = FastPlanner().plan(problem).power_kw
+class Forecast(Protocol):
+    """What the fleet would deliver of demand response: the ``probes`` (one event an hour,
+    at more than the fleet has) as its run would answer them, with ``regulation_kw`` sold
+    (kW by local hour). :class:`~v2ghub.sim.market_forecast.TwinForecast` is the twin's."""
+
+    def __call__(
+        self, *, regulation_kw: Mapping[int, float], probes: Sequence[DemandResponseEvent]
+    ) -> Sequence[EventResult]: ...
+
+
+def traded_hours(case: CityCase, rules: ProductMarket) -> list[tuple[datetime, int]]:
+    """Each traded hour of the case's day that its grid covers: (start, first step)."""
     zone = ZoneInfo(case.tariff.timezone)
     day = case.grid.start.astimezone(zone).date()
     step_s = case.grid.step.total_seconds()
-    vehicles = case.fleet.n_sessions
-    traded = []
-    products: tuple[tuple[Product, ProductMarket | None], ...] = (
-        ("regulation", market.regulation),
-        ("demand_response", market.demand_response),
+    hours = []
+    for hour in rules.hours:  # a few traded hours, never vehicles
+        start = datetime(day.year, day.month, day.day, hour, tzinfo=zone)
+        step = round((start - case.grid.start).total_seconds() / step_s)
+        if 0 <= step < case.grid.length:
+            hours.append((start, step))
+    return hours
+
+
+def probe_events(case: CityCase, market: MarketSettings) -> tuple[DemandResponseEvent, ...]:
+    """One event per hour of demand response traded, asking for more than the fleet has
+    (:func:`~v2ghub.sim.market_forecast.fleet_ceiling_kw`)."""
+    if market.demand_response is None:
+        return ()
+    ceiling = fleet_ceiling_kw(case)
+    return tuple(
+        DemandResponseEvent(start=start, end=start + HOUR, city=case.city, reduction_kw=ceiling)
+        for start, _ in traded_hours(case, market.demand_response)
     )
-    for product, rules in products:
-        if rules is None:
-            continue
-        for hour in rules.hours:  # a few traded hours, never vehicles
-            start = datetime(day.year, day.month, day.day, hour, tzinfo=zone)
-            step = round((start - case.grid.start).total_seconds() / step_s)
-            if not 0 <= step < problem.grid.length:
-                continue
-            room = plan_headroom(problem, power_kw, step)
-            available = (
-                min(room.lower_total_kw, room.raise_total_kw)
-                if product == "regulation"
-                else room.lower_total_kw
+
+
+def _traded(
+    case: CityCase,
+    *,
+    start: datetime,
+    product: Product,
+    rules: ProductMarket,
+    available_kw: float,
+    offer_share: float,
+) -> Traded:
+    """The aggregator's offer of ``offer_share`` of ``available_kw``, cleared."""
+    vehicles = case.fleet.n_sessions
+    available_kw = max(available_kw, 0.0)
+    offered = int(offer_share * available_kw)  # whole kW, rounded down
+    offers = [Offer(AGGREGATOR, offered, rules.offer_price_cny_per_mw_h)] + [
+        Offer(s.seller, s.capacity_kw(vehicles), s.price_cny_per_mw_h) for s in rules.supply
+    ]
+    demand = [Bid(s.capacity_kw(vehicles), s.price_cny_per_mw_h) for s in rules.demand]
+    clearing = clear(start=start, product=product, offers=offers, demand=demand)
+    return Traded(
+        clearing=clearing,
+        forecast_kw=available_kw,
+        offered_kw=offered,
+        penalty_factor=rules.penalty_factor,
+    )
+
+
+def clear_regulation(case: CityCase, market: MarketSettings) -> MarketDay:
+    """Offer the day-ahead plan's symmetric headroom in every regulation hour and clear."""
+    rules = market.regulation
+    if rules is None:
+        return MarketDay(traded=())
+    problem = case_day_ahead_problem(case)
+    power_kw = FastPlanner().plan(problem).power_kw
+    traded = []
+    for start, step in traded_hours(case, rules):
+        room = plan_headroom(problem, power_kw, step)
+        traded.append(
+            _traded(
+                case,
+                start=start,
+                product="regulation",
+                rules=rules,
+                available_kw=min(room.lower_total_kw, room.raise_total_kw),
+                offer_share=market.offer_share,
             )
-            offered = int(market.offer_share * available)  # whole kW, rounded down
-            offers = [Offer(AGGREGATOR, offered, rules.offer_price_cny_per_mw_h)] + [
-                Offer(s.seller, s.capacity_kw(vehicles), s.price_cny_per_mw_h) for s in rules.supply
-            ]
-            demand = [Bid(s.capacity_kw(vehicles), s.price_cny_per_mw_h) for s in rules.demand]
-            clearing = clear(start=start, product=product, offers=offers, demand=demand)
-            traded.append(
-                Traded(clearing=clearing, offered_kw=offered, penalty_factor=rules.penalty_factor)
-            )
+        )
     return MarketDay(traded=tuple(traded))
+
+
+def clear_demand_response(
+    day: MarketDay, case: CityCase, market: MarketSettings, *, forecast: Forecast
+) -> MarketDay:
+    """``day`` with every demand-response hour offered at what ``forecast`` says the
+    allocation holds through the hour, and cleared."""
+    rules = market.demand_response
+    probes = probe_events(case, market)
+    if rules is None or not probes:
+        return day
+    answered = forecast(
+        regulation_kw=day.regulation_commitments(case.tariff.timezone), probes=probes
+    )
+    held_kw = {result.start: result.held_kw for result in answered}
+    traded = [
+        _traded(
+            case,
+            start=probe.start,
+            product="demand_response",
+            rules=rules,
+            available_kw=held_kw.get(probe.start, 0.0),
+            offer_share=market.offer_share,
+        )
+        for probe in probes
+    ]
+    return MarketDay(traded=(*day.traded, *traded))
+
+
+def clear_day(case: CityCase, market: MarketSettings, *, forecast: Forecast) -> MarketDay:
+    """Clear regulation (:func:`clear_regulation`), then demand response
+    (:func:`clear_demand_response`) with the regulation sold."""
+    return clear_demand_response(clear_regulation(case, market), case, market, forecast=forecast)
 
 
 @dataclass(frozen=True)
 class MarketOutcome:
-    """A commitment as it turned out, and what it pays (CNY, exact)."""
+    """A commitment as it turned out, and what it pays (CNY, exact); ``forecast_kw`` is
+    what the forecast found the fleet could deliver (the offer is a share of it)."""
 
     start: datetime
     product: Product
+    forecast_kw: float
     offered_kw: int
     sold_kw: int
     price_cny_per_mw_h: Decimal
@@ -170,6 +265,7 @@ def market_outcomes(day: MarketDay, run: SimulationRun) -> tuple[MarketOutcome, 
             MarketOutcome(
                 start=t.clearing.start,
                 product=t.clearing.product,
+                forecast_kw=t.forecast_kw,
                 offered_kw=t.offered_kw,
                 sold_kw=t.sold_kw,
                 price_cny_per_mw_h=price,

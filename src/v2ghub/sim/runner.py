@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from zoneinfo import ZoneInfo
@@ -17,7 +17,13 @@ from v2ghub.scenarios.market_config import MarketSettings
 from v2ghub.settlement.rates import rate_cards
 from v2ghub.sim.demand_response_service import DemandResponseService
 from v2ghub.sim.engine import Simulator
-from v2ghub.sim.market_day import clear_day, market_outcomes
+from v2ghub.sim.market_day import (
+    clear_demand_response,
+    clear_regulation,
+    market_outcomes,
+    probe_events,
+)
+from v2ghub.sim.market_forecast import TwinForecast
 from v2ghub.sim.metrics import RunResult, RunSummary, evaluate, summarise, with_market
 from v2ghub.sim.regulation_service import RegulationFollower, RegulationOffer
 
@@ -53,26 +59,42 @@ def run_cases(
     offers frequency regulation (:mod:`v2ghub.sim.regulation_service`); every run
     answers the ``demand_response`` events of its city
     (:mod:`v2ghub.sim.demand_response_service`). With ``market``, each city first sells
-    its day-ahead headroom (:mod:`v2ghub.sim.market_day`); every planner then honours
-    what was sold, and each run's summary carries what the sales paid.
+    what its fleet can deliver (:mod:`v2ghub.sim.market_day`): regulation once per city,
+    demand response per planner (sized by a forecast run of that planner); every run then
+    honours what was sold, and each run's summary carries what the sales paid.
     """
     summaries = []
     for case in cases:
-        day = clear_day(case, market) if market is not None else None
-        sold_kw = day.regulation_commitments(case.tariff.timezone) if day is not None else {}
-        sold_events = day.demand_response_events(case.city) if day is not None else ()
-        _check_apart(case, demand_response, sold_events)
-        events = [*demand_response, *sold_events]
+        cleared = clear_regulation(case, market) if market is not None else None
+        sold_kw = cleared.regulation_commitments(case.tariff.timezone) if cleared else {}
+        if market is not None:
+            _check_apart(case, demand_response, probe_events(case, market))
+        follower = partial(regulation_follower, case, regulation)
         for planner in planners:
             run_planner = fresh_planner(planner)
+            day = (
+                clear_demand_response(
+                    cleared,
+                    case,
+                    market,
+                    forecast=TwinForecast(
+                        case=case,
+                        planner=fresh_planner(planner),
+                        follower=follower,
+                        events=demand_response,
+                        control_steps=control_steps,
+                        signal=market.forecast,
+                    ),
+                )
+                if cleared is not None and market is not None
+                else None
+            )
+            events = [*demand_response, *(day.demand_response_events(case.city) if day else ())]
             label = f"{case.city} / {run_planner.name}"
             hook = (
                 partial(_share_done, on_step, label, max(case.grid.length, 1))
                 if on_step is not None
                 else None
-            )
-            follower = (
-                _follower(case, regulation, sold_kw) if regulation is not None or sold_kw else None
             )
             responder = (
                 DemandResponseService(case, events)
@@ -84,7 +106,7 @@ def run_cases(
                 run_planner,
                 control_steps=control_steps,
                 on_step=hook,
-                regulation=follower,
+                regulation=follower(sold_kw),
                 demand_response=responder,
             ).run()
             result = evaluate(run)
@@ -101,7 +123,7 @@ def _check_apart(
     events: Sequence[DemandResponseEvent],
     sold: Sequence[DemandResponseEvent],
 ) -> None:
-    """Refuse a city's event that overlaps an hour of demand response its market sold."""
+    """Refuse a city's event that overlaps an hour of demand response its market trades."""
     zone = ZoneInfo(case.tariff.timezone)
     for hour in sold:
         for event in events:
@@ -112,13 +134,21 @@ def _check_apart(
             ):
                 raise InputError(
                     f"the demand-response event {event.start.astimezone(zone):%H:%M}-"
-                    f"{event.end.astimezone(zone):%H:%M} overlaps the hour the market sold at "
+                    f"{event.end.astimezone(zone):%H:%M} overlaps the hour the market trades at "
                     f"{hour.start.astimezone(zone):%H:%M} in {case.city}: answer one or the other"
                 )
 
 
+def regulation_follower(
+    case: CityCase, offer: RegulationOffer | None, sold_kw: Mapping[int, float]
+) -> RegulationFollower | None:
+    """The regulation service of a run: ``offer`` (None: none) and the hours sold ahead
+    (``sold_kw``, kW by local hour); None when there is neither."""
+    return _follower(case, offer, sold_kw) if offer is not None or sold_kw else None
+
+
 def _follower(
-    case: CityCase, offer: RegulationOffer | None, sold_kw: dict[int, float]
+    case: CityCase, offer: RegulationOffer | None, sold_kw: Mapping[int, float]
 ) -> RegulationFollower:
     """The regulation service of a case, its headroom valued at the city's rates; hours
     sold ahead (``sold_kw`` by local hour) commit what was sold."""
