@@ -1,5 +1,9 @@
 """``v2ghub token``: make, list and revoke the web API's bearer tokens (its options are
-parsed by :mod:`v2ghub.api.command_line`)."""
+parsed by :mod:`v2ghub.api.command_line`).
+
+A store that cannot take a write (a full or read-only disk) is one line, as in ``station
+add``: the write was rolled back whole, so no token is half-made or half-revoked, and a
+token that was not stored is never printed."""
 
 from __future__ import annotations
 
@@ -10,11 +14,19 @@ from rich.console import Console
 from v2ghub.errors import InputError
 from v2ghub.live.clock import SystemClock
 from v2ghub.store.api_tokens import Role, new_token
+from v2ghub.store.database import StorageError
 from v2ghub.store.repository import Store
 
 
 def run_token_command(args: argparse.Namespace, console: Console) -> int:
     """Run ``token add|list|revoke``; the exit status."""
+    try:
+        return _token_command(args, console)
+    except StorageError as error:
+        raise InputError(str(error)) from None
+
+
+def _token_command(args: argparse.Namespace, console: Console) -> int:
     now = SystemClock().now()
     try:
         store = Store.open(data_dir=args.data_dir, database_url=args.database_url)
