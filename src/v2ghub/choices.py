@@ -16,6 +16,27 @@ from v2ghub.toml_files import read_shipped_toml
 
 PLANNER_NAMES = ("uncontrolled", "tou", "v2g-rules", "lp", "fast", "mpc", "mpc-lp")
 """The names of the registered planners, in the registry's order."""
+RULES_SUFFIX = "+rules"
+KEEPS_VALLEY_RULE = ("lp", "fast", "mpc", "mpc-lp")
+"""The planners that can keep the pilots' valley rule, each also named ``<name>+rules``."""
+
+
+def is_planner_name(name: str) -> bool:
+    """Whether ``name`` is a registered planner or a rule-keeping one (``fast+rules``)."""
+    base = name.removesuffix(RULES_SUFFIX)
+    return name in PLANNER_NAMES or (base != name and base in KEEPS_VALLEY_RULE)
+
+
+def with_rule_keepers(planners: tuple[str, ...]) -> tuple[str, ...]:
+    """``planners`` with each that can keep the valley rule followed by its rule-keeping
+    twin (``mpc`` -> ``mpc``, ``mpc+rules``), so the report compares them city by city."""
+    chosen: list[str] = []
+    for name in planners:
+        keeper = f"{name}{RULES_SUFFIX}"
+        chosen += [name, keeper] if name in KEEPS_VALLEY_RULE else [name]
+    return tuple(dict.fromkeys(chosen))
+
+
 PLAN_PLANNERS = tuple(
     name for name in dict.fromkeys(("lp", *PLANNER_NAMES)) if not name.startswith("mpc")
 )

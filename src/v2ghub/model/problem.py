@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from v2ghub.model.time_grid import TimeGrid
+from v2ghub.model.valley_rule import ValleyRule
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -51,6 +52,12 @@ class Problem:
     step (how far its power can move both up and down and hold for an hour, see
     :mod:`v2ghub.regulation.capacity`), and must keep at least
     ``regulation_commitment_kw`` of it where a market accepted an offer.
+
+    ``degradation_cny_per_kwh`` prices battery wear per kWh discharged: one price for all,
+    or one per row (e.g. from a battery ageing model). ``valley_rule`` (optional) is the
+    pilots' valley rule with what was metered before now (:mod:`v2ghub.model.valley_rule`);
+    planners made to keep it (``capabilities.valley_rule``) plan within it, the others
+    ignore it.
     """
 
     grid: TimeGrid
@@ -74,10 +81,11 @@ class Problem:
     period_kind: npt.NDArray[np.int8]
     base_load_kw: FloatArray
     renewable_surplus_kw: FloatArray
-    degradation_cny_per_kwh: float = 0.0
+    degradation_cny_per_kwh: float | FloatArray = 0.0
     expected_count: int = 0
     regulation_price_cny_per_kw_h: FloatArray | None = None
     regulation_commitment_kw: FloatArray | None = None
+    valley_rule: ValleyRule | None = None
 
     def __post_init__(self) -> None:
         n = self.vehicle_index.shape[0]
@@ -101,6 +109,8 @@ class Problem:
             if value.shape != (expected,):
                 raise ValueError(f"Problem.{f.name} must have shape ({expected},)")
             value.setflags(write=False)
+        if self.valley_rule is not None and self.valley_rule.private.shape != (n,):
+            raise ValueError(f"Problem.valley_rule.private must have shape ({n},)")
         if not 0 <= self.expected_count <= n:
             raise ValueError("Problem.expected_count must lie within 0..number of rows")
         if not self.control_steps >= 1:
@@ -134,6 +144,13 @@ class Problem:
         if self.regulation_commitment_kw is None:
             return np.zeros(self.grid.length)
         return self.regulation_commitment_kw
+
+    @property
+    def degradation(self) -> FloatArray:
+        """Per row, the battery wear price, CNY per kWh discharged."""
+        if isinstance(self.degradation_cny_per_kwh, np.ndarray):
+            return self.degradation_cny_per_kwh
+        return np.full(self.n_vehicles, float(self.degradation_cny_per_kwh))
 
     @property
     def dt_h(self) -> float:
@@ -170,13 +187,15 @@ class PlannerCapabilities:
     ``regulation_headroom``: it values and keeps the problem's regulation headroom
     (``regulation_price_cny_per_kw_h``, ``regulation_commitment_kw``).
     ``expected_arrivals``: it wants forecast rows for the sessions expected later
-    (``Problem.expected_count``).
+    (``Problem.expected_count``). ``valley_rule``: it keeps the pilots' valley rule
+    (``Problem.valley_rule``), so callers should supply it.
     """
 
     max_sessions: int | None = None
     peak_price: bool = False
     regulation_headroom: bool = False
     expected_arrivals: bool = False
+    valley_rule: bool = False
 
 
 class Planner(Protocol):

@@ -10,8 +10,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from v2ghub import defaults
+from v2ghub import choices, defaults
 from v2ghub.model.problem import Planner
+from v2ghub.model.valley_rule import RULES_SUFFIX, with_rules_name
 from v2ghub.planning.check import Violation, ViolationKind, check, plan_safely, safe_plan
 from v2ghub.planning.fast import FastPlanner
 from v2ghub.planning.lp import LpPlanner
@@ -33,15 +34,16 @@ def _mpc(
     arrival_error: float = 0.1,
     expected_arrivals: bool = False,
     seed: int = 0,
+    keep_valley_rule: bool = False,
 ) -> Planner:
     """Receding horizon around ``fast`` with forecasts, shaving the area's peak."""
     return RecedingHorizonPlanner(
-        FastPlanner(peak_price_cny_per_kw=peak_price_cny_per_kw),
+        FastPlanner(peak_price_cny_per_kw=peak_price_cny_per_kw, keep_valley_rule=keep_valley_rule),
         base_load_error=base_load_error,
         arrival_error=arrival_error,
         expected_arrivals=expected_arrivals,
         seed=seed,
-        name="mpc",
+        name=with_rules_name("mpc", keep_valley_rule=keep_valley_rule),
     )
 
 
@@ -53,15 +55,20 @@ def _mpc_lp(
     expected_arrivals: bool = False,
     seed: int = 0,
     time_limit_s: float = 300.0,
+    keep_valley_rule: bool = False,
 ) -> Planner:
     """Receding horizon around the exact LP; small fleets."""
     return RecedingHorizonPlanner(
-        LpPlanner(peak_price_cny_per_kw=peak_price_cny_per_kw, time_limit_s=time_limit_s),
+        LpPlanner(
+            peak_price_cny_per_kw=peak_price_cny_per_kw,
+            time_limit_s=time_limit_s,
+            keep_valley_rule=keep_valley_rule,
+        ),
         base_load_error=base_load_error,
         arrival_error=arrival_error,
         expected_arrivals=expected_arrivals,
         seed=seed,
-        name="mpc-lp",
+        name=with_rules_name("mpc-lp", keep_valley_rule=keep_valley_rule),
     )
 
 
@@ -76,6 +83,10 @@ PLANNERS: dict[str, Callable[..., Planner]] = {
     "mpc-lp": _mpc_lp,
 }
 """The registered planners: name -> factory taking the planner's keyword arguments."""
+
+KEEPS_VALLEY_RULE = choices.KEEPS_VALLEY_RULE
+"""The planners that can keep the pilots' valley rule (``keep_valley_rule=True``), each
+also registered as ``<name>+rules``."""
 
 
 def make_planner(name: str, **options: Any) -> Planner:
@@ -93,11 +104,15 @@ def make_planner(name: str, **options: Any) -> Planner:
     Traceback (most recent call last):
     ...
     ValueError: passes must be >= 1, got 0
+    >>> make_planner("fast+rules").capabilities.valley_rule
+    True
     """
+    if name.endswith(RULES_SUFFIX) and name.removesuffix(RULES_SUFFIX) in KEEPS_VALLEY_RULE:
+        return make_planner(name.removesuffix(RULES_SUFFIX), keep_valley_rule=True, **options)
     try:
         factory = PLANNERS[name]
     except KeyError:
-        known = ", ".join(PLANNERS)
+        known = ", ".join([*PLANNERS, *(f"{n}{RULES_SUFFIX}" for n in KEEPS_VALLEY_RULE)])
         raise ValueError(f"unknown planner {name!r} (known: {known})") from None
     accepted = inspect.signature(factory).parameters
     unknown = [key for key in options if key not in accepted]
@@ -108,6 +123,7 @@ def make_planner(name: str, **options: Any) -> Planner:
 
 
 __all__ = [
+    "KEEPS_VALLEY_RULE",
     "PLANNERS",
     "FastPlanner",
     "LpPlanner",

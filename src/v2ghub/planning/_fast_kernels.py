@@ -13,9 +13,9 @@ is convex and piecewise linear, and ``V_t = (V_{t+1} infimal-convolved with f_t 
 restricted to the energy window. It is kept as a list of slopes (sorted, ascending) with
 the energy length each slope spans, so one step of the backward recursion inserts two
 segments (slope ``-buy[t]`` of length ``C_t``, slope ``-sell[t]`` of length ``D_t``) and cuts
-the ends that leave ``[energy_min, energy_max]``. All vehicles share the step prices, so a
-vehicle has at most ``2 L + 2`` distinct slopes for ``L`` distinct (import, export) price
-levels: a step costs O(L), a vehicle O(H L).
+the ends that leave ``[energy_min, energy_max]``. The vehicles of a price class share the
+step prices, so a vehicle has at most ``2 L + 2`` distinct slopes for ``L`` distinct
+(import, export) price levels: a step costs O(L), a vehicle O(H L).
 
 The forward pass needs, per step, only where the slope of ``V_{t+1}`` crosses ``-buy[t]``
 and ``-sell[t]``: charge up to the first, discharge down to the second (the threshold
@@ -453,16 +453,17 @@ def _plan_sites(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
     charge_efficiency: FloatArray,
     discharge_efficiency: FloatArray,
     step_level: IntArray,
+    price_class: IntArray,
     import_level: FloatArray,
     export_level: FloatArray,
-    degradation_cny_per_kwh: float,
+    degradation_cny_per_kwh: FloatArray,
     dt_h: float,
     passes: int,
     power_kw: FloatArray,
 ) -> None:
     n_sites = site_start.shape[0] - 1
     horizon = step_level.shape[0]
-    n_levels = import_level.shape[0]
+    n_levels = import_level.shape[1]
     n_values = 2 * n_levels + 1
     for site in prange(n_sites):
         buy_level = np.empty(n_levels)
@@ -501,11 +502,12 @@ def _plan_sites(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
                     high_kw[t] = high
                 eta_c = charge_efficiency[i]
                 eta_d = discharge_efficiency[i]
+                prices = price_class[i]
                 for level in range(n_levels):
-                    buy = import_level[level] / eta_c
+                    buy = import_level[prices, level] / eta_c
                     buy_level[level] = buy
                     sell_level[level] = min(
-                        (export_level[level] - degradation_cny_per_kwh) * eta_d, buy
+                        (export_level[prices, level] - degradation_cny_per_kwh[i]) * eta_d, buy
                     )
                 n_ranks = _slope_ranks(buy_level, sell_level, buy_rank, sell_rank, values, order)
                 zero_rank = int(values[0])
@@ -569,14 +571,20 @@ def plan_by_site(
     charge_efficiency: FloatArray,
     discharge_efficiency: FloatArray,
     step_level: IntArray,
+    price_class: IntArray,
     import_level_cny_per_kwh: FloatArray,
     export_level_cny_per_kwh: FloatArray,
-    degradation_cny_per_kwh: float,
+    degradation_cny_per_kwh: FloatArray,
     dt_h: float,
     passes: int,
     power_kw: FloatArray,
 ) -> None:
     """Fill ``power_kw`` (vehicles x steps, zeros outside each stay) site by site.
+
+    Vehicle ``i`` pays ``import_level_cny_per_kwh[price_class[i], step_level[t]]`` in step
+    ``t`` (and is paid the export level alike), less ``degradation_cny_per_kwh[i]`` per kWh
+    discharged: price classes (classes x levels) let groups of vehicles see different
+    prices, e.g. the pilots' valley rule priced for private chargers only.
 
     Sites run in parallel. Within a limited site, vehicles are planned one after another
     in ``vehicle_order``, each exactly (see the module docstring) within the room the
@@ -601,6 +609,7 @@ def plan_by_site(
         charge_efficiency,
         discharge_efficiency,
         step_level,
+        price_class,
         import_level_cny_per_kwh,
         export_level_cny_per_kwh,
         degradation_cny_per_kwh,

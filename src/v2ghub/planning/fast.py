@@ -58,11 +58,14 @@ only cuts what would cross a limit; by construction it has (almost) nothing to c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 
 from v2ghub.model.problem import PlannerCapabilities, Problem, Schedule
+from v2ghub.model.valley_rule import with_rules_name
 from v2ghub.planning._fast_kernels import plan_by_site
 from v2ghub.planning.peak import plan_with_peak_price
 from v2ghub.planning.reserve import plan_with_regulation
@@ -72,25 +75,36 @@ from v2ghub.planning.stepping import (
     guard_departures,
     make_feasible,
 )
+from v2ghub.planning.valley_rule_prices import ClassPrices, plan_with_valley_rule
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
-def price_levels(problem: Problem) -> tuple[IntArray, FloatArray, FloatArray]:
-    """The distinct (import, export) price pairs of the horizon and each step's pair.
+def price_levels(
+    problem: Problem, import_offsets_cny_per_kwh: FloatArray | None = None
+) -> tuple[IntArray, FloatArray, FloatArray]:
+    """The distinct price levels of the horizon and each step's level.
+
+    ``import_offsets_cny_per_kwh`` (price classes x steps, optional) adds to the import
+    price of each class of vehicles; without it there is one class.
 
     Returns
     -------
     (step_level, import_level_cny_per_kwh, export_level_cny_per_kwh): ``step_level[t]`` is
-    the index of step ``t``'s pair in the two level arrays.
+    the index of step ``t``'s level; the two level arrays are classes x levels.
     """
-    pairs = np.stack((problem.import_price_cny_per_kwh, problem.export_price_cny_per_kwh), axis=1)
-    levels, step_level = np.unique(pairs, axis=0, return_inverse=True)
+    imports = problem.import_price_cny_per_kwh[None, :]
+    if import_offsets_cny_per_kwh is not None:
+        imports = imports + import_offsets_cny_per_kwh
+    n_classes = imports.shape[0]
+    columns = np.vstack((imports, problem.export_price_cny_per_kwh[None, :])).T
+    levels, step_level = np.unique(columns, axis=0, return_inverse=True)
+    exports = np.broadcast_to(levels[:, n_classes], (n_classes, levels.shape[0]))
     return (
         np.asarray(step_level, dtype=np.int64).reshape(-1),
-        np.ascontiguousarray(levels[:, 0], dtype=np.float64),
-        np.ascontiguousarray(levels[:, 1], dtype=np.float64),
+        np.ascontiguousarray(levels[:, :n_classes].T, dtype=np.float64),
+        np.ascontiguousarray(exports, dtype=np.float64),
     )
 
 
@@ -140,12 +154,21 @@ class FastPlanner:
         Price of the peak of base load plus fleet load over the horizon, CNY/kW, as the
         LP's; 0 (the default) leaves it out. With a price the plan comes from a few price
         iterations (:mod:`v2ghub.planning.peak`), each one more planning pass.
+    keep_valley_rule:
+        Keep the pilots' valley rule the problem carries (``Problem.valley_rule``) by
+        pricing it (:mod:`v2ghub.planning.valley_rule_prices`); the planner is then named
+        ``fast+rules``.
     """
 
     name = "fast"
 
     def __init__(
-        self, *, passes: int = 3, guard: bool = False, peak_price_cny_per_kw: float = 0.0
+        self,
+        *,
+        passes: int = 3,
+        guard: bool = False,
+        peak_price_cny_per_kw: float = 0.0,
+        keep_valley_rule: bool = False,
     ) -> None:
         if passes < 1:
             raise ValueError(f"passes must be >= 1, got {passes}")
@@ -156,7 +179,13 @@ class FastPlanner:
         self.passes = passes
         self.guard = guard
         self.peak_price_cny_per_kw = peak_price_cny_per_kw
-        self.capabilities = PlannerCapabilities(peak_price=True, regulation_headroom=True)
+        self.keep_valley_rule = keep_valley_rule
+        # The valley rule's multipliers of the last plan: the next plan's starting bracket.
+        self._rule_multipliers = (0.0, 0.0)
+        self.name = with_rules_name("fast", keep_valley_rule=keep_valley_rule)
+        self.capabilities = PlannerCapabilities(
+            peak_price=True, regulation_headroom=True, valley_rule=keep_valley_rule
+        )
 
     def plan(self, problem: Problem) -> Schedule:
         """Plan every vehicle over the whole horizon, within every limit.
@@ -181,33 +210,69 @@ class FastPlanner:
         step-by-step feasibility cut reads. With a peak price it is the best plan of the
         price iterations, already cut. With a regulation price or commitment it is the best
         plan of the headroom iterations (:mod:`v2ghub.planning.reserve`), already cut.
+        Keeping the valley rule, it is the plan at the rule's least prices
+        (:mod:`v2ghub.planning.valley_rule_prices`).
         """
+        rule = problem.valley_rule if self.keep_valley_rule else None
+        if rule is None:
+            return self._solve_priced(problem, None)
+        power_kw, self._rule_multipliers = plan_with_valley_rule(
+            problem,
+            rule,
+            solve_energy=lambda prices: make_feasible(
+                problem, self.solve_at_prices(problem, prices)
+            ),
+            solve_full=lambda prices: self._solve_priced(problem, prices),
+            hint=self._rule_multipliers,
+        )
+        return power_kw
+
+    def _solve_priced(self, problem: Problem, prices: ClassPrices | None) -> FloatArray:
+        """The plan for the energy prices plus ``prices``, the peak price and headroom."""
+        solve = partial(self.solve_at_prices, prices=prices)
         if problem.regulation_price.any() or problem.regulation_commitment.any():
             return plan_with_regulation(
                 problem,
-                solve=self.solve_at_prices,
+                solve=solve,
                 peak_price_cny_per_kw=self.peak_price_cny_per_kw,
-                plain_kw=self._solve_energy(problem),
+                plain_kw=self._solve_energy(problem, solve, prices),
             )
-        return self._solve_energy(problem)
+        return self._solve_energy(problem, solve, prices)
 
-    def _solve_energy(self, problem: Problem) -> FloatArray:
+    def _solve_energy(
+        self,
+        problem: Problem,
+        solve: Callable[[Problem], FloatArray],
+        prices: ClassPrices | None = None,
+    ) -> FloatArray:
         """The plan for the energy prices and the peak price, headroom ignored."""
         if self.peak_price_cny_per_kw > 0:
             return plan_with_peak_price(
                 problem,
-                solve=self.solve_at_prices,
+                solve=solve,
                 peak_price_cny_per_kw=self.peak_price_cny_per_kw,
+                prices=prices,
             )
-        return self.solve_at_prices(problem)
+        return solve(problem)
 
-    def solve_at_prices(self, problem: Problem) -> FloatArray:
-        """As :meth:`solve` at the problem's energy prices alone, whatever the peak price."""
+    def solve_at_prices(self, problem: Problem, prices: ClassPrices | None = None) -> FloatArray:
+        """As :meth:`solve` at the problem's energy prices alone, whatever the peak price.
+
+        ``prices`` (optional) adds a price per class of vehicles to the import price (the
+        valley rule's pricing, :mod:`v2ghub.planning.valley_rule`).
+        """
         horizon = problem.grid.length
         power_kw = np.zeros((problem.n_vehicles, horizon), order="F")
         if problem.n_vehicles == 0 or horizon == 0:
             return power_kw
-        step_level, import_level, export_level = price_levels(problem)
+        step_level, import_level, export_level = price_levels(
+            problem, prices.import_offsets_cny_per_kwh if prices is not None else None
+        )
+        price_class = (
+            prices.vehicle_class
+            if prices is not None
+            else np.zeros(problem.n_vehicles, dtype=np.int64)
+        )
         vehicle_order, site_start = site_groups(problem)
         site_limited = np.isfinite(problem.import_limit_kw) | np.isfinite(problem.export_limit_kw)
 
@@ -228,9 +293,10 @@ class FastPlanner:
             charge_efficiency=contiguous_floats(problem.charge_efficiency),
             discharge_efficiency=contiguous_floats(problem.discharge_efficiency),
             step_level=step_level,
+            price_class=contiguous_ints(price_class),
             import_level_cny_per_kwh=import_level,
             export_level_cny_per_kwh=export_level,
-            degradation_cny_per_kwh=float(problem.degradation_cny_per_kwh),
+            degradation_cny_per_kwh=contiguous_floats(problem.degradation),
             dt_h=problem.dt_h,
             passes=self.passes,
             power_kw=power_kw,

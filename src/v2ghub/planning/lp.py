@@ -13,9 +13,19 @@ step (``e[i,-1]`` is the energy now)::
     floor <= base_load_kw[t] + sum over i of (c - d)[i,t] (only with a valley price)
     0 <= absorbed[t] <= renewable_surplus_kw[t],  absorbed[t] <= sum over i of (c - d)[i,t]
 
-    minimise  sum dt_h * (import_price[t] * c - export_price[t] * d + degradation * d)
+    minimise  sum dt_h * (import_price[t] * c - export_price[t] * d + degradation[i] * d)
               + peak_price_cny_per_kw * peak - valley_price_cny_per_kw * floor
               - surplus_price_cny_per_kwh * dt_h * sum absorbed
+
+With ``keep_valley_rule`` and a problem that carries the pilots' valley rule
+(:mod:`v2ghub.model.valley_rule`), each of its two groups ``g`` (every row; the private
+chargers' rows) with share ``s_g`` gets a row and a miss ``w_g >= 0`` (kWh)::
+
+    sum over i in g, t of dt_h * (valley[t] - s_g) * c[i,t] + w_g >= s_g * C_g - V_g
+
+    minimise  ... + penalty_cny_per_kwh * (w_all + w_private)
+
+with ``V_g``, ``C_g`` the valley and total charging energy metered before the horizon.
 
 The shortfall ``u`` is zero whenever the targets can be met. When they cannot, a first
 solve minimises the total shortfall, and the cost is then minimised with each vehicle's
@@ -104,6 +114,7 @@ from v2ghub.choices import TWIN_MAX_SESSIONS
 from v2ghub.defaults import REGULATION_DURATION_H
 from v2ghub.errors import PlanningError
 from v2ghub.model.problem import PlannerCapabilities, Problem, Schedule
+from v2ghub.model.valley_rule import valley_steps, with_rules_name
 from v2ghub.planning.reserve import MISSED_COMMITMENT_CNY_PER_KW_H
 from v2ghub.planning.stepping import make_feasible
 
@@ -127,6 +138,7 @@ class GridTerms:
     peak_price_cny_per_kw: float = 0.0
     valley_price_cny_per_kw: float = 0.0
     surplus_price_cny_per_kwh: float = 0.0
+    keep_valley_rule: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -279,6 +291,10 @@ class LpPlanner:
     solver:
         ``"ipm"`` (interior point, crossover off: fastest measured here), ``"simplex"``
         or ``"choose"``.
+    keep_valley_rule:
+        Keep the pilots' valley rule the problem carries (``Problem.valley_rule``), as
+        rows relaxed at its penalty (see the module docstring); the planner is then
+        named ``lp+rules``.
 
     Notes
     -----
@@ -287,10 +303,6 @@ class LpPlanner:
     """
 
     name = "lp"
-    # The twin calls it at every control instant: small fleets only.
-    capabilities = PlannerCapabilities(
-        max_sessions=TWIN_MAX_SESSIONS, peak_price=True, regulation_headroom=True
-    )
 
     def __init__(
         self,
@@ -300,11 +312,21 @@ class LpPlanner:
         surplus_price_cny_per_kwh: float = 0.0,
         time_limit_s: float = 300.0,
         solver: str = "ipm",
+        keep_valley_rule: bool = False,
     ) -> None:
         self.terms = GridTerms(
             peak_price_cny_per_kw=peak_price_cny_per_kw,
             valley_price_cny_per_kw=valley_price_cny_per_kw,
             surplus_price_cny_per_kwh=surplus_price_cny_per_kwh,
+            keep_valley_rule=keep_valley_rule,
+        )
+        self.name = with_rules_name("lp", keep_valley_rule=keep_valley_rule)
+        # The twin calls it at every control instant: small fleets only.
+        self.capabilities = PlannerCapabilities(
+            max_sessions=TWIN_MAX_SESSIONS,
+            peak_price=True,
+            regulation_headroom=True,
+            valley_rule=keep_valley_rule,
         )
         self.peak_price_cny_per_kw = peak_price_cny_per_kw
         self.time_limit_s = time_limit_s
@@ -337,7 +359,7 @@ class LpPlanner:
         unavoidable = np.maximum(problem.target_energy_kwh - reachable, 0.0)
         shortfall_upper = unavoidable + SHORTFALL_SLACK_KWH * (unavoidable > 0)
         values = self._passes(model, shortfall_upper)
-        if model.headroom is not None:
+        if model.headroom is not None or model.keeps_valley_rule:
             values = self._without_burning(model, shortfall_upper, values)
         layout = model.layout
         power = np.zeros((n, horizon))
@@ -423,7 +445,8 @@ class LpPlanner:
 
         Doing both loses stored energy at unchanged net power, which no charger can do
         (it sets one net power) but the programme's energy rows allow; it never pays in
-        the energy programme, but room up near a full battery can make it pay. The first
+        the energy programme, but room up near a full battery can make it pay, and so can
+        the valley rule (charging counted in a valley step). The first
         round holds the smaller side of every such pair at zero, later rounds every
         pair of a vehicle that still does it (the side its net power does not use); if
         some remain after ``BURNING_ROUNDS``, the plan is made without the headroom term.
@@ -548,6 +571,7 @@ class _Model:
     row_upper: FloatArray
     matrix: sp.csc_matrix
     headroom: _Headroom | None
+    keeps_valley_rule: bool = False
 
     @staticmethod
     def build(problem: Problem, terms: GridTerms) -> _Model:
@@ -566,6 +590,9 @@ class _Model:
             valley_col, n_cols = n_cols, n_cols + 1
         surplus_cols = np.arange(n_cols, n_cols + horizon * with_surplus, dtype=np.int64)
         n_cols += surplus_cols.size
+        rule = problem.valley_rule if terms.keep_valley_rule else None
+        rule_cols = np.arange(n_cols, n_cols + 2 * (rule is not None), dtype=np.int64)
+        n_cols += rule_cols.size
         headroom = _Headroom.columns_for(problem, layout, n_cols)
         if headroom is not None:
             n_cols += headroom.n_cols
@@ -580,14 +607,16 @@ class _Model:
         round_trip = problem.charge_efficiency[veh] * problem.discharge_efficiency[veh]
         export_value = np.minimum(
             problem.export_price_cny_per_kwh[step],
-            problem.import_price_cny_per_kwh[step] / round_trip + problem.degradation_cny_per_kwh,
+            problem.import_price_cny_per_kwh[step] / round_trip + problem.degradation[veh],
         )
-        cost[d_idx] = dt_h * (problem.degradation_cny_per_kwh - export_value)
+        cost[d_idx] = dt_h * (problem.degradation[veh] - export_value)
         if with_peak:
             cost[peak_col] = terms.peak_price_cny_per_kw
         if with_valley:
             cost[valley_col] = -terms.valley_price_cny_per_kw
         cost[surplus_cols] = -terms.surplus_price_cny_per_kwh * dt_h
+        if rule is not None:
+            cost[rule_cols] = rule.penalty_cny_per_kwh
         shortfall_cost = np.zeros(n_cols)
         shortfall_cost[u_idx] = 1.0
 
@@ -692,6 +721,19 @@ class _Model:
             row_upper.append(np.zeros(horizon))
             next_row += horizon
 
+        # The valley rule, all rows then the private chargers' rows (before the headroom's
+        # rows, which must come last).
+        if rule is not None:
+            valley = valley_steps(problem.period_kind)[step]
+            for group, (members, share, valley_kwh, charged_kwh) in enumerate(rule.groups()):
+                pairs = np.flatnonzero(members[veh]) if members is not None else np.arange(k)
+                rows += [np.full(pairs.size, next_row, dtype=np.int64), np.array([next_row])]
+                cols += [c_idx[pairs], rule_cols[group : group + 1]]
+                vals += [dt_h * (valley[pairs].astype(np.float64) - share), np.ones(1)]
+                row_lower.append(np.array([share * charged_kwh - valley_kwh]))
+                row_upper.append(np.array([INF]))
+                next_row += 1
+
         if headroom is not None:
             headroom = replace(headroom, first_row=next_row)
             next_row = _add_headroom_rows(
@@ -723,6 +765,7 @@ class _Model:
             row_upper=np.concatenate(row_upper),
             matrix=matrix,
             headroom=headroom,
+            keeps_valley_rule=rule is not None,
         )
 
 

@@ -43,18 +43,19 @@ def schedule_cost(
     """Cost of ``power_kw`` (vehicles x steps, from the problem's first step).
 
     ``sum dt_h * (import_price * max(p, 0) - export_price * max(-p, 0)
-    + degradation * max(-p, 0)) + peak_price * max_t (base_load + sum_i p)``.
+    + degradation_i * max(-p, 0)) + peak_price * max_t (base_load + sum_i p)``.
     """
     steps = power_kw.shape[1]
     dt_h = problem.dt_h
     charge_kwh = np.maximum(power_kw, 0.0).sum(axis=0) * dt_h
-    discharge_kwh = np.maximum(-power_kw, 0.0).sum(axis=0) * dt_h
+    discharge_kw = np.maximum(-power_kw, 0.0)
+    discharge_kwh = discharge_kw.sum(axis=0) * dt_h
     net_kw = power_kw.sum(axis=0)
     peak_kw = float(np.max(problem.base_load_kw[:steps] + net_kw)) if steps else 0.0
     return ScheduleCost(
         energy_cost_cny=float(charge_kwh @ problem.import_price_cny_per_kwh[:steps]),
         export_revenue_cny=float(discharge_kwh @ problem.export_price_cny_per_kwh[:steps]),
-        degradation_cost_cny=float(discharge_kwh.sum() * problem.degradation_cny_per_kwh),
+        degradation_cost_cny=float(discharge_kw.sum(axis=1) @ problem.degradation * dt_h),
         peak_kw=peak_kw,
         peak_cost_cny=peak_price_cny_per_kw * peak_kw if peak_price_cny_per_kw > 0 else 0.0,
     )

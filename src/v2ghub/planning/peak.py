@@ -60,6 +60,7 @@ import scipy.sparse as sp
 from v2ghub.model.problem import Problem
 from v2ghub.planning.objective import schedule_cost
 from v2ghub.planning.stepping import make_feasible
+from v2ghub.planning.valley_rule_prices import ClassPrices, class_price_cost_cny
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -90,8 +91,9 @@ class BlockPlan:
 class PlanBlocks:
     """The blocks of a problem and the per-plan sums the master reads."""
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, prices: ClassPrices | None = None) -> None:
         self.problem = problem
+        self.prices = prices
         n = problem.n_vehicles
         limited = np.isfinite(problem.import_limit_kw) | np.isfinite(problem.export_limit_kw)
         n_sites = problem.import_limit_kw.shape[0]
@@ -101,7 +103,6 @@ class PlanBlocks:
         _, dense = np.unique(key, return_inverse=True)
         self.block: IntArray = (dense.reshape(-1) % MAX_BLOCKS).astype(np.int64)
         self.n_blocks = int(self.block.max()) + 1 if n else 0
-        self.sold_cny_per_kwh = problem.export_price_cny_per_kwh - problem.degradation_cny_per_kwh
 
     def describe(self, power_kw: FloatArray) -> BlockPlan:
         """Block loads, block costs and the fleet's shortfall of ``power_kw``."""
@@ -112,14 +113,16 @@ class PlanBlocks:
         # Per vehicle: (CNY paid, kWh charged) and (CNY earned, kWh discharged), over dt_h.
         bought = charge_kw @ np.stack((problem.import_price_cny_per_kwh, ones), axis=1)
         charge_kw -= power_kw  # now the discharge power, >= 0
-        sold = charge_kw @ np.stack((self.sold_cny_per_kwh, ones), axis=1)
-        cost_cny = dt_h * (bought[:, 0] - sold[:, 0])
+        sold = charge_kw @ np.stack((problem.export_price_cny_per_kwh, ones), axis=1)
+        cost_cny = dt_h * (bought[:, 0] - sold[:, 0] + problem.degradation * sold[:, 1])
         # The planners keep power at zero outside each stay, so sums over all steps do.
         stored_kwh = dt_h * (
             bought[:, 1] * problem.charge_efficiency - sold[:, 1] / problem.discharge_efficiency
         )
         short_kwh = np.maximum(problem.target_energy_kwh - problem.energy_kwh - stored_kwh, 0.0)
         cost_cny += SHORTFALL_PENALTY_CNY_PER_KWH * short_kwh
+        if self.prices is not None:
+            cost_cny += class_price_cost_cny(self.prices, power_kw, dt_h)
         load_kw = np.empty((self.n_blocks, problem.grid.length))
         for step in range(problem.grid.length):  # columns are contiguous (column-major)
             load_kw[:, step] = np.bincount(self.block, power_kw[:, step], minlength=self.n_blocks)
@@ -191,6 +194,7 @@ def plan_with_peak_price(
     solve: Callable[[Problem], FloatArray],
     peak_price_cny_per_kw: float,
     iterations: int = PEAK_ITERATIONS,
+    prices: ClassPrices | None = None,
 ) -> FloatArray:
     """The fleet's plan with the peak priced (see the module docstring); within every limit.
 
@@ -203,6 +207,9 @@ def plan_with_peak_price(
         ``V`` > 0, CNY per kW of the horizon's highest base load plus fleet load.
     iterations:
         Price iterations after the plan without surcharge; each re-plans the fleet once.
+    prices:
+        Import prices added per class of vehicles, which ``solve`` plans against too (the
+        valley rule's): the master and the choice of the best plan count them.
 
     Returns
     -------
@@ -213,13 +220,20 @@ def plan_with_peak_price(
     unpriced_kw = make_feasible(problem, solve(problem))
     if problem.n_vehicles == 0 or problem.grid.length == 0:
         return unpriced_kw
-    fleet = PlanBlocks(problem)
+    fleet = PlanBlocks(problem, prices)
+
+    def objective_cny(power_kw: FloatArray) -> float:
+        cost = schedule_cost(problem, power_kw, peak_price_cny_per_kw=peak_price_cny_per_kw)
+        if prices is None:
+            return cost.objective_cny
+        return cost.objective_cny + float(
+            class_price_cost_cny(prices, power_kw, problem.dt_h).sum()
+        )
+
     current = fleet.describe(unpriced_kw)
     shortfall_limit_kwh = current.shortfall_kwh + SHORTFALL_TOLERANCE_KWH * problem.n_vehicles
     best_power_kw = current.power_kw
-    best_cny = schedule_cost(
-        problem, current.power_kw, peak_price_cny_per_kw=peak_price_cny_per_kw
-    ).objective_cny
+    best_cny = objective_cny(current.power_kw)
     plugged = _plugged_count(problem)
     band = BAND_SHARE
     responses: list[BlockPlan] = []
@@ -248,9 +262,7 @@ def plan_with_peak_price(
             break
         candidate = make_feasible(problem, mixed[0])
         current = fleet.describe(candidate)
-        candidate_cny = schedule_cost(
-            problem, candidate, peak_price_cny_per_kw=peak_price_cny_per_kw
-        ).objective_cny
+        candidate_cny = objective_cny(candidate)
         if candidate_cny < best_cny and current.shortfall_kwh <= shortfall_limit_kwh:
             best_power_kw, best_cny = candidate, candidate_cny
             stalled_weights = None

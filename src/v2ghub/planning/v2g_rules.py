@@ -57,7 +57,7 @@ class V2gRulesPlanner:
         power_kw = np.zeros((problem.n_vehicles, steps))
         for step in range(steps):
             plugged = plugged_at(problem, step)
-            margin = problem.export_price_cny_per_kwh[step] - problem.degradation_cny_per_kwh
+            margin = problem.export_price_cny_per_kwh[step] - problem.degradation
             refill_pays = (
                 margin > cheapest_future_price(price, step, problem.departure_step) / round_trip
             )

@@ -303,7 +303,9 @@ def plan_summary(
     energy_cost = fen_to_cny(_cost_fen(import_wh, import_levels))
     export_revenue = fen_to_cny(_cost_fen(export_wh, export_levels))
     total_discharged_wh = int(discharged_wh.sum())
-    degradation = _decimal(problem.degradation_cny_per_kwh)
+    # A day-ahead plan prices wear at one rate; a per-vehicle rate is written as its highest.
+    rate = problem.degradation_cny_per_kwh
+    degradation = _decimal(rate if isinstance(rate, float) else float(rate.max(initial=0.0)))
     degradation_cost = round_fen(Decimal(total_discharged_wh) * degradation / WH_PER_KWH)
 
     written_kw = written.astype(np.float64) / POWER_UNITS_PER_KW

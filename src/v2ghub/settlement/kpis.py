@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from v2ghub.model.valley_rule import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.units import KWH_PER_MWH
 
-VALLEY_SHARE_RULE = 0.6  # at least 60% of charging energy in valley hours
-VALLEY_SHARE_RULE_PRIVATE = 0.8  # and 80% at private (home) chargers
+__all__ = ["VALLEY_SHARE_RULE", "VALLEY_SHARE_RULE_PRIVATE", "PilotKpis", "pilot_kpis"]
 DISCHARGE_CAPACITY_MIN_KW = 500.0
 DISCHARGED_MIN_MWH_PER_YEAR = 100.0
 DAYS_PER_YEAR = 365
