@@ -17,7 +17,14 @@ from rich.console import Console
 
 from v2ghub import __version__, defaults
 from v2ghub.api.command_line import TOKEN_COMMANDS, add_token_commands
-from v2ghub.choices import MAX_VEHICLES, PLAN_PLANNERS, PLANNER_NAMES, TWIN_MAX_SESSIONS
+from v2ghub.choices import (
+    KEEPS_VALLEY_RULE,
+    MAX_VEHICLES,
+    PLAN_PLANNERS,
+    PLANNER_NAMES,
+    RULES_SUFFIX,
+    TWIN_MAX_SESSIONS,
+)
 from v2ghub.errors import InputError, PlanningError
 from v2ghub.live.command_line import LIVE_COMMANDS, add_live_commands
 
@@ -128,8 +135,9 @@ def _add_simulate_parser(commands: Commands) -> None:
         "--planners",
         **LIST,
         type=_distinct_names,
-        help=f"planners to compare, the first the reference (of {', '.join(PLANNER_NAMES)}; lp and "
-        f"mpc-lp up to {TWIN_MAX_SESSIONS:,} sessions a city)",
+        help=f"planners to compare, the first the reference (of {', '.join(PLANNER_NAMES)}, "
+        f"and {', '.join(n + RULES_SUFFIX for n in KEEPS_VALLEY_RULE)} to keep the pilots' "
+        f"valley rule; lp and mpc-lp up to {TWIN_MAX_SESSIONS:,} sessions a city)",
     )
     add(
         "--cities",
@@ -144,6 +152,13 @@ def _add_simulate_parser(commands: Commands) -> None:
         help=f"output folder, replaced if it exists (default: ./{DEFAULT_OUT})",
     )
     add("--quiet", **SWITCH, help="no progress bar or table")
+    add(
+        "--pilot-rules",
+        **SWITCH,
+        help="also run each planner that can keep the pilots' valley rule (60%% of charging "
+        "in valley hours, 80%% at home) as <name>+rules, e.g. mpc+rules, and report the "
+        "share each reached, the most the day allowed and what keeping the rule cost",
+    )
     add(
         "--wear",
         choices=("flat", "model"),
@@ -296,6 +311,7 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
         date=args.date,
         planners=args.planners,
         wear=args.wear,
+        pilot_rules=args.pilot_rules,
     )
     regulation = regulation_from_options(
         regulation=args.regulation,

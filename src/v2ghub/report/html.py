@@ -37,6 +37,7 @@ from v2ghub.report.plots import (
     soc_png,
     valley_share_png,
 )
+from v2ghub.report.valley_rule_section import valley_rule_section
 from v2ghub.report.wear_section import FIGURE_CAPTION, FIGURE_HEADING, owner_wear_png, wear_section
 from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
 from v2ghub.sim.metrics import (
@@ -616,6 +617,7 @@ def render_html(
             _settlement(settlement) if settlement is not None else "",
             _grid_services(results),
             _battery_wear(results),
+            valley_rule_section(results),
             _figures(results),
             "</main>",
             f"<footer>{_e(f'Made with v2ghub {__version__}.')}</footer>",

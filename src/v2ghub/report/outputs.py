@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
@@ -78,9 +79,15 @@ def _jsonable(metrics: CityMetrics) -> dict[str, Any]:
         if isinstance(value, Decimal):
             out[key] = str(value)
         elif isinstance(value, float):
-            out[key] = round(value, 6)
+            # A figure not computed in this run (the valley rule's reach) is null.
+            out[key] = round(value, 6) if math.isfinite(value) else None
         else:
             out[key] = value
+    if math.isfinite(metrics.valley_share_reachable):
+        out["valley_rule_reachable"] = (
+            metrics.valley_share_reachable >= VALLEY_SHARE_RULE
+            and metrics.valley_share_private_reachable >= VALLEY_SHARE_RULE_PRIVATE
+        )
     return out
 
 

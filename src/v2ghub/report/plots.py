@@ -469,7 +469,8 @@ def owner_cost_png(results: Sequence[RunSummary]) -> bytes:
 def valley_share_png(results: Sequence[RunSummary]) -> bytes:
     """Share of charging energy in valley hours per city and planner, against the rules.
 
-    Top: all chargers, rule 60%. Bottom: private (home) chargers, rule 80%.
+    Top: all chargers, rule 60%. Bottom: private (home) chargers, rule 80%. Where a
+    planner kept the rule, a black line over each city marks the most the day allowed.
     """
     _require(results)
     cities = cities_of(results)
@@ -481,6 +482,20 @@ def valley_share_png(results: Sequence[RunSummary]) -> bytes:
     with _figure(2, 1, width_in=WIDE_FIGURE_IN, height_in=6.4, sharex=True) as (fig, axes):
         for ax, (field, rule, title) in zip((row[0] for row in axes), panels, strict=True):
             _grouped_bars(ax, cities, _per_city(results, field, scale=100), colors)
+            reach = np.nanmax(
+                np.vstack(list(_per_city(results, f"{field}_reachable", scale=100).values())),
+                axis=0,
+                initial=-np.inf,
+            )
+            for i, most in enumerate(reach):
+                if np.isfinite(most):  # the most the day allowed (runs keeping the rule)
+                    ax.plot(
+                        [i - 0.42, i + 0.42],
+                        [most, most],
+                        color="black",
+                        lw=1.5,
+                        label="most the day allowed" if i == 0 else None,
+                    )
             ax.axhline(rule * 100, color=RULE_COLOR, lw=1.2, ls="--")
             ax.annotate(
                 f"pilot rule {rule:.0%}",

@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from v2ghub import defaults
-from v2ghub.choices import MAX_VEHICLES
+from v2ghub.choices import KEEPS_VALLEY_RULE, MAX_VEHICLES, RULES_SUFFIX, is_planner_name
 from v2ghub.errors import InputError
 from v2ghub.regulation.demand_response import DemandResponseEvent
 from v2ghub.scenarios.catalog import (
@@ -87,6 +87,8 @@ class SimulationSettings(Settings):
     # How planners price battery wear: "flat" at degradation_cny_per_kwh, or "model" at
     # the battery ageing model's marginal price (v2ghub.scenarios.ageing_data).
     wear: Literal["flat", "model"] = "flat"
+    # Run each planner that can keep the pilots' valley rule also as "<name>+rules".
+    pilot_rules: bool = False
 
     @model_validator(mode="after")
     def _whole_steps(self) -> SimulationSettings:
@@ -318,9 +320,10 @@ def resolve(raw: ScenarioFile, *, file: Path | str | None = None) -> Scenario:
 
     shipped = pilot_cities()
     for name in raw.simulation.planners:
-        if name not in PLANNERS:
+        if not is_planner_name(name):
             raise InputError(
-                f"unknown planner {name!r} (known: {', '.join(PLANNERS)})",
+                f"unknown planner {name!r} (known: {', '.join(PLANNERS)}, or "
+                f"{', '.join(n + RULES_SUFFIX for n in KEEPS_VALLEY_RULE)})",
                 file=file,
                 field="simulation.planners",
             )

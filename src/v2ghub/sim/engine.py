@@ -81,6 +81,8 @@ class Simulator:
         self.replan_on_arrival = replan_on_arrival
         self.regulation = regulation
         self.demand_response = demand_response
+        # Only a planner that keeps the pilots' valley rule is told the day's charging.
+        self.keeps_rule = capabilities_of(planner).valley_rule
 
     def run(self) -> SimulationRun:
         """Step through the whole grid and return what happened."""
@@ -265,6 +267,7 @@ class Simulator:
             return plugged if groups is None else np.concatenate((plugged, forecast))
 
         no_discharge = np.zeros(groups.n_groups if groups is not None else 0)
+        regulation_terms = self.regulation.planning_terms(step, horizon) if self.regulation else {}
         return Problem(
             grid=case.grid.sub_grid(step, horizon),
             control_steps=self.control_steps,
@@ -295,7 +298,9 @@ class Simulator:
             base_load_kw=signals.base_load_kw[step:stop],
             renewable_surplus_kw=signals.renewable_surplus_kw[step:stop],
             degradation_cny_per_kwh=case.degradation_cny_per_kwh,
-            **(self.regulation.planning_terms(step, horizon) if self.regulation else {}),
+            regulation_price_cny_per_kw_h=regulation_terms.get("regulation_price_cny_per_kw_h"),
+            regulation_commitment_kw=regulation_terms.get("regulation_commitment_kw"),
+            valley_rule=run.valley_rule(active, no_discharge.size) if self.keeps_rule else None,
         )
 
 

@@ -8,6 +8,7 @@ night's sessions would in steady state), divided by the number of arrival days.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,14 @@ class CityMetrics:
     v2g_payment_cny: Decimal = Decimal(0)
     v2g_owners: int = 0
     v2g_owners_wear_above_payment: int = 0
+    # The pilots' valley rule as a planning goal (v2ghub.sim.valley_reach), filled by
+    # run_cases when some planner keeps it: the highest shares the day allowed (the
+    # plugged hours, chargers and batteries; site limits left out, so an upper bound),
+    # and for a rule-keeping planner what keeping it cost the owners against the same
+    # planner without the rule (None without that run).
+    valley_share_reachable: float = math.nan
+    valley_share_private_reachable: float = math.nan
+    valley_rule_cost_cny: Decimal | None = None
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ import numpy as np
 import numpy.typing as npt
 
 from v2ghub.model.case import CityCase
-from v2ghub.model.fleet import Fleet
+from v2ghub.model.fleet import ChargerKind, Fleet
 from v2ghub.model.headroom import PluggedFleet
 from v2ghub.model.problem import Problem, Schedule
-from v2ghub.model.tariff import PriceLevels
+from v2ghub.model.tariff import PeriodKind, PriceLevels
+from v2ghub.model.valley_rule import ValleyRule
 from v2ghub.regulation.envelope import EnvelopeHour
 from v2ghub.sim.battery import step_batteries
 from v2ghub.sim.expected_arrivals import ExpectedArrivals
@@ -267,6 +268,23 @@ class _Run:
         self.active = np.concatenate((self.active[end[self.active] > step], newcomers))
         self.plugged_count[step] = self.active.size
         return newcomers.size > 0
+
+    def valley_rule(self, rows: IntArray, forecast_rows: int) -> ValleyRule:
+        """The valley rule for a problem of the sessions ``rows`` (then ``forecast_rows``
+        expected groups, counted as public chargers), with the charging metered so far."""
+        valley_levels = np.array(
+            [kind == PeriodKind.VALLEY for kind in self.prices.level_kind], dtype=np.bool_
+        )
+        charged = self.import_kwh_by_level.sum(axis=0)
+        valley = self.import_kwh_by_level[valley_levels].sum(axis=0)
+        private = self.fleet.charger_kind == ChargerKind.HOME
+        return ValleyRule(
+            private=np.concatenate((private[rows], np.zeros(forecast_rows, dtype=np.bool_))),
+            valley_kwh=float(valley.sum()),
+            charged_kwh=float(charged.sum()),
+            private_valley_kwh=float(valley[private].sum()),
+            private_charged_kwh=float(charged[private].sum()),
+        )
 
     def plugged_fleet(self, plan: _Plan, setpoint_kw: FloatArray) -> PluggedFleet:
         """What the grid services read of the plugged vehicles."""

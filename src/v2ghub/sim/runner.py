@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 from v2ghub.errors import InputError
 from v2ghub.model.case import CityCase
-from v2ghub.model.problem import Planner
+from v2ghub.model.problem import Planner, capabilities_of
+from v2ghub.model.valley_rule import RULES_SUFFIX
 from v2ghub.planning import make_planner
 from v2ghub.regulation.demand_response import DemandResponseEvent
 from v2ghub.scenarios.market_config import MarketSettings
@@ -26,6 +27,7 @@ from v2ghub.sim.market_day import (
 from v2ghub.sim.market_forecast import TwinForecast
 from v2ghub.sim.metrics import RunResult, RunSummary, evaluate, summarise, with_market
 from v2ghub.sim.regulation_service import RegulationFollower, RegulationOffer
+from v2ghub.sim.valley_reach import ValleyReach, valley_reach
 
 
 def _share_done(report: Callable[[str, float], None], label: str, length: int, done: int) -> None:
@@ -70,8 +72,12 @@ def run_cases(
         if market is not None:
             _check_apart(case, demand_response, probe_events(case, market))
         follower = partial(regulation_follower, case, regulation)
+        reach = None
+        city_summaries = []
         for planner in planners:
             run_planner = fresh_planner(planner)
+            if reach is None and capabilities_of(run_planner).valley_rule:
+                reach = valley_reach(case)
             day = (
                 clear_demand_response(
                     cleared,
@@ -114,8 +120,32 @@ def run_cases(
                 result = with_market(result, market_outcomes(day, run))
             if on_result is not None:
                 on_result(result)
-            summaries.append(summarise(result))
+            city_summaries.append(summarise(result))
+        summaries += with_valley_rule(city_summaries, reach)
     return summaries
+
+
+def with_valley_rule(results: list[RunSummary], reach: ValleyReach | None) -> list[RunSummary]:
+    """One city's summaries with the valley rule's reach and, for each rule-keeping
+    planner ``X+rules`` run beside ``X``, the owners' extra cost of keeping it."""
+    if reach is None:
+        return results
+    cost = {r.planner: r.metrics.owner_cost_cny for r in results}
+    updated = []
+    for result in results:
+        plain = result.planner.removesuffix(RULES_SUFFIX)
+        metrics = replace(
+            result.metrics,
+            valley_share_reachable=reach.share,
+            valley_share_private_reachable=reach.private_share,
+            valley_rule_cost_cny=(
+                result.metrics.owner_cost_cny - cost[plain]
+                if plain != result.planner and plain in cost
+                else None
+            ),
+        )
+        updated.append(replace(result, metrics=metrics))
+    return updated
 
 
 def _check_apart(

@@ -31,6 +31,7 @@ def scenario_from_options(
     date: dt.date | None = None,
     planners: str | None = None,
     wear: str | None = None,
+    pilot_rules: bool = False,
 ) -> Scenario:
     """The scenario ``v2ghub simulate`` runs: the file's (or the shipped one) with the
     options applied, and a user's sessions read and checked when given."""
@@ -42,6 +43,7 @@ def scenario_from_options(
         planners=names(planners),
         cities=(city,) if city else names(cities),
         wear=wear,
+        pilot_rules=pilot_rules or None,
     )
     if sessions is None:
         if sites is not None:

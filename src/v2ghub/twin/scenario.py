@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from v2ghub.choices import with_rule_keepers
 from v2ghub.errors import InputError
 from v2ghub.model.case import CityCase
 from v2ghub.model.sites import SiteLimits
@@ -117,6 +118,7 @@ class Scenario:
         date: dt.date | None = None,
         planners: Sequence[str] | None = None,
         wear: str | None = None,
+        pilot_rules: bool | None = None,
     ) -> Scenario:
         """This scenario with the given settings changed (``None`` keeps one); a bad value
         raises :class:`~v2ghub.errors.InputError`. A city's overrides and its
@@ -134,6 +136,8 @@ class Scenario:
             updates["cities"] = tuple(cities)
         if wear is not None:
             updates["wear"] = wear
+        if pilot_rules is not None:
+            updates["pilot_rules"] = pilot_rules
         if not updates:
             return self
         settings = self.settings.simulation.model_dump() | updates
@@ -175,8 +179,12 @@ class Scenario:
 
     @property
     def planners(self) -> tuple[str, ...]:
-        """The planners the scenario names (used when a :class:`Twin` is given none)."""
-        return tuple(self.settings.simulation.planners)
+        """The planners the scenario names (used when a :class:`Twin` is given none); with
+        ``pilot_rules``, each that can keep the valley rule followed by ``<name>+rules``."""
+        simulation = self.settings.simulation
+        if simulation.pilot_rules:
+            return with_rule_keepers(tuple(simulation.planners))
+        return tuple(simulation.planners)
 
     @property
     def largest_fleet(self) -> int:
