@@ -61,15 +61,24 @@ def schedule_cost(
     )
 
 
-def final_energy_kwh(problem: Problem, power_kw: FloatArray) -> FloatArray:
-    """Stored energy each vehicle would leave with under ``power_kw``."""
+def final_energy_kwh(
+    problem: Problem, power_kw: FloatArray, *, first_vehicle: int = 0
+) -> FloatArray:
+    """Stored energy each vehicle would leave with under ``power_kw``.
+
+    ``e_i + dt_h * sum_{arrival_i <= t < departure_i} (eta_c,i * max(p, 0) - max(-p, 0) /
+    eta_d,i)``. ``power_kw`` holds the rows of vehicles ``first_vehicle ..
+    first_vehicle + len(power_kw) - 1`` (all of them by default): a large plan can be
+    taken a block of vehicles at a time, each vehicle's sum the same as at once.
+    """
+    rows = slice(first_vehicle, first_vehicle + power_kw.shape[0])
     dt_h = problem.dt_h
     stored = (
-        np.maximum(power_kw, 0.0) * problem.charge_efficiency[:, None]
-        - np.maximum(-power_kw, 0.0) / problem.discharge_efficiency[:, None]
+        np.maximum(power_kw, 0.0) * problem.charge_efficiency[rows, None]
+        - np.maximum(-power_kw, 0.0) / problem.discharge_efficiency[rows, None]
     ) * dt_h
     steps = np.arange(power_kw.shape[1])
-    plugged = (steps[None, :] < problem.departure_step[:, None]) & (
-        steps[None, :] >= problem.arrival_step[:, None]
+    plugged = (steps[None, :] < problem.departure_step[rows, None]) & (
+        steps[None, :] >= problem.arrival_step[rows, None]
     )
-    return np.asarray(problem.energy_kwh + np.where(plugged, stored, 0.0).sum(axis=1))
+    return np.asarray(problem.energy_kwh[rows] + np.where(plugged, stored, 0.0).sum(axis=1))

@@ -28,7 +28,9 @@ moves a session's final energy by at most 0.05 W times its plugged hours.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 from collections.abc import Sequence
 from datetime import timedelta, timezone
@@ -38,17 +40,21 @@ from typing import Any, TextIO
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from v2ghub.files import atomic_text, json_object_with, starts_with_line
 from v2ghub.model.problem import Problem
 from v2ghub.model.time_grid import TimeGrid
-from v2ghub.planning.objective import final_energy_kwh, schedule_cost
+from v2ghub.planning.objective import final_energy_kwh
+from v2ghub.report._schedule_text_kernel import schedule_rows_bytes
 from v2ghub.scenarios.prices_csv import PriceSeries
 from v2ghub.settlement.money import bills_fen, fen_to_cny, round_fen
 from v2ghub.units import SECONDS_PER_HOUR, SECONDS_PER_MINUTE, WH_PER_KWH
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+ByteArray = npt.NDArray[np.uint8]
 
 __all__ = [
     "POWER_DECIMALS",
@@ -62,6 +68,7 @@ __all__ = [
     "plan_summary",
     "plugged_pairs",
     "start_texts",
+    "vehicle_blocks",
     "write_schedule_csv",
     "write_schedule_rows",
     "write_summary",
@@ -80,6 +87,8 @@ SHORTFALL_TOLERANCE_KWH = 1e-6
 """A session ending this close below its target counts as served (solver round-off)."""
 PEAK_DECIMALS = 4
 """Decimals of ``peak_kw`` in the summary; the peak cost uses the value as reported."""
+BLOCK_VALUES = 1 << 20
+"""Values (vehicles x steps) worked on at once when writing a plan: 8 MB of float64."""
 SUMMARY_KEYS = ("planner", "sessions", "steps", "objective_cny")
 """Keys by which an existing file is recognised as a plan summary (it may be replaced)."""
 
@@ -149,6 +158,11 @@ def write_schedule_rows(
 ) -> int:
     """Write the header and one row per plugged (session, step) to ``handle``.
 
+    The rows are made a block of vehicles at a time, as bytes (compiled), and written to
+    the handle's binary buffer when it has one and writes UTF-8; the text is exactly what
+    :mod:`csv` writes (a field holding a delimiter, a quote or a line end is quoted, its
+    quotes doubled), with powers as :func:`format_power` writes them.
+
     Parameters
     ----------
     handle
@@ -176,16 +190,83 @@ def write_schedule_rows(
         )
     if len(session_ids) != problem.n_vehicles:
         raise ValueError(f"need {problem.n_vehicles} session ids, got {len(session_ids)}")
-    vehicle, step = plugged_pairs(problem)
-    power = written_power(power_kw[vehicle, step])
-    starts = start_texts(grid, utc_offsets_s)
-    ids = [str(s) for s in session_ids]
-    writer = csv.writer(handle, lineterminator="\n")
-    writer.writerow(SCHEDULE_COLUMNS)
-    # One Python iteration per row written: the only per-vehicle loop, at the I/O edge.
-    for v, k, p in zip(vehicle.tolist(), step.tolist(), power.tolist(), strict=True):
-        writer.writerow((ids[v], starts[k], format_power(p)))
-    return int(vehicle.size)
+    id_bytes, id_offsets = _csv_fields(session_ids)
+    start_bytes, start_offsets = _csv_fields(start_texts(grid, utc_offsets_s))
+    arrival_step = np.ascontiguousarray(problem.arrival_step, dtype=np.int64)
+    departure_step = np.ascontiguousarray(problem.departure_step, dtype=np.int64)
+    handle.write(",".join(SCHEDULE_COLUMNS) + "\n")
+    for first, last in vehicle_blocks(problem.n_vehicles, grid.length):
+        units = np.ascontiguousarray(written_power(power_kw[first:last]))
+        rows = schedule_rows_bytes(
+            units,
+            first,
+            arrival_step,
+            departure_step,
+            id_bytes,
+            id_offsets,
+            start_bytes,
+            start_offsets,
+        )
+        _write_bytes(handle, rows)
+    return int((departure_step - arrival_step).sum())
+
+
+def vehicle_blocks(n_vehicles: int, n_steps: int) -> list[tuple[int, int]]:
+    """Consecutive ``(first, last)`` vehicle ranges of about :data:`BLOCK_VALUES` values
+    (vehicles x steps) each: what is worked on at once, so that no temporary grows with
+    the fleet (2 million vehicles x 144 steps of float64 are 2.3 GB)."""
+    size = max(1, BLOCK_VALUES // max(n_steps, 1))
+    return [(first, min(first + size, n_vehicles)) for first in range(0, n_vehicles, size)]
+
+
+def _quoted_characters() -> str:
+    """The characters that make :mod:`csv` quote a field (its default dialect, lines ended
+    by ``\\n``), asked of the running Python (versions differ on ``\\r``)."""
+    found = ""
+    for character in ',"\r\n':
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerow((f"a{character}b", "c"))
+        if out.getvalue().startswith('"'):
+            found += character
+    return found
+
+
+_QUOTED_CHARACTERS = _quoted_characters()
+
+
+def _csv_fields(values: Sequence[str] | npt.NDArray[np.str_]) -> tuple[ByteArray, IntArray]:
+    """``values`` as :mod:`csv` writes them as fields, UTF-8: one byte array and the
+    offsets of each field in it (``len(values) + 1``)."""
+    texts = pa.array(values, type=pa.large_string())
+    needs = pa.array(np.zeros(len(texts), dtype=np.bool_))
+    for character in _QUOTED_CHARACTERS:
+        needs = pc.or_(needs, pc.match_substring(texts, character))
+    if pc.any(needs).as_py():
+        quote = pa.scalar('"', pa.large_string())
+        doubled = pc.replace_substring(texts, '"', '""')
+        quoted = pc.binary_join_element_wise(
+            quote, doubled, quote, pa.scalar("", pa.large_string())
+        )
+        texts = pc.if_else(needs, quoted, texts)
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)
+    offsets = offsets[texts.offset : texts.offset + len(texts) + 1]
+    data = texts.buffers()[2]
+    values_bytes = (
+        np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    )
+    return values_bytes, np.ascontiguousarray(offsets)
+
+
+def _write_bytes(handle: TextIO, data: ByteArray) -> None:
+    """Append UTF-8 ``data`` to a text handle: straight to its binary buffer when it has
+    one and writes UTF-8, else decoded."""
+    binary = getattr(handle, "buffer", None)
+    encoding = getattr(handle, "encoding", None)
+    if binary is not None and encoding is not None and codecs.lookup(encoding).name == "utf-8":
+        handle.flush()
+        binary.write(data.data)
+    else:
+        handle.write(data.tobytes().decode("utf-8"))
 
 
 def write_schedule_csv(
@@ -220,19 +301,21 @@ def write_summary_json(path: Path, summary: dict[str, Any]) -> None:
         write_summary(handle, summary)
 
 
-def _by_level(
-    energy_wh_per_step: IntArray, prices: Sequence[Decimal]
-) -> tuple[IntArray, tuple[Decimal, ...]]:
-    """Per vehicle, the Wh at each distinct price, and those prices.
-
-    ``energy_wh_per_step`` is ``(n_vehicles, n_steps)``; the result ``(n_vehicles, n_levels)``.
-    """
+def _price_levels(prices: Sequence[Decimal]) -> tuple[IntArray, tuple[Decimal, ...]]:
+    """Each step's index among the distinct prices (in order of first appearance), and
+    those prices."""
     levels: dict[Decimal, int] = {}
     # One Python iteration per step (hundreds), never per vehicle.
     level = np.array([levels.setdefault(p, len(levels)) for p in prices], dtype=np.int64)
-    one_hot = np.zeros((len(prices), len(levels)), dtype=np.int64)
-    one_hot[np.arange(len(prices)), level] = 1
-    return np.asarray(energy_wh_per_step @ one_hot, dtype=np.int64), tuple(levels)
+    return level, tuple(levels)
+
+
+def _by_level(energy_wh_per_step: IntArray, step_level: IntArray, n_levels: int) -> IntArray:
+    """Per vehicle, the Wh at each price level: ``(n_vehicles, n_steps)`` ->
+    ``(n_vehicles, n_levels)``, exactly (integers)."""
+    one_hot = np.zeros((step_level.size, n_levels), dtype=np.int64)
+    one_hot[np.arange(step_level.size), step_level] = 1
+    return np.asarray(energy_wh_per_step @ one_hot, dtype=np.int64)
 
 
 def _cost_fen(wh_by_level: IntArray, prices: tuple[Decimal, ...]) -> int:
@@ -244,6 +327,31 @@ def _cost_fen(wh_by_level: IntArray, prices: tuple[Decimal, ...]) -> int:
         export_price_cny_per_kwh=prices,
     )
     return int(bills.sum())
+
+
+def _written_fleet_kw(power_kw: FloatArray) -> FloatArray:
+    """Per step, the fleet's written power (kW): the value, to the last bit, of
+    ``(written_power(power_kw) / POWER_UNITS_PER_KW).sum(axis=0)``, without its temporaries
+    of the schedule's size.
+
+    NumPy sums the columns of a column-major array pairwise, one column at a time, and the
+    rows of a row-major one in turn; so the first is summed here column by column and the
+    second a block of rows at a time, each block added after the sum so far.
+    """
+    n, steps = power_kw.shape
+    if power_kw.flags.f_contiguous:
+        return np.array(
+            [
+                (written_power(power_kw[:, t]).astype(np.float64) / POWER_UNITS_PER_KW).sum()
+                for t in range(steps)  # steps, never vehicles
+            ],
+            dtype=np.float64,
+        ).reshape(steps)
+    total_kw = np.zeros(steps)
+    for first, last in vehicle_blocks(n, steps):
+        block_kw = written_power(power_kw[first:last]).astype(np.float64) / POWER_UNITS_PER_KW
+        total_kw = np.add.reduce(np.concatenate((total_kw[None, :], block_kw)), axis=0)
+    return np.asarray(total_kw, dtype=np.float64)
 
 
 def _end_text(grid: TimeGrid, utc_offsets_s: Sequence[int] | None) -> str:
@@ -294,27 +402,44 @@ def plan_summary(
         (``degradation_cny_per_kwh``, ``peak_price_cny_per_kw``). Money is a decimal
         string to the fen.
     """
-    written = written_power(power_kw)
+    if not (power_kw.flags.c_contiguous or power_kw.flags.f_contiguous):
+        power_kw = np.array(power_kw, order="K")  # the layout NumPy's own results take
     step_s = problem.grid.step_s
-    charged_wh = metered_wh(np.maximum(written, 0), step_s=step_s)
-    discharged_wh = metered_wh(np.maximum(-written, 0), step_s=step_s)
-    import_wh, import_levels = _by_level(charged_wh, prices.import_price_cny_per_kwh)
-    export_wh, export_levels = _by_level(discharged_wh, prices.export_price_cny_per_kwh)
-    energy_cost = fen_to_cny(_cost_fen(import_wh, import_levels))
-    export_revenue = fen_to_cny(_cost_fen(export_wh, export_levels))
-    total_discharged_wh = int(discharged_wh.sum())
+    import_level, import_levels = _price_levels(prices.import_price_cny_per_kwh)
+    export_level, export_levels = _price_levels(prices.export_price_cny_per_kwh)
+    import_fen = export_fen = charged_wh = total_discharged_wh = 0
+    final_kwh = np.empty(problem.n_vehicles)
+    # A block of vehicles at a time: every figure is a sum over vehicles of integers, or
+    # per vehicle, so the blocks add up to exactly what the whole schedule gives at once.
+    for first, last in vehicle_blocks(problem.n_vehicles, problem.grid.length):
+        block_kw = power_kw[first:last]
+        written = written_power(block_kw)
+        charged = metered_wh(np.maximum(written, 0), step_s=step_s)
+        discharged = metered_wh(np.maximum(-written, 0), step_s=step_s)
+        import_fen += _cost_fen(_by_level(charged, import_level, len(import_levels)), import_levels)
+        export_fen += _cost_fen(
+            _by_level(discharged, export_level, len(export_levels)), export_levels
+        )
+        charged_wh += int(charged.sum())
+        total_discharged_wh += int(discharged.sum())
+        final_kwh[first:last] = final_energy_kwh(problem, block_kw, first_vehicle=first)
+    energy_cost = fen_to_cny(import_fen)
+    export_revenue = fen_to_cny(export_fen)
     # A day-ahead plan prices wear at one rate; a per-vehicle rate is written as its highest.
     rate = problem.degradation_cny_per_kwh
     degradation = _decimal(rate if isinstance(rate, float) else float(rate.max(initial=0.0)))
     degradation_cost = round_fen(Decimal(total_discharged_wh) * degradation / WH_PER_KWH)
 
-    written_kw = written.astype(np.float64) / POWER_UNITS_PER_KW
-    peak_kw = round(schedule_cost(problem, written_kw).peak_kw, PEAK_DECIMALS) + 0.0
+    # The peak of base load plus the written plan, as schedule_cost reports it.
+    steps = power_kw.shape[1]
+    fleet_kw = _written_fleet_kw(power_kw)
+    highest_kw = float(np.max(problem.base_load_kw[:steps] + fleet_kw)) if steps else 0.0
+    peak_kw = round(highest_kw, PEAK_DECIMALS) + 0.0
     peak_price = _decimal(peak_price_cny_per_kw)
     peak_cost = round_fen(peak_price * Decimal(f"{peak_kw:.{PEAK_DECIMALS}f}"))
     objective = round_fen(energy_cost - export_revenue + degradation_cost + peak_cost)
 
-    short_kwh = np.maximum(problem.target_energy_kwh - final_energy_kwh(problem, power_kw), 0.0)
+    short_kwh = np.maximum(problem.target_energy_kwh - final_kwh, 0.0)
     short_kwh = np.where(short_kwh > SHORTFALL_TOLERANCE_KWH, short_kwh, 0.0)
     step_minutes = problem.grid.step_s / SECONDS_PER_MINUTE
     return {
@@ -324,7 +449,7 @@ def plan_summary(
         "step_minutes": int(step_minutes) if step_minutes.is_integer() else step_minutes,
         "start": start_texts(problem.grid, prices.utc_offsets_s)[0],
         "end": _end_text(problem.grid, prices.utc_offsets_s),
-        "energy_charged_kwh": int(charged_wh.sum()) / WH_PER_KWH,
+        "energy_charged_kwh": charged_wh / WH_PER_KWH,
         "energy_discharged_kwh": total_discharged_wh / WH_PER_KWH,
         "energy_cost_cny": str(energy_cost),
         "export_revenue_cny": str(export_revenue),
