@@ -20,7 +20,9 @@ from v2ghub.model.battery_ageing import (
     power_law_increment,
     wear_price_cny_per_kwh,
 )
+from v2ghub.model.case import CityCase
 from v2ghub.model.fleet import Chemistry, Fleet
+from v2ghub.model.problem import Problem, Schedule
 from v2ghub.planning import make_planner
 from v2ghub.report.html import render_html
 from v2ghub.report.outputs import sessions_table, summary_document
@@ -381,21 +383,64 @@ def test_report_has_a_battery_wear_section_with_numbers(runs: dict[str, RunResul
 # ------------------------------------------------------------------ wear priced for planners
 
 
-def test_planners_see_a_flat_price_or_the_models_mean_over_v2g_sessions() -> None:
-    flat_case = next(iter(synthetic_cases(_scenario(("v2g-rules",)))))
-    assert flat_case.degradation_cny_per_kwh == 0.2
+def _model_case() -> CityCase:
     settings = SimulationSettings(
         vehicles_per_city=150, cities=("Shanghai",), planners=("v2g-rules",), wear="model"
     )
-    case = next(iter(synthetic_cases(resolve(ScenarioFile(simulation=settings)))))
-    fleet = case.fleet
-    prices = wear_price_cny_per_kwh(fleet, MODEL)
-    assert case.degradation_cny_per_kwh == pytest.approx(prices[fleet.v2g_opt_in].mean())
-    assert case.degradation_cny_per_kwh != pytest.approx(prices.mean(), abs=1e-6)
-    assert 0.1 < case.degradation_cny_per_kwh < 0.4  # mid-life LFP, 25 C
-    assert planning_wear_price(fleet, wear="flat", flat_cny_per_kwh=0.7) == 0.7
+    return next(iter(synthetic_cases(resolve(ScenarioFile(simulation=settings)))))
+
+
+def test_planners_see_a_flat_price_or_the_models_price_per_vehicle() -> None:
+    flat_case = next(iter(synthetic_cases(_scenario(("v2g-rules",)))))
+    assert flat_case.degradation_cny_per_kwh == 0.2
+    case = _model_case()
+    prices = wear_price_cny_per_kwh(case.fleet, MODEL)
+    assert isinstance(case.degradation_cny_per_kwh, np.ndarray)
+    assert case.degradation_cny_per_kwh.tolist() == prices.tolist()
+    assert 0.1 < float(np.median(prices)) < 0.4  # mid-life LFP, 25 C
+    assert planning_wear_price(case.fleet, wear="flat", flat_cny_per_kwh=0.7) == 0.7
     with pytest.raises(ValueError, match="wear must be one of flat, model, not 'linear'"):
-        planning_wear_price(fleet, wear="linear", flat_cny_per_kwh=0.2)
+        planning_wear_price(case.fleet, wear="linear", flat_cny_per_kwh=0.2)
+    with pytest.raises(ValueError, match="one price or one per session \\(150\\)"):
+        replace(case, degradation_cny_per_kwh=prices[:-1])
+
+
+class _Recording:
+    """A planner that notes each problem's vehicles and wear prices, and plans by rules."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.inner = make_planner("v2g-rules")
+        self.seen: list[tuple[np.ndarray, np.ndarray, int]] = []
+
+    def plan(self, problem: Problem) -> Schedule:
+        n = problem.n_plugged
+        self.seen.append((problem.vehicle_index[:n].copy(), problem.degradation.copy(), n))
+        return self.inner.plan(problem)
+
+
+def test_the_twin_gives_each_plugged_vehicle_its_own_wear_price() -> None:
+    case = _model_case()
+    planner = _Recording()
+    run = Simulator(case, planner).run()
+    assert len(planner.seen) > 10
+    prices = case.degradation
+    for vehicles, degradation, n in planner.seen:
+        assert degradation[:n].tolist() == prices[vehicles].tolist()
+        assert np.all(degradation[n:] == 0)  # the expected arrivals never discharge
+    # The planning rate's cost: each session's discharge at its own price, to the fen.
+    result = evaluate(run)
+    wh = np.round(result.outcomes.discharged_kwh * 1000)
+    expected = sum(
+        Decimal(int(w)) * Decimal(round(p * 1e9)) / Decimal(10**12)
+        for w, p in zip(wh, prices, strict=True)
+    )
+    assert result.metrics.energy_discharged_kwh > 0
+    assert abs(result.metrics.degradation_cost_cny - expected) <= Decimal("0.01") * len(wh)
+    assert float(result.metrics.degradation_cost_cny) == pytest.approx(
+        float(result.outcomes.discharged_kwh @ prices), abs=0.01 * len(wh)
+    )
 
 
 def test_simulate_chooses_the_wear_price_on_the_command_line() -> None:

@@ -21,7 +21,8 @@ class CityCase:
     ``grid`` starts at local midnight of the reported day and runs until the last session
     has left (sessions may run past midnight). ``signals`` cover ``grid``. ``arrival_days``
     is the number of days over which the sessions arrive: daily curves fold the grid onto
-    24 hours and divide by it.
+    24 hours and divide by it. ``degradation_cny_per_kwh`` prices battery wear per kWh
+    discharged: one price, or one per session (e.g. from the battery ageing model).
     """
 
     city: str
@@ -30,7 +31,7 @@ class CityCase:
     sites: SiteLimits
     tariff: Tariff
     signals: GridSignals
-    degradation_cny_per_kwh: float = 0.0
+    degradation_cny_per_kwh: float | npt.NDArray[np.float64] = 0.0
     arrival_days: int = 1
 
     def __post_init__(self) -> None:
@@ -42,6 +43,20 @@ class CityCase:
             raise ValueError(f"city {self.city}: a session points to an unknown site")
         if self.arrival_days < 1:
             raise ValueError("arrival_days must be >= 1")
+        price = self.degradation_cny_per_kwh
+        if isinstance(price, np.ndarray) and price.shape != (self.fleet.n_sessions,):
+            raise ValueError(
+                f"city {self.city}: degradation_cny_per_kwh must be one price or one per "
+                f"session ({self.fleet.n_sessions})"
+            )
+
+    @property
+    def degradation(self) -> npt.NDArray[np.float64]:
+        """Per session, the battery wear price, CNY per kWh discharged."""
+        price = self.degradation_cny_per_kwh
+        if isinstance(price, np.ndarray):
+            return price
+        return np.full(self.fleet.n_sessions, float(price))
 
     def plugged_steps(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Per session, its whole plugged steps ``[first, end)`` clipped to the grid."""

@@ -11,6 +11,8 @@ from decimal import Decimal
 from functools import cache
 from typing import Annotated, Literal
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import Field, model_validator
 
 from v2ghub.model.battery_ageing import (
@@ -108,20 +110,17 @@ WEAR_PRICINGS = ("flat", "model")
 """How planners price battery wear: a flat CNY/kWh, or the ageing model's price."""
 
 
-def planning_wear_price(fleet: Fleet, *, wear: str, flat_cny_per_kwh: float) -> float:
+def planning_wear_price(
+    fleet: Fleet, *, wear: str, flat_cny_per_kwh: float
+) -> float | npt.NDArray[np.float64]:
     """The battery wear price (CNY per kWh discharged) a city's planners see.
 
-    ``wear = "flat"``: ``flat_cny_per_kwh``. ``wear = "model"``: the ageing model's
-    marginal wear price (:func:`~v2ghub.model.battery_ageing.wear_price_cny_per_kwh`)
-    averaged over the sessions that opted in to V2G (over all when none did; the flat
-    price for an empty fleet): the twin's cases carry one price per city.
+    ``wear = "flat"``: ``flat_cny_per_kwh`` for every vehicle. ``wear = "model"``: per
+    session, the ageing model's marginal wear price
+    (:func:`~v2ghub.model.battery_ageing.wear_price_cny_per_kwh`).
     """
     if wear == "flat":
         return flat_cny_per_kwh
     if wear != "model":
         raise ValueError(f"wear must be one of {', '.join(WEAR_PRICINGS)}, not {wear!r}")
-    if fleet.n_sessions == 0:
-        return flat_cny_per_kwh
-    prices = wear_price_cny_per_kwh(fleet, ageing_model())
-    chosen = prices[fleet.v2g_opt_in] if fleet.v2g_opt_in.any() else prices
-    return float(chosen.mean())
+    return wear_price_cny_per_kwh(fleet, ageing_model())

@@ -392,7 +392,11 @@ def case_day_ahead_problem(case: CityCase, *, horizon_steps: int | None = None) 
         period_kind=prices.kind.copy(),
         base_load_kw=case.signals.base_load_kw[:steps].copy(),
         renewable_surplus_kw=case.signals.renewable_surplus_kw[:steps].copy(),
-        degradation_cny_per_kwh=case.degradation_cny_per_kwh,
+        degradation_cny_per_kwh=(
+            case.degradation[keep]
+            if isinstance(case.degradation_cny_per_kwh, np.ndarray)
+            else case.degradation_cny_per_kwh
+        ),
     )
 
 
@@ -409,7 +413,7 @@ def _fleet_problem(
     period_kind: npt.NDArray[np.int8],
     base_load_kw: FloatArray,
     renewable_surplus_kw: FloatArray,
-    degradation_cny_per_kwh: float,
+    degradation_cny_per_kwh: float | FloatArray,
 ) -> Problem:
     """Every session of ``fleet`` as a vehicle of one whole-horizon problem on ``grid``."""
     return Problem(

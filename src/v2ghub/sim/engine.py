@@ -267,6 +267,10 @@ class Simulator:
             return plugged if groups is None else np.concatenate((plugged, forecast))
 
         no_discharge = np.zeros(groups.n_groups if groups is not None else 0)
+        degradation = case.degradation_cny_per_kwh
+        if isinstance(degradation, np.ndarray):
+            # One price per session; the forecast rows never discharge.
+            degradation = rows(degradation[order[active]], no_discharge)
         regulation_terms = self.regulation.planning_terms(step, horizon) if self.regulation else {}
         return Problem(
             grid=case.grid.sub_grid(step, horizon),
@@ -297,7 +301,7 @@ class Simulator:
             period_kind=prices.kind[step:stop],
             base_load_kw=signals.base_load_kw[step:stop],
             renewable_surplus_kw=signals.renewable_surplus_kw[step:stop],
-            degradation_cny_per_kwh=case.degradation_cny_per_kwh,
+            degradation_cny_per_kwh=degradation,
             regulation_price_cny_per_kw_h=regulation_terms.get("regulation_price_cny_per_kw_h"),
             regulation_commitment_kw=regulation_terms.get("regulation_commitment_kw"),
             valley_rule=run.valley_rule(active, no_discharge.size) if self.keeps_rule else None,

@@ -22,7 +22,14 @@ from v2ghub.model.time_grid import TimeGrid
 from v2ghub.regulation.envelope import EnvelopeHour
 from v2ghub.scenarios.ageing_data import ageing_model
 from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
-from v2ghub.settlement.money import bills_fen, energy_wh, fen_to_cny, round_fen
+from v2ghub.settlement.money import (
+    NANO_PER_CNY,
+    amount_fen,
+    bills_fen,
+    energy_wh,
+    fen_to_cny,
+    round_fen,
+)
 from v2ghub.sim.demand_response_service import EventResult
 from v2ghub.sim.run_state import SimulationRun
 from v2ghub.sim.wear import OwnerWearSample, SessionWear, session_wear
@@ -237,11 +244,7 @@ def city_metrics(run: SimulationRun, outcomes: SessionOutcomes, curves: DailyCur
         unavoidable_shortfall_kwh=float(outcomes.unavoidable_kwh.sum()),
         vehicles_short=int(np.count_nonzero(outcomes.unmet_kwh)),
         owner_cost_cny=fen_to_cny(int(outcomes.bill_fen.sum())),
-        degradation_cost_cny=round_fen(
-            Decimal(int(energy_wh(outcomes.discharged_kwh).sum()))
-            * Decimal(str(run.case.degradation_cny_per_kwh))
-            / WH_PER_KWH
-        ),
+        degradation_cost_cny=degradation_cost_cny(run, outcomes.discharged_kwh),
         site_limit_violations=run.site_limit_violations,
         fallbacks=len(run.fallback_reasons),
         planner_seconds=run.planner_seconds,
@@ -249,6 +252,18 @@ def city_metrics(run: SimulationRun, outcomes: SessionOutcomes, curves: DailyCur
         **_regulation_metrics(run),
         **_dr_metrics(run),
     )
+
+
+def degradation_cost_cny(run: SimulationRun, discharged_kwh: FloatArray) -> Decimal:
+    """Battery wear of the discharge at the planning rate: with one price, the metered Wh
+    times it, rounded once to the fen; with one per session, each session's Wh times its
+    price (to the nano-CNY), rounded to the fen, summed."""
+    price = run.case.degradation_cny_per_kwh
+    discharged_wh = energy_wh(discharged_kwh)
+    if not isinstance(price, np.ndarray):
+        return round_fen(Decimal(int(discharged_wh.sum())) * Decimal(str(price)) / WH_PER_KWH)
+    price_nano = np.round(price * NANO_PER_CNY).astype(np.int64)
+    return fen_to_cny(int(amount_fen(discharged_wh, price_nano).sum()))
 
 
 def _regulation_metrics(run: SimulationRun) -> dict[str, Any]:
