@@ -20,8 +20,10 @@ from hypothesis import strategies as st
 
 from v2ghub.model.problem import Planner, Problem, Schedule
 from v2ghub.model.sites import SiteLimits
+from v2ghub.planning import stepping
 from v2ghub.planning.fast import FastPlanner
 from v2ghub.planning.objective import final_energy_kwh, schedule_cost
+from v2ghub.planning.stepping import make_feasible
 from v2ghub.planning.tou import TouPlanner
 from v2ghub.report import schedule_files
 from v2ghub.report.schedule_files import (
@@ -44,6 +46,8 @@ from v2ghub.scenarios.sessions_csv import REQUIRED_COLUMNS, load_sessions_csv
 from v2ghub.settlement.money import bills_fen, fen_to_cny, round_fen
 from v2ghub.units import SECONDS_PER_MINUTE, WH_PER_KWH
 from v2ghub.workflows.day_ahead_plan import plan_files
+
+from .strategies import problems
 
 PRICES = Path(__file__).resolve().parent.parent / "examples" / "prices.csv"
 FloatArray = npt.NDArray[np.float64]
@@ -241,7 +245,7 @@ def test_plan_files_write_what_the_whole_array_way_writes(tmp_path: Path, planne
 @settings(max_examples=25, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
-    layout=st.sampled_from(["C", "F", "strided"]),
+    layout=st.sampled_from(["C", "F", "strided", "float32"]),
     peak_price=st.sampled_from([0.0, 0.37]),
 )
 def test_blocks_match_the_whole_schedule_to_the_last_digit(
@@ -259,6 +263,8 @@ def test_blocks_match_the_whole_schedule_to_the_last_digit(
         power_kw = np.asfortranarray(power_kw)
     elif layout == "strided":
         power_kw = np.asfortranarray(np.repeat(power_kw, 2, axis=1))[:, ::2]
+    elif layout == "float32":
+        power_kw = power_kw.astype(np.float32)
     handle = io.StringIO()
     rows = write_schedule_rows(
         handle,
@@ -371,3 +377,36 @@ def test_float_sums_by_blocks_are_bitwise_those_of_the_whole(
     )
     assert len(schedule_files.vehicle_blocks(*power_kw.shape)) > 10
     assert np.array_equal(by_blocks, whole_kwh)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    problem=problems(),
+    seed=st.integers(0, 2**32 - 1),
+    block_vehicles=st.integers(1, 4),
+)
+def test_cutting_in_place_by_blocks_is_the_cut_at_once(
+    problem: Problem, seed: int, block_vehicles: int
+) -> None:
+    """Limited sites' vehicles scattered among the rows, blocks of a few vehicles: the
+    in-place cut gives the values of the whole cut, bit for bit, in the array given."""
+    rng = np.random.default_rng(seed)
+    shape = (problem.n_vehicles, problem.grid.length)
+    reach_kw = np.maximum(problem.max_charge_kw, problem.max_discharge_kw)[:, None]
+    power_kw = np.asfortranarray(rng.uniform(-1.5, 1.5, shape) * reach_kw)
+    given_kw = power_kw.copy(order="F")
+    whole_kw = make_feasible(problem, power_kw)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stepping, "FEASIBLE_BLOCK_VALUES", block_vehicles * problem.grid.length)
+        cut_kw = make_feasible(problem, power_kw, overwrite=True)
+    assert cut_kw is power_kw
+    assert np.array_equal(cut_kw, whole_kw)
+    assert not np.array_equal(whole_kw, given_kw)  # there was something to cut
+
+
+def test_a_plan_that_cannot_be_cut_in_place_is_left_alone(sessions_file: Path) -> None:
+    problem, _, _ = _problem_cache(sessions_file)
+    power_kw = np.full((problem.n_vehicles, problem.grid.length), 50.0)  # row-major
+    cut_kw = make_feasible(problem, power_kw, overwrite=True)
+    assert np.all(power_kw == 50.0)
+    assert cut_kw.max() == problem.max_charge_kw.max() < 50.0

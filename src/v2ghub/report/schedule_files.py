@@ -48,6 +48,7 @@ from v2ghub.model.problem import Problem
 from v2ghub.model.time_grid import TimeGrid
 from v2ghub.planning.objective import final_energy_kwh
 from v2ghub.report._schedule_text_kernel import schedule_rows_bytes
+from v2ghub.report._summary_kernel import meter_block, written_kw
 from v2ghub.scenarios.prices_csv import PriceSeries
 from v2ghub.settlement.money import bills_fen, fen_to_cny, round_fen
 from v2ghub.units import SECONDS_PER_HOUR, SECONDS_PER_MINUTE, WH_PER_KWH
@@ -329,6 +330,50 @@ def _cost_fen(wh_by_level: IntArray, prices: tuple[Decimal, ...]) -> int:
     return int(bills.sum())
 
 
+def _metered_block(
+    problem: Problem,
+    block_kw: FloatArray,
+    *,
+    first_vehicle: int,
+    import_level: tuple[IntArray, int],
+    export_level: tuple[IntArray, int],
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Of vehicles ``first_vehicle ..``: their metered import and export Wh per price
+    level (each ``(step_level, n_levels)``) and their final stored energy, kWh."""
+    step_s = problem.grid.step_s
+    rows, steps = block_kw.shape
+    if block_kw.dtype != np.float64:  # the NumPy expressions themselves, at any precision
+        written = written_power(block_kw)
+        charged = metered_wh(np.maximum(written, 0), step_s=step_s)
+        discharged = metered_wh(np.maximum(-written, 0), step_s=step_s)
+        return (
+            _by_level(charged, *import_level),
+            _by_level(discharged, *export_level),
+            final_energy_kwh(problem, block_kw, first_vehicle=first_vehicle),
+        )
+    import_wh = np.zeros((rows, import_level[1]), dtype=np.int64)
+    export_wh = np.zeros((rows, export_level[1]), dtype=np.int64)
+    stored_kwh = np.empty((rows, steps))  # row-major, as NumPy's where() makes it
+    meter_block(
+        block_kw,
+        first_vehicle,
+        import_level[0],
+        export_level[0],
+        step_s,
+        np.ascontiguousarray(problem.arrival_step, dtype=np.int64),
+        np.ascontiguousarray(problem.departure_step, dtype=np.int64),
+        np.ascontiguousarray(problem.charge_efficiency, dtype=np.float64),
+        np.ascontiguousarray(problem.discharge_efficiency, dtype=np.float64),
+        float(problem.dt_h),
+        import_wh,
+        export_wh,
+        stored_kwh,
+    )
+    # Each row summed by NumPy as final_energy_kwh sums it (pairwise along the row).
+    energy_kwh = problem.energy_kwh[first_vehicle : first_vehicle + rows]
+    return import_wh, export_wh, np.asarray(energy_kwh + stored_kwh.sum(axis=1))
+
+
 def _written_fleet_kw(power_kw: FloatArray) -> FloatArray:
     """Per step, the fleet's written power (kW): the value, to the last bit, of
     ``(written_power(power_kw) / POWER_UNITS_PER_KW).sum(axis=0)``, without its temporaries
@@ -340,13 +385,15 @@ def _written_fleet_kw(power_kw: FloatArray) -> FloatArray:
     """
     n, steps = power_kw.shape
     if power_kw.flags.f_contiguous:
-        return np.array(
-            [
-                (written_power(power_kw[:, t]).astype(np.float64) / POWER_UNITS_PER_KW).sum()
-                for t in range(steps)  # steps, never vehicles
-            ],
-            dtype=np.float64,
-        ).reshape(steps)
+        column_kw = np.empty(n)
+        total_kw = np.zeros(steps)
+        for t in range(steps):  # steps, never vehicles
+            if power_kw.dtype == np.float64:
+                written_kw(power_kw[:, t], column_kw)
+            else:
+                column_kw = written_power(power_kw[:, t]).astype(np.float64) / POWER_UNITS_PER_KW
+            total_kw[t] = column_kw.sum()
+        return total_kw
     total_kw = np.zeros(steps)
     for first, last in vehicle_blocks(n, steps):
         block_kw = written_power(power_kw[first:last]).astype(np.float64) / POWER_UNITS_PER_KW
@@ -404,7 +451,6 @@ def plan_summary(
     """
     if not (power_kw.flags.c_contiguous or power_kw.flags.f_contiguous):
         power_kw = np.array(power_kw, order="K")  # the layout NumPy's own results take
-    step_s = problem.grid.step_s
     import_level, import_levels = _price_levels(prices.import_price_cny_per_kwh)
     export_level, export_levels = _price_levels(prices.export_price_cny_per_kwh)
     import_fen = export_fen = charged_wh = total_discharged_wh = 0
@@ -412,17 +458,17 @@ def plan_summary(
     # A block of vehicles at a time: every figure is a sum over vehicles of integers, or
     # per vehicle, so the blocks add up to exactly what the whole schedule gives at once.
     for first, last in vehicle_blocks(problem.n_vehicles, problem.grid.length):
-        block_kw = power_kw[first:last]
-        written = written_power(block_kw)
-        charged = metered_wh(np.maximum(written, 0), step_s=step_s)
-        discharged = metered_wh(np.maximum(-written, 0), step_s=step_s)
-        import_fen += _cost_fen(_by_level(charged, import_level, len(import_levels)), import_levels)
-        export_fen += _cost_fen(
-            _by_level(discharged, export_level, len(export_levels)), export_levels
+        import_wh, export_wh, final_kwh[first:last] = _metered_block(
+            problem,
+            power_kw[first:last],
+            first_vehicle=first,
+            import_level=(import_level, len(import_levels)),
+            export_level=(export_level, len(export_levels)),
         )
-        charged_wh += int(charged.sum())
-        total_discharged_wh += int(discharged.sum())
-        final_kwh[first:last] = final_energy_kwh(problem, block_kw, first_vehicle=first)
+        import_fen += _cost_fen(import_wh, import_levels)
+        export_fen += _cost_fen(export_wh, export_levels)
+        charged_wh += int(import_wh.sum())
+        total_discharged_wh += int(export_wh.sum())
     energy_cost = fen_to_cny(import_fen)
     export_revenue = fen_to_cny(export_fen)
     # A day-ahead plan prices wear at one rate; a per-vehicle rate is written as its highest.
