@@ -213,7 +213,10 @@ def make_feasible(problem: Problem, power_kw: FloatArray, *, overwrite: bool = F
             feasible_power(np.asfortranarray(power_kw, dtype=np.float64), *_limits(problem, None))
         )
     for rows in _site_blocks(problem, power_kw.shape[1]):
-        power_kw[rows] = feasible_power(np.asfortranarray(power_kw[rows]), *_limits(problem, rows))
+        # A slice of a column-major array is read as it is (each column's part is
+        # contiguous); the rows of limited sites are gathered into a block of their own.
+        block = power_kw[rows] if isinstance(rows, slice) else np.asfortranarray(power_kw[rows])
+        power_kw[rows] = feasible_power(block, *_limits(problem, rows))
     return power_kw
 
 
