@@ -377,6 +377,20 @@ def test_float_sums_by_blocks_are_bitwise_those_of_the_whole(
     )
     assert len(schedule_files.vehicle_blocks(*power_kw.shape)) > 10
     assert np.array_equal(by_blocks, whole_kwh)
+    levels = (np.zeros(problem.grid.length, dtype=np.int64), 1)
+    metered = np.concatenate(
+        [
+            schedule_files._metered_block(
+                problem,
+                power_kw[first:last],
+                first_vehicle=first,
+                import_level=levels,
+                export_level=levels,
+            )[2]
+            for first, last in schedule_files.vehicle_blocks(*power_kw.shape)
+        ]
+    )
+    assert np.array_equal(metered, whole_kwh)
 
 
 @settings(max_examples=60, deadline=None)
