@@ -194,12 +194,15 @@ class FastPlanner:
         those steps put each vehicle's urgent energy first (:func:`guard_departures`):
         vehicles still to arrive will share the site's cheap hours.
         """
-        power_kw = make_feasible(problem, self.solve(problem))
+        # Each plan below is a fresh array of the planner's own: cut in place, no copy.
+        power_kw = make_feasible(problem, self.solve(problem), overwrite=True)
         if self.guard and problem.control_steps < problem.grid.length:
             # Putting urgent energy first cuts others' charging, which can leave their later
             # planned discharge beyond the energy window: cut again to the exact limits.
             power_kw = make_feasible(
-                problem, guard_departures(problem, power_kw, problem.control_steps)
+                problem,
+                guard_departures(problem, power_kw, problem.control_steps),
+                overwrite=True,
             )
         return Schedule(power_kw=power_kw, planner=self.name)
 
@@ -220,7 +223,7 @@ class FastPlanner:
             problem,
             rule,
             solve_energy=lambda prices: make_feasible(
-                problem, self.solve_at_prices(problem, prices)
+                problem, self.solve_at_prices(problem, prices), overwrite=True
             ),
             solve_full=lambda prices: self._solve_priced(problem, prices),
             hint=self._rule_multipliers,
