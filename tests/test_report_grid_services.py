@@ -49,7 +49,14 @@ DURATIONS_H = (0.25, 1.0, 4.0)
 
 # Zero of each field's type: the page and the files need values, but only the services'
 # matter here.
-_ZERO: dict[str, Any] = {"str": "", "int": 0, "float": 0.0, "bool": True, "Decimal": Decimal(0)}
+_ZERO: dict[str, Any] = {
+    "str": "",
+    "int": 0,
+    "float": 0.0,
+    "bool": True,
+    "Decimal": Decimal(0),
+    "Decimal | None": None,
+}
 
 
 def _metrics(city: str, planner: str, services: dict[str, Any]) -> CityMetrics:
