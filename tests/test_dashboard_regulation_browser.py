@@ -98,35 +98,53 @@ async def test_a_dispatcher_watches_a_committed_hour_followed_and_scored(tmp_pat
     )
     planner = make_planner(settings.planner)
     warm_up(planner, settings, now=START)
-    # The clock starts once the planner is compiled: on a fresh machine that takes long
-    # enough for the committed hour to pass unseen at this speed.
-    clock = ScaledClock(START, SPEED)
+    # What blocks the event loop is done before the clock starts (making the signal imports
+    # SciPy's signal module; starting Chromium takes seconds on a busy machine): at this
+    # speed a second is a minute in which no station is served, and all six vehicles must
+    # be plugged in before the hour to share it (shares are sticky: a vehicle that comes
+    # late gets none while the others have room for theirs).
     signal = synthetic_signal(kind="dynamic", seed=4, start=HOUR[0], duration_s=3600, step_s=4.0)
-    stop = asyncio.Event()
-    async with CsmsServer(store, ServerSettings(host="127.0.0.1", port=0), clock=clock) as server:
-        broadcaster = SignalBroadcaster(
-            clock=clock,
-            call_station=server.call_station,
-            store=store,
-            signal_file=signal,
-            file_name="signal.csv",
-        )
-        control = server.control_loop(
-            planner, settings, grid_services=GridServices(store, broadcaster=broadcaster)
-        )
-        loop_task = asyncio.create_task(control.run(stop))
-        fleet = ChargerFleet(_fleet(server.url + "/ocpp", passwords), clock=clock)
-        fleet_task = asyncio.create_task(fleet.run(stop=stop))
-        context = live_context(store, server, control, settings)
-        try:
-            async with WebServer(create_app(context), WebSettings(port=0)) as web:
-                with _chromium() as driver:
+    with _chromium() as driver:
+        # The clock starts once the planner is compiled: on a fresh machine that takes long
+        # enough for the committed hour to pass unseen at this speed.
+        clock = ScaledClock(START, SPEED)
+        stop = asyncio.Event()
+        async with CsmsServer(
+            store, ServerSettings(host="127.0.0.1", port=0), clock=clock
+        ) as server:
+            broadcaster = SignalBroadcaster(
+                clock=clock,
+                call_station=server.call_station,
+                store=store,
+                signal_file=signal,
+                file_name="signal.csv",
+            )
+            control = server.control_loop(
+                planner, settings, grid_services=GridServices(store, broadcaster=broadcaster)
+            )
+            loop_task = asyncio.create_task(control.run(stop))
+            fleet = ChargerFleet(_fleet(server.url + "/ocpp", passwords), clock=clock)
+            fleet_task = asyncio.create_task(fleet.run(stop=stop))
+            context = live_context(store, server, control, settings)
+            try:
+                async with WebServer(create_app(context), WebSettings(port=0)) as web:
+                    await _all_plugged_before_the_hour(store, clock)
                     await asyncio.to_thread(_log_in, driver, web.url, grid_token)
                     await _watch(driver, web.url, grid_token, clock, tmp_path)
-        finally:
-            stop.set()
-            await asyncio.gather(loop_task, fleet_task)
+            finally:
+                stop.set()
+                await asyncio.gather(loop_task, fleet_task)
     store.close()
+
+
+async def _all_plugged_before_the_hour(store: Store, clock: ScaledClock) -> None:
+    """Wait until the six vehicles are plugged in, which must be before the committed hour:
+    the hour's first control instant shares it among those plugged in then, and they keep
+    their shares (a late vehicle gets none, and the page would never show six)."""
+    async with asyncio.timeout(WAIT_S):
+        while len(await asyncio.to_thread(store.plugged, clock.now())) < CHARGERS:
+            await asyncio.sleep(0.05)
+    assert clock.now() < HOUR[0], f"the six vehicles were plugged in only at {clock.now()}"
 
 
 async def _watch(
