@@ -67,7 +67,7 @@ import numpy.typing as npt
 from v2ghub.model.problem import PlannerCapabilities, Problem, Schedule
 from v2ghub.model.valley_rule import with_rules_name
 from v2ghub.planning._fast_kernels import plan_by_site
-from v2ghub.planning.peak import plan_with_peak_price
+from v2ghub.planning.peak import PEAK_ITERATIONS, plan_with_peak_price
 from v2ghub.planning.reserve import plan_with_regulation
 from v2ghub.planning.stepping import (
     contiguous_floats,
@@ -158,6 +158,8 @@ class FastPlanner:
         Keep the pilots' valley rule the problem carries (``Problem.valley_rule``) by
         pricing it (:mod:`v2ghub.planning.valley_rule_prices`); the planner is then named
         ``fast+rules``.
+    peak_iterations:
+        Price iterations with a peak price (each one more planning pass).
     """
 
     name = "fast"
@@ -169,6 +171,7 @@ class FastPlanner:
         guard: bool = False,
         peak_price_cny_per_kw: float = 0.0,
         keep_valley_rule: bool = False,
+        peak_iterations: int = PEAK_ITERATIONS,
     ) -> None:
         if passes < 1:
             raise ValueError(f"passes must be >= 1, got {passes}")
@@ -176,7 +179,10 @@ class FastPlanner:
             raise ValueError(
                 f"peak_price_cny_per_kw must be a finite number >= 0, got {peak_price_cny_per_kw}"
             )
+        if peak_iterations < 0:
+            raise ValueError(f"peak_iterations must be >= 0, got {peak_iterations}")
         self.passes = passes
+        self.peak_iterations = peak_iterations
         self.guard = guard
         self.peak_price_cny_per_kw = peak_price_cny_per_kw
         self.keep_valley_rule = keep_valley_rule
@@ -254,6 +260,7 @@ class FastPlanner:
                 problem,
                 solve=solve,
                 peak_price_cny_per_kw=self.peak_price_cny_per_kw,
+                iterations=self.peak_iterations,
                 prices=prices,
             )
         return solve(problem)
