@@ -10,13 +10,20 @@ import numpy as np
 
 from v2ghub.model.case import CityCase
 from v2ghub.model.fleet import Fleet
+from v2ghub.model.signals import GridSignals
 from v2ghub.model.sites import SiteLimits
 from v2ghub.model.time_grid import TimeGrid
 from v2ghub.scenarios.ageing_data import planning_wear_price
 from v2ghub.scenarios.catalog import CityData
 from v2ghub.scenarios.config import Scenario
 from v2ghub.scenarios.load_shapes import grid_signals
-from v2ghub.scenarios.synthetic import generate_fleet
+from v2ghub.scenarios.shards import (
+    BLOCK_VEHICLES,
+    CityLayout,
+    city_fleet,
+    city_midnight,
+    generate_block,
+)
 from v2ghub.units import SECONDS_PER_DAY
 
 
@@ -63,35 +70,66 @@ def city_case(
     )
 
 
-def iter_synthetic_cases(scenario: Scenario) -> Iterator[CityCase]:
-    """One seeded synthetic case per city of the scenario, generated when asked for."""
+def iter_synthetic_cases(
+    scenario: Scenario, *, block_vehicles: int = BLOCK_VEHICLES
+) -> Iterator[CityCase]:
+    """One seeded synthetic case per city of the scenario, generated when asked for.
+
+    Each city draws from its own streams, so adding a city never changes another's fleet;
+    a city is drawn in shard blocks (:mod:`v2ghub.scenarios.shards`), whose first is the
+    whole city up to ``BLOCK_VEHICLES`` vehicles.
+    """
     settings = scenario.simulation
     for number, name in enumerate(settings.cities):
-        data = scenario.city_data[name]
-        midnight = datetime(
-            settings.date.year,
-            settings.date.month,
-            settings.date.day,
-            tzinfo=ZoneInfo(data.timezone),
-        )
-        # Each city draws from its own stream: adding a city never changes another's fleet.
-        rng = np.random.default_rng([settings.seed, number])
-        generated = generate_fleet(
-            n_vehicles=settings.vehicles_per_city,
-            city=name,
-            day=settings.date,
-            timezone=data.timezone,
-            mix=scenario.fleet,
-            models=scenario.vehicle_models,
-            rng=rng,
-        )
+        generated = city_fleet(scenario, city_number=number, block_vehicles=block_vehicles)
         yield city_case(
-            data=data,
+            data=scenario.city_data[name],
             scenario=scenario,
             fleet=generated.fleet,
             sites=generated.sites,
-            midnight=midnight,
+            midnight=city_midnight(scenario, name),
         )
+
+
+def city_signals(scenario: Scenario, layout: CityLayout) -> GridSignals:
+    """The city's base load and renewable surplus on its grid, scaled to its whole fleet
+    (as :func:`city_case` makes them for the city's fleet in one piece)."""
+    data = scenario.city_data[layout.city]
+    return grid_signals(
+        grid=layout.grid,
+        tariff=data.tariff(),
+        shape=scenario.grid,
+        n_vehicles=max(1, layout.n_vehicles),
+        solar_peak_share=data.solar_peak_share,
+    )
+
+
+def block_case(scenario: Scenario, layout: CityLayout, *, block: int) -> CityCase:
+    """The case of one shard block of a city: the block's sessions and sites on the city's
+    grid, with the city's base load and renewable surplus (scaled to the whole city's
+    fleet, ``layout.n_vehicles``), so that every block sees the same grid context."""
+    data = scenario.city_data[layout.city]
+    generated = generate_block(
+        scenario,
+        city_number=layout.city_number,
+        block=block,
+        numbered=True,
+        block_vehicles=layout.block_vehicles,
+    )
+    fleet = generated.fleet
+    return CityCase(
+        city=layout.city,
+        grid=layout.grid,
+        fleet=fleet,
+        sites=generated.sites,
+        tariff=data.tariff(),
+        signals=city_signals(scenario, layout),
+        degradation_cny_per_kwh=planning_wear_price(
+            fleet,
+            wear=scenario.simulation.wear,
+            flat_cny_per_kwh=scenario.simulation.degradation_cny_per_kwh,
+        ),
+    )
 
 
 def synthetic_cases(scenario: Scenario) -> list[CityCase]:

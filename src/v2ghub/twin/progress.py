@@ -36,12 +36,14 @@ def progress_callback(
         console=console if console is not None else Console(stderr=True),
         transient=True,
     )
-    starts: dict[str, int] = {}
+    # The latest share of each run: runs may progress one after the other or, sharded
+    # across workers, at the same time; the bar shows their sum.
+    shares: dict[str, float] = {}
     with bar:
         task = bar.add_task("simulating", total=total_runs)
 
         def on_step(label: str, share: float) -> None:
-            first = starts.setdefault(label, len(starts))
-            bar.update(task, completed=first + share, description=label)
+            shares[label] = share
+            bar.update(task, completed=sum(shares.values()), description=label)
 
         yield on_step

@@ -5,23 +5,30 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from v2ghub import __version__
 from v2ghub.errors import InputError
+from v2ghub.model.case import CityCase
 from v2ghub.model.problem import Planner, capabilities_of
 from v2ghub.planning import make_planner
 from v2ghub.regulation.demand_response import DemandResponseEvent
+from v2ghub.scenarios.build import iter_synthetic_cases
 from v2ghub.scenarios.config import DEFAULT_DEMAND_RESPONSE, DemandResponseEntry
 from v2ghub.scenarios.market_config import MarketSettings, default_market
+from v2ghub.scenarios.shards import BLOCK_VEHICLES
 from v2ghub.sim.metrics import RunResult
 from v2ghub.sim.regulation_service import RegulationOffer
-from v2ghub.sim.runner import run_cases, with_peak_reduction
+from v2ghub.sim.runner import fresh_planner, run_cases, with_peak_reduction
 from v2ghub.twin.progress import Progress, progress_callback
 from v2ghub.twin.result import RunInfo, TwinResult
 from v2ghub.twin.scenario import Scenario
+
+if TYPE_CHECKING:
+    from v2ghub.scale.ray_runner import ShardedRun
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,18 @@ class Twin:
         when the scenario names none and no market is asked for, or the events (scenario
         entries).
         The scenario's own ``[[demand_response]]`` events are always answered.
+    workers:
+        Shard each city's synthetic fleet and run the shards as Ray tasks on a local Ray
+        runtime of this many CPUs, started for the run (:mod:`v2ghub.scale`). ``None``
+        with no ``ray_address``: one process, one city at a time, Ray never imported.
+    ray_address:
+        Run the shards on the Ray cluster at this address instead (its workers must see
+        the run's folder).
+    block_vehicles:
+        Most vehicles of a shard block (:mod:`v2ghub.scenarios.shards`); fleets are drawn
+        in such blocks whether or not they are sharded, so a fleet depends on it beyond
+        its first block. The default keeps every fleet of up to 25,000 vehicles a city as
+        it always was.
 
     Examples
     --------
@@ -74,7 +93,19 @@ class Twin:
         regulation: RegulationOffer | bool = False,
         market: MarketSettings | bool = False,
         demand_response: Sequence[DemandResponseEntry] | bool = False,
+        workers: int | None = None,
+        ray_address: str | None = None,
+        block_vehicles: int = BLOCK_VEHICLES,
     ) -> None:
+        if workers is not None and workers < 1:
+            raise InputError(f"workers must be at least 1, got {workers}")
+        if block_vehicles < 1:
+            raise InputError(f"block_vehicles must be at least 1, got {block_vehicles}")
+        self.workers = workers
+        self.ray_address = ray_address
+        self.block_vehicles = block_vehicles
+        # The figures of the last sharded run (memory, seconds, rounds' loads), if any.
+        self.last_sharded_run: ShardedRun | None = None
         self.scenario = scenario
         self.planners: tuple[Planner | str, ...] = tuple(
             planners if planners is not None else scenario.planners
@@ -126,9 +157,17 @@ class Twin:
             "requested, step by step.",
         )
 
+    @property
+    def sharded(self) -> bool:
+        """Whether the run shards its cities across Ray workers."""
+        return self.workers is not None or self.ray_address is not None
+
     def check(self) -> None:
         """Refuse a planner that cannot take the scenario's fleets at every control
-        instant (raises :class:`~v2ghub.errors.InputError`)."""
+        instant, and, when sharded, what sharding does not cover yet (raises
+        :class:`~v2ghub.errors.InputError`)."""
+        if self.sharded:
+            self._check_shardable()
         largest = self.scenario.largest_fleet
         for planner in self.planners:
             made = make_planner(planner) if isinstance(planner, str) else planner
@@ -139,6 +178,26 @@ class Twin:
                     f"twin ({largest:,} asked); use fewer --vehicles, or v2ghub plan for one "
                     "day-ahead solve"
                 )
+
+    def _check_shardable(self) -> None:
+        """Sharding covers synthetic fleets with the planners alone; the grid services and
+        the valley rule couple a city's vehicles in ways its rounds do not reconcile yet."""
+        refused = []
+        if self.scenario.sessions is not None:
+            refused.append("--sessions")
+        if self.regulation is not None:
+            refused.append("--regulation")
+        if self.market is not None:
+            refused.append("--market")
+        if self._demand_response.events:
+            refused.append("--demand-response")
+        if any(capabilities_of(fresh_planner(p)).valley_rule for p in self.planners):
+            refused.append("--pilot-rules (the +rules planners)")
+        if refused:
+            raise InputError(
+                f"--workers does not yet shard {', '.join(refused)}: run without --workers "
+                "and --ray-address"
+            )
 
     def run(
         self,
@@ -164,6 +223,8 @@ class Twin:
 
     def _run_into(self, folder: Path, *, progress: Progress, owned: bool) -> TwinResult:
         folder.mkdir(parents=True, exist_ok=True)
+        if self.sharded:
+            return self._run_sharded_into(folder, progress=progress, owned=owned)
         from v2ghub.report.outputs import (  # noqa: PLC0415 - heavy imports only when run
             TableWriter,
             meter_table,
@@ -183,7 +244,7 @@ class Twin:
 
             settings = self.scenario.settings.simulation
             summaries = run_cases(
-                self.scenario.cases(),
+                self._cases(),
                 self.planners,
                 control_steps=settings.control_steps,
                 on_step=on_step,
@@ -201,6 +262,40 @@ class Twin:
                 _owned=owned,
             )
             sessions.add_metadata(result.saved_metadata())
+        return result
+
+    def _cases(self) -> Iterable[CityCase]:
+        if self.scenario.sessions is None and self.block_vehicles != BLOCK_VEHICLES:
+            return iter_synthetic_cases(self.scenario.settings, block_vehicles=self.block_vehicles)
+        return self.scenario.cases()
+
+    def _run_sharded_into(self, folder: Path, *, progress: Progress, owned: bool) -> TwinResult:
+        """Run the shards on Ray (imported here only), merge, join the parts."""
+        from v2ghub.scale.parts import join_parts  # noqa: PLC0415
+        from v2ghub.scale.ray_runner import run_sharded  # noqa: PLC0415 - Ray only when asked
+
+        total = len(self.scenario.cities) * len(self.planners)
+        with progress_callback(progress, total) as on_step:
+            sharded = run_sharded(
+                self.scenario.settings,
+                self.planners,
+                control_steps=self.scenario.settings.simulation.control_steps,
+                folder=folder,
+                workers=self.workers,
+                address=self.ray_address,
+                on_step=on_step,
+                block_vehicles=self.block_vehicles,
+            )
+        runs = with_peak_reduction(sharded.summaries, self.planner_names[0])
+        result = TwinResult(
+            runs=tuple(runs),
+            info=self._info(runs[0].grid.start.date().isoformat() if runs else None),
+            notes=tuple(self._notes()),
+            folder=folder,
+            _owned=owned,
+        )
+        join_parts(folder, sharded.part_keys, metadata=result.saved_metadata())
+        self.last_sharded_run = sharded
         return result
 
     def _info(self, date: str | None) -> RunInfo:
