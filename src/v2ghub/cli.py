@@ -69,6 +69,16 @@ def _distinct_names(text: str) -> str:
     return ",".join(parts)
 
 
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -204,6 +214,20 @@ def _add_simulate_parser(commands: Commands) -> None:
         help="answer an event 18:00-19:00 local, 0.5 kW below "
         "the baseline per plugged vehicle, when the scenario has none and no market runs",
     )
+    add(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="shard each city's fleet (blocks of 25,000 vehicles, whole sites) and run the "
+        "shards on a local Ray runtime of N CPUs; mpc and fast coordinate the area's peak "
+        "across shards in rounds",
+    )
+    add(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="run the shards on the Ray cluster at ADDRESS (e.g. ray://head:10001 or "
+        "auto); its workers must see --out's file system",
+    )
 
 
 def _add_settle_parser(commands: Commands) -> None:
@@ -327,6 +351,8 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
         regulation=regulation or False,
         market=args.market,
         demand_response=args.demand_response,
+        workers=args.workers,
+        ray_address=args.ray_address,
     )
     twin.check()
     inputs = [args.scenario, args.sessions, args.sites]
