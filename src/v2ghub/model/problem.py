@@ -7,7 +7,7 @@ A planner never knows whether it runs in the twin or live: it gets a read-only
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -18,6 +18,20 @@ from v2ghub.model.valley_rule import ValleyRule
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+
+_PER_STEP = frozenset(
+    {
+        "import_price_cny_per_kwh",
+        "export_price_cny_per_kwh",
+        "period_kind",
+        "base_load_kw",
+        "renewable_surplus_kw",
+        "regulation_price_cny_per_kw_h",
+        "regulation_commitment_kw",
+    }
+)
+_PER_SITE = frozenset({"import_limit_kw", "export_limit_kw"})
 
 
 @dataclass(frozen=True)
@@ -91,21 +105,11 @@ class Problem:
         n = self.vehicle_index.shape[0]
         horizon = self.grid.length
         n_sites = self.import_limit_kw.shape[0]
-        per_step = {
-            "import_price_cny_per_kwh",
-            "export_price_cny_per_kwh",
-            "period_kind",
-            "base_load_kw",
-            "renewable_surplus_kw",
-            "regulation_price_cny_per_kw_h",
-            "regulation_commitment_kw",
-        }
-        per_site = {"import_limit_kw", "export_limit_kw"}
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, np.ndarray):
                 continue
-            expected = horizon if f.name in per_step else n_sites if f.name in per_site else n
+            expected = horizon if f.name in _PER_STEP else n_sites if f.name in _PER_SITE else n
             if value.shape != (expected,):
                 raise ValueError(f"Problem.{f.name} must have shape ({expected},)")
             value.setflags(write=False)
@@ -156,6 +160,22 @@ class Problem:
     def dt_h(self) -> float:
         """Step length in hours."""
         return self.grid.dt_h
+
+    def rows(self, index: IntArray) -> Problem:
+        """The problem of the vehicle rows ``index`` only (plugged rows; the forecast rows
+        are dropped), with the same horizon, sites, prices and signals."""
+        index = np.asarray(index, dtype=np.int64)
+        if index.size and index.max() >= self.n_plugged:
+            raise ValueError("Problem.rows takes plugged rows only, not forecast rows")
+        per_vehicle = {
+            f.name: getattr(self, f.name)[index]
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray) and f.name not in _PER_STEP | _PER_SITE
+        }
+        rule = self.valley_rule
+        if rule is not None:
+            rule = replace(rule, private=rule.private[index])
+        return replace(self, **per_vehicle, expected_count=0, valley_rule=rule)
 
 
 @dataclass(frozen=True)
