@@ -144,12 +144,17 @@ def connect(*, workers: int | None, address: str | None) -> bool:
 
 
 def _failure(task: ShardTask, label: str, error: BaseException) -> ShardError:
-    cause = error.cause if isinstance(error, ray.exceptions.RayTaskError) else error
-    what = " ".join(str(cause).split())[:300] if cause is not None else type(error).__name__
-    return ShardError(
-        f"shard {task.block} of {label} (round {task.coordination_round}) failed after "
-        f"{MAX_RETRIES} retries: {type(cause).__name__}: {what}"
-    )
+    """One line naming the shard and what went wrong."""
+    where = f"shard {task.block} of {label} (round {task.coordination_round})"
+    if isinstance(error, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError):
+        return ShardError(
+            f"{where} failed: its worker died {MAX_RETRIES + 1} times (killed, or out of "
+            "memory: try fewer --workers per machine)"
+        )
+    cause = error.cause if isinstance(error, ray.exceptions.RayTaskError) else None
+    cause = cause if cause is not None else error
+    what = " ".join(str(cause).split())[:300]
+    return ShardError(f"{where} failed: {type(cause).__name__}: {what}")
 
 
 def run_sharded(
