@@ -16,6 +16,7 @@ from v2ghub.model.case import CityCase
 from v2ghub.model.problem import Planner, capabilities_of
 from v2ghub.planning import make_planner
 from v2ghub.regulation.demand_response import DemandResponseEvent
+from v2ghub.scale.coordination import JACOBI_ROUNDS
 from v2ghub.scenarios.build import iter_synthetic_cases
 from v2ghub.scenarios.config import DEFAULT_DEMAND_RESPONSE, DemandResponseEntry
 from v2ghub.scenarios.market_config import MarketSettings, default_market
@@ -72,6 +73,10 @@ class Twin:
         in such blocks whether or not they are sharded, so a fleet depends on it beyond
         its first block. The default keeps every fleet of up to 25,000 vehicles a city as
         it always was.
+    jacobi_rounds:
+        When sharded, the rounds after the first in which the shards of a planner that
+        prices the area's peak re-plan against each other's loads
+        (:mod:`v2ghub.scale.coordination`); 0 keeps the proportional first round alone.
 
     Examples
     --------
@@ -96,14 +101,18 @@ class Twin:
         workers: int | None = None,
         ray_address: str | None = None,
         block_vehicles: int = BLOCK_VEHICLES,
+        jacobi_rounds: int = JACOBI_ROUNDS,
     ) -> None:
         if workers is not None and workers < 1:
             raise InputError(f"workers must be at least 1, got {workers}")
+        if jacobi_rounds < 0:
+            raise InputError(f"jacobi_rounds must be at least 0, got {jacobi_rounds}")
         if block_vehicles < 1:
             raise InputError(f"block_vehicles must be at least 1, got {block_vehicles}")
         self.workers = workers
         self.ray_address = ray_address
         self.block_vehicles = block_vehicles
+        self.jacobi_rounds = jacobi_rounds
         # The figures of the last sharded run (memory, seconds, rounds' loads), if any.
         self.last_sharded_run: ShardedRun | None = None
         self.scenario = scenario
@@ -285,6 +294,7 @@ class Twin:
                 address=self.ray_address,
                 on_step=on_step,
                 block_vehicles=self.block_vehicles,
+                jacobi_rounds=self.jacobi_rounds,
             )
         runs = with_peak_reduction(sharded.summaries, self.planner_names[0])
         result = TwinResult(
