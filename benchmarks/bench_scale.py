@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import multiprocessing
 import resource
 import time
@@ -36,7 +35,7 @@ import numpy as np
 import ray
 
 from v2ghub import Scenario, Twin
-from v2ghub.scale.ray_runner import ShardedRun
+from v2ghub.scale.ray_runner import ShardedRun, connect
 from v2ghub.scenarios.build import block_case
 from v2ghub.scenarios.shards import city_layout
 from v2ghub.sim.metrics import fold_daily
@@ -102,9 +101,7 @@ def sharded(
 ) -> tuple[float, float, TwinResult, ShardedRun]:
     """A sharded run on a fresh local runtime of ``cpus``: (start s, run s, result, figures)."""
     started = time.perf_counter()
-    ray.init(
-        num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False
-    )
+    connect(workers=cpus, address=None)  # as simulate --workers starts it
     start_s = time.perf_counter() - started
     try:
         twin = Twin(

@@ -7,7 +7,6 @@ The first test starts its own runtimes (1 CPU, then 2) through the ``Twin``, as
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ ray = pytest.importorskip("ray")
 from v2ghub import Scenario, Twin  # noqa: E402
 from v2ghub.model.problem import Problem, Schedule  # noqa: E402
 from v2ghub.planning.uncontrolled import UncontrolledPlanner  # noqa: E402
-from v2ghub.scale.ray_runner import ShardError  # noqa: E402
+from v2ghub.scale.ray_runner import ShardError, connect  # noqa: E402
 from v2ghub.twin.result import TwinResult  # noqa: E402
 
 RULES = ["uncontrolled", "tou", "v2g-rules"]
@@ -59,7 +58,7 @@ def test_one_and_two_workers_give_the_same_summary_and_sessions() -> None:
 @pytest.fixture(scope="module")
 def ray_runtime() -> Iterator[None]:
     """One local runtime of 2 CPUs for the module's other tests."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    connect(workers=2, address=None)  # as simulate --workers 2 starts it
     yield
     ray.shutdown()
 
@@ -155,5 +154,7 @@ def test_mpc_sharded_stays_near_the_unsharded_run(ray_runtime: None) -> None:
     assert sharded.peak_kw == pytest.approx(whole.peak_kw, rel=TOL_PEAK)
 
 
-TOL_COST = 0.03
-TOL_PEAK = 0.05
+# Measured on this case (400 vehicles in 2 shards of 200): owners' cost +0.25%, peak
+# -1.65% against the unsharded run of the same sessions (1,000 in 4 shards: +0.08%, +1.39%).
+TOL_COST = 0.01
+TOL_PEAK = 0.04

@@ -5,9 +5,9 @@ worker process); the driver holds only the layouts, the per-step curves of the p
 the merged summaries. Rounds of the peak coordination (:mod:`v2ghub.scale.coordination`)
 wait for every block of their city and planner; everything else runs as soon as a worker
 is free. With ``workers``, a local Ray runtime of that many CPUs is started (no dashboard,
-quiet) and stopped at the end; with ``address``, an existing cluster is joined (its
-workers must see the run's folder: a shared file system). A runtime already started in
-this process (``ray.is_initialized()``) is used as it is.
+quiet, its workers at the driver's priority) and stopped at the end; with ``address``, an
+existing cluster is joined (its workers must see the run's folder: a shared file system).
+A runtime already started in this process (``ray.is_initialized()``) is used as it is.
 
 Failures: a task whose worker dies (killed, out of memory) is run again, up to
 ``MAX_RETRIES`` times (Ray's task retries); the shard starts over from its seed, so the
@@ -33,7 +33,7 @@ import numpy as np
 import ray
 import ray.exceptions
 
-from v2ghub.errors import PlanningError
+from v2ghub.errors import InputError, PlanningError
 from v2ghub.model.problem import Planner, capabilities_of
 from v2ghub.model.signals import GridSignals
 from v2ghub.scale.coordination import (
@@ -128,18 +128,32 @@ class ShardedRun:
 
 
 def connect(*, workers: int | None, address: str | None) -> bool:
-    """Start or join Ray; whether this call started it (and so must stop it)."""
+    """Start or join Ray; whether this call started it (and so must stop it).
+
+    A local runtime is always a new one of its own (``address="local"``), never a cluster
+    that happens to run on this machine; joining one is asked for by ``address``.
+    """
     if ray.is_initialized():
         return False
     if address is not None:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-    else:
-        ray.init(
-            num_cpus=workers,
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-        )
+        try:
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            problem = " ".join(str(error).split())[:300]
+            raise InputError(
+                f"--ray-address {address}: cannot join the cluster ({problem})"
+            ) from None
+        return True
+    ray.init(
+        address="local",
+        num_cpus=workers,
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+        # Ray lowers its workers to nice 15 by default: on a shared machine they would
+        # then wait for every other job, which a run asked for by its user should not.
+        _system_config={"worker_niceness": 0},
+    )
     return True
 
 
