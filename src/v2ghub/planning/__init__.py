@@ -25,9 +25,6 @@ from v2ghub.planning.v2g_rules import V2gRulesPlanner
 # The day's share of a capacity (demand) charge, so the optimiser also shaves the area's
 # peak: a two-part tariff of about 30 CNY per kW and month is about 1 CNY per kW a day.
 MPC_PEAK_PRICE_CNY_PER_KW = defaults.MPC_PEAK_PRICE_CNY_PER_KW
-# What changed since the last whole plan is planned with this many peak iterations: the
-# held plan has shaved the peak already (figures in v2ghub.planning.mpc).
-PARTIAL_PEAK_ITERATIONS = 2
 
 
 def _mpc(
@@ -41,8 +38,8 @@ def _mpc(
     whole_plan_every: int = WHOLE_PLAN_EVERY,
 ) -> Planner:
     """Receding horizon around ``fast`` with forecasts, shaving the area's peak; between
-    whole plans (every ``whole_plan_every``-th instant) only what changed is planned,
-    with ``PARTIAL_PEAK_ITERATIONS`` peak iterations (:mod:`v2ghub.planning.mpc`)."""
+    whole plans (every ``whole_plan_every``-th instant) only what changed is planned
+    (:mod:`v2ghub.planning.mpc`)."""
     return RecedingHorizonPlanner(
         FastPlanner(peak_price_cny_per_kw=peak_price_cny_per_kw, keep_valley_rule=keep_valley_rule),
         base_load_error=base_load_error,
@@ -51,11 +48,6 @@ def _mpc(
         seed=seed,
         name=with_rules_name("mpc", keep_valley_rule=keep_valley_rule),
         whole_plan_every=whole_plan_every,
-        partial_inner=FastPlanner(
-            peak_price_cny_per_kw=peak_price_cny_per_kw,
-            keep_valley_rule=keep_valley_rule,
-            peak_iterations=PARTIAL_PEAK_ITERATIONS,
-        ),
     )
 
 
