@@ -644,3 +644,59 @@ def test_a_session_outside_the_prices_names_its_row_past_blank_rows(
     err = capsys.readouterr().err
     assert "blank-rows.csv: row 5, field arrival: session 's2' arrives at" in err
     assert not out.exists()
+
+
+# The pilots' valley rule: one home session needs 2 kWh over a valley step (0.30) and two
+# flat ones (0.31). A peak price of 0.5 CNY/kW spreads the charging evenly (a third in the
+# valley); keeping the rule puts 80% of it there, as the private chargers' rule asks.
+RULE_SESSIONS = (
+    "session_id,site_id,arrival,departure,battery_kwh,soc_arrival,soc_target,max_charge_kw,"
+    "max_discharge_kw,charge_efficiency,discharge_efficiency,charger_kind\n"
+    "h1,a,2025-07-16T00:00:00+08:00,2025-07-16T00:45:00+08:00,8,0.5,0.75,8,0,1,1,home\n"
+)
+RULE_PRICES = (
+    "start,import_price_cny_per_kwh,export_price_cny_per_kwh\n"
+    "2025-07-16T00:00:00+08:00,0.30,0\n"
+    "2025-07-16T00:15:00+08:00,0.31,0\n"
+    "2025-07-16T00:30:00+08:00,0.31,0\n"
+)
+
+
+@pytest.mark.parametrize("planner", ["lp", "fast"])
+def test_pilot_rules_put_the_valley_share_where_the_rule_asks(tmp_path: Path, planner: str) -> None:
+    sessions, prices = tmp_path / "sessions.csv", tmp_path / "prices.csv"
+    sessions.write_text(RULE_SESSIONS, encoding="utf-8")
+    prices.write_text(RULE_PRICES, encoding="utf-8")
+    args = ["--sessions", str(sessions), "--prices", str(prices), "--planner", planner]
+    args += ["--peak-price-cny-per-kw", "0.5"]
+    shares = {}
+    for rules in (False, True):
+        out, summary = tmp_path / f"schedule-{rules}.csv", tmp_path / f"summary-{rules}.json"
+        assert _plan(out, *args, *(["--pilot-rules"] if rules else []), summary=summary) == 0
+        figures = json.loads(summary.read_text(encoding="utf-8"))
+        assert figures["unmet_energy_kwh"] == 0
+        assert figures["planner"] == (f"{planner}+rules" if rules else planner)
+        shares[rules] = figures.get("valley_share_private"), figures.get("valley_rule_met")
+    assert shares[False] == (None, None)  # no rule asked, none reported
+    share, met = shares[True]
+    assert met is True
+    assert share >= 0.8 - 1e-6
+    if planner == "lp":  # exact: no more valley charging than the rule asks
+        assert share == pytest.approx(0.8, abs=1e-4)
+
+
+def test_pilot_rules_need_a_planner_that_keeps_them(tmp_path: Path) -> None:
+    sessions, prices = tmp_path / "sessions.csv", tmp_path / "prices.csv"
+    sessions.write_text(RULE_SESSIONS, encoding="utf-8")
+    prices.write_text(RULE_PRICES, encoding="utf-8")
+    with pytest.raises(
+        InputError, match="--pilot-rules applies to --planner lp or fast, not 'tou'"
+    ):
+        day_ahead_plan.plan_files(
+            sessions=sessions,
+            prices=prices,
+            out=tmp_path / "schedule.csv",
+            planner="tou",
+            pilot_rules=True,
+        )
+    assert not (tmp_path / "schedule.csv").exists()

@@ -295,6 +295,13 @@ def _add_plan_parser(commands: Commands) -> None:
     )
     add("--peak-price-cny-per-kw", metavar="CNY", help="price of the peak; lp or fast only")
     add(
+        "--pilot-rules",
+        **SWITCH,
+        help="keep the pilots' valley rule (60%% of charging in the lowest-priced steps, 80%% "
+        "on home chargers; relaxed at a penalty where the stays do not allow it); lp or fast "
+        "only",
+    )
+    add(
         "--out",
         **FILE,
         required=True,
@@ -392,6 +399,7 @@ def plan(args: argparse.Namespace, console: Console) -> None:
         degradation_cny_per_kwh=args.degradation_cny_per_kwh,
         peak_price_cny_per_kw=args.peak_price_cny_per_kw,
         force=args.force,
+        pilot_rules=args.pilot_rules,
     )
     summary = written.summary
     warnings = Console(stderr=True)

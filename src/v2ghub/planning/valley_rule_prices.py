@@ -20,7 +20,9 @@ planner plans again every few minutes with nearly the same multipliers, so the l
 that they fall while they still work); when the rule bound last time, the plan without
 its prices is made only if no priced plan keeps it. The full plan (peak and
 headroom iterations included) is then made at those prices; where it still misses (the
-peak price moved charging out of the valley) the multipliers grow by half, a few times.
+peak price moved charging out of the valley) the multipliers grow geometrically up to the
+penalty, and the first that meets the rule is refined by one step back towards the last
+that missed.
 A multiplier never exceeds the rule's penalty (``ValleyRule.penalty_cny_per_kwh``): that
 is the relaxation, exactly as the LP's miss column priced at the penalty. Of all the plans
 made, the first that meets the rule is kept; if none does, the one that misses it least,
@@ -45,7 +47,13 @@ IntArray = npt.NDArray[np.int64]
 BISECTION_STEPS = 10  # the multiplier to within penalty / 2**10 (0.005 CNY/kWh at 5)
 HINTED_STEPS = 5  # from a bracket [hint / 4, hint] or [hint, 2 hint]: to within hint / 40
 HINT_DECAY = 0.9  # the last full plan's multipliers, this much lower, floor the next's
-GROWTH_ROUNDS = 3  # full plans after the first, each at multipliers half again as high
+# Full plans after the first, each at multipliers GROWTH_FACTOR times as high plus
+# GROWTH_STEP_SHARE of the penalty: 0 -> 0.1 -> 0.35 -> 0.98 -> 2.5 -> 5 CNY/kWh at a
+# penalty of 5, so that a peak price that holds charging out of the valley (worth up to
+# 4 V CNY per kWh moved into one 15-minute step) is outbid within the rounds.
+GROWTH_ROUNDS = 5
+GROWTH_FACTOR = 2.5
+GROWTH_STEP_SHARE = 0.02
 # A rule counts as met within this many kWh of valley charging (rounding of the plans).
 MET_TOLERANCE_KWH = 1e-6
 
@@ -168,17 +176,26 @@ def plan_with_valley_rule(
     # the last full plan's multipliers, a little lower, are the floor of the first full plan.
     overall = max(overall, HINT_DECAY * hint[0])
     private = max(private, HINT_DECAY * hint[1])
+    below: tuple[float, float] | None = None  # the highest multipliers seen to miss
     for _ in range(1 + GROWTH_ROUNDS):
         power_kw, miss = full((overall, private))
         if met(miss):
+            if below is None:
+                return power_kw, (overall, private)
+            # One step back towards the last that missed: less than the growth overshot.
+            middle = (0.5 * (below[0] + overall), 0.5 * (below[1] + private))
+            middle_kw, middle_miss = full(middle)
+            if met(middle_miss):
+                return middle_kw, middle
             return power_kw, (overall, private)
         tried.append((power_kw, miss, (overall, private)))
         if overall >= cap and private >= cap:
             break
+        below = (overall, private)
         if miss[0] > MET_TOLERANCE_KWH:
-            overall = min(cap, 1.5 * overall + 0.01 * cap)
+            overall = min(cap, GROWTH_FACTOR * overall + GROWTH_STEP_SHARE * cap)
         if miss[1] > MET_TOLERANCE_KWH:
-            private = min(cap, 1.5 * private + 0.01 * cap)
+            private = min(cap, GROWTH_FACTOR * private + GROWTH_STEP_SHARE * cap)
     if all(multipliers != (0.0, 0.0) for _, _, multipliers in tried):
         power_kw, miss = full((0.0, 0.0))
         tried.append((power_kw, miss, (0.0, 0.0)))

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from v2ghub import defaults
 from v2ghub.choices import PLAN_PLANNERS
 from v2ghub.errors import InputError
 from v2ghub.files import Replaces, atomic_texts, check_replaceable
-from v2ghub.model.problem import Planner, capabilities_of
+from v2ghub.model.fleet import ChargerKind
+from v2ghub.model.problem import Planner, Problem, capabilities_of
 from v2ghub.model.sites import SiteLimits
+from v2ghub.model.valley_rule import ValleyRule, valley_steps
 from v2ghub.planning import make_planner
 from v2ghub.planning.check import plan_checked
 from v2ghub.planning.fast import FastPlanner
@@ -32,7 +35,11 @@ from v2ghub.scenarios.prices_csv import load_prices_csv
 from v2ghub.scenarios.sessions_csv import load_sessions_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
 
+FloatArray = npt.NDArray[np.float64]
+
 DEFAULT_PLAN_PLANNER = defaults.PLAN_PLANNER
+# A share this far below the rule's still meets it (the planners' rounding).
+RULE_TOLERANCE = 1e-6
 PEAK_PRICE_PLANNERS = ("lp", "fast")
 
 
@@ -86,6 +93,33 @@ def _check_paths(outputs: list[tuple[Path, Replaces]], inputs: list[Path]) -> No
         raise InputError("--summary and --out name the same file", file=outputs[0][0])
 
 
+def valley_rule_figures(
+    problem: Problem, rule: ValleyRule, power_kw: FloatArray
+) -> dict[str, float | bool | None]:
+    """The valley rule's figures of a plan: the shares of the charging energy (grid side)
+    in valley steps, of all sessions and of those on home chargers (None where nothing is
+    charged), and whether both rules are met; a block of vehicles at a time."""
+    from v2ghub.report.schedule_files import vehicle_blocks  # noqa: PLC0415 - writing only
+
+    valley = valley_steps(problem.period_kind)[: power_kw.shape[1]]
+    sums = np.zeros((2, 2))  # (all, private) x (charged, in valley)
+    for first, last in vehicle_blocks(problem.n_vehicles, problem.grid.length):
+        charged_kw = np.maximum(power_kw[first:last], 0.0)
+        per_vehicle = np.stack((charged_kw.sum(axis=1), charged_kw[:, valley].sum(axis=1)))
+        sums[0] += per_vehicle.sum(axis=1)
+        sums[1] += per_vehicle[:, rule.private[first:last]].sum(axis=1)
+    share = [valley / charged if charged > 0 else None for charged, valley in sums]
+    met = all(
+        reached is None or reached >= wanted - RULE_TOLERANCE
+        for reached, wanted in zip(share, (rule.share, rule.private_share), strict=True)
+    )
+    return {
+        "valley_share": None if share[0] is None else round(share[0], 6),
+        "valley_share_private": None if share[1] is None else round(share[1], 6),
+        "valley_rule_met": met,
+    }
+
+
 def plan_files(
     *,
     sessions: Path,
@@ -97,6 +131,7 @@ def plan_files(
     degradation_cny_per_kwh: str = defaults.DEGRADATION_CNY_PER_KWH,
     peak_price_cny_per_kw: str | None = None,
     force: bool = False,
+    pilot_rules: bool = False,
 ) -> DayAheadPlan:
     """Read the files, plan every session with ``planner`` (a name of
     :data:`PLAN_PLANNERS` or a planner object of one's own), check the schedule against
@@ -105,7 +140,12 @@ def plan_files(
 
     An existing ``out`` or ``summary`` is replaced only if it is an earlier plan's file (by
     its header or keys) or empty, unless ``force``; a device, a folder or (without
-    ``force``) a symbolic link never is (:mod:`v2ghub.files`)."""
+    ``force``) a symbolic link never is (:mod:`v2ghub.files`).
+
+    With ``pilot_rules`` the plan keeps the pilots' valley rule (``lp+rules`` or
+    ``fast+rules``: 60% of the charging energy in the valley steps, 80% on home chargers,
+    each relaxed at a stated penalty where the plugged hours do not allow it;
+    :mod:`v2ghub.model.valley_rule`); the valley steps are the lowest-priced ones."""
     from v2ghub.report.schedule_files import (  # noqa: PLC0415 - writing only
         plan_summary,
         write_schedule_rows,
@@ -130,6 +170,11 @@ def plan_files(
                 f"{planner if isinstance(planner, str) else planner.name!r}"
             )
         peak_price = non_negative(peak_price_cny_per_kw, "--peak-price-cny-per-kw")
+    if pilot_rules and planner not in PEAK_PRICE_PLANNERS:
+        raise InputError(
+            "--pilot-rules applies to --planner lp or fast, not "
+            f"{planner if isinstance(planner, str) else planner.name!r}"
+        )
     outputs = _outputs(out, summary, force=force)
     _check_paths(outputs, [p for p in (sessions, prices, sites) if p is not None])
     read = load_sessions_csv(sessions)
@@ -150,6 +195,9 @@ def plan_files(
         sessions_file=sessions,
         session_rows=read.rows,
     )
+    if pilot_rules:
+        home = read.fleet.charger_kind[problem.vehicle_index] == ChargerKind.HOME
+        problem = replace(problem, valley_rule=ValleyRule(private=home))
     # Sessions with no whole price step are planned at zero power: their need is
     # unavoidable shortfall, counted in the summary and in one warning line.
     unplanned = sessions_without_step(fleet=read.fleet, grid=series.grid, session_rows=read.rows)
@@ -158,9 +206,9 @@ def plan_files(
         chosen = planner
     elif planner == "lp":
         check_prices_for_lp(problem, prices=series, prices_file=prices)
-        chosen = LpPlanner(peak_price_cny_per_kw=peak_price)
+        chosen = LpPlanner(peak_price_cny_per_kw=peak_price, keep_valley_rule=pilot_rules)
     elif planner == "fast":
-        chosen = FastPlanner(peak_price_cny_per_kw=peak_price)
+        chosen = FastPlanner(peak_price_cny_per_kw=peak_price, keep_valley_rule=pilot_rules)
     else:
         chosen = make_planner(planner)
     started = time.perf_counter()
@@ -181,6 +229,8 @@ def plan_files(
         else np.char.add("#", np.arange(fleet.n_sessions).astype(np.str_))
     )
     figures = unplanned.add_to_summary(figures, session_ids=session_ids)
+    if problem.valley_rule is not None:
+        figures |= valley_rule_figures(problem, problem.valley_rule, schedule.power_kw)
     for output, _ in outputs:
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
