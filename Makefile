@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# numba compiles the planners' kernels on their first call and caches them beside
+	@# the sources: a tiny day now, so that the first run does not wait about a minute.
+	warm=$$(mktemp -d) && $(BIN)/v2ghub simulate --vehicles 10 --cities Shenzhen --quiet \
+		--out "$$warm/out"; status=$$?; rm -rf "$$warm"; exit $$status
 	touch $(STAMP)
 
 $(NODE_STAMP): $(NODE_CLIENT)/package-lock.json
