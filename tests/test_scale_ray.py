@@ -23,7 +23,7 @@ from v2ghub.scale.ray_runner import ShardError, connect  # noqa: E402
 from v2ghub.twin.result import TwinResult  # noqa: E402
 
 RULES = ["uncontrolled", "tou", "v2g-rules"]
-CITIES = ["Shenzhen", "Kunming", "Haikou"]
+CITIES = ["Shenzhen", "Kunming"]
 
 
 def _without_seconds(result: TwinResult) -> str:
@@ -37,7 +37,7 @@ def _without_seconds(result: TwinResult) -> str:
 
 def test_one_and_two_workers_give_the_same_summary_and_sessions() -> None:
     assert not ray.is_initialized()
-    scenario = Scenario.pilot_cities(cities=CITIES, vehicles_per_city=240)
+    scenario = Scenario.pilot_cities(cities=CITIES, vehicles_per_city=200)
     one = Twin(scenario, planners=RULES, workers=1, block_vehicles=100).run()
     assert not ray.is_initialized()  # the runtime the twin started is stopped
     two = Twin(scenario, planners=RULES, workers=2, block_vehicles=100).run()
@@ -47,7 +47,7 @@ def test_one_and_two_workers_give_the_same_summary_and_sessions() -> None:
     assert one.meter().equals(two.meter())
     # The same sessions and, for planners without coupling, the same outcomes unsharded.
     assert two.sessions().equals(whole.sessions())
-    assert two.sessions().num_rows == len(CITIES) * len(RULES) * 240
+    assert two.sessions().num_rows == len(CITIES) * len(RULES) * 200
     for run in two.runs:
         theirs = whole.metrics(run.city, run.planner)
         assert run.metrics.owner_cost_cny == theirs.owner_cost_cny
@@ -144,17 +144,18 @@ def test_a_shard_that_keeps_dying_fails_the_run_in_one_line(
 
 
 def test_mpc_sharded_stays_near_the_unsharded_run(ray_runtime: None) -> None:
-    scenario = Scenario.pilot_cities(cities=["Shenzhen"], vehicles_per_city=400)
-    whole = Twin(scenario, planners=["mpc"], block_vehicles=200).run().metrics("Shenzhen", "mpc")
-    twin = Twin(scenario, planners=["mpc"], workers=2, block_vehicles=200)
+    scenario = Scenario.pilot_cities(cities=["Shenzhen"], vehicles_per_city=240)
+    whole = Twin(scenario, planners=["mpc"], block_vehicles=80).run().metrics("Shenzhen", "mpc")
+    twin = Twin(scenario, planners=["mpc"], workers=2, block_vehicles=80)
     sharded = twin.run().metrics("Shenzhen", "mpc")
-    assert sharded.sessions == whole.sessions == 400
+    assert sharded.sessions == whole.sessions == 240
     assert sharded.unmet_energy_kwh == pytest.approx(whole.unmet_energy_kwh, abs=1.0)
     assert float(sharded.owner_cost_cny) == pytest.approx(float(whole.owner_cost_cny), rel=TOL_COST)
     assert sharded.peak_kw == pytest.approx(whole.peak_kw, rel=TOL_PEAK)
 
 
-# Measured on this case (400 vehicles in 2 shards of 200): owners' cost +0.25%, peak
-# -1.65% against the unsharded run of the same sessions (1,000 in 4 shards: +0.08%, +1.39%).
-TOL_COST = 0.01
+# Measured on this case (240 vehicles in 3 shards of 80): owners' cost -0.66%, peak -1.0%
+# against the unsharded run of the same sessions (400 in 2 shards: +0.25%, -1.65%; 1,000 in
+# 4: +0.08%, +1.39%; 100,000 in 4 shards of 25,000: +0.24%, -0.36%).
+TOL_COST = 0.02
 TOL_PEAK = 0.04
