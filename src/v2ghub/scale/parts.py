@@ -3,9 +3,10 @@
 A worker writes its shard's ``sessions`` and ``meter`` tables as
 ``parts/<table>-c<city>-p<planner>-b<block>.parquet`` in the run's folder (under a
 temporary name first, so a worker killed while writing leaves no part that looks whole).
-The driver then streams the parts, one at a time and in (city, planner, block) order,
-into ``sessions.parquet`` and ``meter.parquet``: the same files, rows and order as an
-unsharded run writes, with memory for one part at a time.
+The driver streams the parts, one at a time and in (city, planner, block) order, into
+``sessions.parquet`` and ``meter.parquet`` as the runs complete (while workers go on):
+the same files, rows and order as an unsharded run writes, with memory for one part at a
+time.
 """
 
 from __future__ import annotations
@@ -40,6 +41,44 @@ def write_parts(result: RunResult, folder: Path, *, city: int, planner: int, blo
         os.replace(partial, target)
 
 
+class PartJoiner:
+    """Appends parts to ``sessions.parquet`` and ``meter.parquet`` as runs complete, in
+    order, each part read whole (one shard's rows) and removed once written; the caller
+    closes it with the footer's metadata when every run is in."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    def append(self, keys: Sequence[tuple[int, int, int]]) -> None:
+        """Append the parts of ``keys`` ((city, planner, block) numbers), in that order."""
+        for table in TABLES:
+            for city, planner, block in keys:
+                path = part_path(self.folder, table, city=city, planner=planner, block=block)
+                part = pq.read_table(path)
+                writer = self._writers.get(table)
+                if writer is None:
+                    writer = pq.ParquetWriter(self.folder / f"{table}.parquet", part.schema)
+                    self._writers[table] = writer
+                writer.write_table(part)
+                del part
+                path.unlink()
+
+    def close(self, metadata: dict[bytes, bytes] | None = None) -> None:
+        """Finish the files (``metadata`` into ``sessions.parquet``'s footer)."""
+        writer = self._writers.get("sessions")
+        if writer is not None and metadata is not None:
+            writer.add_key_value_metadata(metadata)
+        self.abort()
+
+    def abort(self) -> None:
+        """Close the files as they are and remove what parts are left."""
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            writer.close()
+        shutil.rmtree(self.folder / PARTS_FOLDER, ignore_errors=True)
+
+
 def join_parts(
     folder: Path,
     keys: Sequence[tuple[int, int, int]],
@@ -49,20 +88,10 @@ def join_parts(
     """Stream the parts of ``keys`` ((city, planner, block) numbers, in that order) into
     ``folder/sessions.parquet`` and ``folder/meter.parquet``, then remove the parts.
     ``metadata`` goes into ``sessions.parquet``'s footer."""
-    for table in TABLES:
-        writer: pq.ParquetWriter | None = None
-        try:
-            for city, planner, block in keys:
-                part = pq.read_table(
-                    part_path(folder, table, city=city, planner=planner, block=block)
-                )
-                if writer is None:
-                    writer = pq.ParquetWriter(folder / f"{table}.parquet", part.schema)
-                writer.write_table(part)
-                del part
-            if writer is not None and table == "sessions" and metadata is not None:
-                writer.add_key_value_metadata(metadata)
-        finally:
-            if writer is not None:
-                writer.close()
-    shutil.rmtree(folder / PARTS_FOLDER, ignore_errors=True)
+    joiner = PartJoiner(folder)
+    try:
+        joiner.append(keys)
+    except BaseException:
+        joiner.abort()
+        raise
+    joiner.close(metadata)

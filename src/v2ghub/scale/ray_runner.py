@@ -43,6 +43,7 @@ from v2ghub.scale.coordination import (
     rounds_for,
 )
 from v2ghub.scale.merge import merge_pieces
+from v2ghub.scale.parts import PartJoiner
 from v2ghub.scale.pieces import ShardPiece
 from v2ghub.scale.shard_run import ShardTask, run_shard
 from v2ghub.scenarios.build import city_signals
@@ -124,6 +125,7 @@ class ShardedRun:
     peak_rss_kib: list[int]
     shard_seconds: list[float]
     coordination_seconds: float
+    join_seconds: float
     round_loads: dict[str, list[list[np.ndarray[Any, np.dtype[np.float64]]]]]
 
 
@@ -182,8 +184,10 @@ def run_sharded(
     on_step: Callable[[str, float], None] | None = None,
     block_vehicles: int = BLOCK_VEHICLES,
     jacobi_rounds: int | None = None,
+    joiner: PartJoiner | None = None,
 ) -> ShardedRun:
-    """Run every city of ``scenario`` with every planner, its blocks as Ray tasks."""
+    """Run every city of ``scenario`` with every planner, its blocks as Ray tasks; with
+    ``joiner``, each run's parts are appended to it as soon as the runs before it are."""
     started_here = connect(workers=workers, address=address)
     try:
         return _Driver(
@@ -194,6 +198,7 @@ def run_sharded(
             on_step=on_step,
             block_vehicles=block_vehicles,
             jacobi_rounds=jacobi_rounds,
+            joiner=joiner,
         ).run()
     finally:
         if started_here:
@@ -213,6 +218,7 @@ class _Driver:
         on_step: Callable[[str, float], None] | None,
         block_vehicles: int,
         jacobi_rounds: int | None,
+        joiner: PartJoiner | None,
     ) -> None:
         self.scenario = scenario
         self.control_steps = control_steps
@@ -224,45 +230,51 @@ class _Driver:
         self.pending: dict[Any, tuple[_Group, ShardTask]] = {}
         self.labels: dict[str, _Group] = {}
         self.groups: list[_Group] = []
-        extra = {} if jacobi_rounds is None else {"jacobi_rounds": jacobi_rounds}
+        self.planners = tuple(planners)
+        self.block_vehicles = block_vehicles
+        self.extra = {} if jacobi_rounds is None else {"jacobi_rounds": jacobi_rounds}
+        self.joiner = joiner
+        self.joined = 0  # runs whose parts are appended
+        self.join_s = 0.0
+
+    def _start_cities(self) -> None:
+        """Each city's layout (its blocks drawn once, one at a time), then its first round
+        submitted at once, so workers start on a city while the next is laid out."""
+        scenario = self.scenario
         for number, city in enumerate(scenario.simulation.cities):
-            layout = city_layout(scenario, city_number=number, block_vehicles=block_vehicles)
+            layout = city_layout(scenario, city_number=number, block_vehicles=self.block_vehicles)
             signals = city_signals(scenario, layout)
             timezone = scenario.city_data[city].timezone
-            for p, planner in enumerate(planners):
+            for p, planner in enumerate(self.planners):
                 made = fresh_planner(planner)
-                rounds = rounds_for(
-                    n_shards=layout.n_blocks,
-                    prices_peak=capabilities_of(made).peak_price,
-                    **extra,
+                group = _Group(
+                    layout=layout,
+                    planner=planner,
+                    planner_number=p,
+                    label=f"{city} / {made.name}",
+                    rounds=rounds_for(
+                        n_shards=layout.n_blocks,
+                        prices_peak=capabilities_of(made).peak_price,
+                        **self.extra,
+                    ),
+                    signals=signals,
+                    timezone=timezone,
                 )
-                self.groups.append(
-                    _Group(
-                        layout=layout,
-                        planner=planner,
-                        planner_number=p,
-                        label=f"{city} / {made.name}",
-                        rounds=rounds,
-                        signals=signals,
-                        timezone=timezone,
+                self.groups.append(group)
+                contexts = [
+                    proportional_context(
+                        signals.base_load_kw, shard_sessions=n, city_sessions=layout.n_vehicles
                     )
-                )
+                    for n in layout.block_sessions
+                ]
+                self._submit(group, contexts)
 
     def run(self) -> ShardedRun:
         summaries: dict[int, RunSummary] = {}
-        finals: list[ShardPiece] = []
-        for group in self.groups:
-            layout = group.layout
-            contexts = [
-                proportional_context(
-                    group.signals.base_load_kw,
-                    shard_sessions=n,
-                    city_sessions=layout.n_vehicles,
-                )
-                for n in layout.block_sessions
-            ]
-            self._submit(group, contexts)
+        rss: list[int] = []
+        seconds: list[float] = []
         try:
+            self._start_cities()
             while self.pending:
                 ready, _ = ray.wait(
                     list(self.pending), num_returns=len(self.pending), timeout=POLL_S
@@ -278,7 +290,10 @@ class _Driver:
                         done = self._round_done(group)
                         if done is not None:
                             summaries[self.groups.index(group)] = done
-                            finals += group.pieces.values()
+                            self._join_ready(summaries)
+                            rss += [p.peak_rss_kib for p in group.pieces.values()]
+                            seconds += [p.seconds for p in group.pieces.values()]
+                            group.pieces = {}  # the driver keeps the merged summary only
                 self._report()
         finally:
             for ref in self.pending:
@@ -292,11 +307,28 @@ class _Driver:
         return ShardedRun(
             summaries=ordered,
             part_keys=keys,
-            peak_rss_kib=[piece.peak_rss_kib for piece in finals],
-            shard_seconds=[piece.seconds for piece in finals],
+            peak_rss_kib=rss,
+            shard_seconds=seconds,
             coordination_seconds=self.coordination_s,
+            join_seconds=self.join_s,
             round_loads={g.label: g.round_loads for g in self.groups},
         )
+
+    def _join_ready(self, summaries: dict[int, RunSummary]) -> None:
+        """Append the parts of the runs done, in order, as far as none is missing."""
+        if self.joiner is None:
+            return
+        while self.joined in summaries:
+            group = self.groups[self.joined]
+            started = time.perf_counter()
+            self.joiner.append(
+                [
+                    (group.layout.city_number, group.planner_number, block)
+                    for block in range(group.layout.n_blocks)
+                ]
+            )
+            self.join_s += time.perf_counter() - started
+            self.joined += 1
 
     def _submit(self, group: _Group, contexts: list[np.ndarray[Any, np.dtype[np.float64]]]) -> None:
         final = group.coordination_round == group.rounds - 1

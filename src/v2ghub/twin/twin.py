@@ -280,31 +280,37 @@ class Twin:
 
     def _run_sharded_into(self, folder: Path, *, progress: Progress, owned: bool) -> TwinResult:
         """Run the shards on Ray (imported here only), merge, join the parts."""
-        from v2ghub.scale.parts import join_parts  # noqa: PLC0415
+        from v2ghub.scale.parts import PartJoiner  # noqa: PLC0415
         from v2ghub.scale.ray_runner import run_sharded  # noqa: PLC0415 - Ray only when asked
 
         total = len(self.scenario.cities) * len(self.planners)
-        with progress_callback(progress, total) as on_step:
-            sharded = run_sharded(
-                self.scenario.settings,
-                self.planners,
-                control_steps=self.scenario.settings.simulation.control_steps,
+        joiner = PartJoiner(folder)
+        try:
+            with progress_callback(progress, total) as on_step:
+                sharded = run_sharded(
+                    self.scenario.settings,
+                    self.planners,
+                    control_steps=self.scenario.settings.simulation.control_steps,
+                    folder=folder,
+                    workers=self.workers,
+                    address=self.ray_address,
+                    on_step=on_step,
+                    block_vehicles=self.block_vehicles,
+                    jacobi_rounds=self.jacobi_rounds,
+                    joiner=joiner,
+                )
+            runs = with_peak_reduction(sharded.summaries, self.planner_names[0])
+            result = TwinResult(
+                runs=tuple(runs),
+                info=self._info(runs[0].grid.start.date().isoformat() if runs else None),
+                notes=tuple(self._notes()),
                 folder=folder,
-                workers=self.workers,
-                address=self.ray_address,
-                on_step=on_step,
-                block_vehicles=self.block_vehicles,
-                jacobi_rounds=self.jacobi_rounds,
+                _owned=owned,
             )
-        runs = with_peak_reduction(sharded.summaries, self.planner_names[0])
-        result = TwinResult(
-            runs=tuple(runs),
-            info=self._info(runs[0].grid.start.date().isoformat() if runs else None),
-            notes=tuple(self._notes()),
-            folder=folder,
-            _owned=owned,
-        )
-        join_parts(folder, sharded.part_keys, metadata=result.saved_metadata())
+        except BaseException:
+            joiner.abort()
+            raise
+        joiner.close(result.saved_metadata())
         self.last_sharded_run = sharded
         return result
 
