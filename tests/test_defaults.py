@@ -13,7 +13,8 @@ from v2ghub.api.web_server import WebSettings
 from v2ghub.defaults import DEFAULTS
 from v2ghub.live import charger_config, command_line, live_problem
 from v2ghub.live.profiles16 import Rates
-from v2ghub.planning import reserve
+from v2ghub.model import valley_rule
+from v2ghub.planning import mpc, reserve
 from v2ghub.regulation import envelope, frequency_response
 from v2ghub.scenarios import config, sessions_csv
 from v2ghub.sim.regulation_service import RegulationOffer
@@ -145,6 +146,13 @@ CODE_DEFAULTS: list[tuple[str, object, str]] = [
         "planning.MPC_PEAK_PRICE_CNY_PER_KW",
         planning.MPC_PEAK_PRICE_CNY_PER_KW,
         "MPC_PEAK_PRICE_CNY_PER_KW",
+    ),
+    ("mpc.WHOLE_PLAN_EVERY", mpc.WHOLE_PLAN_EVERY, "MPC_WHOLE_PLAN_EVERY"),
+    ("mpc.VALLEY_RULE_MARGIN", mpc.VALLEY_RULE_MARGIN, "MPC_VALLEY_RULE_MARGIN"),
+    (
+        "valley_rule.VALLEY_RULE_PENALTY_CNY_PER_KWH",
+        valley_rule.VALLEY_RULE_PENALTY_CNY_PER_KWH,
+        "VALLEY_RULE_PENALTY_CNY_PER_KWH",
     ),
     ("RegulationOffer.hours", OFFER.hours, "REGULATION_HOURS"),
     ("RegulationOffer.step_s", OFFER.step_s, "REGULATION_SIGNAL_STEP_S"),

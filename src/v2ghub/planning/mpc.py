@@ -38,15 +38,16 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
+from v2ghub import defaults
 from v2ghub.model.problem import Planner, Problem, Schedule, capabilities_of
 from v2ghub.planning.held_plan import HeldPlan
 from v2ghub.planning.stepping import make_feasible
 
 FloatArray = npt.NDArray[np.float64]
 
-VALLEY_RULE_MARGIN = 0.02  # two points above the rule's shares: see the module docstring
+VALLEY_RULE_MARGIN = defaults.MPC_VALLEY_RULE_MARGIN  # see the module docstring
 # Whole re-plans: at every this many-th instant (see the module docstring).
-WHOLE_PLAN_EVERY = 4
+WHOLE_PLAN_EVERY = defaults.MPC_WHOLE_PLAN_EVERY
 # Beyond this share of the plugged vehicles free to move, an instant re-plans them all.
 MOST_FREE_SHARE = 1.0
 
