@@ -5,8 +5,9 @@ Three parts, each with its baseline measured in the same run (machines here are 
 1. Throughput. The same scenario (``--cities`` x ``--vehicles``, ``--planner``, drawn in
    blocks of ``--block`` vehicles) in one process as the twin always ran it, then sharded
    on a local Ray runtime of 1 and of 2 CPUs (each runtime started before its clock
-   starts; its start time is printed apart). Connected vehicle-steps per second (a
-   vehicle counted only for the steps it is plugged in, as simulators state it), the
+   starts, and its workers warmed by a tiny run: start and warm-up are printed apart).
+   Connected vehicle-steps per second (a vehicle counted only for the steps it is plugged
+   in, as simulators state it), the
    speedup of 2 workers over 1, and whether the two sharded summaries agree (timings
    aside). Peak resident memory: of the one-process run (in a child process of its own)
    and of each Ray worker (``ru_maxrss``, read in the worker after its shard).
@@ -42,6 +43,7 @@ from v2ghub.sim.metrics import fold_daily
 from v2ghub.twin.result import TwinResult
 
 KIB_PER_MIB = 1024
+PILOTS = ("Shanghai", "Guangzhou", "Shenzhen", "Kunming")
 
 
 def _scenario(cities: list[str], vehicles: int) -> Scenario:
@@ -99,9 +101,14 @@ def _summary(result: TwinResult) -> str:
 def sharded(
     scenario: Scenario, planners: list[str], *, cpus: int, block: int, jacobi_rounds: int = 1
 ) -> tuple[float, float, TwinResult, ShardedRun]:
-    """A sharded run on a fresh local runtime of ``cpus``: (start s, run s, result, figures)."""
+    """A sharded run on a fresh local runtime of ``cpus``, its workers warmed first:
+    (start and warm-up s, run s, result, figures)."""
     started = time.perf_counter()
     connect(workers=cpus, address=None)  # as simulate --workers starts it
+    # Warm the workers (each imports the package and loads its compiled kernels once):
+    # one small city per worker, so that every worker gets one; timed with the start.
+    warm = _scenario(list(PILOTS[:cpus]), 10)
+    Twin(warm, planners=planners, workers=cpus).run()
     start_s = time.perf_counter() - started
     try:
         twin = Twin(
@@ -142,8 +149,10 @@ def part_throughput(args: argparse.Namespace) -> tuple[float, float]:
         summaries[cpus] = _summary(result)
         print(
             f"   Ray, {cpus} worker(s):    {run_s:7.1f} s  {rates[cpus]:12,.0f} vehicle-steps/s  "
-            f"(x{one_s / run_s:.2f} vs one process; runtime start {start_s:.1f} s apart); "
-            f"peak RSS per worker {max(figures.peak_rss_kib) / KIB_PER_MIB:,.0f} MiB"
+            f"(x{one_s / run_s:.2f} vs one process; runtime start and warm-up {start_s:.1f} s "
+            f"apart); workers busy {sum(figures.shard_seconds):.1f} s, driver joining parts "
+            f"{figures.join_seconds:.1f} s; peak RSS per worker "
+            f"{max(figures.peak_rss_kib) / KIB_PER_MIB:,.0f} MiB"
         )
     speedup = rates[2] / rates[1]
     print(
