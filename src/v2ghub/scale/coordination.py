@@ -34,8 +34,9 @@ executed plans (a shard's simulated day cannot be mixed afterwards; the damping 
 smooths what the shards see) overshoot. A shard also sees the others' loads over its
 whole day, so it knows their future arrivals, which an unsharded run's planner does not.
 
-Measured (``benchmarks/bench_scale.py``; Shenzhen, mpc, 2,000 vehicles in 4 blocks of 500,
-against the unsharded run of the same sessions): round 0 alone, owners' cost -0.41% and
+Measured (``benchmarks/bench_scale.py``; Shenzhen, mpc, against the unsharded run of the
+same sessions): 100,000 vehicles in 4 blocks of 25,000, round 0 alone: owners' cost
++0.24%, peak -0.36%. 2,000 vehicles in 4 blocks of 500: round 0 alone, cost -0.41% and
 peak -0.50%; one Jacobi round, cost -0.26% and peak +8.1%; two, cost +1.8% and peak +5.4%.
 The proportional split is already at the symmetric fixed point (each shard assumes the
 others move as it does, which blocks drawn from the same distributions do), and Jacobi
