@@ -294,7 +294,7 @@ class _Driver:
                             rss += [p.peak_rss_kib for p in group.pieces.values()]
                             seconds += [p.seconds for p in group.pieces.values()]
                             group.pieces = {}  # the driver keeps the merged summary only
-                self._report()
+                self._report(summaries)
         finally:
             for ref in self.pending:
                 ray.cancel(ref, force=True)
@@ -371,14 +371,17 @@ class _Driver:
         self._submit(group, contexts)
         return None
 
-    def _report(self) -> None:
+    def _report(self, merged: dict[int, RunSummary]) -> None:
+        """Tell ``on_step`` each run's share done: steps over all its blocks and rounds."""
         if self.on_step is None:
             return
         done: dict[str, int] = {}
         for key, steps in ray.get(self.counter.snapshot.remote()).items():
             label = self.labels[key].label
             done[label] = done.get(label, 0) + steps
-        for group in self.groups:
+        for number, group in enumerate(self.groups):
             total = group.rounds * group.layout.n_blocks * group.layout.grid.length
-            if group.label in done:
+            if number in merged:  # whatever counts the actor has yet to hear
+                self.on_step(group.label, 1.0)
+            elif group.label in done:
                 self.on_step(group.label, min(1.0, done[group.label] / max(total, 1)))
