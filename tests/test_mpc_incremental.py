@@ -8,22 +8,27 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from v2ghub.model import CityCase, Problem, TimeGrid
+from v2ghub.model.problem import Schedule
 from v2ghub.model.tariff import PeriodKind
 from v2ghub.model.valley_rule import ValleyRule
 from v2ghub.planning import make_planner
+from v2ghub.planning.check import ViolationKind, check
 from v2ghub.planning.fast import FastPlanner
-from v2ghub.planning.held_plan import HeldPlan
+from v2ghub.planning.held_plan import HeldPlan, short_sites
 from v2ghub.planning.lp import LpPlanner
 from v2ghub.planning.mpc import RecedingHorizonPlanner
+from v2ghub.planning.stepping import make_feasible
 from v2ghub.sim.engine import Simulator
 
-from .strategies import cases
+from .strategies import cases, problems
 
 START = datetime(2025, 7, 16, 18, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 HORIZON = 8
+SITE_KINDS = (ViolationKind.SITE_IMPORT, ViolationKind.SITE_EXPORT)
 FEW = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -145,16 +150,47 @@ def test_an_arrival_at_a_site_without_limit_is_planned_alone_against_the_held_lo
     np.testing.assert_array_equal(partial.held_power_kw[3], 0.0)
 
 
-def test_an_arrival_where_the_site_limit_could_bind_frees_the_whole_site() -> None:
-    # Site 1 (14 kW) holds one 7 kW vehicle: a 7 kW arrival fits the room, a 10 kW one not.
-    _, held, later = held_and_next(TWO_SITES)
-    fits = held.partial(with_arrival(later, site=1, max_charge_kw=7.0), most_free_share=1.0)
-    assert fits is not None
-    assert fits.free_rows.tolist() == [3]
-    tight = held.partial(with_arrival(later, site=1, max_charge_kw=10.0), most_free_share=1.0)
-    assert tight is not None
-    assert tight.free_rows.tolist() == [2, 3]
-    np.testing.assert_array_equal(tight.problem.import_limit_kw, [np.inf, 14.0])
+def test_an_arrival_at_a_limited_site_gets_the_room_the_held_vehicles_leave() -> None:
+    power_kw, held, later = held_and_next(TWO_SITES)
+    arrived = with_arrival(later, site=1, max_charge_kw=10.0)
+    partial = held.partial(arrived, most_free_share=1.0)
+    assert partial is not None
+    assert partial.free_rows.tolist() == [3]
+    load = partial.problem.site_load_kw
+    assert load is not None
+    np.testing.assert_allclose(load[1], power_kw[2, 1:])  # vehicle 2 is held at site 1
+    np.testing.assert_allclose(load[0], power_kw[:2, 1:].sum(axis=0))
+    # Its plan keeps the site's limit with the held load, step by step.
+    plan = FastPlanner().plan(replace(partial.problem, control_steps=HORIZON)).power_kw
+    assert np.all(plan[0] + load[1] <= 14.0 + 1e-9)
+    # Naming the site frees all its vehicles.
+    wider = held.partial(arrived, most_free_share=1.0, free_sites=np.array([1]))
+    assert wider is not None
+    assert wider.free_rows.tolist() == [2, 3]
+
+
+def test_a_vehicle_short_of_what_its_charger_allows_names_its_limited_site() -> None:
+    # Site 1 (14 kW) holds a 7 kW vehicle charging flat out for its last two hours; an
+    # arrival needing 30 kWh in three hours gets 7 + 7 + 14 kW (25.2 kWh stored): short,
+    # though its 14 kW charger alone could store 37.8 kWh.
+    urgent = plugged(
+        energy_kwh=[10.0, 20.0, 10.0],
+        departure_step=[8, 6, 3],
+        site_index=[0, 0, 1],
+        import_limit_kw=[np.inf, 14.0],
+    )
+    _, held, later = held_and_next(urgent)
+    arrived = with_arrival(later, site=1, max_charge_kw=14.0)
+    partial = held.partial(arrived, most_free_share=1.0)
+    assert partial is not None
+    free = partial.problem
+    rushed = replace(free, departure_step=np.array([3]), target_energy_kwh=np.array([40.0]))
+    plan = FastPlanner().plan(replace(rushed, control_steps=rushed.grid.length)).power_kw
+    assert short_sites(rushed, plan).tolist() == [1]
+    # Without the held load it would not be short: nothing to name.
+    alone = replace(rushed, site_load_kw=None)
+    plan = FastPlanner().plan(replace(alone, control_steps=alone.grid.length)).power_kw
+    assert short_sites(alone, plan).tolist() == []
 
 
 def test_a_vehicle_off_its_plan_is_replanned_and_too_many_changes_replan_all() -> None:
@@ -241,3 +277,51 @@ def test_the_planners_options_are_checked() -> None:
         RecedingHorizonPlanner(LpPlanner(), most_free_share=2)
     with pytest.raises(ValueError, match="peak_iterations must be >= 0, got -1"):
         FastPlanner(peak_iterations=-1)
+
+
+@FEW
+@given(problem=problems(limited_sites=True), data=st.data())
+def test_every_planner_keeps_the_site_limits_with_the_sites_other_load(
+    problem: Problem, data: st.DataObject
+) -> None:
+    # Load at each site, somewhere between its export and import limits, step by step.
+    n_sites, horizon = problem.import_limit_kw.shape[0], problem.grid.length
+    share = np.array(
+        data.draw(
+            st.lists(st.floats(-1.0, 1.0), min_size=n_sites * horizon, max_size=n_sites * horizon)
+        )
+    ).reshape(n_sites, horizon)
+    load = np.where(
+        share > 0,
+        share * problem.import_limit_kw[:, None],
+        share * problem.export_limit_kw[:, None],
+    )
+    loaded = replace(problem, site_load_kw=load)
+    import_room, export_room = loaded.site_room_kw()
+    for planner in (FastPlanner(), LpPlanner()):
+        power_kw = planner.plan(loaded).power_kw
+        site_kw = np.zeros((n_sites, power_kw.shape[1]))
+        np.add.at(site_kw, loaded.site_index, power_kw)
+        assert np.all(site_kw <= import_room[:, : site_kw.shape[1]] + 1e-6), planner.name
+        assert np.all(-site_kw <= export_room[:, : site_kw.shape[1]] + 1e-6), planner.name
+        assert not [
+            v for v in check(loaded, Schedule(power_kw, planner.name)) if v.kind in SITE_KINDS
+        ]
+    # make_feasible cuts any plan into the room; check counts the load.
+    wild_kw = problem.max_charge_kw[:, None] * np.ones((1, horizon))
+    cut = make_feasible(loaded, wild_kw)
+    site_kw = np.zeros((n_sites, horizon))
+    np.add.at(site_kw, loaded.site_index, cut)
+    assert np.all(site_kw <= np.maximum(import_room, 0.0) + 1e-6)
+    kinds = {v.kind for v in check(loaded, Schedule(wild_kw, "wild"))}
+    if np.any(site_kw_of(loaded, wild_kw) > import_room + 1e-3):
+        assert ViolationKind.SITE_IMPORT in kinds
+
+
+def site_kw_of(problem: Problem, power_kw: np.ndarray) -> np.ndarray:
+    """Each site's summed power per step, with the rows plugged in only."""
+    steps = np.arange(problem.grid.length)
+    plugged = (steps >= problem.arrival_step[:, None]) & (steps < problem.departure_step[:, None])
+    site_kw = np.zeros((problem.import_limit_kw.shape[0], problem.grid.length))
+    np.add.at(site_kw, problem.site_index, np.where(plugged, power_kw, 0.0))
+    return site_kw

@@ -67,6 +67,12 @@ class Problem:
     :mod:`v2ghub.regulation.capacity`), and must keep at least
     ``regulation_commitment_kw`` of it where a market accepted an offer.
 
+    ``site_load_kw`` (optional, sites x steps; ``None`` = zero) is load at each site that
+    is not the problem's to plan, e.g. the plans other vehicles hold while a receding-horizon
+    planner re-plans only what changed (:mod:`v2ghub.planning.held_plan`): the site limits
+    bound it plus the rows' power, ``-export_limit_kw <= site_load_kw + sum of p <=
+    import_limit_kw``.
+
     ``degradation_cny_per_kwh`` prices battery wear per kWh discharged: one price for all,
     or one per row (e.g. from a battery ageing model). ``valley_rule`` (optional) is the
     pilots' valley rule with what was metered before now (:mod:`v2ghub.model.valley_rule`);
@@ -100,14 +106,19 @@ class Problem:
     regulation_price_cny_per_kw_h: FloatArray | None = None
     regulation_commitment_kw: FloatArray | None = None
     valley_rule: ValleyRule | None = None
+    site_load_kw: FloatArray | None = None
 
     def __post_init__(self) -> None:
         n = self.vehicle_index.shape[0]
         horizon = self.grid.length
         n_sites = self.import_limit_kw.shape[0]
+        if self.site_load_kw is not None:
+            if self.site_load_kw.shape != (n_sites, horizon):
+                raise ValueError(f"Problem.site_load_kw must have shape ({n_sites}, {horizon})")
+            self.site_load_kw.setflags(write=False)
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, np.ndarray):
+            if not isinstance(value, np.ndarray) or f.name == "site_load_kw":
                 continue
             expected = horizon if f.name in _PER_STEP else n_sites if f.name in _PER_SITE else n
             if value.shape != (expected,):
@@ -155,6 +166,23 @@ class Problem:
         if isinstance(self.degradation_cny_per_kwh, np.ndarray):
             return self.degradation_cny_per_kwh
         return np.full(self.n_vehicles, float(self.degradation_cny_per_kwh))
+
+    @property
+    def site_load(self) -> FloatArray:
+        """Per site and step, the load not the problem's to plan, kW (zeros if none)."""
+        if self.site_load_kw is None:
+            return np.zeros((self.import_limit_kw.shape[0], self.grid.length))
+        return self.site_load_kw
+
+    def site_room_kw(self) -> tuple[FloatArray, FloatArray]:
+        """Per site and step, how far the rows' summed power may rise and fall:
+        ``(import_limit_kw - site_load_kw, export_limit_kw + site_load_kw)``; infinite
+        where the site has no limit."""
+        load = self.site_load
+        return (
+            self.import_limit_kw[:, None] - load,
+            self.export_limit_kw[:, None] + load,
+        )
 
     @property
     def dt_h(self) -> float:

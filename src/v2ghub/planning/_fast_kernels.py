@@ -457,6 +457,7 @@ def _plan_sites(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
     import_level: FloatArray,
     export_level: FloatArray,
     degradation_cny_per_kwh: FloatArray,
+    site_load_kw: FloatArray,
     dt_h: float,
     passes: int,
     power_kw: FloatArray,
@@ -477,8 +478,9 @@ def _plan_sites(  # noqa: PLR0917 - numba kernels take no keyword-only arguments
         low_kw = np.empty(horizon)
         high_kw = np.empty(horizon)
         row = np.empty(horizon)
-        net_kw = np.zeros(horizon)
         limited = site_limited[site]
+        # The site's load so far: what is not ours to plan, then each vehicle planned.
+        net_kw = site_load_kw[site].copy() if limited else np.zeros(horizon)
         rounds = passes if limited else 1
         for round_number in range(rounds):
             for k in range(site_start[site], site_start[site + 1]):
@@ -578,6 +580,7 @@ def plan_by_site(
     dt_h: float,
     passes: int,
     power_kw: FloatArray,
+    site_load_kw: FloatArray | None = None,
 ) -> None:
     """Fill ``power_kw`` (vehicles x steps, zeros outside each stay) site by site.
 
@@ -590,8 +593,12 @@ def plan_by_site(
     in ``vehicle_order``, each exactly (see the module docstring) within the room the
     others leave: ``-export_limit_kw - others <= p[t] <= import_limit_kw - others``; each
     further pass re-plans every vehicle against the others' latest plans, which never
-    raises the site's cost. Unlimited sites need one pass.
+    raises the site's cost. Unlimited sites need one pass. ``site_load_kw`` (sites x
+    steps, optional) is load at the sites that is not planned here: the limits bound it
+    plus the vehicles' power.
     """
+    if site_load_kw is None:
+        site_load_kw = np.zeros((site_start.shape[0] - 1, step_level.shape[0]))
     _plan_sites(
         vehicle_order,
         site_start,
@@ -613,6 +620,7 @@ def plan_by_site(
         import_level_cny_per_kwh,
         export_level_cny_per_kwh,
         degradation_cny_per_kwh,
+        np.ascontiguousarray(site_load_kw, dtype=np.float64),
         dt_h,
         passes,
         power_kw,

@@ -45,9 +45,11 @@ def feasible_power(  # noqa: PLR0917 - numba kernels take no keyword-only argume
     site_index: IntArray,
     import_limit_kw: FloatArray,
     export_limit_kw: FloatArray,
+    site_load_kw: FloatArray,
     dt_h: float,
 ) -> FloatArray:
-    """The feasible power (vehicles x steps, column-major)."""
+    """The feasible power (vehicles x steps, column-major); ``site_load_kw`` (sites x at
+    least the steps) is load at the sites besides these vehicles'."""
     n, steps = power_kw.shape
     n_sites = import_limit_kw.shape[0]
     out = np.zeros((steps, n)).T  # column-major
@@ -73,9 +75,12 @@ def feasible_power(  # noqa: PLR0917 - numba kernels take no keyword-only argume
             site_charge[site_index[i]] += c
             site_discharge[site_index[i]] += d
         for s in range(n_sites):
-            discharge_share[s] = _share(site_charge[s] + export_limit_kw[s], site_discharge[s])
+            load = site_load_kw[s, t]
+            discharge_share[s] = _share(
+                site_charge[s] + export_limit_kw[s] + load, site_discharge[s]
+            )
             kept_discharge = site_discharge[s] * discharge_share[s]
-            charge_share[s] = _share(import_limit_kw[s] + kept_discharge, site_charge[s])
+            charge_share[s] = _share(import_limit_kw[s] - load + kept_discharge, site_charge[s])
         for i in range(n):
             c = charge[i] * charge_share[site_index[i]]
             d = discharge[i] * discharge_share[site_index[i]]

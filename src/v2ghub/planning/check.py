@@ -186,7 +186,10 @@ def _ints(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 
 
 def _site_violations(problem: Problem, site_kw: FloatArray, tolerance_kw: float) -> list[Violation]:
-    """Site import and export limits, every checked step (``site_kw``: sites x steps)."""
+    """Site import and export limits, every checked step (``site_kw``: sites x steps), the
+    problem's ``site_load_kw`` counted."""
+    if problem.site_load_kw is not None:
+        site_kw = site_kw + problem.site_load_kw[:, : site_kw.shape[1]]
     found = []
     for kind, limit, sign in (
         (ViolationKind.SITE_IMPORT, problem.import_limit_kw, 1.0),

@@ -314,5 +314,6 @@ class FastPlanner:
             dt_h=problem.dt_h,
             passes=self.passes,
             power_kw=power_kw,
+            site_load_kw=problem.site_load_kw,
         )
         return power_kw

@@ -11,17 +11,17 @@ within ``ENERGY_TOLERANCE_KWH``) still has a plan for the rest of its stay: the 
 from step ``k`` on. What changed is then
 
 - the vehicles that arrived, or whose energy or departure is not what the plan expected
-  (a demand-response cut, regulation, a limit cut, an owner's new need): *changed*;
-- at a site with a limit, the vehicles held there too, unless the site's limits cannot bind
-  on the changed ones: the changed vehicles' summed charger power fits in the room the
-  held ones leave at every step, and so does their summed discharge power
-  (``sum max_charge_kw <= import_limit - held load`` and
-  ``sum max_discharge_kw <= export_limit + held load`` at every step).
+  (a demand-response cut, regulation, a limit cut, an owner's new need): *changed*, and
+  free to move;
+- at the sites the caller names (``free_sites``: e.g. where a changed vehicle could not
+  get its energy in the room the others left), every vehicle: free too.
 
-:meth:`HeldPlan.partial` returns the problem of these *free* rows alone, with the held
-rows' planned load added to the base load (so the area's peak the inner planner prices is
-``base + held + free``, as in the whole problem) and their planned charging added to the
-valley rule's metered charging; the held rows keep their plan. This is block coordinate
+:meth:`HeldPlan.partial` returns the problem of the free rows alone, with the held rows'
+planned load added to the base load (so the area's peak the inner planner prices is
+``base + held + free``, as in the whole problem), to each site's load
+(``Problem.site_load_kw``: the free rows get the room the held ones leave, step by step)
+and their planned charging to the valley rule's metered charging; the held rows keep
+their plan. This is block coordinate
 descent on the free rows, one block per instant: it is exact for the free rows given the
 held ones, and the held ones were optimal for the forecast of an earlier instant, so the
 receding-horizon planner re-plans everything every few instants to let the held rows
@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from v2ghub.model.problem import Problem
 from v2ghub.model.valley_rule import valley_steps
@@ -44,6 +45,8 @@ BoolArray = npt.NDArray[np.bool_]
 
 # A held vehicle whose energy differs from its plan's by more than this is re-planned.
 ENERGY_TOLERANCE_KWH = 1e-6
+# A free vehicle this much shorter than it must be frees its whole site (short_sites).
+SHORT_TOLERANCE_KWH = 1e-3
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,17 @@ class HeldPlan:
             return None
         return elapsed // self.step_s
 
-    def partial(self, problem: Problem, *, most_free_share: float) -> PartialProblem | None:
+    def partial(
+        self,
+        problem: Problem,
+        *,
+        most_free_share: float,
+        free_sites: IntArray | None = None,
+    ) -> PartialProblem | None:
         """The problem of what changed (module docstring), or None when the whole problem
         is better planned anew: not on this plan's grid, forecast rows present, or more
-        than ``most_free_share`` of the vehicles free."""
+        than ``most_free_share`` of the vehicles free. Every vehicle of ``free_sites`` is
+        free."""
         k = self.offset(problem)
         if k is None or problem.expected_count or k >= self.power_kw.shape[1]:
             return None
@@ -112,7 +122,9 @@ class HeldPlan:
         kept = np.flatnonzero(~changed)
         steps = min(horizon, self.power_kw.shape[1] - k)
         held_power_kw[kept, :steps] = self.power_kw[row[kept], k : k + steps]
-        free = changed | _tight_sites(problem, changed, held_power_kw)[problem.site_index]
+        free = changed
+        if free_sites is not None and free_sites.size:
+            free = changed | np.isin(problem.site_index, free_sites)
         if free.sum() > most_free_share * n:
             return None
         free_rows = np.flatnonzero(free)
@@ -145,31 +157,6 @@ class HeldPlan:
         )
 
 
-def _tight_sites(problem: Problem, changed: BoolArray, held_power_kw: FloatArray) -> BoolArray:
-    """Per site: its limits could bind on its changed vehicles, given the held ones."""
-    n_sites = problem.import_limit_kw.shape[0]
-    site = problem.site_index
-    touched = np.bincount(site[changed], minlength=n_sites) > 0
-    limited = np.isfinite(problem.import_limit_kw) | np.isfinite(problem.export_limit_kw)
-    candidates = np.flatnonzero(touched & limited)
-    if candidates.size == 0:
-        return np.zeros(n_sites, dtype=np.bool_)
-    # Held load per candidate site and step: candidates x steps.
-    slot = np.full(n_sites, -1, dtype=np.int64)
-    slot[candidates] = np.arange(candidates.size)
-    rows = np.flatnonzero((slot[site] >= 0) & ~changed)
-    held_kw = np.zeros((candidates.size, problem.grid.length))
-    np.add.at(held_kw, slot[site[rows]], held_power_kw[rows])
-    charge_kw = np.bincount(site[changed], problem.max_charge_kw[changed], minlength=n_sites)
-    discharge_kw = np.bincount(site[changed], problem.max_discharge_kw[changed], minlength=n_sites)
-    room_in_kw = (problem.import_limit_kw[candidates, None] - held_kw).min(axis=1)
-    room_out_kw = (problem.export_limit_kw[candidates, None] + held_kw).min(axis=1)
-    fits = (charge_kw[candidates] <= room_in_kw) & (discharge_kw[candidates] <= room_out_kw)
-    tight = np.zeros(n_sites, dtype=np.bool_)
-    tight[candidates[~fits]] = True
-    return tight
-
-
 def _with_held_load(problem: Problem, free_rows: IntArray, held_power_kw: FloatArray) -> Problem:
     """The free rows' problem, seeing the held rows' load as part of the area's and their
     planned charging as metered for the valley rule."""
@@ -189,9 +176,34 @@ def _with_held_load(problem: Problem, free_rows: IntArray, held_power_kw: FloatA
             private_valley_kwh=rule.private_valley_kwh + float(valley_kwh[private].sum()),
             private_charged_kwh=rule.private_charged_kwh + float(all_kwh[private].sum()),
         )
+    n, n_sites = problem.n_vehicles, problem.import_limit_kw.shape[0]
+    at_site = sp.csr_array((np.ones(n), (problem.site_index, np.arange(n))), shape=(n_sites, n))
+    site_load_kw = problem.site_load + at_site @ held_power_kw
     return replace(
         free,
         base_load_kw=free.base_load_kw + held_load_kw,
         renewable_surplus_kw=np.maximum(free.renewable_surplus_kw - held_load_kw, 0.0),
         valley_rule=rule,
+        site_load_kw=site_load_kw,
     )
+
+
+def short_sites(problem: Problem, power_kw: FloatArray) -> IntArray:
+    """The limited sites where a vehicle of ``problem`` planned at ``power_kw`` leaves
+    short of its target by more than its charger could ever have avoided: where the room
+    the held vehicles left (``Problem.site_load_kw``) may have cost it energy."""
+    dt_h = problem.dt_h
+    stored_kwh = dt_h * (
+        problem.charge_efficiency * np.maximum(power_kw, 0.0).sum(axis=1)
+        + np.minimum(power_kw, 0.0).sum(axis=1) / problem.discharge_efficiency
+    )
+    short_kwh = problem.target_energy_kwh - problem.energy_kwh - stored_kwh
+    plugged_h = (problem.departure_step - problem.arrival_step) * dt_h
+    reachable_kwh = np.minimum(
+        problem.energy_max_kwh,
+        problem.energy_kwh + problem.charge_efficiency * problem.max_charge_kw * plugged_h,
+    )
+    unavoidable_kwh = np.maximum(problem.target_energy_kwh - reachable_kwh, 0.0)
+    limited = np.isfinite(problem.import_limit_kw) | np.isfinite(problem.export_limit_kw)
+    cost_energy = (short_kwh > unavoidable_kwh + SHORT_TOLERANCE_KWH) & limited[problem.site_index]
+    return np.unique(problem.site_index[cost_energy])

@@ -685,10 +685,9 @@ class _Model:
             rows += [r, r]
             cols += [c_idx[in_limited], d_idx[in_limited]]
             vals += [np.ones(r.size), -np.ones(r.size)]
-            imports = np.where(np.isfinite(problem.import_limit_kw), problem.import_limit_kw, INF)
-            exports = np.where(np.isfinite(problem.export_limit_kw), -problem.export_limit_kw, -INF)
-            row_lower.append(np.repeat(exports[limited], horizon))
-            row_upper.append(np.repeat(imports[limited], horizon))
+            imports, exports = _site_bounds(problem, limited)
+            row_lower.append(exports.reshape(-1))
+            row_upper.append(imports.reshape(-1))
             next_row += int(limited.sum()) * horizon
 
         # Peak: peak - sum(c - d)[t] >= base_load[t].
@@ -908,12 +907,22 @@ def _add_headroom_rows(
         ]
         vals += [ones_counted, -ones_counted, ones_counted, -ones_counted]
         vals += [np.ones(int(at_limited.sum())), -np.ones(int(at_limited.sum()))]
-        imports = np.where(np.isfinite(problem.import_limit_kw), problem.import_limit_kw, INF)
-        exports = np.where(np.isfinite(problem.export_limit_kw), -problem.export_limit_kw, -INF)
-        row_lower += [np.full(n_limited * n_steps, -INF), np.repeat(exports[limited], n_steps)]
-        row_upper += [np.repeat(imports[limited], n_steps), np.full(n_limited * n_steps, INF)]
+        imports, exports = _site_bounds(problem, limited)
+        imports, exports = imports[:, room.steps], exports[:, room.steps]
+        row_lower += [np.full(n_limited * n_steps, -INF), exports.reshape(-1)]
+        row_upper += [imports.reshape(-1), np.full(n_limited * n_steps, INF)]
         next_row += 2 * n_limited * n_steps
     return next_row
+
+
+def _site_bounds(problem: Problem, limited: BoolArray) -> tuple[FloatArray, FloatArray]:
+    """The bounds of the limited sites' summed power, sites x steps: the import limit less
+    the site's other load (``Problem.site_load_kw``) and minus the export limit less it;
+    HiGHS's infinity where a site has no limit that way."""
+    import_room, export_room = problem.site_room_kw()
+    imports = np.where(np.isfinite(import_room), import_room, INF)[limited]
+    exports = np.where(np.isfinite(export_room), -export_room, -INF)[limited]
+    return imports, exports
 
 
 def _start_energy(

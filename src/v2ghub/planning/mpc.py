@@ -24,11 +24,12 @@ in valley hours with no margin, 61.8% with the default 2 points.
 Incremental planning: re-planning every plugged vehicle at every instant costs the fleet
 size times the instants, though between two instants little changes: a few arrivals, and
 the forecasts. So only every ``whole_plan_every``-th instant plans the whole fleet; the
-others plan only what changed (:mod:`v2ghub.planning.held_plan`): the new arrivals, the
-vehicles whose energy is not what the last plan expected, and the vehicles of a site whose
-limits could bind on them, against the area's base load plus the plan the other vehicles
-hold, which stands for the rest of their stay: the held plan is the warm start, and the
-peak it shaved is the base the changes are planned on.
+others plan only what changed (:mod:`v2ghub.planning.held_plan`): the new arrivals and the
+vehicles whose energy is not what the last plan expected, against the area's base load
+plus the plan the other vehicles hold (which stands for the rest of their stay), within
+the room that plan leaves at each site. The held plan is the warm start, and the peak it
+shaved is the base the changes are planned on. Where that room leaves a changed vehicle
+shorter than its charger could avoid, its site's vehicles are all planned again at once.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy.typing as npt
 
 from v2ghub import defaults
 from v2ghub.model.problem import Planner, Problem, Schedule, capabilities_of
-from v2ghub.planning.held_plan import HeldPlan
+from v2ghub.planning.held_plan import HeldPlan, PartialProblem, short_sites
 from v2ghub.planning.stepping import make_feasible
 
 FloatArray = npt.NDArray[np.float64]
@@ -188,19 +189,38 @@ class RecedingHorizonPlanner:
             self._since_whole = 0
             self.whole_plans += 1
         else:
-            power_kw = partial.held_power_kw
-            if partial.free_rows.size:
-                schedule = self.partial_inner.plan(partial.problem)
-                power_kw[partial.free_rows] = _whole_horizon(
-                    schedule.power_kw, forecast.grid.length
-                )
-            else:
-                schedule = Schedule(power_kw=power_kw[:0], planner=self.inner.name)
+            power_kw, schedule = self._plan_partial(forecast, partial)
             self._since_whole += 1
             self.partial_plans += 1
         # A fallback plan is a safe plan, not one to hold: the next instant plans anew.
         self._held = HeldPlan.of(forecast, power_kw) if schedule.fallback_reason is None else None
         return power_kw, schedule.fallback_reason
+
+    def _plan_partial(
+        self, forecast: Problem, partial: PartialProblem
+    ) -> tuple[FloatArray, Schedule]:
+        """The whole horizon's plan with only ``partial``'s free rows planned; where that
+        leaves a free vehicle shorter than it must be (the room the held ones left was too
+        little), its site's vehicles are all planned again."""
+        horizon = forecast.grid.length
+        if not partial.free_rows.size:
+            return partial.held_power_kw, Schedule(
+                power_kw=partial.held_power_kw[:0], planner=self.inner.name
+            )
+        schedule = self.partial_inner.plan(partial.problem)
+        sites = short_sites(partial.problem, _whole_horizon(schedule.power_kw, horizon))
+        if sites.size and self._held is not None:
+            wider = self._held.partial(
+                forecast, most_free_share=self.most_free_share, free_sites=sites
+            )
+            if wider is None:  # too much to plan by parts: plan it all
+                whole = self.inner.plan(forecast)
+                return _whole_horizon(whole.power_kw, horizon), whole
+            partial = wider
+            schedule = self.partial_inner.plan(partial.problem)
+        power_kw = partial.held_power_kw
+        power_kw[partial.free_rows] = _whole_horizon(schedule.power_kw, horizon)
+        return power_kw, schedule
 
 
 def _whole_horizon(power_kw: FloatArray, horizon: int) -> FloatArray:

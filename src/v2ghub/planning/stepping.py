@@ -193,7 +193,8 @@ def make_feasible(problem: Problem, power_kw: FloatArray, *, overwrite: bool = F
     and cuts what would cross a limit, so a schedule is feasible to the last digit. A
     site over its limit is scaled pro rata, discharge into the export limit first, then
     charging into the import limit plus what the remaining discharge frees (as
-    :func:`~v2ghub.planning.limits.fit_site_limits` without priorities). Compiled: it
+    :func:`~v2ghub.planning.limits.fit_site_limits` without priorities), the problem's
+    ``site_load_kw`` counted in each site's sum. Compiled: it
     walks every vehicle at every step. Returns a column-major array.
 
     With ``overwrite`` a writable column-major float64 ``power_kw`` (what the planners
@@ -235,6 +236,7 @@ def _limits(
     IntArray,
     FloatArray,
     FloatArray,
+    FloatArray,
     float,
 ]:
     """The arguments of :func:`feasible_power` after the power: those of the vehicles
@@ -253,6 +255,7 @@ def _limits(
         contiguous_ints(problem.site_index[pick]),
         contiguous_floats(problem.import_limit_kw),
         contiguous_floats(problem.export_limit_kw),
+        np.ascontiguousarray(problem.site_load, dtype=np.float64),
         float(problem.dt_h),
     )
 
