@@ -219,8 +219,9 @@ def part_projection(args: argparse.Namespace, rate_one: float, speedup: float) -
         f"3. projection (not measured): {args.project_cities} cities x "
         f"{args.project_vehicles:,} vehicles, {args.planner}: {steps:,.0f} vehicle-steps on "
         f"{args.project_workers} workers at {rate_one:,.0f} vehicle-steps/s each and the "
-        f"2-worker efficiency {efficiency:.0%}: about {steps / rate / 60:.1f} min "
-        "(assumes workers as fast as this machine's cores and a shared file system for --out)"
+        f"2-worker efficiency {efficiency:.0%}: about {steps / rate:,.0f} s of simulation "
+        "(assumes workers as fast as this machine's cores and a shared file system for --out; "
+        "leaves out the runtime's start, the driver's joining of parts and the report)"
     )
 
 
