@@ -144,18 +144,19 @@ def test_a_shard_that_keeps_dying_fails_the_run_in_one_line(
 
 
 def test_mpc_sharded_stays_near_the_unsharded_run(ray_runtime: None) -> None:
-    scenario = Scenario.pilot_cities(cities=["Shenzhen"], vehicles_per_city=240)
+    scenario = Scenario.pilot_cities(cities=["Shenzhen"], vehicles_per_city=160)
     whole = Twin(scenario, planners=["mpc"], block_vehicles=80).run().metrics("Shenzhen", "mpc")
     twin = Twin(scenario, planners=["mpc"], workers=2, block_vehicles=80)
     sharded = twin.run().metrics("Shenzhen", "mpc")
-    assert sharded.sessions == whole.sessions == 240
+    assert sharded.sessions == whole.sessions == 160
     assert sharded.unmet_energy_kwh == pytest.approx(whole.unmet_energy_kwh, abs=1.0)
     assert float(sharded.owner_cost_cny) == pytest.approx(float(whole.owner_cost_cny), rel=TOL_COST)
     assert sharded.peak_kw == pytest.approx(whole.peak_kw, rel=TOL_PEAK)
 
 
-# Measured on this case (240 vehicles in 3 shards of 80): owners' cost -0.66%, peak -1.0%
-# against the unsharded run of the same sessions (400 in 2 shards: +0.25%, -1.65%; 1,000 in
-# 4: +0.08%, +1.39%; 100,000 in 4 shards of 25,000: +0.24%, -0.36%).
-TOL_COST = 0.02
+# Measured on this case (160 vehicles in 2 shards of 80): owners' cost -1.54%, peak -1.38%
+# against the unsharded run of the same sessions; small fleets scatter most (120 in 2:
+# +1.54%, -0.99%; 240 in 3: -0.66%, -1.0%; 1,000 in 4: +0.08%, +1.39%; 100,000 in 4
+# shards of 25,000: +0.24%, -0.36%).
+TOL_COST = 0.04
 TOL_PEAK = 0.04
