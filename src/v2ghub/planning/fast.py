@@ -47,12 +47,12 @@ the LP's ``peak_price_cny_per_kw``) the planner generates plans by prices
 ``V`` spread over the steps near the peak, then the duals of the peak rows of a small LP,
 the master, that mixes the plans found so far block by block within the site limits), the
 fleet is re-planned, and the master mixes the new plan in; the iterations stop when the
-master meets its Lagrangian bound, or after ``peak_iterations`` (10), each one more
+master meets its Lagrangian bound, or after ``peak_iterations`` (8), each one more
 planning pass. The last mix is kept when it costs less than the plan without surcharge,
 so the plan never costs more than ignoring the peak. On day-ahead problems of 1,000
-sessions at three tight sites at 0.5 CNY/kW the plan is 0.64% above the LP's objective on
-average (1.27% with the earlier six iterations; ``benchmarks/bench_peak_gap.py``); on the
-seeded Shenzhen day at 1 CNY/kW, 1.77% (1.75% before, 6.2% ignoring the peak). Without a
+sessions at three tight sites at 0.5 CNY/kW the plan is 0.71% above the LP's objective on
+average (1.27% with the former six iterations; ``benchmarks/bench_peak_gap.py``); on the
+seeded Shenzhen day at 1 CNY/kW, 1.29% (1.75% before, 6.2% ignoring the peak). Without a
 peak price none of this runs.
 
 The result is finally passed through :func:`~v2ghub.planning.stepping.make_feasible`, which
