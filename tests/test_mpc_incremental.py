@@ -187,6 +187,9 @@ def test_a_vehicle_short_of_what_its_charger_allows_names_its_limited_site() -> 
     rushed = replace(free, departure_step=np.array([3]), target_energy_kwh=np.array([40.0]))
     plan = FastPlanner().plan(replace(rushed, control_steps=rushed.grid.length)).power_kw
     assert short_sites(rushed, plan).tolist() == [1]
+    # It leaves at step 3: a whole plan at step 3 or later comes too late for it.
+    assert short_sites(rushed, plan, leaving_by=3).tolist() == [1]
+    assert short_sites(rushed, plan, leaving_by=2).tolist() == []
     # Without the held load it would not be short: nothing to name.
     alone = replace(rushed, site_load_kw=None)
     plan = FastPlanner().plan(replace(alone, control_steps=alone.grid.length)).power_kw

@@ -188,10 +188,14 @@ def _with_held_load(problem: Problem, free_rows: IntArray, held_power_kw: FloatA
     )
 
 
-def short_sites(problem: Problem, power_kw: FloatArray) -> IntArray:
+def short_sites(
+    problem: Problem, power_kw: FloatArray, *, leaving_by: int | None = None
+) -> IntArray:
     """The limited sites where a vehicle of ``problem`` planned at ``power_kw`` leaves
     short of its target by more than its charger could ever have avoided: where the room
-    the held vehicles left (``Problem.site_load_kw``) may have cost it energy."""
+    the held vehicles left (``Problem.site_load_kw``) may have cost it energy. With
+    ``leaving_by``, only the vehicles that leave by that step count (the others will be
+    planned again with their whole site before they leave)."""
     dt_h = problem.dt_h
     stored_kwh = dt_h * (
         problem.charge_efficiency * np.maximum(power_kw, 0.0).sum(axis=1)
@@ -206,4 +210,6 @@ def short_sites(problem: Problem, power_kw: FloatArray) -> IntArray:
     unavoidable_kwh = np.maximum(problem.target_energy_kwh - reachable_kwh, 0.0)
     limited = np.isfinite(problem.import_limit_kw) | np.isfinite(problem.export_limit_kw)
     cost_energy = (short_kwh > unavoidable_kwh + SHORT_TOLERANCE_KWH) & limited[problem.site_index]
+    if leaving_by is not None:
+        cost_energy &= problem.departure_step <= leaving_by
     return np.unique(problem.site_index[cost_energy])

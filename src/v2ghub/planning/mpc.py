@@ -29,7 +29,8 @@ vehicles whose energy is not what the last plan expected, against the area's bas
 plus the plan the other vehicles hold (which stands for the rest of their stay), within
 the room that plan leaves at each site. The held plan is the warm start, and the peak it
 shaved is the base the changes are planned on. Where that room leaves a changed vehicle
-shorter than its charger could avoid, its site's vehicles are all planned again at once.
+shorter than its charger could avoid, and it leaves before the next whole plan, its
+site's vehicles are all planned again at once.
 """
 
 from __future__ import annotations
@@ -208,7 +209,12 @@ class RecedingHorizonPlanner:
                 power_kw=partial.held_power_kw[:0], planner=self.inner.name
             )
         schedule = self.partial_inner.plan(partial.problem)
-        sites = short_sites(partial.problem, _whole_horizon(schedule.power_kw, horizon))
+        # A vehicle short now is planned again with its site at the next whole plan, at
+        # the latest this many steps on: only those that leave before then cannot wait.
+        next_whole = (self.whole_plan_every - 1 - self._since_whole) * forecast.control_steps
+        sites = short_sites(
+            partial.problem, _whole_horizon(schedule.power_kw, horizon), leaving_by=next_whole
+        )
         if sites.size and self._held is not None:
             wider = self._held.partial(
                 forecast, most_free_share=self.most_free_share, free_sites=sites
