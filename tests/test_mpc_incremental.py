@@ -301,7 +301,7 @@ def test_every_planner_keeps_the_site_limits_with_the_sites_other_load(
     )
     loaded = replace(problem, site_load_kw=load)
     import_room, export_room = loaded.site_room_kw()
-    for planner in (FastPlanner(), LpPlanner()):
+    for planner in (FastPlanner(), FastPlanner(peak_price_cny_per_kw=1.0), LpPlanner()):
         power_kw = planner.plan(loaded).power_kw
         site_kw = np.zeros((n_sites, power_kw.shape[1]))
         np.add.at(site_kw, loaded.site_index, power_kw)

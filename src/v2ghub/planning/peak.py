@@ -284,10 +284,12 @@ class Master:
         )
         if site_rows:  # a master started again keeps the rows its predecessor needed
             sites = np.array([site for site, _ in site_rows], dtype=np.int64)
+            steps = np.array([step for _, step in site_rows], dtype=np.int64)
+            import_room, export_room = problem.site_room_kw()
             self.highs.addRows(
                 sites.size,
-                -problem.export_limit_kw[sites],
-                problem.import_limit_kw[sites],
+                -export_room[sites, steps],
+                import_room[sites, steps],
                 0,
                 np.zeros(sites.size, dtype=np.int32),
                 np.zeros(0, dtype=np.int32),
@@ -364,8 +366,10 @@ class Master:
         )
         site_load = np.zeros((n_sites, problem.grid.length))
         np.add.at(site_load, blocks.block_site[in_site], mixed)
-        crossing = (site_load > problem.import_limit_kw[:, None] + LIMIT_ROUNDING_KW) | (
-            site_load < -problem.export_limit_kw[:, None] - LIMIT_ROUNDING_KW
+        # Each site's room: its limits less the load there that is not planned here.
+        import_room, export_room = problem.site_room_kw()
+        crossing = (site_load > import_room + LIMIT_ROUNDING_KW) | (
+            site_load < -export_room - LIMIT_ROUNDING_KW
         )
         sites, steps = np.nonzero(crossing)
         if sites.size == 0:
@@ -386,8 +390,8 @@ class Master:
         )
         self.highs.addRows(
             sites.size,
-            -problem.export_limit_kw[sites],
-            problem.import_limit_kw[sites],
+            -export_room[sites, steps],
+            import_room[sites, steps],
             matrix.nnz,
             matrix.indptr[:-1].astype(np.int32),
             matrix.indices.astype(np.int32),
