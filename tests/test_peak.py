@@ -134,7 +134,8 @@ def test_a_vehicle_shaves_the_evening_peak() -> None:
 
 def test_fast_with_the_peak_price_is_close_to_the_lp_on_a_synthetic_day() -> None:
     # The seeded Shenzhen day (1,000 vehicles, 136 steps, binding sites) at 1 CNY/kW:
-    # fast ignoring the peak is 6.2% above the LP, with it 1.75% above (six iterations).
+    # fast ignoring the peak is 6.2% above the LP, with it 1.29% above (eight
+    # column-generation iterations).
     problem = shenzhen_day_ahead(1_000)
     lp = _cost(problem, LpPlanner(peak_price_cny_per_kw=1.0).plan(problem).power_kw, 1.0)
     ignoring = _cost(problem, FastPlanner().plan(problem).power_kw, 1.0)
