@@ -44,14 +44,20 @@ def _positive_vehicles(text: str) -> int:
     return value
 
 
-def _seed(text: str) -> int:
+def _whole_number(text: str, *, least: int, refusal: str) -> int:
+    """``text`` as a whole number of at least ``least``; ``refusal`` (formatted with
+    ``text`` and ``value``) says why a smaller one is refused."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    if value < least:
+        raise argparse.ArgumentTypeError(refusal.format(text=text, value=value))
     return value
+
+
+def _seed(text: str) -> int:
+    return _whole_number(text, least=0, refusal="must be a whole number >= 0, got {text!r}")
 
 
 def _distinct_names(text: str) -> str:
@@ -70,13 +76,7 @@ def _distinct_names(text: str) -> str:
 
 
 def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return _whole_number(text, least=1, refusal="must be at least 1, got {value}")
 
 
 def _day(text: str) -> date:
