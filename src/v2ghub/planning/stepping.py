@@ -204,6 +204,8 @@ def make_feasible(problem: Problem, power_kw: FloatArray, *, overwrite: bool = F
     (2.3 GB for 2 million vehicles over 144 steps). Any other array is left alone and a
     new one returned, as without ``overwrite``.
     """
+    # The sites' other load, made once (zeros without any), for every block below.
+    site_load_kw = np.ascontiguousarray(problem.site_load, dtype=np.float64)
     if not (
         overwrite
         and power_kw.dtype == np.float64
@@ -211,18 +213,21 @@ def make_feasible(problem: Problem, power_kw: FloatArray, *, overwrite: bool = F
         and power_kw.flags.writeable
     ):
         return np.asarray(
-            feasible_power(np.asfortranarray(power_kw, dtype=np.float64), *_limits(problem, None))
+            feasible_power(
+                np.asfortranarray(power_kw, dtype=np.float64),
+                *_limits(problem, None, site_load_kw),
+            )
         )
     for rows in _site_blocks(problem, power_kw.shape[1]):
         # A slice of a column-major array is read as it is (each column's part is
         # contiguous); the rows of limited sites are gathered into a block of their own.
         block = power_kw[rows] if isinstance(rows, slice) else np.asfortranarray(power_kw[rows])
-        power_kw[rows] = feasible_power(block, *_limits(problem, rows))
+        power_kw[rows] = feasible_power(block, *_limits(problem, rows, site_load_kw))
     return power_kw
 
 
 def _limits(
-    problem: Problem, rows: slice | IntArray | None
+    problem: Problem, rows: slice | IntArray | None, site_load_kw: FloatArray
 ) -> tuple[
     IntArray,
     IntArray,
@@ -240,7 +245,7 @@ def _limits(
     float,
 ]:
     """The arguments of :func:`feasible_power` after the power: those of the vehicles
-    ``rows`` (all with ``None``), and every site's limits."""
+    ``rows`` (all with ``None``), every site's limits and ``site_load_kw``."""
     pick = slice(None) if rows is None else rows
     return (
         contiguous_ints(problem.arrival_step[pick]),
@@ -255,7 +260,7 @@ def _limits(
         contiguous_ints(problem.site_index[pick]),
         contiguous_floats(problem.import_limit_kw),
         contiguous_floats(problem.export_limit_kw),
-        np.ascontiguousarray(problem.site_load, dtype=np.float64),
+        site_load_kw,
         float(problem.dt_h),
     )
 
