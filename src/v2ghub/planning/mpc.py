@@ -80,11 +80,6 @@ class RecedingHorizonPlanner:
         what changed (:mod:`v2ghub.planning.held_plan`). 1: every instant re-plans all.
     most_free_share:
         An instant at which more than this share of the vehicles changed re-plans all.
-    partial_inner:
-        The planner of what changed at the instants between whole plans (default:
-        ``inner``); e.g. ``fast`` with fewer peak iterations, the held plan having shaved
-        the peak already (two instead of six: no faster on the nine-city day, and Hefei's
-        peak 2.6% higher).
     """
 
     def __init__(
@@ -99,7 +94,6 @@ class RecedingHorizonPlanner:
         valley_rule_margin: float = VALLEY_RULE_MARGIN,
         whole_plan_every: int = WHOLE_PLAN_EVERY,
         most_free_share: float = MOST_FREE_SHARE,
-        partial_inner: Planner | None = None,
     ) -> None:
         if base_load_error < 0:
             raise ValueError(f"base_load_error must be >= 0, got {base_load_error}")
@@ -112,7 +106,6 @@ class RecedingHorizonPlanner:
         if not 0 <= most_free_share <= 1:
             raise ValueError(f"most_free_share must lie within 0..1, got {most_free_share}")
         self.inner = inner
-        self.partial_inner = partial_inner if partial_inner is not None else inner
         self.whole_plan_every = whole_plan_every
         self.most_free_share = most_free_share
         # The last plan over the whole horizon, and the instants planned since a whole plan.
@@ -208,7 +201,7 @@ class RecedingHorizonPlanner:
             return partial.held_power_kw, Schedule(
                 power_kw=partial.held_power_kw[:0], planner=self.inner.name
             )
-        schedule = self.partial_inner.plan(partial.problem)
+        schedule = self.inner.plan(partial.problem)
         # A vehicle short now is planned again with its site at the next whole plan, at
         # the latest this many steps on: only those that leave before then cannot wait.
         next_whole = (self.whole_plan_every - 1 - self._since_whole) * forecast.control_steps
@@ -223,7 +216,7 @@ class RecedingHorizonPlanner:
                 whole = self.inner.plan(forecast)
                 return _whole_horizon(whole.power_kw, horizon), whole
             partial = wider
-            schedule = self.partial_inner.plan(partial.problem)
+            schedule = self.inner.plan(partial.problem)
         power_kw = partial.held_power_kw
         power_kw[partial.free_rows] = _whole_horizon(schedule.power_kw, horizon)
         return power_kw, schedule
