@@ -133,7 +133,7 @@ def meter_lines(
     total_wh = np.bincount(session_code, weights=export_wh, minlength=sessions.size)
     total_wh = np.rint(total_wh).astype(np.int64)  # sums of integers, exact below 2**53
     rate = card.degradation_compensation_cny_per_kwh
-    rate_text = np.full(sessions.size, str(rate))
+    rate_text = np.broadcast_to(np.array(str(rate)), (sessions.size,))
     wear_nano = np.full(sessions.size, rate_nano_of(np.array([str(rate)]))[0], dtype=np.int64)
     lines.add(
         session_id=sessions,

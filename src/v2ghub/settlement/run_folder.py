@@ -106,22 +106,80 @@ class RunFolder:
         """The meter rows of one city and planner (:data:`METER_COLUMNS`)."""
         return _period_rows(self.meter_path, METER_COLUMNS, city=city, planner=planner)
 
-    def session_rows(self, *, city: str, planner: str) -> pa.Table:
-        """The sessions' rows of one city and planner (:data:`SESSION_COLUMNS`)."""
-        return _period_rows(self.sessions_path, SESSION_COLUMNS, city=city, planner=planner)
+    def session_rows(
+        self, *, city: str, planner: str, columns: tuple[str, ...] = SESSION_COLUMNS
+    ) -> pa.Table:
+        """The sessions' rows of one city and planner (:data:`SESSION_COLUMNS`, or only
+        ``columns``)."""
+        return _period_rows(self.sessions_path, columns, city=city, planner=planner)
+
+
+FEW_VALUES = (
+    "city",
+    "planner",
+    "site_id",
+    "charger_kind",
+    "period",
+    "import_price_cny_per_kwh",
+    "export_price_cny_per_kwh",
+)
+"""Text columns of few distinct values, read as dictionary arrays: their values are never
+made per row (a million rows name a few sites, kinds, periods and prices)."""
 
 
 def _period_rows(path: Path, columns: tuple[str, ...], *, city: str, planner: str) -> pa.Table:
     """One city and planner's rows of a run's Parquet file, with ``columns``: read one
     period at a time (each run is its own row groups), so a million sessions' day of
-    several planners is never all in memory."""
+    several planners is never all in memory. The row groups are chosen by their
+    statistics when each holds one city and planner, as a run writes them; otherwise the
+    rows are filtered."""
     wanted = list(dict.fromkeys(("city", "planner", *columns)))
     try:
+        file = pq.ParquetFile(path)
+        names = file.schema_arrow.names
+        as_dictionary = [name for name in wanted if name in FEW_VALUES and name in names]
+        groups = _row_groups_of(file.metadata, city=city, planner=planner)
+        if groups is not None:
+            file = pq.ParquetFile(path, read_dictionary=as_dictionary)
+            return file.read_row_groups(groups, columns=wanted)
         return pq.read_table(
-            path, columns=wanted, filters=[("city", "=", city), ("planner", "=", planner)]
+            path,
+            columns=wanted,
+            filters=[("city", "=", city), ("planner", "=", planner)],
+            read_dictionary=as_dictionary,
         )
     except (OSError, pa.ArrowInvalid) as error:
         raise InputError(f"not a Parquet file ({error})", file=path) from None
+
+
+def _row_groups_of(metadata: pq.FileMetaData, *, city: str, planner: str) -> list[int] | None:
+    """The row groups of ``city`` and ``planner``, or None unless every row group's
+    statistics say it holds a single city and planner (and no nulls)."""
+    if metadata.num_row_groups == 0:
+        return None
+    first = metadata.row_group(0)
+    paths = [first.column(i).path_in_schema for i in range(first.num_columns)]
+    if "city" not in paths or "planner" not in paths:
+        return None
+    columns = (paths.index("city"), paths.index("planner"))
+    groups = []
+    for k in range(metadata.num_row_groups):
+        group = metadata.row_group(k)
+        values = []
+        for column in columns:
+            stats = group.column(column).statistics
+            if (
+                stats is None
+                or not stats.has_min_max
+                or not stats.has_null_count
+                or stats.null_count
+                or stats.min != stats.max
+            ):
+                return None
+            values.append(stats.min)
+        if values == [city, planner]:
+            groups.append(k)
+    return groups
 
 
 def _parquet(path: Path, required: tuple[str, ...], read: tuple[str, ...]) -> pa.Table:

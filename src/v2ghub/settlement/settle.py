@@ -47,7 +47,7 @@ from v2ghub.settlement.contracts import SHARED_STREAMS, Contracts
 from v2ghub.settlement.kpis import PilotKpis, pilot_kpis
 from v2ghub.settlement.ledger import Ledger, Lines
 from v2ghub.settlement.meter import meter_lines
-from v2ghub.settlement.money import fen_to_cny
+from v2ghub.settlement.money import energy_wh, fen_to_cny
 from v2ghub.settlement.rates import RateCard, rate_cards
 from v2ghub.settlement.run_folder import RunFolder
 from v2ghub.settlement.service_lines import add_service_lines
@@ -158,11 +158,14 @@ class _Flows:
         found by bisection, not by reading a million ids."""
         group = np.full(self.parties.size, len(GROUPS), dtype=np.int64)
         for k, name in enumerate(GROUPS):
-            # The group's own id, then its members ``name:...`` (';' follows ':').
-            low = int(np.searchsorted(self.parties, name))
+            # The group's own id, then its members: the ids from ``name:`` up to ``name;``
+            # (';' follows ':') are exactly those that start with ``name:``.
+            own = int(np.searchsorted(self.parties, name))
+            if own < self.parties.size and self.parties[own] == name:
+                group[own] = k
+            low = int(np.searchsorted(self.parties, name + ":"))
             high = int(np.searchsorted(self.parties, name + ";"))
-            members = self.parties[low:high]
-            group[low:high][(members == name) | np.char.startswith(members, name + ":")] = k
+            group[low:high] = k
         return group
 
 
@@ -402,19 +405,22 @@ def settle_run(
                     on_period(period)
                 rows = run.meter_rows(city=city, planner=planner)
                 columns = meter_lines(rows, card=cards[city], contracts=contracts, texts=statements)
-                add_service_lines(
-                    columns,
-                    sessions=run.session_rows(city=city, planner=planner),
-                    sales=[s for s in run.market if (s.city, s.planner) == (city, planner)],
-                    card=cards[city],
-                    contracts=contracts,
-                    payments=[
-                        payment
-                        for hour in run.regulation
-                        if (hour.city, hour.planner) == (city, planner)
-                        for payment in hour.payments(cards[city])
-                    ],
-                )
+                sales = [s for s in run.market if (s.city, s.planner) == (city, planner)]
+                payments = [
+                    payment
+                    for hour in run.regulation
+                    if (hour.city, hour.planner) == (city, planner)
+                    for payment in hour.payments(cards[city])
+                ]
+                if sales or payments or _delivered_demand_response(run, city, planner):
+                    add_service_lines(
+                        columns,
+                        sessions=run.session_rows(city=city, planner=planner),
+                        sales=sales,
+                        card=cards[city],
+                        contracts=contracts,
+                        payments=payments,
+                    )
                 metrics = run.metrics[(city, planner)]
                 kpis = pilot_kpis(
                     city=city,
@@ -436,6 +442,15 @@ def settle_run(
                 document["periods"][period] = {"city": city, "planner": planner, **entry}
     write_settlement_json(out, document)
     return document
+
+
+def _delivered_demand_response(run: RunFolder, city: str, planner: str) -> bool:
+    """Whether a session of the period delivered a metered Wh of demand response: without
+    it (nor sales, nor payments) :func:`add_service_lines` adds no line, and a million
+    sessions' other columns are not read (their values were checked with the folder)."""
+    rows = run.session_rows(city=city, planner=planner, columns=("dr_delivered_kwh",))
+    delivered_kwh = rows.column("dr_delivered_kwh").to_numpy()
+    return bool(np.any(energy_wh(np.asarray(delivered_kwh, dtype=np.float64)) > 0))
 
 
 def rates_json(card: RateCard) -> dict[str, Any]:

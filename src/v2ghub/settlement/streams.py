@@ -244,7 +244,8 @@ class LineColumns:
             return
         self.payer.append(Parties.of(payer)[keep])
         self.payee.append(Parties.of(payee)[keep])
-        self.stream.append(np.full(n, stream))
+        # One name for every line of the chunk: a view, not n copies of the text.
+        self.stream.append(np.broadcast_to(np.array(stream), (n,)))
         self.energy_wh.append(np.asarray(energy_wh, dtype=np.int64)[keep])
         self.amount_fen.append(np.asarray(amount_fen, dtype=np.int64)[keep])
         if self.texts:
@@ -357,15 +358,34 @@ def sorted_codes(values: pa.Array | pa.ChunkedArray | StrArray) -> tuple[StrArra
         # Arrow reads numpy's text up to a NUL character: text holding one goes by Python.
         values = pa.array(text.tolist() if _has_inner_nul(text) else text, type=pa.large_string())
     if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    encoded = pc.dictionary_encode(values)
-    distinct = encoded.dictionary
+        values = values.combine_chunks()  # dictionary chunks: their dictionaries unified
+    distinct, index = _dictionary(values)
     order = np.asarray(pc.sort_indices(distinct), dtype=np.int64)
     rank = np.empty(order.size, dtype=np.int64)
     rank[order] = np.arange(order.size)
-    codes = rank[np.asarray(encoded.indices, dtype=np.int64)]
+    codes = rank[index]
     text = np.asarray(distinct.take(pa.array(order)).to_numpy(zero_copy_only=False)).astype(str)
     return text, codes
+
+
+def _dictionary(values: pa.Array) -> tuple[pa.Array, IntArray]:
+    """Distinct values and each value's index into them. A dictionary array (as Parquet
+    text columns of few values are read) is taken as it is, its values never made per
+    row; its dictionary may repeat a value or hold one no row uses, so it is made distinct
+    and cut to the values used."""
+    if not pa.types.is_dictionary(values.type) or values.null_count:
+        if pa.types.is_dictionary(values.type):
+            values = values.cast(values.type.value_type)
+        encoded = pc.dictionary_encode(values)
+        return encoded.dictionary, np.asarray(encoded.indices, dtype=np.int64)
+    inner = pc.dictionary_encode(values.dictionary)
+    index = np.asarray(inner.indices, dtype=np.int64)[np.asarray(values.indices, dtype=np.int64)]
+    used = np.flatnonzero(np.bincount(index, minlength=len(inner.dictionary)))
+    if used.size == len(inner.dictionary):
+        return inner.dictionary, index
+    renumbered = np.zeros(len(inner.dictionary), dtype=np.int64)
+    renumbered[used] = np.arange(used.size)
+    return inner.dictionary.take(pa.array(used)), renumbered[index]
 
 
 def _has_inner_nul(text: StrArray) -> bool:
