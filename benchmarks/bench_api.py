@@ -46,7 +46,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench_live import _free_port, _register, _run_fleet, _start_server, _stop_server
+from bench_live import (
+    _cpu_seconds,
+    _free_port,
+    _register,
+    _run_fleet,
+    _start_server,
+    _stop_server,
+)
 from v2ghub.store import schema
 from v2ghub.store.api_tokens import Role, new_token
 from v2ghub.store.repository import Store
@@ -61,6 +68,8 @@ READY_TIMEOUT_S = 60.0
 class RunResult:
     label: str
     server_cpu_s: float
+    web_cpu_s: float
+    """The web API's own process (a child of ``serve``)."""
     reader_cpu_s: float
     fleet_cpu_s: float
     ocpp_p50_ms: float
@@ -235,6 +244,20 @@ def _read(args: argparse.Namespace) -> None:
 # Runs -------------------------------------------------------------------------------------
 
 
+def _web_processes(server_pid: int) -> list[int]:
+    """``serve``'s web API process (a multiprocessing child), if it runs one."""
+    try:
+        children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
 def _feed_snapshots(url: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     for line in text.splitlines():
@@ -304,12 +327,14 @@ def _measure(args: argparse.Namespace, folder: Path, *, with_api: bool) -> RunRe
     finally:
         if reader is not None and reader.poll() is None:
             reader.kill()
+        web_cpu_s = sum(_cpu_seconds(pid) for pid in _web_processes(server.pid))
         server_cpu_s = _stop_server(server)
     reader_cpu_s = math.nan
     if reader is not None:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        # Both the server and the reader have been waited for: the children's time is both.
-        reader_cpu_s = usage.ru_utime + usage.ru_stime - children_cpu_s - server_cpu_s
+        # Both the server (and its web process) and the reader have been waited for: the
+        # children's time is all of them.
+        reader_cpu_s = usage.ru_utime + usage.ru_stime - children_cpu_s - server_cpu_s - web_cpu_s
     latencies = np.array(fleet.collector.latencies_ms)[steady_from:]
     api_ms: dict[str, tuple[float, float, int]] = {}
     errors = 0
@@ -327,6 +352,7 @@ def _measure(args: argparse.Namespace, folder: Path, *, with_api: bool) -> RunRe
     return RunResult(
         label="with API" if with_api else "no API",
         server_cpu_s=server_cpu_s,
+        web_cpu_s=web_cpu_s,
         reader_cpu_s=reader_cpu_s,
         fleet_cpu_s=fleet.stats().cpu_s,
         ocpp_p50_ms=float(np.percentile(latencies, 50)),
@@ -372,12 +398,13 @@ def main() -> None:
                 with contextlib.suppress(OSError):
                     shutil.rmtree(folder)
     print(
-        f"{'run':>9} {'OCPP p50 ms':>11} {'OCPP p99 ms':>11} {'server cpu s':>12} "
+        f"{'run':>9} {'OCPP p50 ms':>11} {'OCPP p99 ms':>11} {'server cpu s':>12} {'web cpu s':>9} "
         f"{'fleet cpu s':>11} {'reader cpu s':>12}"
     )
     for r in results:
         print(
             f"{r.label:>9} {r.ocpp_p50_ms:11.1f} {r.ocpp_p99_ms:11.1f} {r.server_cpu_s:12.1f} "
+            f"{r.web_cpu_s:9.1f} "
             f"{r.fleet_cpu_s:11.1f} {r.reader_cpu_s:12.1f}"
         )
     baselines = [r for r in results if r.label == "no API"]

@@ -67,7 +67,7 @@ class Serve:
         return self.log.read_text(errors="replace")
 
 
-def _serve_command(data_dir: Path, *options: str) -> list[str]:
+def _serve_command(data_dir: Path, *options: str, api: bool = False) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -75,7 +75,7 @@ def _serve_command(data_dir: Path, *options: str) -> list[str]:
         "serve",
         "--port",
         "0",
-        "--no-api",
+        *(() if api else ("--no-api",)),
         "--data-dir",
         str(data_dir),
         "--control-interval",
@@ -85,13 +85,14 @@ def _serve_command(data_dir: Path, *options: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def running_serve(data_dir: Path, *options: str) -> AsyncIterator[Serve]:
-    """``serve`` until the block ends, then SIGTERM: it must stop cleanly (exit 0)."""
+async def running_serve(data_dir: Path, *options: str, api: bool = False) -> AsyncIterator[Serve]:
+    """``serve`` (with its web API if ``api``) until the block ends, then SIGTERM: it must
+    stop cleanly (exit 0)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir.parent / f"serve-{len(list(data_dir.parent.glob('serve-*.log')))}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            _serve_command(data_dir, *options),
+            _serve_command(data_dir, *options, api=api),
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "COLUMNS": "200"},

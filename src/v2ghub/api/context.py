@@ -7,9 +7,10 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
@@ -30,10 +31,82 @@ def _nobody() -> frozenset[str]:
 
 
 @dataclass(frozen=True)
+class RegulationLive:
+    """The grid services' figures the web API shows: the last instant's regulation
+    assignment (None before the first) and the signal broadcaster's counts (None without
+    a broadcaster). Made on the control loop's side, read whole by the API."""
+
+    mode: str | None = None
+    capacity_kw: float = 0.0
+    participants: int = 0
+    raise_kw: float = 0.0
+    lower_kw: float = 0.0
+    left_out_kw: float = 0.0
+    assigned: bool = False
+    """Whether an instant has assigned regulation yet (the figures above are its)."""
+    broadcasting: bool = False
+    following_stations: int = 0
+    last_signal: float | None = None
+    last_signal_at: datetime | None = None
+    broadcasts: int = 0
+    messages: int = 0
+    answers: dict[str, int] = field(default_factory=dict)
+
+
+def regulation_live(services: GridServices) -> RegulationLive:
+    """The figures of ``services`` now (on the control loop's thread, or copied from it:
+    ``dict()`` of a Counter copies it in one step while the loop may be counting)."""
+    latest = services.latest
+    broadcaster = services.broadcaster
+    figures = RegulationLive()
+    if latest is not None:
+        figures = replace(
+            figures,
+            mode=None if latest.mode is None else latest.mode.value,
+            capacity_kw=latest.capacity_kw,
+            participants=latest.participants,
+            raise_kw=latest.raise_kw,
+            lower_kw=latest.lower_kw,
+            left_out_kw=latest.left_out_kw,
+            assigned=True,
+        )
+    if broadcaster is not None:
+        figures = replace(
+            figures,
+            broadcasting=True,
+            following_stations=len(broadcaster.participants),
+            last_signal=broadcaster.last_signal,
+            last_signal_at=broadcaster.last_signal_at,
+            broadcasts=broadcaster.broadcasts,
+            messages=broadcaster.messages,
+            answers=dict(broadcaster.answers),
+        )
+    return figures
+
+
+class Control(Protocol):
+    """The running control loop as the web API reaches it: in the same process
+    (:class:`ControlLink`) or from the web API's own process
+    (:class:`v2ghub.api.mirror.RemoteControl`)."""
+
+    def replan(self, reason: str) -> bool:
+        """Ask for a plan soon; whether the loop was there to ask."""
+        ...
+
+    def post_signal(self, samples: Sequence[SignalSample]) -> bool:
+        """Hand recorded signal samples to the broadcaster; whether there is one."""
+        ...
+
+    def regulation(self) -> RegulationLive | None:
+        """The grid services' figures now; None when ``serve`` runs none."""
+        ...
+
+
+@dataclass(frozen=True)
 class ControlLink:
-    """The control loop as the web API's thread reaches it: the event loop it runs on (the
-    OCPP server's, not the web's), its re-plan trigger and its grid services. Everything
-    handed over goes through ``loop.call_soon_threadsafe``."""
+    """The control loop as the web API's thread reaches it in the same process: the event
+    loop it runs on (the OCPP server's, not the web's), its re-plan trigger and its grid
+    services. Everything handed over goes through ``loop.call_soon_threadsafe``."""
 
     loop: asyncio.AbstractEventLoop
     trigger: Callable[[str], None]
@@ -49,15 +122,16 @@ class ControlLink:
         return True
 
     def replan(self, reason: str) -> bool:
-        """Ask for a plan soon; whether the loop was there to ask."""
         return self._call(self.trigger, reason)
 
     def post_signal(self, samples: Sequence[SignalSample]) -> bool:
-        """Hand recorded signal samples to the broadcaster; whether there is one."""
         services = self.grid_services
         if services is None or services.broadcaster is None:
             return False
         return self._call(services.broadcaster.post, list(samples))
+
+    def regulation(self) -> RegulationLive | None:
+        return None if self.grid_services is None else regulation_live(self.grid_services)
 
 
 @dataclass
@@ -90,7 +164,7 @@ class ApiContext:
     )
     """Per set of visible sites, the latest plan's rows as the API shows them
     (:func:`v2ghub.api.fleet.fleet_now` keeps them, to make them once per plan)."""
-    control: ControlLink | None = None
+    control: Control | None = None
     """The running control loop (None: none, or not reachable from here)."""
     regulation_hours: dict[tuple[int, datetime], LiveRegulationHour] = field(
         default_factory=dict, repr=False, compare=False

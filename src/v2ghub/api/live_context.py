@@ -1,10 +1,12 @@
 """The web API beside ``v2ghub serve``: its context (the OCPP server's and the control
 loop's state, the store, the city's time zone, the gauges ``/metrics`` reads at each
-scrape) and :func:`web_pages`, which serves it while ``serve`` runs."""
+scrape) and :func:`web_pages`, which serves it while ``serve`` runs, in a process of its
+own."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,31 +14,23 @@ from zoneinfo import ZoneInfo
 
 from v2ghub.api.app import create_app
 from v2ghub.api.context import ApiContext, ControlLink
+from v2ghub.api.mirror import LoopSide
+from v2ghub.api.web_process import WebProcess, WebProcessConfig
 from v2ghub.api.web_server import WebServer, WebSettings
 from v2ghub.live.commands import Running
 from v2ghub.live.control import ControlLoop
 from v2ghub.live.live_problem import ControlSettings
+from v2ghub.live.live_state import LiveStatus
+from v2ghub.live.metrics import LiveMetrics
 from v2ghub.live.server import CsmsServer
 from v2ghub.scenarios.catalog import pilot_cities
+from v2ghub.store.database import is_in_memory
 from v2ghub.store.repository import Store
 
 
-def live_context(
-    store: Store,
-    server: CsmsServer,
-    control: ControlLoop,
-    settings: ControlSettings,
-    *,
-    ledger_path: Path | None = None,
-    run_folder: Path | None = None,
-) -> ApiContext:
-    """What the web API of a running ``serve`` reads. Called on the control loop's event
-    loop, it links the API to it (posted regulation signals, re-plans)."""
-    timezone = ZoneInfo(pilot_cities()[settings.city].tariff().timezone)
-    status = control.status
-    since = server.clock.now() - status.power_log.keep
-    status.power_log.prime(store.site_power_records(since=since), since=since)
-    metrics = server.metrics
+def register_loop_gauges(metrics: LiveMetrics, server: CsmsServer, status: LiveStatus) -> None:
+    """The gauges ``/metrics`` reads from the OCPP server and the control loop at each
+    scrape (in ``serve``'s process, whichever process serves the web API)."""
 
     def latest_plan_s() -> float:
         return status.latest.plan_time_s if status.latest is not None else float("nan")
@@ -67,6 +61,29 @@ def live_context(
         "Vehicles in the last plan",
         lambda: len(status.latest.vehicles) if status.latest is not None else 0,
     )
+
+
+def _timezone(settings: ControlSettings) -> str:
+    return pilot_cities()[settings.city].tariff().timezone
+
+
+def live_context(
+    store: Store,
+    server: CsmsServer,
+    control: ControlLoop,
+    settings: ControlSettings,
+    *,
+    ledger_path: Path | None = None,
+    run_folder: Path | None = None,
+) -> ApiContext:
+    """What the web API reads when it runs in ``serve``'s own process (the library's and
+    the tests' way; ``serve`` runs it in a process of its own: :func:`web_pages`). Called
+    on the control loop's event loop, it links the API to it (posted regulation signals,
+    re-plans)."""
+    status = control.status
+    since = server.clock.now() - status.power_log.keep
+    status.power_log.prime(store.site_power_records(since=since), since=since)
+    register_loop_gauges(server.metrics, server, status)
     try:
         link = ControlLink(
             asyncio.get_running_loop(), control.trigger, grid_services=control.grid_services
@@ -77,17 +94,15 @@ def live_context(
         control=link,
         store=store,
         clock=server.clock,
-        timezone=timezone,
+        timezone=ZoneInfo(_timezone(settings)),
         status=status,
         connected=lambda: frozenset(server.stations),
         measured=server.measured.by_station,
-        metrics=metrics,
+        metrics=server.metrics,
         ledger_path=ledger_path,
         run_folder=run_folder,
         control_interval_s=settings.control_interval_s,
-        site_limits={
-            site.site_id: (site.import_limit_kw, site.export_limit_kw) for site in settings.sites
-        },
+        site_limits=_site_limits(settings),
         unknown_site_limits=(
             settings.unknown_site_import_limit_kw,
             settings.unknown_site_export_limit_kw,
@@ -95,29 +110,65 @@ def live_context(
     )
 
 
+def _site_limits(settings: ControlSettings) -> dict[str, tuple[float, float]]:
+    return {site.site_id: (site.import_limit_kw, site.export_limit_kw) for site in settings.sites}
+
+
 @asynccontextmanager
 async def web_pages(running: Running) -> AsyncIterator[str | None]:
     """Serve the web API and dashboard beside ``running`` (``serve``'s ``--api-*``,
-    ``--ledger`` and ``--show-run`` options); their URL, or None with ``--no-api``."""
+    ``--ledger`` and ``--show-run`` options), in a process of their own
+    (:mod:`v2ghub.api.web_process`); their URL, or None with ``--no-api``.
+
+    A store only this process can open (SQLite in memory) keeps the API in this process,
+    on a thread of its own."""
     args = running.args
     if args.no_api:
         yield None
         return
     ledger = args.ledger if args.ledger is not None else args.data_dir / "ledger.sqlite"
-    context = live_context(
-        running.store,
-        running.server,
-        running.control,
-        running.settings,
-        ledger_path=ledger,
-        run_folder=args.show_run,
-    )
-    settings = WebSettings(
+    web = WebSettings(
         host=args.api_host,
         port=args.api_port,
         certfile=args.certfile,
         keyfile=args.keyfile,
         tls_folder=args.data_dir,
     )
-    async with WebServer(create_app(context), settings) as server:
-        yield server.url
+    store, server, control = running.store, running.server, running.control
+    settings = running.settings
+    database_url = store.engine.url.render_as_string(hide_password=False)
+    if is_in_memory(database_url):
+        context = live_context(
+            store, server, control, settings, ledger_path=ledger, run_folder=args.show_run
+        )
+        async with WebServer(create_app(context), web) as in_process:
+            yield in_process.url
+        return
+    register_loop_gauges(server.metrics, server, control.status)
+    config = WebProcessConfig(
+        database_url=database_url,
+        web=web,
+        clock=server.clock,
+        timezone=_timezone(settings),
+        ledger_path=ledger,
+        run_folder=args.show_run,
+        control_interval_s=settings.control_interval_s,
+        site_limits=_site_limits(settings),
+        unknown_site_limits=(
+            settings.unknown_site_import_limit_kw,
+            settings.unknown_site_export_limit_kw,
+        ),
+        power_log_keep=control.status.power_log.keep,
+        log_level=logging.getLogger().getEffectiveLevel(),
+    )
+    side = LoopSide(
+        status=control.status,
+        connected=lambda: frozenset(server.stations),
+        measured=server.measured.by_station,
+        metrics=server.metrics,
+        trigger=control.trigger,
+        grid_services=control.grid_services,
+    )
+    process = WebProcess(config, side)
+    async with process:
+        yield process.url

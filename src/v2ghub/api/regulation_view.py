@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from v2ghub.api.context import ApiContext
+from v2ghub.api.context import ApiContext, RegulationLive
 from v2ghub.api.regulation_models import (
     CommitmentOut,
     RegulationHourOut,
@@ -127,29 +127,27 @@ def regulation_now(api: ApiContext) -> RegulationNow:
     """The body of ``GET /api/v1/grid/regulation`` (a worker thread's reads)."""
     now = api.now()
     commitment = api.store.commitment_in_force(now)
-    services = None if api.control is None else api.control.grid_services
-    latest = None if services is None else services.latest
-    broadcaster = None if services is None else services.broadcaster
+    live = None if api.control is None else api.control.regulation()
+    figures = live or RegulationLive()
     hours = scored_hours(api, now)
-    sent_at = None if broadcaster is None else broadcaster.last_signal_at
+    sent_at = figures.last_signal_at
     return RegulationNow(
         at=api.local(now),
         commitment=None if commitment is None else commitment_out(api, commitment, now),
-        mode=None if latest is None or latest.mode is None else latest.mode.value,
-        capacity_kw=0.0 if latest is None else latest.capacity_kw,
-        participants=0 if latest is None else latest.participants,
-        following_stations=0 if broadcaster is None else len(broadcaster.participants),
-        raise_kw=0.0 if latest is None else latest.raise_kw,
-        lower_kw=0.0 if latest is None else latest.lower_kw,
-        left_out_kw=0.0 if latest is None else latest.left_out_kw,
-        last_signal=None if broadcaster is None else broadcaster.last_signal,
+        mode=figures.mode,
+        capacity_kw=figures.capacity_kw,
+        participants=figures.participants,
+        following_stations=figures.following_stations,
+        raise_kw=figures.raise_kw,
+        lower_kw=figures.lower_kw,
+        left_out_kw=figures.left_out_kw,
+        last_signal=figures.last_signal,
         last_signal_at=None if sent_at is None else api.local(sent_at),
-        broadcasts=0 if broadcaster is None else broadcaster.broadcasts,
-        messages=0 if broadcaster is None else broadcaster.messages,
-        # dict() of a Counter copies it in one step: the loop's thread may be counting.
-        answers={} if broadcaster is None else dict(broadcaster.answers),
+        broadcasts=figures.broadcasts,
+        messages=figures.messages,
+        answers=dict(figures.answers),
         hours=[hour_out(api, hour) for hour in hours],
-        live=services is not None,
+        live=live is not None,
     )
 
 

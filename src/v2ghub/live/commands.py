@@ -285,7 +285,8 @@ async def _serve_until_stopped(
         control = server.control_loop(planner, settings, grid_services=services)
         stations = store.stations()
         console.print(
-            f"v2ghub serve: listening on {server.url}/<station id> (ocpp2.1, ocpp2.0.1); "
+            f"v2ghub serve: listening on {server.url}/<station id> (ocpp2.1, ocpp2.0.1, "
+            "ocpp1.6); "
             f"store {store.url}; {len(stations)} stations registered; planner "
             f"{settings.planner}, {settings.city}",
             markup=False,

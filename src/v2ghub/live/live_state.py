@@ -14,7 +14,7 @@ import bisect
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -236,6 +236,12 @@ class SitePowerLog:
         self._sites: dict[str, tuple[list[float], list[float], list[float]]] = {}
         """Per site: times (s since 1970), measured kW (NaN: none), planned kW."""
         self._since_s: float | None = None
+        self._listeners: list[Callable[[Sequence[SitePowerRecord]], None]] = []
+
+    def listen(self, listener: Callable[[Sequence[SitePowerRecord]], None]) -> None:
+        """Call ``listener`` with each instant's rows as they are appended (the web API's
+        own process follows the log so)."""
+        self._listeners.append(listener)
 
     def prime(self, records: Sequence[SitePowerRecord], *, since: datetime) -> None:
         """Start from the stored rows from ``since`` on (all of them, in time order): a
@@ -260,6 +266,8 @@ class SitePowerLog:
                     cut = bisect.bisect_left(times, oldest_s)
                     if cut:
                         del times[:cut], measured[:cut], planned[:cut]
+        for listener in self._listeners:
+            listener(records)
 
     def _add(self, records: Sequence[SitePowerRecord]) -> None:
         for row in records:

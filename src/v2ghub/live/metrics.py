@@ -55,6 +55,16 @@ class LiveMetrics:
             self._gauges[name] = gauge
         gauge.set_function(read)
 
+    def drop_web(self) -> None:
+        """Leave out the web API's metrics (its own process counts them)."""
+        self.registry.unregister(self.api_seconds)
+
+    def drop_ocpp(self) -> None:
+        """Leave out the OCPP server's metrics (the web API's own process: the server's
+        process counts them)."""
+        for collector in (self.ocpp_messages, self.ocpp_seconds, self.setpoints):
+            self.registry.unregister(collector)
+
     def text(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)

@@ -110,6 +110,16 @@ def _normalise(url: str) -> URL:
     )
 
 
+def is_in_memory(url: str | URL) -> bool:
+    """Whether ``url`` is a SQLite database in memory (only the process that made it
+    can open it)."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    database = parsed.database or ""
+    return parsed.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:") or database.startswith("file::memory:")
+    )
+
+
 def open_engine(url: str) -> Engine:
     """An engine for ``url``, checked by connecting once.
 
