@@ -36,9 +36,8 @@ from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
 from v2ghub import Scenario, Twin
-from v2ghub.api.app import create_app
-from v2ghub.api.live_context import live_context
-from v2ghub.api.web_server import WebServer, WebSettings
+from v2ghub.api.live_context import served_web
+from v2ghub.api.web_server import WebSettings
 from v2ghub.live.chargers import ChargerFleet, FleetConfig, make_fleet_config
 from v2ghub.live.clock import ScaledClock
 from v2ghub.live.control import ControlLoop
@@ -363,14 +362,17 @@ async def test_an_operator_watches_the_fleet_live_and_limits_a_site_from_the_pag
             for site_id, (_, prefix) in SITES.items()
         ]
         fleet_tasks = [asyncio.create_task(fleet.run(stop=stop)) for fleet in fleets]
-        context = live_context(store, server, control, settings, run_folder=run_folder)
         try:
-            async with WebServer(create_app(context), WebSettings(port=0)) as web:
+            # The web API in a process of its own, as `serve` runs it.
+            web = served_web(
+                store, server, control, settings, WebSettings(port=0), run_folder=run_folder
+            )
+            async with web as web_url:
                 async with httpx.AsyncClient(
-                    base_url=web.url, headers={"Authorization": f"Bearer {admin_token}"}
+                    base_url=web_url, headers={"Authorization": f"Bearer {admin_token}"}
                 ) as client:
                     stations_route = (await client.get("/api/v1/stations")).status_code
-                rig = Rig(web.url, admin_token, owner_token, control, clock, stations_route)
+                rig = Rig(web_url, admin_token, owner_token, control, clock, stations_route)
                 await _drive(rig, tmp_path)
         finally:
             stop.set()

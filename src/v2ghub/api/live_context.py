@@ -117,16 +117,12 @@ def _site_limits(settings: ControlSettings) -> dict[str, tuple[float, float]]:
 @asynccontextmanager
 async def web_pages(running: Running) -> AsyncIterator[str | None]:
     """Serve the web API and dashboard beside ``running`` (``serve``'s ``--api-*``,
-    ``--ledger`` and ``--show-run`` options), in a process of their own
-    (:mod:`v2ghub.api.web_process`); their URL, or None with ``--no-api``.
-
-    A store only this process can open (SQLite in memory) keeps the API in this process,
-    on a thread of its own."""
+    ``--ledger`` and ``--show-run`` options) with :func:`served_web`; their URL, or None
+    with ``--no-api``."""
     args = running.args
     if args.no_api:
         yield None
         return
-    ledger = args.ledger if args.ledger is not None else args.data_dir / "ledger.sqlite"
     web = WebSettings(
         host=args.api_host,
         port=args.api_port,
@@ -134,12 +130,39 @@ async def web_pages(running: Running) -> AsyncIterator[str | None]:
         keyfile=args.keyfile,
         tls_folder=args.data_dir,
     )
-    store, server, control = running.store, running.server, running.control
-    settings = running.settings
+    async with served_web(
+        running.store,
+        running.server,
+        running.control,
+        running.settings,
+        web,
+        ledger_path=args.ledger if args.ledger is not None else args.data_dir / "ledger.sqlite",
+        run_folder=args.show_run,
+    ) as url:
+        yield url
+
+
+@asynccontextmanager
+async def served_web(
+    store: Store,
+    server: CsmsServer,
+    control: ControlLoop,
+    settings: ControlSettings,
+    web: WebSettings,
+    *,
+    ledger_path: Path | None = None,
+    run_folder: Path | None = None,
+) -> AsyncIterator[str]:
+    """The web API and dashboard of a running OCPP server and control loop, in a process
+    of their own (:mod:`v2ghub.api.web_process`), while open; their URL. Called on the
+    control loop's event loop.
+
+    A store only this process can open (SQLite in memory) keeps the API in this process,
+    on a thread of its own."""
     database_url = store.engine.url.render_as_string(hide_password=False)
     if is_in_memory(database_url):
         context = live_context(
-            store, server, control, settings, ledger_path=ledger, run_folder=args.show_run
+            store, server, control, settings, ledger_path=ledger_path, run_folder=run_folder
         )
         async with WebServer(create_app(context), web) as in_process:
             yield in_process.url
@@ -150,8 +173,8 @@ async def web_pages(running: Running) -> AsyncIterator[str | None]:
         web=web,
         clock=server.clock,
         timezone=_timezone(settings),
-        ledger_path=ledger,
-        run_folder=args.show_run,
+        ledger_path=ledger_path,
+        run_folder=run_folder,
         control_interval_s=settings.control_interval_s,
         site_limits=_site_limits(settings),
         unknown_site_limits=(
@@ -169,6 +192,5 @@ async def web_pages(running: Running) -> AsyncIterator[str | None]:
         trigger=control.trigger,
         grid_services=control.grid_services,
     )
-    process = WebProcess(config, side)
-    async with process:
+    async with WebProcess(config, side) as process:
         yield process.url
