@@ -117,23 +117,31 @@ def test_lines_without_text_pay_the_same_and_say_nothing() -> None:
 
 @given(
     st.lists(st.text(alphabet="abc:", max_size=4), max_size=30),
-    st.lists(st.lists(st.text(alphabet="abc:", max_size=4), max_size=5), max_size=3),
+    st.lists(st.lists(st.text(alphabet="abc:;", max_size=4), max_size=5), max_size=3),
+    st.sampled_from(["", "a:", "ab", "owner:"]),
 )
 def test_joined_parties_are_the_distinct_ids_of_every_line(
-    owners: list[str], others: list[list[str]]
+    owners: list[str], others: list[list[str]], prefix: str
 ) -> None:
-    # The largest vocabulary sorted and distinct (a meter's owners) is merged with the
-    # others by bisection; any other case by encoding: the same codes either way.
+    # The largest vocabulary sorted and distinct (a meter's owners, kept as a prefix and
+    # names) is merged with the others by bisection; any other case by encoding: the same
+    # codes either way.
     big = np.unique(np.array(owners, dtype=str))
     columns = [
-        [Parties.each(big), Parties.same("grid", 2)],
+        [Parties.each(big, prefix=prefix), Parties.same("grid", 2)],
         [Parties.of(np.array(names, dtype=str)) for names in others if names],
     ]
-    distinct, (first, second) = joined_parties(*columns)
+    vocabulary, (first, second) = joined_parties(*columns)
+    distinct = vocabulary.text()
     ids = [chunk.text().tolist() for column in columns for chunk in column]
     every = [party for chunk in ids for party in chunk]
     assert distinct.tolist() == sorted(set(every))
     assert distinct[np.concatenate((first, second))].tolist() == every
+    for party in [*every, "a", "a:", "a;", "owner", "zz"]:
+        code = vocabulary.code(party)
+        assert code == (distinct.tolist().index(party) if party in every else -1)
+    members = sorted(vocabulary.codes_from("a:", "a;").tolist())
+    assert members == [k for k, party in enumerate(distinct) if party.startswith("a:")]
 
 
 def test_an_owner_whose_lines_round_to_nothing_is_not_counted() -> None:

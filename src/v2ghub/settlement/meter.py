@@ -65,9 +65,10 @@ def meter_lines(
     kinds, kind_code = sorted_codes(meter.column("charger_kind"))
     import_nano = _rate_nano(meter, "import_price_cny_per_kwh")
     export_nano = _rate_nano(meter, "export_price_cny_per_kwh")
-    owners = np.char.add("owner:", sessions)
-    owner = Parties(owners, session_code)
-    operator = Parties(np.char.add("operator:", sites), site_code)
+    # Each session's owner is ``owner:`` and its id, a site's operator ``operator:`` and the
+    # site's: kept as prefix and names, never written out when only totals are wanted.
+    owner = Parties(sessions, session_code, prefix="owner:")
+    operator = Parties(sites, site_code, prefix="operator:")
     lines = LineColumns.empty(texts=texts)
     period_text = made_once(lambda: column_text(meter, "period"))
     import_text = made_once(lambda: column_text(meter, "import_price_cny_per_kwh"))
@@ -139,7 +140,7 @@ def meter_lines(
         session_id=sessions,
         kind=lambda: np.full(sessions.size, "degradation"),
         payer=Parties.same("aggregator", sessions.size),
-        payee=Parties.each(owners),
+        payee=Parties.each(sessions, prefix="owner:"),
         stream="degradation",
         energy_wh=total_wh,
         rate=rate_text,

@@ -53,6 +53,7 @@ from v2ghub.settlement.run_folder import RunFolder
 from v2ghub.settlement.service_lines import add_service_lines
 from v2ghub.settlement.streams import (
     LineColumns,
+    PartyVocabulary,
     cny_text,
     joined_parties,
     kwh_text,
@@ -94,7 +95,7 @@ class _Flows:
     amount_fen: npt.NDArray[np.int64]
     streams: list[str]
     stream_code: npt.NDArray[np.int64]
-    parties: npt.NDArray[np.str_]
+    parties: PartyVocabulary
     payer_code: npt.NDArray[np.int64]
     payee_code: npt.NDArray[np.int64]
 
@@ -104,7 +105,8 @@ class _Flows:
         streams, stream_code = sorted_codes(np.asarray(stream))
         parties, codes = sorted_codes(np.concatenate((np.asarray(payee), np.asarray(payer))))
         n = amount.size
-        return _Flows(amount, streams.tolist(), stream_code, parties, codes[n:], codes[:n])
+        vocabulary = PartyVocabulary.of_text(parties)
+        return _Flows(amount, streams.tolist(), stream_code, vocabulary, codes[n:], codes[:n])
 
     @staticmethod
     def of_lines(lines: Lines) -> _Flows:
@@ -125,8 +127,7 @@ class _Flows:
 
     def party(self, party_id: str) -> int:
         """A party's code, -1 when it has no line."""
-        i = int(np.searchsorted(self.parties, party_id))
-        return i if i < self.parties.size and self.parties[i] == party_id else -1
+        return self.parties.code(party_id)
 
     def stream(self, name: str) -> int:
         """A stream's code, -1 when it has no line."""
@@ -150,7 +151,8 @@ class _Flows:
     def balances(self) -> dict[str, int]:
         """Net fen per party with a line (received minus paid), parties sorted."""
         net, named = self.net()
-        return dict(zip(self.parties[named].tolist(), net[named].tolist(), strict=True))
+        ids = self.parties.text()
+        return dict(zip(ids[named].tolist(), net[named].tolist(), strict=True))
 
     def group_of_party(self) -> npt.NDArray[np.int64]:
         """Each party's index in :data:`GROUPS` (``owner:S1`` -> owner, ``grid`` -> grid),
@@ -160,12 +162,10 @@ class _Flows:
         for k, name in enumerate(GROUPS):
             # The group's own id, then its members: the ids from ``name:`` up to ``name;``
             # (';' follows ':') are exactly those that start with ``name:``.
-            own = int(np.searchsorted(self.parties, name))
-            if own < self.parties.size and self.parties[own] == name:
+            own = self.parties.code(name)
+            if own >= 0:
                 group[own] = k
-            low = int(np.searchsorted(self.parties, name + ":"))
-            high = int(np.searchsorted(self.parties, name + ";"))
-            group[low:high] = k
+            group[self.parties.codes_from(name + ":", name + ";")] = k
         return group
 
 

@@ -113,10 +113,13 @@ def cny_text(amount_fen: IntArray) -> StrArray:
 @dataclass(frozen=True)
 class Parties:
     """Party ids of lines as codes into their names: a million lines naming a million
-    owners hold one string per owner, and totals group them by integer code."""
+    owners hold one string per owner, and totals group them by integer code. Every id is
+    ``prefix`` followed by its name (``owner:`` and a session id), so the ids of a million
+    owners need never be written out when only totals are wanted."""
 
     names: StrArray
     index: IntArray
+    prefix: str = ""
 
     @staticmethod
     def of(ids: PartyIds) -> Parties:
@@ -132,38 +135,107 @@ class Parties:
         return Parties(np.array([name]), np.zeros(n, dtype=np.int64))
 
     @staticmethod
-    def each(names: StrArray) -> Parties:
+    def each(names: StrArray, *, prefix: str = "") -> Parties:
         """One line per name."""
-        return Parties(np.asarray(names), np.arange(len(names), dtype=np.int64))
+        return Parties(np.asarray(names), np.arange(len(names), dtype=np.int64), prefix)
 
     def __len__(self) -> int:
         return int(self.index.size)
 
     def __getitem__(self, rows: npt.NDArray[np.bool_] | IntArray) -> Parties:
-        return Parties(self.names, self.index[rows])
+        return Parties(self.names, self.index[rows], self.prefix)
 
     def text(self) -> StrArray:
         """Each line's party id."""
-        return np.asarray(self.names[self.index])
+        return _prefixed(self.prefix, self.names[self.index])
+
+    def ids(self) -> StrArray:
+        """The ids of ``names``."""
+        return _prefixed(self.prefix, self.names)
+
+
+def _prefixed(prefix: str, names: StrArray) -> StrArray:
+    return np.asarray(np.char.add(prefix, names) if prefix else names)
 
 
 PartyIds = StrArray | Parties
 """Party ids, as text per line or as :class:`Parties`."""
 
 
-def joined_parties(*columns: Sequence[Parties]) -> tuple[StrArray, list[IntArray]]:
+@dataclass(frozen=True)
+class PartyVocabulary:
+    """Sorted distinct party ids, coded ``0..size-1`` in their order, without writing out
+    the largest group of them: ``block`` holds that group's names (sorted, distinct; each
+    id is ``prefix`` + name) and ``block_code`` their codes; ``others`` holds every other id
+    in full (sorted) and ``others_code`` theirs."""
+
+    prefix: str
+    block: StrArray
+    block_code: IntArray
+    others: StrArray
+    others_code: IntArray
+
+    @staticmethod
+    def of_text(ids: StrArray) -> PartyVocabulary:
+        """Ids already sorted and distinct."""
+        names = np.asarray(ids)
+        return PartyVocabulary(
+            "", names, np.arange(names.size, dtype=np.int64), names[:0], np.zeros(0, np.int64)
+        )
+
+    @property
+    def size(self) -> int:
+        return int(self.block.size + self.others.size)
+
+    def _block_position(self, party_id: str) -> int:
+        """Where ``party_id`` falls among the block's ids (bisection, left side). An id that
+        does not start with the prefix falls before or after them all, as it compares with
+        the prefix."""
+        if party_id.startswith(self.prefix):
+            return int(np.searchsorted(self.block, party_id[len(self.prefix) :]))
+        return 0 if party_id < self.prefix else int(self.block.size)
+
+    def code(self, party_id: str) -> int:
+        """A party's code, -1 when it is not here."""
+        at = self._block_position(party_id)
+        if at < self.block.size and self.prefix + str(self.block[at]) == party_id:
+            return int(self.block_code[at])
+        at = int(np.searchsorted(self.others, party_id))
+        if at < self.others.size and self.others[at] == party_id:
+            return int(self.others_code[at])
+        return -1
+
+    def codes_from(self, low: str, high: str) -> IntArray:
+        """The codes of the ids from ``low`` (included) to ``high`` (excluded)."""
+        block = self.block_code[self._block_position(low) : self._block_position(high)]
+        lower, upper = np.searchsorted(self.others, [low, high])
+        return np.concatenate((block, self.others_code[lower:upper]))
+
+    def text(self) -> StrArray:
+        """Every id, in code order."""
+        ids = _prefixed(self.prefix, self.block)
+        out = np.empty(self.size, dtype=np.result_type(ids, self.others))
+        out[self.block_code] = ids
+        out[self.others_code] = self.others
+        return out
+
+
+def joined_parties(*columns: Sequence[Parties]) -> tuple[PartyVocabulary, list[IntArray]]:
     """Party columns (each a list of chunks) in one code space: the sorted distinct ids of
     them all, and each column's codes into them. Costs in names, not lines."""
     chunks = [chunk for column in columns for chunk in column]
     if not chunks:
-        return np.zeros(0, dtype=str), [np.zeros(0, dtype=np.int64) for _ in columns]
+        empty = PartyVocabulary.of_text(np.zeros(0, dtype=str))
+        return empty, [np.zeros(0, dtype=np.int64) for _ in columns]
     # Chunks often share one array of names (every owner's lines name the same owners):
     # each array is encoded once.
-    vocabularies = list({id(chunk.names): chunk.names for chunk in chunks}.values())
+    vocabularies = list({(id(chunk.names), chunk.prefix): chunk for chunk in chunks}.values())
     distinct, code = _union(vocabularies)
-    offsets = np.cumsum([0] + [names.size for names in vocabularies])
-    offset_of = {id(names): offsets[k] for k, names in enumerate(vocabularies)}
-    coded = iter(code[offset_of[id(chunk.names)] + chunk.index] for chunk in chunks)
+    offsets = np.cumsum([0] + [chunk.names.size for chunk in vocabularies])
+    offset_of = {
+        (id(chunk.names), chunk.prefix): offsets[k] for k, chunk in enumerate(vocabularies)
+    }
+    coded = iter(code[offset_of[(id(chunk.names), chunk.prefix)] + chunk.index] for chunk in chunks)
     out = []
     for column in columns:
         parts = [next(coded) for _ in column]
@@ -171,29 +243,54 @@ def joined_parties(*columns: Sequence[Parties]) -> tuple[StrArray, list[IntArray
     return distinct, out
 
 
-def _union(vocabularies: list[StrArray]) -> tuple[StrArray, IntArray]:
-    """The sorted distinct names of all ``vocabularies``, and each name's index into them
-    (the vocabularies concatenated). When the largest is already sorted and distinct (the
-    owners of a meter's sessions), the few others are merged into it by bisection instead of
-    encoding a million names again."""
-    largest = max(range(len(vocabularies)), key=lambda k: vocabularies[k].size)
-    big = vocabularies[largest]
+def _union(vocabularies: list[Parties]) -> tuple[PartyVocabulary, IntArray]:
+    """The sorted distinct ids of the ``vocabularies``' names, and each name's code (the
+    vocabularies concatenated). When the largest's names are already sorted and distinct
+    (the owners of a meter's sessions), they stay the vocabulary's block and the few other
+    ids are placed among them by bisection: a million ids are neither encoded again nor
+    written out."""
+    largest = max(range(len(vocabularies)), key=lambda k: vocabularies[k].names.size)
+    big, prefix = vocabularies[largest].names, vocabularies[largest].prefix
     if big.size < 2 or not bool(np.all(big[1:] > big[:-1])):
-        return sorted_codes(np.concatenate(vocabularies))
-    others = [names for k, names in enumerate(vocabularies) if k != largest]
-    small = np.unique(np.concatenate(others)) if others else big[:0]
-    at = np.searchsorted(big, small)
-    known = (at < big.size) & (big[np.minimum(at, big.size - 1)] == small)
-    inserted = at[~known]  # where the new names go, in the largest's positions (sorted)
-    # (As wide as the widest name: numpy would cut a longer one to the largest's width.)
-    distinct = np.insert(big.astype(np.result_type(big, small)), inserted, small[~known])
-    # The largest's names move up by the new names inserted at or before them.
+        distinct, code = sorted_codes(np.concatenate([v.ids() for v in vocabularies]))
+        return PartyVocabulary.of_text(distinct), code
+    others = [v.ids() for k, v in enumerate(vocabularies) if k != largest]
+    small = np.unique(np.concatenate(others)) if others else np.zeros(0, dtype=str)
+    at = _block_positions(big, prefix, small)
+    found = np.minimum(at, big.size - 1)
+    known = (at < big.size) & (np.char.add(prefix, big[found]) == small)
+    inserted = at[~known]  # where the new ids go, in the largest's positions (sorted)
+    # The largest's names move up by the new ids placed at or before them; a new id's code
+    # is its position there plus the new ids before it.
     big_code = np.arange(big.size) + np.searchsorted(inserted, np.arange(big.size), side="right")
+    new = small[~known]
+    new_code = inserted + np.arange(new.size)
+    vocabulary = PartyVocabulary(prefix, big, big_code, new, new_code)
+    small_code = np.where(known, big_code[found], 0)
+    small_code[~known] = new_code
     codes = [
-        big_code if k == largest else np.searchsorted(distinct, names)
-        for k, names in enumerate(vocabularies)
+        big_code if k == largest else small_code[np.searchsorted(small, v.ids())]
+        for k, v in enumerate(vocabularies)
     ]
-    return distinct, np.concatenate(codes).astype(np.int64)
+    return vocabulary, np.concatenate(codes).astype(np.int64)
+
+
+def _block_positions(names: StrArray, prefix: str, ids: StrArray) -> IntArray:
+    """Where each of ``ids`` falls among the ids ``prefix + names`` (sorted; bisection,
+    left side): an id that does not start with the prefix falls before or after them all."""
+    ids = np.asarray(ids)
+    if not prefix:
+        return np.asarray(np.searchsorted(names, ids), dtype=np.int64)
+    at = np.where(ids < prefix, 0, names.size).astype(np.int64)
+    starts = np.flatnonzero(np.char.startswith(ids, prefix))
+    if starts.size:
+        # Each id less its prefix: its characters after the prefix's, as text again.
+        width = ids.dtype.itemsize // 4
+        chars = np.ascontiguousarray(ids[starts]).view(np.uint32).reshape(starts.size, width)
+        rest = np.zeros((starts.size, max(width - len(prefix), 1)), dtype=np.uint32)
+        rest[:, : width - len(prefix)] = chars[:, len(prefix) :]
+        at[starts] = np.searchsorted(names, rest.view(f"<U{rest.shape[1]}").reshape(-1))
+    return at
 
 
 @dataclass
@@ -408,6 +505,7 @@ __all__ = [
     "LineColumns",
     "Parties",
     "PartyIds",
+    "PartyVocabulary",
     "Text",
     "add_shared_revenue",
     "amount_fen",
