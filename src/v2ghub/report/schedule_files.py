@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from datetime import timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +61,7 @@ __all__ = [
     "POWER_DECIMALS",
     "POWER_UNITS_PER_KW",
     "SCHEDULE_COLUMNS",
+    "PlanRows",
     "atomic_text",  # its home is v2ghub.files; kept here for the callers that import it here
     "format_power",
     "is_plan_summary",
@@ -92,6 +93,27 @@ BLOCK_VALUES = 1 << 20
 """Values (vehicles x steps) worked on at once when writing a plan: 8 MB of float64."""
 SUMMARY_KEYS = ("planner", "sessions", "steps", "objective_cny")
 """Keys by which an existing file is recognised as a plan summary (it may be replaced)."""
+
+
+class PlanRows(Protocol):
+    """A plan kept other than as one array (e.g. each vehicle's plugged steps only), read
+    a block of vehicles at a time: what :func:`write_schedule_rows` and
+    :func:`plan_summary` take in place of the array."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(vehicles, steps)."""
+        ...
+
+    def rows(self, first: int, last: int) -> FloatArray:
+        """Power (kW) of vehicles ``first .. last - 1``, ``(last - first, steps)``."""
+        ...
+
+
+def _rows(power_kw: FloatArray | PlanRows, first: int, last: int) -> FloatArray:
+    """Vehicles ``first .. last - 1`` of a plan, an array or :class:`PlanRows`."""
+    return power_kw[first:last] if isinstance(power_kw, np.ndarray) else power_kw.rows(first, last)
+
 
 is_schedule_csv = starts_with_line(",".join(SCHEDULE_COLUMNS))
 """Whether a file's first bytes are a ``schedule.csv`` header (an earlier plan's file)."""
@@ -152,7 +174,7 @@ def write_schedule_rows(
     handle: TextIO,
     *,
     problem: Problem,
-    power_kw: FloatArray,
+    power_kw: FloatArray | PlanRows,
     session_ids: Sequence[str] | npt.NDArray[np.str_],
     grid: TimeGrid,
     utc_offsets_s: Sequence[int] | None = None,
@@ -171,7 +193,8 @@ def write_schedule_rows(
     problem
         The planned problem; its plugged steps select the rows.
     power_kw
-        Charger power, kW, shape ``(n_vehicles, grid.length)``; + charging.
+        Charger power, kW, shape ``(n_vehicles, grid.length)``; + charging (an array or
+        :class:`PlanRows`).
     session_ids
         Id of each vehicle's session.
     grid
@@ -197,7 +220,7 @@ def write_schedule_rows(
     departure_step = np.ascontiguousarray(problem.departure_step, dtype=np.int64)
     handle.write(",".join(SCHEDULE_COLUMNS) + "\n")
     for first, last in vehicle_blocks(problem.n_vehicles, grid.length):
-        units = np.ascontiguousarray(written_power(power_kw[first:last]))
+        units = np.ascontiguousarray(written_power(_rows(power_kw, first, last)))
         rows = schedule_rows_bytes(
             units,
             first,
@@ -374,16 +397,27 @@ def _metered_block(
     return import_wh, export_wh, np.asarray(energy_kwh + stored_kwh.sum(axis=1))
 
 
-def _written_fleet_kw(power_kw: FloatArray) -> FloatArray:
+def _written_fleet_kw(power_kw: FloatArray | PlanRows) -> FloatArray:
     """Per step, the fleet's written power (kW): the value, to the last bit, of
     ``(written_power(power_kw) / POWER_UNITS_PER_KW).sum(axis=0)``, without its temporaries
     of the schedule's size.
 
     NumPy sums the columns of a column-major array pairwise, one column at a time, and the
     rows of a row-major one in turn; so the first is summed here column by column and the
-    second a block of rows at a time, each block added after the sum so far.
+    second a block of rows at a time, each block added after the sum so far. A
+    :class:`PlanRows` is summed a block of rows at a time, each block's column pairwise
+    (the whole plan's sum to within rounding, as the blocks are added up).
     """
     n, steps = power_kw.shape
+    if not isinstance(power_kw, np.ndarray):
+        total_kw = np.zeros(steps)
+        for first, last in vehicle_blocks(n, steps):
+            block_kw = np.asfortranarray(power_kw.rows(first, last), dtype=np.float64)
+            column_kw = np.empty(last - first)
+            for t in range(steps):  # steps, never vehicles
+                written_kw(block_kw[:, t], column_kw)
+                total_kw[t] += column_kw.sum()
+        return total_kw
     if power_kw.flags.f_contiguous:
         column_kw = np.empty(n)
         total_kw = np.zeros(steps)
@@ -396,7 +430,9 @@ def _written_fleet_kw(power_kw: FloatArray) -> FloatArray:
         return total_kw
     total_kw = np.zeros(steps)
     for first, last in vehicle_blocks(n, steps):
-        block_kw = written_power(power_kw[first:last]).astype(np.float64) / POWER_UNITS_PER_KW
+        block_kw = (
+            written_power(_rows(power_kw, first, last)).astype(np.float64) / POWER_UNITS_PER_KW
+        )
         total_kw = np.add.reduce(np.concatenate((total_kw[None, :], block_kw)), axis=0)
     return np.asarray(total_kw, dtype=np.float64)
 
@@ -416,7 +452,7 @@ def _decimal(value: float) -> Decimal:
 def plan_summary(
     *,
     problem: Problem,
-    power_kw: FloatArray,
+    power_kw: FloatArray | PlanRows,
     prices: PriceSeries,
     planner: str,
     solve_seconds: float,
@@ -429,7 +465,8 @@ def plan_summary(
     problem
         The planned problem (float prices, degradation in CNY/kWh discharged).
     power_kw
-        Charger power, kW, ``(n_vehicles, n_steps)``; + charging, - discharging.
+        Charger power, kW, ``(n_vehicles, n_steps)``; + charging, - discharging (an array
+        or :class:`PlanRows`).
     prices
         The exact prices of ``problem``'s steps, CNY/kWh.
     planner
@@ -449,7 +486,9 @@ def plan_summary(
         (``degradation_cny_per_kwh``, ``peak_price_cny_per_kw``). Money is a decimal
         string to the fen.
     """
-    if not (power_kw.flags.c_contiguous or power_kw.flags.f_contiguous):
+    if isinstance(power_kw, np.ndarray) and not (
+        power_kw.flags.c_contiguous or power_kw.flags.f_contiguous
+    ):
         power_kw = np.array(power_kw, order="K")  # the layout NumPy's own results take
     import_level, import_levels = _price_levels(prices.import_price_cny_per_kwh)
     export_level, export_levels = _price_levels(prices.export_price_cny_per_kwh)
@@ -460,7 +499,7 @@ def plan_summary(
     for first, last in vehicle_blocks(problem.n_vehicles, problem.grid.length):
         import_wh, export_wh, final_kwh[first:last] = _metered_block(
             problem,
-            power_kw[first:last],
+            _rows(power_kw, first, last),
             first_vehicle=first,
             import_level=(import_level, len(import_levels)),
             export_level=(export_level, len(export_levels)),

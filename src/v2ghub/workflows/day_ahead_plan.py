@@ -34,6 +34,7 @@ from v2ghub.scenarios.day_ahead import (
 from v2ghub.scenarios.prices_csv import load_prices_csv
 from v2ghub.scenarios.sessions_csv import load_sessions_csv
 from v2ghub.scenarios.sites_csv import load_sites_csv
+from v2ghub.workflows.plan_blocks import PluggedPlan, plan_in_site_blocks
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -118,6 +119,22 @@ def valley_rule_figures(
         "valley_share_private": None if share[1] is None else round(share[1], 6),
         "valley_rule_met": met,
     }
+
+
+def plans_sites_apart(planner: Planner, problem: Problem) -> bool:
+    """Whether ``planner`` plans each site of ``problem`` from that site's vehicles alone,
+    so that :func:`~v2ghub.workflows.plan_blocks.plan_in_site_blocks` plans the same: the
+    fast planner itself without a peak price, the valley rule or the departure guard
+    (each of which couples the whole fleet), on a problem without regulation headroom."""
+    return (
+        type(planner) is FastPlanner
+        and planner.peak_price_cny_per_kw == 0
+        and not planner.keep_valley_rule
+        and not planner.guard
+        and problem.valley_rule is None
+        and not problem.regulation_price.any()
+        and not problem.regulation_commitment.any()
+    )
 
 
 def plan_files(
@@ -212,11 +229,17 @@ def plan_files(
     else:
         chosen = make_planner(planner)
     started = time.perf_counter()
-    schedule = plan_checked(chosen, problem)
+    power_kw: FloatArray | PluggedPlan
+    if plans_sites_apart(chosen, problem):
+        # A block of sites at a time, keeping each session's plugged steps only (the whole
+        # plan of 2 million sessions over 144 steps is 2.3 GB of float64).
+        power_kw = plan_in_site_blocks(chosen, problem)
+    else:
+        power_kw = plan_checked(chosen, problem).power_kw
     solve_seconds = time.perf_counter() - started
     figures = plan_summary(
         problem=problem,
-        power_kw=schedule.power_kw,
+        power_kw=power_kw,
         prices=series,
         planner=chosen.name,
         solve_seconds=solve_seconds,
@@ -229,8 +252,8 @@ def plan_files(
         else np.char.add("#", np.arange(fleet.n_sessions).astype(np.str_))
     )
     figures = unplanned.add_to_summary(figures, session_ids=session_ids)
-    if problem.valley_rule is not None:
-        figures |= valley_rule_figures(problem, problem.valley_rule, schedule.power_kw)
+    if problem.valley_rule is not None and isinstance(power_kw, np.ndarray):
+        figures |= valley_rule_figures(problem, problem.valley_rule, power_kw)
     for output, _ in outputs:
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -244,7 +267,7 @@ def plan_files(
         write_schedule_rows(
             handles[0],
             problem=problem,
-            power_kw=schedule.power_kw,
+            power_kw=power_kw,
             session_ids=session_ids[problem.vehicle_index],
             grid=problem.grid,
             utc_offsets_s=series.utc_offsets_s,
