@@ -130,12 +130,16 @@ class CityMetrics:
     v2g_owners: int = 0
     v2g_owners_wear_above_payment: int = 0
     # The pilots' valley rule as a planning goal (v2ghub.sim.valley_reach), filled by
-    # run_cases when some planner keeps it: the highest shares the day allowed (the
-    # plugged hours, chargers and batteries; site limits left out, so an upper bound),
-    # and for a rule-keeping planner what keeping it cost the owners against the same
-    # planner without the rule (None without that run).
+    # run_cases when some planner keeps it: the highest shares the day allowed (its
+    # plugged hours, chargers, batteries and site limits; a bound no plan exceeds),
+    # whether they came from the exact programmes (else a quick estimate), whether a plan
+    # chargers follow step by step was found to meet both rules, and for a
+    # rule-keeping planner what keeping it cost the owners against the same planner
+    # without the rule (None without that run).
     valley_share_reachable: float = math.nan
     valley_share_private_reachable: float = math.nan
+    valley_reach_exact: bool = False
+    valley_rule_met_stepwise: bool = False
     valley_rule_cost_cny: Decimal | None = None
 
 

@@ -138,6 +138,8 @@ def with_valley_rule(results: list[RunSummary], reach: ValleyReach | None) -> li
             result.metrics,
             valley_share_reachable=reach.share,
             valley_share_private_reachable=reach.private_share,
+            valley_reach_exact=reach.exact,
+            valley_rule_met_stepwise=bool(reach.stepwise_plan_meets_rule),
             valley_rule_cost_cny=(
                 result.metrics.owner_cost_cny - cost[plain]
                 if plain != result.planner and plain in cost

@@ -2,29 +2,39 @@
 reach, computed in hindsight for a whole city.
 
 Knowing every session of the day in advance, the highest valley share the fleet could
-reach, every vehicle still leaving with its target wherever it can, is the linear-fractional
-programme
+reach, every vehicle still leaving with its target wherever the sites let it, is the
+linear-fractional programme
 
     maximise  V(c) / C(c)   over every plan within the limits that meets the targets,
 
 with ``C`` the charging energy and ``V`` its part in valley steps. Dinkelbach's method
-solves it by a sequence of plans at prices: at a trial share ``r`` the plan that maximises
-``V - r C`` is the cost-optimal plan when a kWh imported costs ``r - 1`` CNY in a valley
-step and ``r`` in any other, discharge is worth nothing and wear is free (targets always
-first); its own share is the next trial, and the trials rise to the optimum (finitely, a
-plan being a vertex). As every trial in (0, 1) prices the steps in the same order (valley
-below zero, the rest above), the first plan is usually already optimal.
+solves it by a sequence of plans: at a trial share ``r`` the plan that maximises
+``V - r C``; its own share is the next trial, and the trials rise to the optimum
+(finitely, a plan being a vertex). As every trial in (0, 1) prices the steps in the same
+order (valley below zero, the rest above), the second plan is usually the first again.
 
-Without site limits the programme falls apart into one small programme per vehicle, which
-the fast planner solves exactly: per vehicle, the most charging in valley steps and the
-least outside them, both at once. Site limits then cap each limited site's valley charging
-at its import limit in every valley step (plus what its own V2G vehicles could discharge
-then: energy moved between a site's vehicles counts as charged), and what the cap keeps
-out of the valley is charged outside it. The reach is an upper bound: exact without site
-limits, and a site limit may bind harder than the cap says. A V2G vehicle can raise its
-share by discharging before the valley and refilling in it, and the reach counts that, as
-the rule counts the energy. The private chargers' reach is the same programme with the
-share of their sessions alone in the objective.
+Each plan is exact, site limits included: the linear programmes of
+:mod:`v2ghub.sim.valley_programmes`, one per limited site (and per group of sessions of
+unlimited sites), which the share alone couples. In them a V2G charger may split a step
+between charging and discharging; every plan a charger can follow is one of them, so no
+planner reaches more than ``share``: where it is below the rule, the rule was out of
+reach. The split only matters for V2G batteries cycled within the valley hours (the rule
+counts every kWh charged, so charging, discharging and charging again in the valley
+raises the share).
+
+Where both shares reach the rule, :func:`stepwise_plan_meets_rule` looks for one plan that
+meets both rules at once among plans with no discharge in valley steps, which a charger
+follows step by step as they stand: where it finds one, the day allowed the rule.
+
+The private chargers' reach is the same programme with the share of their sessions alone
+in the objective. The programmes cost about a second of CPU time for every thousand
+sessions of a limited site (home transformers are the largest); above
+``EXACT_MAX_SESSIONS`` sessions a city gets :func:`bounded_share` instead, a quick
+estimate from above: per-vehicle plans at whole steps without site limits, each limited
+site's valley import then capped at its limit plus what its own V2G vehicles could
+discharge. It ignores what a V2G vehicle must charge before it can give, so it can be far
+above the reach (Kunming's default day: 82% at private chargers against 57%), and it is
+not a bound on plans that split steps.
 """
 
 from __future__ import annotations
@@ -37,35 +47,133 @@ import numpy.typing as npt
 from v2ghub.model.case import CityCase
 from v2ghub.model.fleet import ChargerKind
 from v2ghub.model.problem import Problem
-from v2ghub.model.valley_rule import valley_steps
+from v2ghub.model.valley_rule import (
+    VALLEY_SHARE_RULE,
+    VALLEY_SHARE_RULE_PRIVATE,
+    valley_steps,
+)
 from v2ghub.planning.fast import FastPlanner
 from v2ghub.planning.stepping import make_feasible
 from v2ghub.planning.valley_rule_prices import ClassPrices
+from v2ghub.sim.valley_programmes import ReachProgrammes
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 DINKELBACH_ROUNDS = 12
-SHARE_TOLERANCE = 1e-6
+SHARE_TOLERANCE = 1e-7
+CHARGED_TOLERANCE_KWH = 1e-9
+CERTIFICATE_ROUNDS = 8
+RULE_TOLERANCE = 1e-9  # of the charging energy: rounding of the plans
+EXACT_MAX_SESSIONS = 50_000  # above: the quick bound (see the module docstring)
 
 
 @dataclass(frozen=True)
 class ValleyReach:
-    """The highest valley shares a city's day allows: overall and at private chargers."""
+    """The highest valley shares a city's day allows: overall and at private chargers.
+
+    ``exact``: from the programmes with the site limits, which bound every plan a charger
+    can follow; otherwise from :func:`bounded_share`, a looser upper bound.
+    ``stepwise_plan_meets_rule``: whether a plan that chargers follow step by step meets
+    both rules at once; looked for only where ``exact`` and both shares reach the rule
+    (``None`` otherwise).
+    """
 
     share: float
     private_share: float
+    exact: bool = False
+    stepwise_plan_meets_rule: bool | None = None
 
 
-def valley_reach(case: CityCase) -> ValleyReach:
+def valley_reach(case: CityCase, *, exact_max_sessions: int = EXACT_MAX_SESSIONS) -> ValleyReach:
     """The hindsight reach of the valley rule in ``case`` (see the module docstring)."""
     problem = day_problem(case)
     private = case.fleet.charger_kind[_planned(case)] == ChargerKind.HOME
     everyone = np.ones(problem.n_vehicles, dtype=np.bool_)
+    if case.fleet.n_sessions > exact_max_sessions:
+        return ValleyReach(
+            share=bounded_share(problem, everyone),
+            private_share=bounded_share(problem, private),
+        )
+    programmes = ReachProgrammes(problem)
+    share = _highest(programmes, everyone)
+    private_share = _highest(programmes, private)
+    meets = None
+    if share >= VALLEY_SHARE_RULE and private_share >= VALLEY_SHARE_RULE_PRIVATE:
+        programmes.forbid_valley_discharge()
+        meets = stepwise_plan_meets_rule(programmes, private)
     return ValleyReach(
-        share=highest_share(problem, everyone),
-        private_share=highest_share(problem, private),
+        share=share, private_share=private_share, exact=True, stepwise_plan_meets_rule=meets
     )
+
+
+def highest_share(problem: Problem, members: BoolArray, *, valley_discharge: bool = True) -> float:
+    """The highest valley share of the ``members``' charging over the problem (1 when
+    they need not charge at all), site limits included; without ``valley_discharge``,
+    of plans that discharge no vehicle in a valley step. The problem's prices are
+    ignored: see the module docstring."""
+    programmes = ReachProgrammes(problem)
+    if not valley_discharge:
+        programmes.forbid_valley_discharge()
+    return _highest(programmes, members)
+
+
+def _highest(
+    programmes: ReachProgrammes, members: BoolArray, *, start: float = VALLEY_SHARE_RULE
+) -> float:
+    """Dinkelbach's method on the programmes (module docstring), from the trial ``start``."""
+    if not members.any():
+        return 1.0
+    weight = members.astype(np.float64)
+    share = start
+    best = 0.0
+    for _ in range(DINKELBACH_ROUNDS):
+        valley_kwh, charged_kwh = programmes.charging_kwh(weight, share * weight)
+        charged = float(charged_kwh[members].sum())
+        if charged <= CHARGED_TOLERANCE_KWH:
+            # The best plan charges nothing: no valley kWh is worth charging and the
+            # members need none.
+            return 1.0
+        reached = float(valley_kwh[members].sum()) / charged
+        best = max(best, reached)
+        if abs(reached - share) <= SHARE_TOLERANCE:
+            break
+        share = reached
+    return best
+
+
+def stepwise_plan_meets_rule(programmes: ReachProgrammes, private: BoolArray) -> bool:
+    """Whether one plan of the programmes meets both rules at once.
+
+    With ``g_all = V - 0.6 C`` and ``g_private = V_private - 0.8 C_private``, a plan
+    meets both when both are >= 0. The plan maximising ``l g_all + (1 - l) g_private``
+    is made for weights ``l`` found by bisection (more weight on the rule the last plan
+    missed); if a plan misses both, the weighted maximum is below zero and no plan meets
+    both. After ``CERTIFICATE_ROUNDS`` plans without either answer it says no: none found.
+    """
+    low, high = 0.0, 1.0
+    for _ in range(CERTIFICATE_ROUNDS):
+        overall = 0.5 * (low + high)
+        weight = np.where(private, 1.0, overall)
+        offset = overall * VALLEY_SHARE_RULE + np.where(
+            private, (1.0 - overall) * VALLEY_SHARE_RULE_PRIVATE, 0.0
+        )
+        valley_kwh, charged_kwh = programmes.charging_kwh(weight, offset)
+        tolerance = RULE_TOLERANCE * float(charged_kwh.sum())
+        overall_met = valley_kwh.sum() >= VALLEY_SHARE_RULE * charged_kwh.sum() - tolerance
+        private_met = (
+            valley_kwh[private].sum()
+            >= VALLEY_SHARE_RULE_PRIVATE * charged_kwh[private].sum() - tolerance
+        )
+        if overall_met and private_met:
+            return True
+        if not (overall_met or private_met):
+            return False
+        if overall_met:
+            high = overall
+        else:
+            low = overall
+    return False
 
 
 def _planned(case: CityCase) -> npt.NDArray[np.int64]:
@@ -106,12 +214,8 @@ def day_problem(case: CityCase) -> Problem:
     )
 
 
-def highest_share(problem: Problem, members: BoolArray) -> float:
-    """The highest valley share of the ``members``' charging over the problem (1 when
-    they need not charge at all): the module's bound, site limits included as below.
-
-    The problem's own prices are ignored: see the module docstring.
-    """
+def bounded_share(problem: Problem, members: BoolArray) -> float:
+    """An upper bound on :func:`highest_share`, quick at any size (module docstring)."""
     if not members.any():
         return 1.0
     valley_kwh, other_kwh = _vehicle_bounds(problem, members)

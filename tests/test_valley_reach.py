@@ -1,0 +1,199 @@
+"""The valley rule's hindsight reach: exact programmes with the site limits, the quick
+bound above them, and the report's verdicts."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from tests.guarantees import shortfall_kwh
+from tests.strategies import START, problems
+from v2ghub import Scenario
+from v2ghub.model import Problem, TimeGrid
+from v2ghub.model.tariff import PeriodKind
+from v2ghub.model.valley_rule import ValleyRule, valley_steps
+from v2ghub.planning import LpPlanner
+from v2ghub.report.valley_rule_section import VERDICTS, rule_verdict
+from v2ghub.sim.metrics import CityMetrics
+from v2ghub.sim.valley_reach import (
+    EXACT_MAX_SESSIONS,
+    bounded_share,
+    highest_share,
+    valley_reach,
+)
+
+# Zero of each field's type, for metrics of which only the valley rule's fields matter.
+_ZERO: dict[str, Any] = {
+    "str": "",
+    "int": 0,
+    "float": 0.0,
+    "bool": False,
+    "Decimal": Decimal(0),
+    "Decimal | None": None,
+}
+
+
+def _home_site(**overrides: object) -> Problem:
+    """Three home chargers of 7 kW on a 10-kW transformer, plugged 8 hourly steps of
+    which the first 4 are valley hours; each needs 20 kWh; the first opts in to V2G but
+    arrives at its floor, so it has nothing to give before it has charged."""
+    n = 3
+    fields: dict[str, object] = {
+        "grid": TimeGrid(START, timedelta(hours=1), 8),
+        "control_steps": 8,
+        "vehicle_index": np.arange(n, dtype=np.int64),
+        "site_index": np.zeros(n, dtype=np.int64),
+        "energy_kwh": np.full(n, 10.0),
+        "energy_min_kwh": np.full(n, 10.0),
+        "energy_max_kwh": np.full(n, 30.0),
+        "target_energy_kwh": np.full(n, 30.0),
+        "max_charge_kw": np.full(n, 7.0),
+        "max_discharge_kw": np.array([7.0, 0.0, 0.0]),
+        "charge_efficiency": np.full(n, 1.0),
+        "discharge_efficiency": np.full(n, 1.0),
+        "departure_step": np.full(n, 8, dtype=np.int64),
+        "arrival_step": np.zeros(n, dtype=np.int64),
+        "import_limit_kw": np.array([10.0]),
+        "export_limit_kw": np.array([10.0]),
+        "import_price_cny_per_kwh": np.array([0.3] * 4 + [0.65] * 4),
+        "export_price_cny_per_kwh": np.zeros(8),
+        "period_kind": np.array([PeriodKind.VALLEY] * 4 + [PeriodKind.FLAT] * 4, dtype=np.int8),
+        "base_load_kw": np.zeros(8),
+        "renewable_surplus_kw": np.zeros(8),
+    }
+    fields.update(overrides)
+    return Problem(**fields)  # type: ignore[arg-type]
+
+
+def test_a_binding_transformer_limits_the_reach_where_the_bound_counted_v2g() -> None:
+    # 60 kWh of need, 40 kWh of valley import at the transformer's 10 kW: without V2G the
+    # rest is charged after the valley, and the quick bound agrees.
+    everyone = np.ones(3, dtype=np.bool_)
+    charge_only = _home_site(max_discharge_kw=np.zeros(3))
+    assert highest_share(charge_only, everyone) == pytest.approx(40 / 60, abs=1e-7)
+    assert bounded_share(charge_only, everyone) == pytest.approx(40 / 60, abs=1e-7)
+    # The V2G vehicle arrives at its floor: whatever it gives the others in the valley it
+    # must have charged first, and charged again. Without discharge in the valley that is
+    # nothing; with it, charge counted twice raises the share, but far less than the
+    # quick bound's 7 kW of extra valley import in every valley hour.
+    problem = _home_site()
+    assert highest_share(problem, everyone, valley_discharge=False) == pytest.approx(40 / 60)
+    cycled = highest_share(problem, everyone)
+    assert 40 / 60 < cycled < 0.75
+    assert bounded_share(problem, everyone) == pytest.approx(1.0)
+    # With 20 kWh above its floor (which it must end with again) it can lend the others
+    # their need in the valley and refill its own after it.
+    lender = replace(problem, energy_kwh=np.array([30.0, 10.0, 10.0]))
+    assert highest_share(lender, everyone, valley_discharge=False) > 40 / 60
+    assert highest_share(lender, everyone) <= bounded_share(lender, everyone) + 1e-9
+
+
+def test_cycling_a_v2g_battery_in_the_valley_counts_only_with_split_steps() -> None:
+    # One V2G vehicle plugged for the valley alone with 7 kWh of room: charging it full
+    # is all a plan without valley discharge can count, and it needs nothing, so its share
+    # is 1 either way; but a second vehicle plugged only after the valley (need 7 kWh)
+    # makes the total count: split steps let the first charge and discharge in turns.
+    problem = _home_site(
+        energy_kwh=np.array([23.0, 23.0]),
+        energy_min_kwh=np.array([10.0, 10.0]),
+        energy_max_kwh=np.array([30.0, 30.0]),
+        target_energy_kwh=np.array([23.0, 30.0]),
+        max_charge_kw=np.full(2, 7.0),
+        max_discharge_kw=np.array([7.0, 0.0]),
+        charge_efficiency=np.full(2, 1.0),
+        discharge_efficiency=np.full(2, 1.0),
+        departure_step=np.array([4, 8], dtype=np.int64),
+        arrival_step=np.array([0, 4], dtype=np.int64),
+        vehicle_index=np.arange(2, dtype=np.int64),
+        site_index=np.zeros(2, dtype=np.int64),
+        import_limit_kw=np.array([np.inf]),
+        export_limit_kw=np.array([np.inf]),
+    )
+    everyone = np.ones(2, dtype=np.bool_)
+    # Without valley discharge: at most 7 kWh in the valley (the room), 7 kWh after it.
+    assert highest_share(problem, everyone, valley_discharge=False) == pytest.approx(0.5)
+    # Split steps: 4 steps at (c / 7 + d / 7 <= 1) with the battery's 13 kWh above the
+    # floor to cycle: 7 kWh room + 13 kWh down and back = charged within 4 x 7 kWh.
+    split = highest_share(problem, everyone)
+    assert split > 0.5
+    assert split <= 28 / (28 + 7) + 1e-9
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problem=problems())
+def test_no_plan_beats_the_reach(problem: Problem) -> None:
+    """The exact LP's plans (cost-optimal, and keeping the rule at a heavy penalty) meet
+    every target the sites allow, so their valley shares are plans the reach counts."""
+    everyone = np.ones(problem.n_vehicles, dtype=np.bool_)
+    reach = highest_share(problem, everyone)
+    stepwise = highest_share(problem, everyone, valley_discharge=False)
+    assert stepwise <= reach + 1e-7
+    rule = ValleyRule(private=np.zeros(problem.n_vehicles, dtype=np.bool_), penalty_cny_per_kwh=1e3)
+    least_short = shortfall_kwh(problem, LpPlanner().plan(problem).power_kw).sum()
+    valley = valley_steps(problem.period_kind)
+    for planner in (LpPlanner(), LpPlanner(keep_valley_rule=True)):
+        power_kw = planner.plan(replace(problem, valley_rule=rule)).power_kw
+        if shortfall_kwh(problem, power_kw).sum() > least_short + 1e-6:
+            continue  # a plan the reach does not count (it leaves a vehicle shorter)
+        charged_kw = np.maximum(power_kw, 0.0)
+        if charged_kw.sum() * problem.dt_h > 1e-6:
+            share = charged_kw[:, valley].sum() / charged_kw.sum()
+            assert share <= reach + 1e-6, (planner.name, share, reach)
+
+
+def test_kunming_home_transformers_put_the_private_rule_out_of_reach() -> None:
+    # Kunming's home sessions plug in around 18:00 and leave around 07:30: of the night
+    # only 02:00-06:00 is valley, and a home transformer takes half its chargers' power.
+    case = next(iter(Scenario.pilot_cities(cities=["Kunming"], vehicles_per_city=400).cases()))
+    reach = valley_reach(case)
+    assert reach.exact
+    assert reach.private_share < 0.8
+    assert reach.stepwise_plan_meets_rule is None  # not looked for: out of reach
+    bound = valley_reach(case, exact_max_sessions=0)
+    assert not bound.exact
+    assert bound.private_share >= reach.private_share
+    assert bound.share >= reach.share - 1e-9
+
+
+def test_a_city_within_reach_has_a_stepwise_plan_that_meets_the_rule() -> None:
+    case = next(iter(Scenario.pilot_cities(cities=["Shenzhen"], vehicles_per_city=300).cases()))
+    reach = valley_reach(case)
+    assert reach.exact
+    assert reach.share >= 0.6
+    assert reach.private_share >= 0.8
+    assert reach.stepwise_plan_meets_rule is True
+    assert EXACT_MAX_SESSIONS >= 10_000  # the default day's fleets are exact
+
+
+@pytest.mark.parametrize(
+    ("shares", "exact", "stepwise", "verdict"),
+    [
+        ((0.61, 0.81, 0.7, 0.9), True, True, "met"),
+        ((0.55, 0.81, 0.7, 0.9), True, True, "missed"),
+        ((0.55, 0.81, 0.7, 0.79), True, None, "out of reach"),
+        ((0.55, 0.81, 0.59, 0.9), False, None, VERDICTS[3]),
+        ((0.55, 0.81, 0.7, 0.9), False, None, VERDICTS[3]),
+        ((0.55, 0.81, 0.7, 0.9), True, False, VERDICTS[3]),
+    ],
+)
+def test_the_verdict_says_missed_only_where_a_plan_met_the_rule(
+    shares: tuple[float, float, float, float], exact: bool, stepwise: bool | None, verdict: str
+) -> None:
+    reached, private, most, private_most = shares
+    zeros = {f.name: _ZERO[str(f.type)] for f in fields(CityMetrics)}
+    metrics = replace(
+        CityMetrics(**zeros),
+        valley_share=reached,
+        valley_share_private=private,
+        valley_share_reachable=most,
+        valley_share_private_reachable=private_most,
+        valley_reach_exact=exact,
+        valley_rule_met_stepwise=bool(stepwise),
+    )
+    assert rule_verdict(metrics) == verdict
