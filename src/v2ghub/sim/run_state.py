@@ -72,6 +72,9 @@ class SimulationRun:
     demand_response_events: tuple[EventResult, ...] = ()
     dr_delivered_kwh: FloatArray = field(default_factory=lambda: np.zeros(0))
     soc_hours: FloatArray = field(default_factory=lambda: np.zeros(0))
+    site_power_kw: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
+    """Each site's net power per step (sites x steps, kW, + charging): what the feeders
+    under the sites carry (:mod:`v2ghub.network.feeders`)."""
 
     @property
     def ev_load_kw(self) -> FloatArray:
@@ -201,6 +204,7 @@ class _Run:
     plugged_count: IntArray
     mean_soc: FloatArray
     soc_hours: FloatArray
+    site_power_kw: FloatArray
     hour_tops: frozenset[int]
     expected: ExpectedArrivals | None = None
     active: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -254,6 +258,7 @@ class _Run:
             plugged_count=np.zeros(n_steps, dtype=np.int64),
             mean_soc=np.full(n_steps, np.nan),
             soc_hours=np.zeros(n),
+            site_power_kw=np.zeros((case.sites.n_sites, n_steps)),
             hour_tops=frozenset(hour_tops),
         )
 
@@ -327,6 +332,7 @@ class _Run:
 
         sites = self.case.sites
         site_net = np.bincount(plan.site_index, weights=applied_kw, minlength=sites.n_sites)
+        self.site_power_kw[:, step] = site_net
         over = (site_net > sites.import_limit_kw + SITE_LIMIT_TOLERANCE_KW) | (
             site_net < -sites.export_limit_kw - SITE_LIMIT_TOLERANCE_KW
         )
@@ -376,4 +382,5 @@ class _Run:
                 dr.session_kwh[inverse] if dr is not None else np.zeros(self.fleet.n_sessions)
             ),
             soc_hours=self.soc_hours[inverse],
+            site_power_kw=self.site_power_kw,
         )

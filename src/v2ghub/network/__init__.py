@@ -1,0 +1,1 @@
+"""Distribution feeders: pandapower networks, batched power flow, feeder limits."""
