@@ -3,9 +3,11 @@ bound above them, and the report's verdicts."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields, replace
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.guarantees import shortfall_kwh
 from tests.strategies import START, problems
-from v2ghub import Scenario
+from v2ghub import Scenario, Twin
 from v2ghub.model import Problem, TimeGrid
 from v2ghub.model.tariff import PeriodKind
 from v2ghub.model.valley_rule import ValleyRule, valley_steps
@@ -25,6 +27,7 @@ from v2ghub.sim.valley_reach import (
     EXACT_MAX_SESSIONS,
     bounded_share,
     highest_share,
+    settled,
     valley_reach,
 )
 
@@ -163,12 +166,37 @@ def test_kunming_home_transformers_put_the_private_rule_out_of_reach() -> None:
 
 def test_a_city_within_reach_has_a_stepwise_plan_that_meets_the_rule() -> None:
     case = next(iter(Scenario.pilot_cities(cities=["Shenzhen"], vehicles_per_city=300).cases()))
-    reach = valley_reach(case)
+    reach = valley_reach(case, settle=False)
     assert reach.exact
     assert reach.share >= 0.6
     assert reach.private_share >= 0.8
-    assert reach.stepwise_plan_meets_rule is True
+    assert reach.stepwise_plan_meets_rule is None  # left to settled()
+    assert settled(case, reach).stepwise_plan_meets_rule is True
+    assert valley_reach(case) == settled(case, reach)
     assert EXACT_MAX_SESSIONS >= 10_000  # the default day's fleets are exact
+
+
+def test_the_report_says_out_of_reach_where_the_day_did_not_allow_the_rule(
+    tmp_path: Path,
+) -> None:
+    scenario = Scenario.pilot_cities(cities=["Kunming"], vehicles_per_city=400)
+    result = Twin(scenario, planners=["fast", "fast+rules"]).run()
+    kept = result.metrics("Kunming", "fast+rules")
+    assert not kept.valley_rule_met
+    assert kept.valley_reach_exact
+    assert kept.valley_share_private_reachable < 0.8
+    assert kept.valley_share_private <= kept.valley_share_private_reachable + 1e-9
+    assert rule_verdict(kept) == "out of reach"
+    result.write(tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert summary["planners"]["fast+rules"]["cities"]["Kunming"]["valley_rule_reachable"] is False
+    report = tmp_path / "report.html"
+    result.report(report)
+    text = report.read_text(encoding="utf-8")
+    assert (
+        "fast+rules met the rule in 0 of 1 cities "
+        "(0 missed though the day allowed it, 1 out of reach)" in text
+    )
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,8 @@ class CityMetrics:
     # run_cases when some planner keeps it: the highest shares the day allowed (its
     # plugged hours, chargers, batteries and site limits; a bound no plan exceeds),
     # whether they came from the exact programmes (else a quick estimate), whether a plan
-    # chargers follow step by step was found to meet both rules, and for a
+    # chargers follow step by step met both rules (a run of the day, or one the
+    # programmes found where no run did), and for a
     # rule-keeping planner what keeping it cost the owners against the same planner
     # without the rule (None without that run).
     valley_share_reachable: float = math.nan

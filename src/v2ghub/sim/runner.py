@@ -27,7 +27,7 @@ from v2ghub.sim.market_day import (
 from v2ghub.sim.market_forecast import TwinForecast
 from v2ghub.sim.metrics import RunResult, RunSummary, evaluate, summarise, with_market
 from v2ghub.sim.regulation_service import RegulationFollower, RegulationOffer
-from v2ghub.sim.valley_reach import ValleyReach, valley_reach
+from v2ghub.sim.valley_reach import ValleyReach, settled, valley_reach
 
 
 def _share_done(report: Callable[[str, float], None], label: str, length: int, done: int) -> None:
@@ -77,7 +77,7 @@ def run_cases(
         for planner in planners:
             run_planner = fresh_planner(planner)
             if reach is None and capabilities_of(run_planner).valley_rule:
-                reach = valley_reach(case)
+                reach = valley_reach(case, settle=False)
             day = (
                 clear_demand_response(
                     cleared,
@@ -121,6 +121,10 @@ def run_cases(
             if on_result is not None:
                 on_result(result)
             city_summaries.append(summarise(result))
+        if reach is not None:
+            # Did the day allow the rule? A run that met it says so; else look for a plan.
+            met = any(r.metrics.valley_rule_met for r in city_summaries)
+            reach = replace(reach, stepwise_plan_meets_rule=True) if met else settled(case, reach)
         summaries += with_valley_rule(city_summaries, reach)
     return summaries
 

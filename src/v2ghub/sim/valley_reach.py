@@ -85,8 +85,15 @@ class ValleyReach:
     stepwise_plan_meets_rule: bool | None = None
 
 
-def valley_reach(case: CityCase, *, exact_max_sessions: int = EXACT_MAX_SESSIONS) -> ValleyReach:
-    """The hindsight reach of the valley rule in ``case`` (see the module docstring)."""
+def valley_reach(
+    case: CityCase, *, exact_max_sessions: int = EXACT_MAX_SESSIONS, settle: bool = True
+) -> ValleyReach:
+    """The hindsight reach of the valley rule in ``case`` (see the module docstring).
+
+    ``settle``: also look for a plan at whole steps that meets both rules, where both
+    shares reach the rule (else leave that to :func:`settled`, for a city where some
+    planner missed the rule: the search costs as much as the shares again).
+    """
     problem = day_problem(case)
     private = case.fleet.charger_kind[_planned(case)] == ChargerKind.HOME
     everyone = np.ones(problem.n_vehicles, dtype=np.bool_)
@@ -96,15 +103,36 @@ def valley_reach(case: CityCase, *, exact_max_sessions: int = EXACT_MAX_SESSIONS
             private_share=bounded_share(problem, private),
         )
     programmes = ReachProgrammes(problem)
-    share = _highest(programmes, everyone)
-    private_share = _highest(programmes, private)
-    meets = None
-    if share >= VALLEY_SHARE_RULE and private_share >= VALLEY_SHARE_RULE_PRIVATE:
-        programmes.forbid_valley_discharge()
-        meets = stepwise_plan_meets_rule(programmes, private)
-    return ValleyReach(
-        share=share, private_share=private_share, exact=True, stepwise_plan_meets_rule=meets
+    reach = ValleyReach(
+        share=_highest(programmes, everyone),
+        private_share=_highest(programmes, private),
+        exact=True,
     )
+    return _settle(programmes, private, reach) if settle else reach
+
+
+def settled(case: CityCase, reach: ValleyReach) -> ValleyReach:
+    """``reach`` with the search for a plan at whole steps done, where it is wanted."""
+    if not _unsettled(reach):
+        return reach
+    private = case.fleet.charger_kind[_planned(case)] == ChargerKind.HOME
+    return _settle(ReachProgrammes(day_problem(case)), private, reach)
+
+
+def _unsettled(reach: ValleyReach) -> bool:
+    return (
+        reach.exact
+        and reach.stepwise_plan_meets_rule is None
+        and reach.share >= VALLEY_SHARE_RULE
+        and reach.private_share >= VALLEY_SHARE_RULE_PRIVATE
+    )
+
+
+def _settle(programmes: ReachProgrammes, private: BoolArray, reach: ValleyReach) -> ValleyReach:
+    if not _unsettled(reach):
+        return reach
+    programmes.forbid_valley_discharge()
+    return replace(reach, stepwise_plan_meets_rule=stepwise_plan_meets_rule(programmes, private))
 
 
 def highest_share(problem: Problem, members: BoolArray, *, valley_discharge: bool = True) -> float:
