@@ -47,6 +47,9 @@ from v2ghub.sim.metrics import (
 from v2ghub.units import KW_PER_MW, SECONDS_PER_HOUR, SECONDS_PER_MINUTE
 
 # Unmet energy above the unavoidable shortfall by more than this is flagged (float sums).
+Settled = dict[str, Any] | Callable[[], dict[str, Any]]
+"""A settlement document (``settlement.json``), or a function that returns it."""
+
 SHORTFALL_FLAG_KWH = 1e-3
 DASH = "\N{EN DASH}"
 
@@ -602,11 +605,19 @@ def render_html(
     *,
     title: str,
     notes: Sequence[str],
-    settlement: dict[str, Any] | None = None,
+    settlement: Settled | None = None,
 ) -> str:
-    """The whole report as one HTML document (no file written)."""
+    """The whole report as one HTML document (no file written). ``settlement`` may be a
+    function that returns the document: it is called once the figures are drawn, so a
+    settlement made meanwhile (on another thread) is waited for only then."""
     if not results:
         raise ValueError("no runs to report: results is empty")
+    # The sections are made in this order, the figures (most of the time) first.
+    grid_services = _grid_services(results)
+    battery_wear = _battery_wear(results)
+    valley_rule = valley_rule_section(results)
+    figures = _figures(results)
+    settled = settlement() if callable(settlement) else settlement
     body = "".join(
         (
             _header(results, title),
@@ -614,11 +625,11 @@ def render_html(
             _about(notes),
             _summary_table(results),
             _city_table(results),
-            _settlement(settlement) if settlement is not None else "",
-            _grid_services(results),
-            _battery_wear(results),
-            valley_rule_section(results),
-            _figures(results),
+            _settlement(settled) if settled is not None else "",
+            grid_services,
+            battery_wear,
+            valley_rule,
+            figures,
             "</main>",
             f"<footer>{_e(f'Made with v2ghub {__version__}.')}</footer>",
         )
@@ -637,7 +648,7 @@ def write_html_report(
     *,
     title: str,
     notes: list[str],
-    settlement: dict[str, Any] | None = None,
+    settlement: Settled | None = None,
 ) -> None:
     """Write the report of ``results`` to ``path`` as one self-contained HTML file.
 
@@ -653,7 +664,8 @@ def write_html_report(
         Plain-text notes shown under "About these figures" (escaped), for example
         which inputs are synthetic and which tariffs are assumed.
     settlement:
-        The run's ``settlement.json`` document, for the "Who is paid what" section.
+        The run's ``settlement.json`` document, for the "Who is paid what" section, or a
+        function that returns it (called once the figures are drawn).
     """
     document = render_html(
         results, title=title, notes=notes, settlement=settlement
