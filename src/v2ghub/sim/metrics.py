@@ -19,6 +19,7 @@ import numpy.typing as npt
 from v2ghub.model.fleet import ChargerKind
 from v2ghub.model.tariff import PeriodKind
 from v2ghub.model.time_grid import TimeGrid
+from v2ghub.network.feeder_summary import FeederSummary
 from v2ghub.regulation.envelope import EnvelopeHour
 from v2ghub.scenarios.ageing_data import ageing_model
 from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
@@ -142,6 +143,16 @@ class CityMetrics:
     valley_reach_exact: bool = False
     valley_rule_met_stepwise: bool = False
     valley_rule_cost_cny: Decimal | None = None
+    # Distribution feeders under the compounds (v2ghub.network), filled by run_cases with
+    # feeders asked for: AC power flow at every step of the run.
+    feeders: int = 0
+    feeder_steps: int = 0
+    feeder_steps_overloaded: int = 0
+    feeder_steps_voltage_out: int = 0
+    feeders_overloaded: int = 0
+    feeder_worst_loading: float = math.nan
+    feeder_min_vm_pu: float = math.nan
+    feeder_max_vm_pu: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -360,6 +371,8 @@ class RunSummary:
     demand_response_events: tuple[EventResult, ...] = ()
     market: tuple[MarketOutcome, ...] = ()
     owner_wear: OwnerWearSample = field(default_factory=OwnerWearSample.empty)
+    feeders: FeederSummary | None = None
+    """The feeders under the city's compounds through this run (with feeders asked for)."""
 
 
 def summarise(result: RunResult, *, seed: int = 0) -> RunSummary:
