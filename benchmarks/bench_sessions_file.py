@@ -1,12 +1,14 @@
 """A sessions file of millions of rows through ``v2ghub plan --planner fast``: the whole
-process's wall time and peak memory, and how fast a bad last row is found.
+process's wall time, CPU time and peak memory, and how fast a bad last row is found.
 
 Writes a seeded sessions file (the format of :mod:`v2ghub.scenarios.sessions_csv`, the
 required columns only, ~105 bytes a row) over the example prices' 36 hours, with 1 % of
 the sessions shorter than a step with ``--short-share 0.01`` (planned at zero power; the
 old code refuses such a file, so by default there are none), and a copy whose last row has a
 battery of ``sixty``. Each run is a child process that reports its own peak resident
-memory (``VmHWM``, which starts afresh at exec).
+memory (``VmHWM``, which starts afresh at exec); its CPU time (user + system, all its
+threads) is read from its resource use when it ends. On a shared machine the CPU time is
+the figure to compare; the wall time grows with the others' load.
 
 The baseline, measured in the same run: reading the file's bytes and Arrow's bare
 ``read_csv`` of it (a floor for any loader), and, with ``--old-src FOLDER`` (the ``src`` of
@@ -14,17 +16,19 @@ another checkout, e.g. ``git worktree add /tmp/old <commit>``), the same command
 code. Code whose plan of the whole file would not fit in memory (before the schedule and
 the summary were written a block of vehicles at a time, 2 million sessions over 144 steps
 took ~20 GB) is given a smaller plan with ``--old-plan-rows``; the ratios are then per
-session planned. The plan's own array (sessions x steps, float64: 2.3 GB for 2 million
-sessions over 144 steps) is a floor for the plan's peak that no writing can lower. Run::
+session planned. The fast planner plans a block of sites at a time and keeps each
+session's plugged steps only (:mod:`v2ghub.workflows.plan_blocks`); code that holds the
+whole plan as one array (sessions x steps, float64: 2.3 GB for 2 million sessions over
+144 steps) cannot peak below it. Run::
 
-    python benchmarks/bench_sessions_file.py --rows 2000000 --old-src /tmp/old/src \
-        --old-plan-rows 200000
+    python benchmarks/bench_sessions_file.py --rows 2000000 --old-src /tmp/old/src
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -123,13 +127,14 @@ def write_sessions(
 
 def run_child(
     code: str, args: list[str], *, src: Path | None, expect: int
-) -> tuple[float, float, str]:
-    """Wall seconds, peak GiB and the last line of stderr of one child process."""
+) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds, peak GiB and the last line of stderr of one child."""
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = str(src)
     with tempfile.TemporaryDirectory() as folder:
         peak_file = Path(folder) / "peak_kib"
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", code, str(peak_file), *args],
@@ -140,11 +145,13 @@ def run_child(
             check=False,
         )
         seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_seconds = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
         if done.returncode != expect:
             raise SystemExit(f"exit {done.returncode}, expected {expect}: {done.stderr[-2000:]}")
         peak_gib = int(peak_file.read_text(encoding="ascii")) / KIB_PER_GIB
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    return seconds, peak_gib, (lines[-1] if lines else "")
+    return seconds, cpu_seconds, peak_gib, (lines[-1] if lines else "")
 
 
 def main() -> None:
@@ -155,14 +162,14 @@ def main() -> None:
     parser.add_argument(
         "--plan-rows",
         type=int,
-        help="rows of the file planned whole (default: --rows; 0 skips it: a plan of 2 "
-        "million rows over 144 steps needs ~3-5 GB, its own array 2.3 GB of it)",
+        help="rows of the file planned (default: --rows; 0 skips it)",
     )
     parser.add_argument(
         "--old-plan-rows",
         type=int,
         help="rows planned by --old-src's code (default: --plan-rows; code that writes the "
-        "schedule row by row needs ~20 GB for 2 million rows)",
+        "schedule row by row needs ~20 GB for 2 million rows, code that holds the whole "
+        "plan as one array ~3.2 GB)",
     )
     parser.add_argument(
         "--short-share", type=float, default=0.0, help="share of sessions shorter than a step"
@@ -203,33 +210,41 @@ def main() -> None:
         plan = plan_command(sessions_file(rows, bad=False))
         return [*tasks, ("plan fast", CHILD, plan, 0, rows)]
 
-    print(f"{'code':>5} {'rows':>10} {'task':>13} {'wall s':>7} {'peak GiB':>9}  message")
+    print(
+        f"{'code':>5} {'rows':>10} {'task':>13} {'wall s':>7} {'CPU s':>7} {'peak GiB':>9}  message"
+    )
     floor = run_child(FLOOR, [str(sessions_file(args.rows, bad=False))], src=None, expect=0)
-    print(f"{'floor':>5} {args.rows:>10,} {'read_csv':>13} {floor[0]:>7.1f} {floor[1]:>9.2f}")
+    print(
+        f"{'floor':>5} {args.rows:>10,} {'read_csv':>13} {floor[0]:>7.1f} {floor[1]:>7.1f} "
+        f"{floor[2]:>9.2f}"
+    )
     codes = [("new", new_src)] + ([("old", args.old_src)] if args.old_src else [])
-    results: dict[tuple[str, str], tuple[float, float, int]] = {}
+    # (wall s, CPU s, peak GiB, rows) of each code and task
+    results: dict[tuple[str, str], tuple[float, float, float, int]] = {}
     for label, src in codes:
         for task, code, command, expect, rows in code_tasks(label):
-            seconds, peak, message = run_child(code, command, src=src, expect=expect)
-            results[(label, task)] = (seconds, peak, rows)
+            seconds, cpu_seconds, peak, message = run_child(code, command, src=src, expect=expect)
+            results[(label, task)] = (seconds, cpu_seconds, peak, rows)
             print(
-                f"{label:>5} {rows:>10,} {task:>13} {seconds:>7.1f} {peak:>9.2f}  {message[:120]}"
+                f"{label:>5} {rows:>10,} {task:>13} {seconds:>7.1f} {cpu_seconds:>7.1f} "
+                f"{peak:>9.2f}  {message[:120]}"
             )
     for task, *_ in code_tasks("new"):
-        new_s, new_gib, new_rows = results[("new", task)]
+        new_s, new_cpu, new_gib, new_rows = results[("new", task)]
         line = (
-            f"{task}: new {new_s / floor[0]:.1f}x the floor's time, "
-            f"{new_gib / floor[1]:.1f}x its memory"
+            f"{task}: new {new_cpu / floor[1]:.1f}x the floor's CPU time, "
+            f"{new_gib / floor[2]:.1f}x its memory"
         )
         if ("old", task) in results:
-            old_s, old_gib, old_rows = results[("old", task)]
+            old_s, old_cpu, old_gib, old_rows = results[("old", task)]
             if old_rows == new_rows:
                 line += (
-                    f"; old/new: {old_s / new_s:.1f}x the time, {old_gib / new_gib:.1f}x the memory"
+                    f"; old/new: {old_cpu / new_cpu:.2f}x the CPU time, "
+                    f"{old_s / new_s:.2f}x the wall time, {old_gib / new_gib:.2f}x the memory"
                 )
             else:
-                per_row = (old_s / old_rows) / (new_s / new_rows)
-                line += f"; old/new per session: {per_row:.1f}x the time"
+                per_row = (old_cpu / old_rows) / (new_cpu / new_rows)
+                line += f"; old/new per session: {per_row:.1f}x the CPU time"
         print(line)
 
 
