@@ -79,6 +79,10 @@ def _workers(text: str) -> int:
     return _whole_number(text, least=1, refusal="must be at least 1, got {value}")
 
 
+def _feeders(text: str) -> int:
+    return _whole_number(text, least=0, refusal="must be at least 0, got {value}")
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -168,6 +172,19 @@ def _add_simulate_parser(commands: Commands) -> None:
         help="also run each planner that can keep the pilots' valley rule (60%% of charging "
         "in valley hours, 80%% at home) as <name>+rules, e.g. mpc+rules, and report the "
         "share each reached, the most the day allowed and what keeping the rule cost",
+    )
+    add(
+        "--feeders",
+        type=_feeders,
+        metavar="N",
+        help="put N distribution feeders a city under its residential compounds "
+        "(pandapower's standard LV feeders) and run AC power flow at every step of every "
+        "planner: overloads and voltages in summary.json and a Feeders section in the report",
+    )
+    add(
+        "--feeder-network",
+        **FILE,
+        help="a pandapower JSON network for every feeder instead of the standard ones",
     )
     add(
         "--wear",
@@ -343,6 +360,8 @@ def simulate(args: argparse.Namespace, console: Console) -> None:
         planners=args.planners,
         wear=args.wear,
         pilot_rules=args.pilot_rules,
+        feeders=args.feeders,
+        feeder_network=args.feeder_network,
     )
     regulation = regulation_from_options(
         regulation=args.regulation,

@@ -55,6 +55,16 @@ WORK_SITE = "workplace"
 
 
 @dataclass(frozen=True)
+class FeederOptions:
+    """Feeders asked of the twin: how many a city, from which seed, and a user's network
+    (None: the standard feeders in turn)."""
+
+    count: int
+    seed: int = 0
+    network_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class FeederKind:
     """One of pandapower's standard feeders, and which of its loads are households."""
 
@@ -246,6 +256,15 @@ def _spread(model: FeederModel, columns: list[npt.NDArray[np.bool_]]) -> sp.csr_
             rated = loads.astype(np.float64)
         np.add.at(matrix[:, j], model.load_bus, rated / rated.sum() / KW_PER_MW)
     return sp.csr_matrix(matrix)
+
+
+def base_load_scale(base_load_kw: FloatArray, steps_per_day: int) -> FloatArray:
+    """The city's base load per step over its peak in the reported day (the feeders' own
+    loads follow it)."""
+    peak = float(np.max(base_load_kw[:steps_per_day])) if base_load_kw.size else 0.0
+    if peak <= 0:
+        return np.ones(base_load_kw.size)
+    return np.asarray(base_load_kw / peak, dtype=np.float64)
 
 
 def feeder_day(feeder: Feeder, site_power_kw: FloatArray, load_scale: FloatArray) -> FeederDay:

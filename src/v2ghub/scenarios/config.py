@@ -61,6 +61,7 @@ PILOT_CITIES = (
     "Kunming",
 )
 DEFAULT_PLANNERS = defaults.PLANNERS
+MAX_FEEDERS = 100_000
 # Battery wear per kWh discharged (the table in v2ghub.defaults says why); a parameter,
 # overridable in a scenario or on `v2ghub plan`.
 DEFAULT_DEGRADATION_CNY_PER_KWH = defaults.DEGRADATION_CNY_PER_KWH
@@ -89,6 +90,11 @@ class SimulationSettings(Settings):
     wear: Literal["flat", "model"] = "flat"
     # Run each planner that can keep the pilots' valley rule also as "<name>+rules".
     pilot_rules: bool = False
+    # Distribution feeders under each city's compounds, with AC power flow at every step
+    # (v2ghub.network.feeders): how many a city (0: none), and optionally one pandapower
+    # JSON network for all of them instead of the standard feeders.
+    feeders: Annotated[int, Field(ge=0, le=MAX_FEEDERS)] = 0
+    feeder_network: Path | None = None
 
     @model_validator(mode="after")
     def _whole_steps(self) -> SimulationSettings:

@@ -8,10 +8,14 @@ from dataclasses import replace
 from functools import partial
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from v2ghub.errors import InputError
 from v2ghub.model.case import CityCase
 from v2ghub.model.problem import Planner, capabilities_of
 from v2ghub.model.valley_rule import RULES_SUFFIX
+from v2ghub.network.feeder_summary import summarise_feeders
+from v2ghub.network.feeders import Feeder, FeederOptions, attach_sites, base_load_scale
 from v2ghub.planning import make_planner
 from v2ghub.regulation.demand_response import DemandResponseEvent
 from v2ghub.scenarios.market_config import MarketSettings
@@ -27,7 +31,9 @@ from v2ghub.sim.market_day import (
 from v2ghub.sim.market_forecast import TwinForecast
 from v2ghub.sim.metrics import RunResult, RunSummary, evaluate, summarise, with_market
 from v2ghub.sim.regulation_service import RegulationFollower, RegulationOffer
+from v2ghub.sim.run_state import SimulationRun
 from v2ghub.sim.valley_reach import ValleyReach, settled, valley_reach
+from v2ghub.units import SECONDS_PER_DAY
 
 
 def _share_done(report: Callable[[str, float], None], label: str, length: int, done: int) -> None:
@@ -50,6 +56,7 @@ def run_cases(
     regulation: RegulationOffer | None = None,
     demand_response: Sequence[DemandResponseEvent] = (),
     market: MarketSettings | None = None,
+    feeders: FeederOptions | None = None,
 ) -> list[RunSummary]:
     """Simulate each case with each planner; cities in order, planners within each city.
 
@@ -63,7 +70,10 @@ def run_cases(
     (:mod:`v2ghub.sim.demand_response_service`). With ``market``, each city first sells
     what its fleet can deliver (:mod:`v2ghub.sim.market_day`): regulation once per city,
     demand response per planner (sized by a forecast run of that planner); every run then
-    honours what was sold, and each run's summary carries what the sales paid.
+    honours what was sold, and each run's summary carries what the sales paid. With
+    ``feeders``, each city's compounds get that many distribution feeders (built once per
+    city) and each run's summary what its charging did to them (AC power flow at every
+    step, :mod:`v2ghub.network`).
     """
     summaries = []
     for case in cases:
@@ -72,6 +82,17 @@ def run_cases(
         if market is not None:
             _check_apart(case, demand_response, probe_events(case, market))
         follower = partial(regulation_follower, case, regulation)
+        city_feeders = (
+            attach_sites(
+                case.sites,
+                feeders.count,
+                seed=feeders.seed,
+                city=case.city,
+                network_file=feeders.network_file,
+            )
+            if feeders is not None and feeders.count
+            else ()
+        )
         reach = None
         city_summaries = []
         for planner in planners:
@@ -120,13 +141,39 @@ def run_cases(
                 result = with_market(result, market_outcomes(day, run))
             if on_result is not None:
                 on_result(result)
-            city_summaries.append(summarise(result))
+            summary = summarise(result)
+            if city_feeders:
+                summary = _with_feeders(summary, run, city_feeders)
+            city_summaries.append(summary)
         if reach is not None:
             # Did the day allow the rule? A run that met it says so; else look for a plan.
             met = any(r.metrics.valley_rule_met for r in city_summaries)
             reach = replace(reach, stepwise_plan_meets_rule=True) if met else settled(case, reach)
         summaries += with_valley_rule(city_summaries, reach)
     return summaries
+
+
+def _with_feeders(summary: RunSummary, run: SimulationRun, feeders: Sequence[Feeder]) -> RunSummary:
+    """``summary`` with what ``run``'s charging did to the city's ``feeders``."""
+    case = run.case
+    steps = run.site_power_kw.shape[1]
+    scale = base_load_scale(
+        np.asarray(case.signals.base_load_kw[:steps], dtype=np.float64),
+        round(SECONDS_PER_DAY / case.grid.step.total_seconds()),
+    )
+    found = summarise_feeders(feeders, run.site_power_kw, scale)
+    metrics = replace(
+        summary.metrics,
+        feeders=found.feeders,
+        feeder_steps=found.feeder_steps,
+        feeder_steps_overloaded=found.overloaded_steps,
+        feeder_steps_voltage_out=found.voltage_out_steps,
+        feeders_overloaded=found.feeders_overloaded,
+        feeder_worst_loading=found.worst_loading,
+        feeder_min_vm_pu=found.min_vm_pu,
+        feeder_max_vm_pu=found.max_vm_pu,
+    )
+    return replace(summary, metrics=metrics, feeders=found)
 
 
 def with_valley_rule(results: list[RunSummary], reach: ValleyReach | None) -> list[RunSummary]:

@@ -32,6 +32,8 @@ def scenario_from_options(
     planners: str | None = None,
     wear: str | None = None,
     pilot_rules: bool = False,
+    feeders: int | None = None,
+    feeder_network: Path | None = None,
 ) -> Scenario:
     """The scenario ``v2ghub simulate`` runs: the file's (or the shipped one) with the
     options applied, and a user's sessions read and checked when given."""
@@ -44,6 +46,8 @@ def scenario_from_options(
         cities=(city,) if city else names(cities),
         wear=wear,
         pilot_rules=pilot_rules or None,
+        feeders=feeders,
+        feeder_network=feeder_network,
     )
     if sessions is None:
         if sites is not None:

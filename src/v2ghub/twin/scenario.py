@@ -119,6 +119,8 @@ class Scenario:
         planners: Sequence[str] | None = None,
         wear: str | None = None,
         pilot_rules: bool | None = None,
+        feeders: int | None = None,
+        feeder_network: Path | None = None,
     ) -> Scenario:
         """This scenario with the given settings changed (``None`` keeps one); a bad value
         raises :class:`~v2ghub.errors.InputError`. A city's overrides and its
@@ -138,6 +140,10 @@ class Scenario:
             updates["wear"] = wear
         if pilot_rules is not None:
             updates["pilot_rules"] = pilot_rules
+        if feeders is not None:
+            updates["feeders"] = feeders
+        if feeder_network is not None:
+            updates["feeder_network"] = feeder_network
         if not updates:
             return self
         settings = self.settings.simulation.model_dump() | updates

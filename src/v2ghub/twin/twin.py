@@ -14,6 +14,7 @@ from v2ghub import __version__
 from v2ghub.errors import InputError
 from v2ghub.model.case import CityCase
 from v2ghub.model.problem import Planner, capabilities_of
+from v2ghub.network.feeders import FeederOptions
 from v2ghub.planning import make_planner
 from v2ghub.regulation.demand_response import DemandResponseEvent
 from v2ghub.scale.coordination import JACOBI_ROUNDS
@@ -202,6 +203,8 @@ class Twin:
             refused.append("--demand-response")
         if any(capabilities_of(fresh_planner(p)).valley_rule for p in self.planners):
             refused.append("--pilot-rules (the +rules planners)")
+        if self.scenario.settings.simulation.feeders:
+            refused.append("--feeders")
         if refused:
             raise InputError(
                 f"--workers does not yet shard {', '.join(refused)}: run without --workers "
@@ -261,6 +264,7 @@ class Twin:
                 regulation=self.regulation,
                 demand_response=self._demand_response.events,
                 market=self.market,
+                feeders=self._feeders(),
             )
             runs = with_peak_reduction(summaries, self.planner_names[0])
             result = TwinResult(
@@ -272,6 +276,15 @@ class Twin:
             )
             sessions.add_metadata(result.saved_metadata())
         return result
+
+    def _feeders(self) -> FeederOptions | None:
+        """The feeders the scenario asks for (None: none)."""
+        simulation = self.scenario.settings.simulation
+        if not simulation.feeders:
+            return None
+        return FeederOptions(
+            simulation.feeders, seed=simulation.seed, network_file=simulation.feeder_network
+        )
 
     def _cases(self) -> Iterable[CityCase]:
         if self.scenario.sessions is None and self.block_vehicles != BLOCK_VEHICLES:
