@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 from ocpp import v16, v21, v201
@@ -51,6 +52,7 @@ from v2ghub.live.clock import ScaledClock
 from v2ghub.live.csms import _message_id
 from v2ghub.live.security import basic_header, hash_password
 from v2ghub.live.server import CsmsServer, ServerSettings
+from v2ghub.store import schema
 from v2ghub.store.records import MeterSample, OcppVersion
 from v2ghub.store.repository import Store
 
@@ -150,9 +152,9 @@ FORMAT_VIOLATION = {
     OcppVersion.V21: "FormatViolation",
 }
 NOT_YET_ITS_VERSIONS_CODE: dict[OcppVersion, frozenset[str]] = {
-    # What a 1.6 handler raises as FormatViolation goes out in the 2.x spelling
-    # (test_a_16_frame_a_handler_refuses_gets_a_16_error_code, xfail).
-    OcppVersion.V16: frozenset({"FormatViolation"}),
+    # Every 1.6 CallError goes out in 1.6's spelling (formation_spelling; pinned by
+    # test_a_16_frame_a_handler_refuses_gets_a_16_error_code).
+    OcppVersion.V16: frozenset(),
     OcppVersion.V21: frozenset(),
     OcppVersion.V201: frozenset(),
 }
@@ -268,12 +270,15 @@ _TIME_TEXTS = (
     "24:00",
     "",
 )
-"""What a dateTime is mutated into, besides the same instant written otherwise: edges of
-the calendar, impossible dates, not a dateTime. A plausible time from a clock set wrong is
-left out: it lets a transaction's registers go backwards in the store (see
+"""What a dateTime is mutated into, besides the same instant written otherwise or a
+plausible time from a clock set wrong (:data:`_CLOCK_ERRORS`): edges of the calendar,
+impossible dates, not a dateTime."""
+_CLOCK_ERRORS = (timedelta(hours=-3), timedelta(seconds=-40), timedelta(hours=3))
+"""How far a station's clock is set wrong when a dateTime is mutated into a plausible one:
+its readings come out of order, and the store must keep every transaction's registers
+(and an EVSE's outside any transaction) from going backwards in time (pinned by
 test_a_transactions_readings_never_go_backwards_whichever_message_brings_them and
-test_a_reading_outside_a_transaction_is_checked_against_its_neighbours, xfail), which
-would fail the fuzzing's register check every run."""
+test_a_reading_outside_a_transaction_is_checked_against_its_neighbours)."""
 _ACTIONS = (
     "BootNotification",
     "Heartbeat",
@@ -525,6 +530,7 @@ class FrameFactory:
                     moment.strftime("%Y-%m-%dT%H:%M:%S.%f789Z"),
                     moment.astimezone(timezone(timedelta(hours=14))).isoformat(),
                     moment.astimezone(timezone(timedelta(hours=-12))).isoformat(),
+                    *((moment + error).isoformat() for error in _CLOCK_ERRORS),
                 )
             )
         try:
@@ -1089,6 +1095,30 @@ def _backwards(samples: list[MeterSample]) -> list[str]:
     return problems
 
 
+def _outside_readings(store: Store) -> dict[tuple[str, int], list[MeterSample]]:
+    """Each EVSE's readings outside any transaction, in time order."""
+    values = schema.meter_values.c
+    query = (
+        sa.select(schema.meter_values)
+        .where(values.transaction_id == schema.NO_TRANSACTION)
+        .order_by(values.station_id, values.evse_id, values.measured_at)
+    )
+    readings: dict[tuple[str, int], list[MeterSample]] = {}
+    with store.engine.connect() as connection:
+        for row in connection.execute(query):
+            readings.setdefault((row.station_id, row.evse_id), []).append(
+                MeterSample(
+                    station_id=row.station_id,
+                    transaction_id=row.transaction_id,
+                    seq_no=row.seq_no,
+                    measured_at=row.measured_at,
+                    import_register_wh=row.import_register_wh,
+                    export_register_wh=row.export_register_wh,
+                )
+            )
+    return readings
+
+
 def _shares(frames: int, stations: int) -> list[int]:
     """``frames`` split among ``stations`` as evenly as can be.
 
@@ -1168,13 +1198,12 @@ async def test_the_server_survives_100k_fuzzed_frames(
     for session in sessions:
         problems += _backwards(store.meter_samples(session.station_id, session.transaction_id))
     assert problems == []
-    # Readings outside any transaction are stored unchecked: a dateTime mutated into an
-    # earlier or later one puts them out of order (counted here; pinned, xfail, by
-    # test_a_reading_outside_a_transaction_is_checked_against_its_neighbours).
-    unordered = {
-        station_id: len(_backwards(store.meter_samples(station_id, ""))) for station_id in STATIONS
-    }
-    print(f"readings outside a transaction out of order: {unordered}")
+    # Readings outside any transaction never go backwards either, whatever the clocks said.
+    outside = _outside_readings(store)
+    counts = {f"{station_id}/{evse_id}": len(v) for (station_id, evse_id), v in outside.items()}
+    print(f"readings outside a transaction per EVSE: {counts}")
+    for (station_id, evse_id), readings in outside.items():
+        assert _backwards(readings) == [], (station_id, evse_id)
     assert store.count_meter_values() > 1_000
     # The registers checked above include the 1.6 station's transactions, many readings.
     readings16 = sum(
@@ -1402,12 +1431,6 @@ async def test_one_event_that_cannot_be_stored_fails_no_other(server: CsmsServer
     assert answer_reading == [3, "reading", {}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store_meter_values checks registers only within a transaction: readings outside "
-    "one are stored whatever their order (the fuzzing's dateTime mutations put them out of "
-    "order)",
-)
 async def test_a_reading_outside_a_transaction_is_checked_against_its_neighbours(
     server: CsmsServer,
 ) -> None:
@@ -1423,12 +1446,6 @@ async def test_a_reading_outside_a_transaction_is_checked_against_its_neighbours
     assert answer[:3] == [4, "earlier", "PropertyConstraintViolation"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store_event checks an event in seq_no order, not in time: its reading at "
-    "01:00:10 (1,200 Wh) is taken after the connector's at 04:00 (1,100 Wh) and becomes the "
-    "session's latest, so the connector's at 01:00:20 (1,300 Wh) is taken too",
-)
 async def test_a_transactions_readings_never_go_backwards_whichever_message_brings_them(
     server: CsmsServer, store: Store
 ) -> None:
@@ -1450,12 +1467,6 @@ async def test_a_transactions_readings_never_go_backwards_whichever_message_brin
     assert _backwards(store.meter_samples("FZ-16", str(transaction_id))) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store_event takes an Updated event after the Ended one (seq_no from the time) "
-    "and makes its reading the session's latest: the transaction's registers end at "
-    "5,000 Wh, not at meterStop",
-)
 async def test_a_reading_after_a_transaction_stopped_does_not_add_to_it(
     server: CsmsServer, store: Store
 ) -> None:

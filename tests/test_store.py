@@ -178,7 +178,7 @@ def test_migrated_schema_matches_the_metadata(store: Store) -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, schema.metadata) == []
         assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-            ("0007",)
+            ("0008",)
         ]
 
 

@@ -111,30 +111,6 @@ def check_event_registers(
         raise ValueError(f"{where}: a later reading's {problem} (registers never go back)")
 
 
-def meter_value_registers(
-    ordered: Sequence[MeterSample],
-    *,
-    latest: Registers | None,
-    latest_at: datetime | None,
-    where: str,
-) -> list[MeterSample]:
-    """Check MeterValues samples against the transaction's latest reading; return those
-    newer than it (which become the latest). A newer sample may not be lower, an older
-    one not higher."""
-    newer: list[MeterSample] = []
-    for sample in ordered:
-        registers = Registers.of(sample)
-        at = sample.measured_at.isoformat()
-        if latest_at is None or sample.measured_at >= latest_at:
-            if latest is not None and (problem := registers.below(latest)):
-                raise ValueError(f"{where} at {at}: {problem} measured before it")
-            latest, latest_at = registers, sample.measured_at
-            newer.append(sample)
-        elif latest is not None and (problem := latest.below(registers)):
-            raise ValueError(f"{where} at {at}: a later reading's {problem}")
-    return newer
-
-
 def latest_changes(ordered: Sequence[MeterSample]) -> dict[str, Any]:
     """A session's new latest registers, SoC and meter time, from samples newer than all
     stored ones (in time order)."""

@@ -363,9 +363,10 @@ class Store:
         A replay (same station, transaction and ``seq_no``) changes nothing. An Updated or
         Ended for an unknown transaction starts it (the station was offline, or the server
         lost it); a Started for a known one resumes it. ``evse_id`` may be ``None`` after
-        the first event (OCPP names the EVSE once). Registers never go backwards in
-        ``seq_no`` order: a sample below an earlier one raises ``ValueError`` and nothing
-        of the event is stored.
+        the first event (OCPP names the EVSE once). Registers never go backwards, in
+        ``seq_no`` order among the events nor in time among all the transaction's readings,
+        and a transaction that ended takes no reading measured after its end: otherwise
+        ``ValueError`` and nothing of the event is stored.
         """
         event = TransactionEventRecord(
             station_id=station_id,
@@ -411,11 +412,13 @@ class Store:
     ) -> None:
         """Store a MeterValues message's samples (idempotent on replay).
 
-        The samples belong to the transaction open on the EVSE at ``at`` (when the message
-        arrived), or to none; their own ``transaction_id`` and ``seq_no`` are ignored and
-        stored as that transaction (``""`` for none) and ``seq_no`` -1. Within a
-        transaction a sample newer than the latest may not have lower registers, and an
-        older one may not have higher registers (``ValueError``, nothing stored).
+        The samples belong to the transaction open on the EVSE at ``at`` (the first
+        sample's time), or to none; one measured after that transaction ended belongs to
+        the one open when it was measured, or to none. Their own ``transaction_id`` and
+        ``seq_no`` are ignored and stored as that transaction (``""`` for none) and
+        ``seq_no`` -1. A sample may not have registers below the reading stored before it
+        in time, nor above the one stored after it (the transaction's readings, or the
+        EVSE's outside any): ``ValueError``, nothing stored.
         """
         check_aware("at", at)
         ordered = sorted(samples, key=lambda sample: sample.measured_at)

@@ -131,6 +131,17 @@ meter_values = sa.Table(
     sa.Column("export_register_wh", sa.BigInteger, nullable=False),
     sa.Column("power_kw", sa.Float),
     sa.Column("soc", sa.Float),
+    # A reading is checked against its neighbours in time: a transaction's readings by
+    # time, and an EVSE's readings outside any transaction by time (partial: only those).
+    sa.Index(None, "station_id", "transaction_id", "measured_at"),
+    sa.Index(
+        None,
+        "station_id",
+        "evse_id",
+        "measured_at",
+        sqlite_where=sa.text(f"transaction_id = '{NO_TRANSACTION}'"),
+        postgresql_where=sa.text(f"transaction_id = '{NO_TRANSACTION}'"),
+    ),
 )
 
 ev_needs = sa.Table(
