@@ -23,6 +23,9 @@ from zoneinfo import ZoneInfo
 
 from v2ghub import __version__
 from v2ghub.files import write_text_atomic
+from v2ghub.report.feeders_section import FIGURE_CAPTION as FEEDERS_CAPTION
+from v2ghub.report.feeders_section import FIGURE_HEADING as FEEDERS_HEADING
+from v2ghub.report.feeders_section import feeders_png, feeders_section
 from v2ghub.report.plots import (
     by_city_and_planner,
     cities_of,
@@ -600,6 +603,11 @@ def _battery_wear(results: Sequence[RunSummary]) -> str:
     return wear_section(results, _figure(FIGURE_HEADING, png, FIGURE_CAPTION) if png else "")
 
 
+def _feeders(results: Sequence[RunSummary]) -> str:
+    png = feeders_png(results)
+    return feeders_section(results, _figure(FEEDERS_HEADING, png, FEEDERS_CAPTION) if png else "")
+
+
 def render_html(
     results: Sequence[RunSummary],
     *,
@@ -616,6 +624,7 @@ def render_html(
     grid_services = _grid_services(results)
     battery_wear = _battery_wear(results)
     valley_rule = valley_rule_section(results)
+    feeders = _feeders(results)
     figures = _figures(results)
     settled = settlement() if callable(settlement) else settlement
     body = "".join(
@@ -629,6 +638,7 @@ def render_html(
             grid_services,
             battery_wear,
             valley_rule,
+            feeders,
             figures,
             "</main>",
             f"<footer>{_e(f'Made with v2ghub {__version__}.')}</footer>",
