@@ -13,11 +13,12 @@ session leaves, about 34 hours), for each planner. The core is the engine's run
 run puts the figures in context on a noisy machine: one plain vectorised pass over the
 fleet arrays (``energy += power * dt``) per step, which no simulator can beat.
 
-With ``--end-to-end`` (default on for the sizes given), it also runs ``v2ghub simulate
---cities Shenzhen --planners tou,v2g-rules`` as a separate process at each size and prints
-its wall time and peak memory (the process's maximum resident set) against the same two
-planners' core time measured here: fleet generation, metrics, settlement, Parquet and the
-report are the difference.
+Unless ``--no-end-to-end`` is given, it also runs ``v2ghub simulate --cities Shenzhen
+--planners tou,v2g-rules`` as a separate process at each size and prints its wall time and
+peak memory (the process's maximum resident set) against the same two planners' core time
+measured here: fleet generation, metrics, settlement, Parquet and the report are the
+difference. It prints the CPU time (user + system) of both too, and their ratio: on a
+machine shared with other work, wall times stretch with the load while CPU times do not.
 
 Run: ``make bench`` or ``python benchmarks/bench_simulator.py [--sizes 10000,100000]``.
 """
@@ -25,6 +26,7 @@ Run: ``make bench`` or ``python benchmarks/bench_simulator.py [--sizes 10000,100
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import tempfile
@@ -68,8 +70,14 @@ sys.exit(code)
 """
 
 
-def end_to_end(n: int) -> tuple[float, float]:
-    """Wall seconds and peak resident memory (GiB) of a whole ``v2ghub simulate`` process."""
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def end_to_end(n: int) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak resident memory (GiB) of a whole
+    ``v2ghub simulate`` process."""
     with tempfile.TemporaryDirectory() as folder:
         peak_file = Path(folder) / "peak_kib"
         command = [
@@ -88,11 +96,13 @@ def end_to_end(n: int) -> tuple[float, float]:
             "--out",
             str(Path(folder) / "out"),
         ]
+        cpu_before = _children_cpu_seconds()
         started = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - started
+        cpu_seconds = _children_cpu_seconds() - cpu_before
         peak_kib = int(peak_file.read_text(encoding="ascii"))
-    return seconds, peak_kib / KIB_PER_GIB
+    return seconds, cpu_seconds, peak_kib / KIB_PER_GIB
 
 
 def main() -> None:
@@ -113,6 +123,7 @@ def main() -> None:
         f"{'goal 3M':>7}"
     )
     core_s: dict[tuple[int, str], float] = {}
+    core_cpu_s: dict[tuple[int, str], float] = {}
     for n in sizes:
         settings = SimulationSettings(vehicles_per_city=n, cities=("Shenzhen",))
         case = synthetic_cases(resolve(ScenarioFile(simulation=settings)))[0]
@@ -120,10 +131,11 @@ def main() -> None:
         connected = case.connected_vehicle_steps
         floor_s = _baseline_seconds(n, steps)
         for name in planners:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             run = Simulator(case, make_planner(name)).run()
             seconds = time.perf_counter() - started
             core_s[(n, name)] = seconds
+            core_cpu_s[(n, name)] = time.process_time() - cpu_started
             rate = connected / seconds
             # The goal is the rule planners' at a million vehicles (an optimising planner
             # spends its time planning); smaller fleets only show the trend.
@@ -141,11 +153,18 @@ def main() -> None:
         f"\nWhole process: v2ghub simulate --cities Shenzhen --planners "
         f"{','.join(END_TO_END_PLANNERS)} (a separate process; its core measured above)"
     )
-    print(f"{'vehicles':>10} {'wall s':>7} {'core s':>7} {'wall/core':>9} {'peak GiB':>8}")
+    print(
+        f"{'vehicles':>10} {'wall s':>7} {'core s':>7} {'wall/core':>9} {'cpu s':>7} "
+        f"{'core cpu s':>10} {'cpu/core cpu':>12} {'peak GiB':>8}"
+    )
     for n in sizes:
         core = sum(core_s.get((n, p), float("nan")) for p in END_TO_END_PLANNERS)
-        wall, peak_gib = end_to_end(n)
-        print(f"{n:>10,} {wall:>7.1f} {core:>7.2f} {wall / core:>9.2f} {peak_gib:>8.2f}")
+        core_cpu = sum(core_cpu_s.get((n, p), float("nan")) for p in END_TO_END_PLANNERS)
+        wall, cpu, peak_gib = end_to_end(n)
+        print(
+            f"{n:>10,} {wall:>7.1f} {core:>7.2f} {wall / core:>9.2f} {cpu:>7.1f} "
+            f"{core_cpu:>10.2f} {cpu / core_cpu:>12.2f} {peak_gib:>8.2f}"
+        )
 
 
 if __name__ == "__main__":
