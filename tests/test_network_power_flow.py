@@ -122,7 +122,7 @@ def _compounds(count: int, workplaces: int = 0) -> SiteLimits:
     return SiteLimits(ids, limits, limits.copy())
 
 
-def test_each_feeder_serves_one_compound_and_cigres_businesses_a_workplace() -> None:
+def test_each_feeder_serves_one_compound_on_its_households() -> None:
     sites = _compounds(5, workplaces=2)
     feeders = attach_sites(sites, 4, seed=3, city="Town")
     assert [f.kind for f in feeders] == [
@@ -131,17 +131,18 @@ def test_each_feeder_serves_one_compound_and_cigres_businesses_a_workplace() -> 
         "cigre-lv",
         "kerber-vorstadt",
     ]
-    assert [f.site_rows.tolist() for f in feeders] == [[0], [1], [2, 5], [3]]
+    assert [f.site_rows.tolist() for f in feeders] == [[0], [1], [2], [3]]
     assert [f.name for f in feeders] == [f"Town-feeder-{k}" for k in range(4)]
     for feeder in feeders:
         # Every kW of a site lands somewhere on the feeder, as MW.
-        assert feeder.site_to_bus_mw.sum(axis=0).A1.tolist() == pytest.approx(
-            [1e-3] * len(feeder.site_rows)
-        )
+        assert feeder.site_to_bus_mw.sum(axis=0).A1.tolist() == pytest.approx([1e-3])
     cigre = feeders[2]
-    households = cigre.site_to_bus_mw[:, 0].toarray()[:, 0]
-    business = cigre.site_to_bus_mw[:, 1].toarray()[:, 0]
-    assert not np.any((households > 0) & (business > 0))  # apart: homes and businesses
+    spread = cigre.site_to_bus_mw[:, 0].toarray()[:, 0]
+    loads = _network("cigre-lv").load
+    homes = loads[loads.name.str.startswith("Load R")]
+    residential = {cigre.model.bus_of[int(b)] for b in homes.bus}
+    assert set(np.flatnonzero(spread)) == residential  # the R loads, never the businesses
+    assert len(residential) == 6
     # More feeders asked for than compounds: one per compound.
     assert len(attach_sites(_compounds(2), 5, seed=3)) == 2
 

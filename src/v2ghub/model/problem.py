@@ -32,6 +32,7 @@ _PER_STEP = frozenset(
     }
 )
 _PER_SITE = frozenset({"import_limit_kw", "export_limit_kw"})
+_PER_SITE_AND_STEP = frozenset({"site_load_kw"})
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,8 @@ class Problem:
         per_vehicle = {
             f.name: getattr(self, f.name)[index]
             for f in fields(self)
-            if isinstance(getattr(self, f.name), np.ndarray) and f.name not in _PER_STEP | _PER_SITE
+            if isinstance(getattr(self, f.name), np.ndarray)
+            and f.name not in _PER_STEP | _PER_SITE | _PER_SITE_AND_STEP
         }
         rule = self.valley_rule
         if rule is not None:

@@ -8,9 +8,11 @@ draw some cable types at random), so a city's feeders are the same for every pla
 How sites sit on feeders (:func:`attach_sites`): a city's residential compounds (its
 ``home-transformer`` sites) are what LV feeders serve, so feeder ``k`` takes the city's
 ``k``-th compound: the compound's charging is shared among the feeder's residential loads
-(its households) in proportion to their rated power, as its homes' chargers are. A feeder
-that also has commercial or industrial loads (CIGRE's) takes one of the city's workplaces
-there, shared the same way. The loads' own demand follows the city's base-load shape and
+(its households) in proportion to their rated power, as its homes' chargers are. On a
+feeder with businesses too (CIGRE's commercial and industrial subnetworks) they keep their
+own loads only: a workplace's or a public station's charging hub (a megawatt of DC
+chargers) has an MV connection of its own. The loads' own demand follows the city's
+base-load shape and
 peaks with the city's: at its peak hour the loads alone put the feeder's most loaded
 transformer at :data:`BASE_PEAK_TRAFO_LOADING` of its rating (the test feeders' rated
 loads are design values: the Kerber village's 6 kW a household alone fills 88% of its
@@ -18,7 +20,7 @@ transformer, the suburb's 2 kW 47%). Charging is at unity power factor.
 
 Limits checked (:func:`feeder_day`): a transformer or line is overloaded above 100% of its
 rating; a bus voltage must stay within :data:`VOLTAGE_BAND_PU`, the supply voltage
-deviation GB/T 12325-2008 allows on three-phase supplies of 20 kV and below (±7%).
+deviation GB/T 12325-2008 allows the households' 220 V single-phase supply (+7%, -10%).
 """
 
 from __future__ import annotations
@@ -42,16 +44,19 @@ from v2ghub.units import KW_PER_MW
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-VOLTAGE_BAND_PU = (0.93, 1.07)
-"""GB/T 12325-2008: three-phase supplies of 20 kV and below within ±7% of nominal."""
+VOLTAGE_BAND_PU = (0.90, 1.07)
+"""GB/T 12325-2008, for the 220 V single-phase supply of the households on these feeders:
++7% and -10% of nominal."""
 OVERLOAD = 1.0
 """A branch's current over its rating above which it is overloaded."""
 BASE_PEAK_TRAFO_LOADING = 0.6
 """The most loaded transformer's loading from the loads alone at the city's peak hour: a
 distribution transformer is sized with room for growth (planned peak utilisation of
 50-70% is usual practice)."""
+TODAYS_CHARGING = frozenset({"uncontrolled", "tou", "v2g-rules"})
+"""Planners that stand for today's chargers and rules: they never see the feeders (the
+others plan within :mod:`v2ghub.network.feeder_limits`' caps)."""
 HOME_SITE = "home-transformer"
-WORK_SITE = "workplace"
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,12 @@ class FeederDay:
         return (self.min_vm_pu < low) | (self.max_vm_pu > high) | ~self.converged
 
 
+def sees_feeders(planner: str) -> bool:
+    """Whether ``planner`` plans within the feeders' limits (every optimising planner,
+    with or without the valley rule; not today's chargers and rules)."""
+    return planner.removesuffix("+rules") not in TODAYS_CHARGING
+
+
 def build_network(kind: str, *, seed: int, path: Path | None = None) -> Any:
     """A pandapower network: a standard ``kind`` built from ``seed``, or a user's JSON."""
     if path is not None:
@@ -188,18 +199,16 @@ def attach_sites(
     kinds: tuple[str, ...] = tuple(FEEDER_KINDS),
     network_file: Path | None = None,
 ) -> tuple[Feeder, ...]:
-    """``n_feeders`` feeders under ``sites``' residential compounds (and workplaces where a
-    feeder has businesses), as the module says. Fewer when the city has fewer compounds."""
+    """``n_feeders`` feeders under ``sites``' residential compounds, as the module says.
+    Fewer when the city has fewer compounds."""
     if n_feeders < 0:
         raise InputError(f"the number of feeders must be at least 0, got {n_feeders}")
     homes = [k for k, s in enumerate(sites.site_ids) if HOME_SITE in s]
-    works = [k for k, s in enumerate(sites.site_ids) if WORK_SITE in s]
     if not homes:  # a user's sites: any site is a compound
         homes = list(range(sites.n_sites))
     feeders: list[Feeder] = []
     models: dict[str, tuple[FeederModel, Any]] = {}
     scales: dict[str, float] = {}
-    next_work = 0
     for number in range(min(n_feeders, len(homes))):
         kind = "file" if network_file is not None else kinds[number % len(kinds)]
         if kind not in models:  # one build per kind and city: every feeder of a kind alike
@@ -211,19 +220,13 @@ def attach_sites(
         names = net.load.name.fillna("").astype(str).tolist()
         residential = FEEDER_KINDS[kind].residential if kind in FEEDER_KINDS else _everyone
         household = np.array([residential(n) for n in names], dtype=bool)
-        rows = [homes[number]]
-        columns = [household]
-        if (~household).any() and next_work < len(works):
-            rows.append(works[next_work])
-            columns.append(~household)
-            next_work += 1
         feeders.append(
             Feeder(
                 name=f"{city}-feeder-{number}" if city else f"feeder-{number}",
                 kind=kind,
                 model=model,
-                site_rows=np.asarray(rows, dtype=np.int64),
-                site_to_bus_mw=_spread(model, columns),
+                site_rows=np.asarray([homes[number]], dtype=np.int64),
+                site_to_bus_mw=_spread(model, [household]),
                 base_scale=scales[kind],
             )
         )

@@ -71,22 +71,34 @@ def stored_to_discharge_kw(stored_kwh: FloatArray, problem: Problem) -> FloatArr
     return stored_kwh * problem.discharge_efficiency / problem.dt_h
 
 
+def site_room_at(problem: Problem, step: int) -> tuple[FloatArray, FloatArray]:
+    """Per site, how far the rows' summed power may rise and fall at ``step``: the limits
+    less the site's other load there (``Problem.site_load_kw``)."""
+    if problem.site_load_kw is None:
+        return problem.import_limit_kw, problem.export_limit_kw
+    load = problem.site_load_kw[:, step]
+    return problem.import_limit_kw - load, problem.export_limit_kw + load
+
+
 def apply_step(
     problem: Problem,
     state: FleetState,
+    step: int,
     *,
     charge_kw: FloatArray,
     discharge_kw: FloatArray,
     must_charge_kw: FloatArray,
 ) -> FloatArray:
-    """Fit one step into the site limits, roll the stored energy on, return signed power."""
+    """Fit one step into the site limits (less the sites' other load at ``step``), roll
+    the stored energy on, return signed power."""
+    import_room_kw, export_room_kw = site_room_at(problem, step)
     charge_kw, discharge_kw = fit_site_limits(
         charge_kw=charge_kw,
         discharge_kw=discharge_kw,
         must_charge_kw=must_charge_kw,
         site_index=problem.site_index,
-        import_limit_kw=problem.import_limit_kw,
-        export_limit_kw=problem.export_limit_kw,
+        import_limit_kw=import_room_kw,
+        export_limit_kw=export_room_kw,
     )
     dt_h = problem.dt_h
     state.energy_kwh += charge_kw * problem.charge_efficiency * dt_h
@@ -97,8 +109,9 @@ def apply_step(
 def site_derating(problem: Problem, step: int) -> FloatArray:
     """Per vehicle, the share of its charger power its site can give all plugged vehicles at once.
 
-    ``min(1, import_limit_kw / sum of max_charge_kw of the site's plugged vehicles)``: the
-    power a rule planner may count on in later steps, when every vehicle wants to charge.
+    ``min(1, import room / sum of max_charge_kw of the site's plugged vehicles)`` (the room:
+    the import limit less the site's other load at ``step``): the power a rule planner may
+    count on in later steps, when every vehicle wants to charge.
     """
     plugged = plugged_at(problem, step)
     connected_kw = np.bincount(
@@ -107,7 +120,8 @@ def site_derating(problem: Problem, step: int) -> FloatArray:
         minlength=problem.import_limit_kw.shape[0],
     )
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        share = np.where(connected_kw > 0, problem.import_limit_kw / connected_kw, 1.0)
+        room_kw = np.maximum(site_room_at(problem, step)[0], 0.0)
+        share = np.where(connected_kw > 0, room_kw / connected_kw, 1.0)
     return np.asarray(np.clip(share, 0.0, 1.0)[problem.site_index])
 
 
@@ -173,6 +187,7 @@ def charge_only_schedule(
         power_kw[:, step] = apply_step(
             problem,
             state,
+            step,
             charge_kw=charge_kw,
             discharge_kw=no_discharge,
             must_charge_kw=must_kw if urgent_first else charge_kw,
@@ -312,6 +327,11 @@ def guard_departures(problem: Problem, power_kw: FloatArray, steps: int) -> Floa
         charge_kw = np.where(urgent, np.maximum(planned, must_kw), np.maximum(planned, 0.0))
         discharge_kw = np.where(urgent, 0.0, np.maximum(-planned, 0.0))
         out[:, step] = apply_step(
-            problem, state, charge_kw=charge_kw, discharge_kw=discharge_kw, must_charge_kw=must_kw
+            problem,
+            state,
+            step,
+            charge_kw=charge_kw,
+            discharge_kw=discharge_kw,
+            must_charge_kw=must_kw,
         )
     return out

@@ -80,6 +80,7 @@ class V2gRulesPlanner:
             power_kw[:, step] = apply_step(
                 problem,
                 state,
+                step,
                 charge_kw=charge_kw,
                 discharge_kw=discharge_kw,
                 must_charge_kw=must_kw,

@@ -25,6 +25,7 @@ from v2ghub.defaults import ENVELOPE_DURATIONS_H
 from v2ghub.model.case import CityCase
 from v2ghub.model.headroom import PluggedFleet
 from v2ghub.model.problem import Planner, Problem, capabilities_of
+from v2ghub.network.feeder_limits import SiteCaps
 from v2ghub.planning.check import plan_safely
 from v2ghub.regulation.envelope import fleet_envelope
 
@@ -57,6 +58,10 @@ class Simulator:
         Demand-response events: their steps' setpoints are cut to answer them, before any
         regulation (:mod:`v2ghub.sim.demand_response_service`); the step after an event
         is always a planning instant.
+    site_caps:
+        What the feeders under the sites allow them step by step
+        (:mod:`v2ghub.network.feeder_limits`): every problem the planner gets carries the
+        caps' room as load at the sites, and their limits.
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class Simulator:
         replan_on_arrival: bool = True,
         regulation: RegulationFollower | None = None,
         demand_response: DemandResponseService | None = None,
+        site_caps: SiteCaps | None = None,
     ) -> None:
         if control_steps < 1:
             raise ValueError(f"control_steps must be >= 1, got {control_steps}")
@@ -81,6 +87,7 @@ class Simulator:
         self.replan_on_arrival = replan_on_arrival
         self.regulation = regulation
         self.demand_response = demand_response
+        self.site_caps = site_caps
         # Only a planner that keeps the pilots' valley rule is told the day's charging.
         self.keeps_rule = capabilities_of(planner).valley_rule
 
@@ -272,6 +279,7 @@ class Simulator:
             # One price per session; the forecast rows never discharge.
             degradation = rows(degradation[order[active]], no_discharge)
         regulation_terms = self.regulation.planning_terms(step, horizon) if self.regulation else {}
+        caps = self.site_caps
         return Problem(
             grid=case.grid.sub_grid(step, horizon),
             control_steps=self.control_steps,
@@ -294,8 +302,9 @@ class Simulator:
             departure_step=rows(departure, _of(groups, "departure_step")),
             arrival_step=rows(np.zeros(active.size, dtype=np.int64), _of(groups, "arrival_step")),
             expected_count=no_discharge.size,
-            import_limit_kw=case.sites.import_limit_kw,
-            export_limit_kw=case.sites.export_limit_kw,
+            import_limit_kw=case.sites.import_limit_kw if caps is None else caps.import_limit_kw,
+            export_limit_kw=case.sites.export_limit_kw if caps is None else caps.export_limit_kw,
+            site_load_kw=None if caps is None else caps.window(step, horizon),
             import_price_cny_per_kwh=import_price[step:stop],
             export_price_cny_per_kwh=export_price[step:stop],
             period_kind=prices.kind[step:stop],

@@ -6,6 +6,7 @@ import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -14,8 +15,15 @@ from v2ghub.errors import InputError
 from v2ghub.model.case import CityCase
 from v2ghub.model.problem import Planner, capabilities_of
 from v2ghub.model.valley_rule import RULES_SUFFIX
+from v2ghub.network.feeder_limits import feeder_caps
 from v2ghub.network.feeder_summary import summarise_feeders
-from v2ghub.network.feeders import Feeder, FeederOptions, attach_sites, base_load_scale
+from v2ghub.network.feeders import (
+    Feeder,
+    FeederOptions,
+    attach_sites,
+    base_load_scale,
+    sees_feeders,
+)
 from v2ghub.planning import make_planner
 from v2ghub.regulation.demand_response import DemandResponseEvent
 from v2ghub.scenarios.market_config import MarketSettings
@@ -93,6 +101,7 @@ def run_cases(
             if feeders is not None and feeders.count
             else ()
         )
+        caps = feeder_caps(city_feeders, case.sites, _load_scale(case)) if city_feeders else None
         reach = None
         city_summaries = []
         for planner in planners:
@@ -135,6 +144,7 @@ def run_cases(
                 on_step=hook,
                 regulation=follower(sold_kw),
                 demand_response=responder,
+                site_caps=caps if sees_feeders(run_planner.name) else None,
             ).run()
             result = evaluate(run)
             if day is not None:
@@ -153,15 +163,17 @@ def run_cases(
     return summaries
 
 
-def _with_feeders(summary: RunSummary, run: SimulationRun, feeders: Sequence[Feeder]) -> RunSummary:
-    """``summary`` with what ``run``'s charging did to the city's ``feeders``."""
-    case = run.case
-    steps = run.site_power_kw.shape[1]
-    scale = base_load_scale(
-        np.asarray(case.signals.base_load_kw[:steps], dtype=np.float64),
+def _load_scale(case: CityCase) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """The city's base load per step of the run over its peak (the feeders' loads)."""
+    return base_load_scale(
+        np.asarray(case.signals.base_load_kw[: case.grid.length], dtype=np.float64),
         round(SECONDS_PER_DAY / case.grid.step.total_seconds()),
     )
-    found = summarise_feeders(feeders, run.site_power_kw, scale)
+
+
+def _with_feeders(summary: RunSummary, run: SimulationRun, feeders: Sequence[Feeder]) -> RunSummary:
+    """``summary`` with what ``run``'s charging did to the city's ``feeders``."""
+    found = summarise_feeders(feeders, run.site_power_kw, _load_scale(run.case))
     metrics = replace(
         summary.metrics,
         feeders=found.feeders,
