@@ -56,12 +56,12 @@ def test_charging_at_the_cap_keeps_every_feeder_within_its_ratings_in_ac() -> No
         worst = np.fmax(day.max_trafo_loading, day.max_line_loading)
         assert worst.max() <= 1.0, (feeder.kind, worst.max())
         assert day.min_vm_pu.min() >= VOLTAGE_BAND_PU[0], (feeder.kind, day.min_vm_pu.min())
-        # And the cap is not idle: within a few percent of a rating or of the band.
-        tight = (worst > 0.9) | (day.min_vm_pu < VOLTAGE_BAND_PU[0] + 0.03)
-        assert tight.any(), feeder.kind
-        # 20% above the cap at the peak breaks something.
+        # And the cap is not idle: within the margin of a rating or of the band.
+        tight = (worst > 0.985) | (day.min_vm_pu < VOLTAGE_BAND_PU[0] + 0.005)
+        assert tight.all(), (feeder.kind, worst, day.min_vm_pu)
+        # 5% above the cap breaks something.
         over = power.copy()
-        over[row] *= 1.2
+        over[row] *= 1.05
         hot = feeder_day(feeder, over, EVENING)
         assert hot.overloaded.any() or hot.voltage_out.any()
 

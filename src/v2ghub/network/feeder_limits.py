@@ -12,8 +12,11 @@ sensitivities ``s_ej(t) = dL_e / dP_j`` and ``u_bj(t) = -dV_b / dP_j`` (per kW o
 
 over the elements it moves (``s > 0``), where ``w`` shares an element's headroom among the
 sites that move it in proportion to ``s_ej I_j`` (``I_j`` its own import limit), ``m`` and
-``m_V`` are margins for what the linearisation leaves out (loading grows a little faster
-than load: losses and the voltage drop), and the cap is never below zero. A site off every
+``m_V`` are small margins, and the cap is never below zero. Loading and the voltage drop
+grow a little faster than load (losses, and the current a lower voltage needs for the
+same power), so the sensitivities are then taken again along the chord from the base
+case to that first cap, and the lower cap kept: the chord is steeper than the tangent at
+the base, so the cap stands just below the true limit. A site off every
 feeder keeps its limits. Discharge (V2G) back into the feeder is held within the site's
 export limit and within the voltage rise the same sensitivities allow at every step.
 
@@ -32,15 +35,17 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from v2ghub.model.case import CityCase
 from v2ghub.model.sites import SiteLimits
 from v2ghub.network.feeders import VOLTAGE_BAND_PU, Feeder
 from v2ghub.network.power_flow import FlowResult, bus_powers, solve_day
+from v2ghub.units import WH_PER_KWH
 
 FloatArray = npt.NDArray[np.float64]
 
-LOADING_MARGIN = 0.03
+LOADING_MARGIN = 0.01
 """Of each rating, kept free for what the linear model leaves out."""
-VOLTAGE_MARGIN_PU = 0.005
+VOLTAGE_MARGIN_PU = 0.002
 PROBE_KW = 50.0
 """The step of the finite differences: about what a few home chargers draw."""
 MOVES = 1e-9
@@ -71,21 +76,25 @@ class SiteCaps:
         return out
 
 
-def _responses(feeder: Feeder, load_scale: FloatArray) -> tuple[FlowResult, list[FlowResult]]:
-    """The base case and, per site of the feeder, the case with ``PROBE_KW`` more there."""
+def _responses(
+    feeder: Feeder, load_scale: FloatArray, probe_kw: FloatArray
+) -> tuple[FlowResult, list[FlowResult]]:
+    """The base case and, per site of the feeder, the case with ``probe_kw`` (sites of the
+    feeder x steps) more there."""
     model = feeder.model
     shape = feeder.base_scale * load_scale
     base_mw, base_mvar = bus_powers(model, shape)
     base = solve_day(model, base_mw, base_mvar)
     probes = []
     for column in range(feeder.site_rows.size):
-        extra = feeder.site_to_bus_mw[:, column].toarray()[:, 0] * PROBE_KW
-        probes.append(solve_day(model, base_mw + extra[:, None], base_mvar))
+        spread = feeder.site_to_bus_mw[:, column].toarray()[:, 0]
+        extra = spread[:, None] * probe_kw[column][None, :]
+        probes.append(solve_day(model, base_mw + extra, base_mvar))
     return base, probes
 
 
 def _import_caps(
-    base: FlowResult, probes: Sequence[FlowResult], own_limit_kw: FloatArray
+    base: FlowResult, probes: Sequence[FlowResult], probe_kw: FloatArray, own_limit_kw: FloatArray
 ) -> FloatArray:
     """Per site of the feeder and step, the import the linear model allows (see module)."""
     low = VOLTAGE_BAND_PU[0] + VOLTAGE_MARGIN_PU
@@ -98,12 +107,12 @@ def _import_caps(
         [
             np.concatenate(
                 [
-                    (p.trafo_loading - base.trafo_loading) / PROBE_KW,
-                    (p.line_loading - base.line_loading) / PROBE_KW,
-                    (base.vm_pu - p.vm_pu) / PROBE_KW,
+                    (p.trafo_loading - base.trafo_loading) / probe[None],
+                    (p.line_loading - base.line_loading) / probe[None],
+                    (base.vm_pu - p.vm_pu) / probe[None],
                 ]
             )
-            for p in probes
+            for p, probe in zip(probes, probe_kw, strict=True)
         ]
     )  # sites x elements x steps
     sensitivity = np.nan_to_num(sensitivity, nan=0.0)
@@ -136,9 +145,17 @@ def feeder_caps(feeders: Sequence[Feeder], sites: SiteLimits, load_scale: FloatA
     import_cap = np.full((sites.n_sites, steps), np.inf)
     export_limit = sites.export_limit_kw.astype(np.float64).copy()
     for feeder in feeders:
-        base, probes = _responses(feeder, load_scale)
         rows = feeder.site_rows
-        caps = _import_caps(base, probes, sites.import_limit_kw[rows])
+        own = sites.import_limit_kw[rows]
+        first = np.full((rows.size, steps), PROBE_KW)
+        base, probes = _responses(feeder, load_scale, first)
+        tangent = _import_caps(base, probes, first, own)
+        # Loading and voltage drop grow faster than load: the slope of the chord from the
+        # base case to the first estimate is steeper than at the base, and the cap it
+        # gives stands below the true limit, close to it.
+        chord = np.where(np.isfinite(tangent) & (tangent > PROBE_KW), tangent, PROBE_KW)
+        _, chords = _responses(feeder, load_scale, chord)
+        caps = np.minimum(tangent, _import_caps(base, chords, chord, own))
         import_cap[rows] = np.minimum(import_cap[rows], caps)
         export_limit[rows] = np.minimum(export_limit[rows], _export_caps(base, probes))
     own = sites.import_limit_kw.astype(np.float64)
@@ -157,3 +174,75 @@ def feeder_caps(feeders: Sequence[Feeder], sites: SiteLimits, load_scale: FloatA
         reserved_kw=np.asarray(reserved, dtype=np.float64),
         export_limit_kw=np.asarray(export_seen, dtype=np.float64),
     )
+
+
+def feeder_shortfall_kwh(case: CityCase, caps: SiteCaps) -> float:
+    """Energy short at departure (battery side, kWh) that the feeders' caps leave no room
+    for, beyond what each vehicle's own plugged time and charger make unavoidable.
+
+    Per capped site, a maximum flow in Wh on the grid side: source -> each vehicle (its
+    need the charger could meet, over its efficiency) -> each step it is plugged (its
+    charger's energy in a step) -> the step (the cap's energy) -> sink. What the flow
+    cannot carry is the feeder's; it is given back on the battery side at the site's
+    need-weighted charging efficiency.
+    """
+    fleet, grid = case.fleet, case.grid
+    first, end = grid.plugged_steps(fleet.arrival_s, fleet.departure_s)
+    end = np.minimum(end, grid.length)
+    steps = np.clip(end - first, 0, None)
+    reachable = np.minimum(
+        fleet.energy_max_kwh,
+        fleet.energy_arrival_kwh
+        + fleet.max_charge_kw * fleet.charge_efficiency * grid.dt_h * steps,
+    )
+    need_kwh = np.maximum(
+        np.minimum(fleet.target_energy_kwh, reachable) - fleet.energy_arrival_kwh, 0.0
+    )
+    capped = np.flatnonzero(np.isfinite(caps.import_cap_kw).any(axis=1))
+    short_kwh = 0.0
+    for site in capped:  # a few per thousand vehicles: one small flow each
+        rows = np.flatnonzero((fleet.site_index == site) & (need_kwh > 0))
+        if not rows.size:
+            continue
+        cap_wh = caps.import_cap_kw[site, : grid.length] * grid.dt_h * WH_PER_KWH
+        need_wh = need_kwh[rows] / fleet.charge_efficiency[rows] * WH_PER_KWH
+        carried_wh = _max_flow_wh(
+            need_wh,
+            fleet.max_charge_kw[rows] * grid.dt_h * WH_PER_KWH,
+            first[rows],
+            end[rows],
+            cap_wh,
+        )
+        short_grid_wh = max(float(need_wh.sum()) - carried_wh, 0.0)
+        efficiency = float(np.average(fleet.charge_efficiency[rows], weights=need_wh))
+        short_kwh += short_grid_wh * efficiency / WH_PER_KWH
+    return short_kwh
+
+
+def _max_flow_wh(
+    need_wh: FloatArray,
+    step_wh: FloatArray,
+    first: npt.NDArray[np.int64],
+    end: npt.NDArray[np.int64],
+    cap_wh: FloatArray,
+) -> float:
+    """The most energy (Wh, rounded down to whole Wh) the vehicles can take through the
+    site's steps: the maximum flow of the network the caller describes."""
+    from scipy.sparse import csr_array  # noqa: PLC0415
+    from scipy.sparse.csgraph import maximum_flow  # noqa: PLC0415
+
+    n, horizon = need_wh.size, cap_wh.size
+    source, sink = 0, 1 + n + horizon
+    counts = np.maximum(end - first, 0)
+    vehicle = np.repeat(np.arange(n), counts)
+    step = first[vehicle] + (
+        np.arange(vehicle.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    )
+    tails = np.concatenate([np.full(n, source), 1 + vehicle, 1 + n + np.arange(horizon)])
+    heads = np.concatenate([1 + np.arange(n), 1 + n + step, np.full(horizon, sink)])
+    capacity = np.concatenate([need_wh, step_wh[vehicle], np.maximum(cap_wh, 0.0)])
+    graph = csr_array(
+        (np.floor(np.minimum(capacity, 2**31 - 1)).astype(np.int32), (tails, heads)),
+        shape=(sink + 1, sink + 1),
+    )
+    return float(maximum_flow(graph, source, sink).flow_value)

@@ -153,6 +153,9 @@ class CityMetrics:
     feeder_worst_loading: float = math.nan
     feeder_min_vm_pu: float = math.nan
     feeder_max_vm_pu: float = math.nan
+    # For a planner that sees the feeders' limits: the energy short at departure that the
+    # caps left no room for, beyond each vehicle's own unavoidable shortfall.
+    feeder_shortfall_kwh: float = 0.0
 
 
 @dataclass(frozen=True)

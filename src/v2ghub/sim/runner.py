@@ -15,7 +15,7 @@ from v2ghub.errors import InputError
 from v2ghub.model.case import CityCase
 from v2ghub.model.problem import Planner, capabilities_of
 from v2ghub.model.valley_rule import RULES_SUFFIX
-from v2ghub.network.feeder_limits import feeder_caps
+from v2ghub.network.feeder_limits import feeder_caps, feeder_shortfall_kwh
 from v2ghub.network.feeder_summary import summarise_feeders
 from v2ghub.network.feeders import (
     Feeder,
@@ -102,6 +102,7 @@ def run_cases(
             else ()
         )
         caps = feeder_caps(city_feeders, case.sites, _load_scale(case)) if city_feeders else None
+        no_room_kwh = feeder_shortfall_kwh(case, caps) if caps is not None else 0.0
         reach = None
         city_summaries = []
         for planner in planners:
@@ -153,7 +154,10 @@ def run_cases(
                 on_result(result)
             summary = summarise(result)
             if city_feeders:
-                summary = _with_feeders(summary, run, city_feeders)
+                seen = sees_feeders(run_planner.name)
+                summary = _with_feeders(
+                    summary, run, city_feeders, no_room_kwh=no_room_kwh if seen else 0.0
+                )
             city_summaries.append(summary)
         if reach is not None:
             # Did the day allow the rule? A run that met it says so; else look for a plan.
@@ -171,8 +175,11 @@ def _load_scale(case: CityCase) -> np.ndarray[Any, np.dtype[np.float64]]:
     )
 
 
-def _with_feeders(summary: RunSummary, run: SimulationRun, feeders: Sequence[Feeder]) -> RunSummary:
-    """``summary`` with what ``run``'s charging did to the city's ``feeders``."""
+def _with_feeders(
+    summary: RunSummary, run: SimulationRun, feeders: Sequence[Feeder], *, no_room_kwh: float
+) -> RunSummary:
+    """``summary`` with what ``run``'s charging did to the city's ``feeders`` (and, for a
+    planner that saw their limits, the energy they left no room for)."""
     found = summarise_feeders(feeders, run.site_power_kw, _load_scale(run.case))
     metrics = replace(
         summary.metrics,
@@ -184,6 +191,7 @@ def _with_feeders(summary: RunSummary, run: SimulationRun, feeders: Sequence[Fee
         feeder_worst_loading=found.worst_loading,
         feeder_min_vm_pu=found.min_vm_pu,
         feeder_max_vm_pu=found.max_vm_pu,
+        feeder_shortfall_kwh=no_room_kwh,
     )
     return replace(summary, metrics=metrics, feeders=found)
 
