@@ -11,10 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from v2ghub.model.fleet import Fleet
 from v2ghub.model.problem import Problem
 from v2ghub.model.sites import SiteLimits
 from v2ghub.model.time_grid import TimeGrid
-from v2ghub.network.feeder_limits import SiteCaps, feeder_caps
+from v2ghub.network.feeder_limits import SiteCaps, feeder_caps, feeder_shortfall_kwh
 from v2ghub.network.feeders import VOLTAGE_BAND_PU, Feeder, attach_sites, feeder_day
 from v2ghub.planning import make_planner
 
@@ -148,3 +149,46 @@ def _moved(feeder: Feeder) -> Feeder:
     from dataclasses import replace  # noqa: PLC0415
 
     return replace(feeder, site_rows=np.zeros(1, dtype=np.int64))
+
+
+def _two_vehicles(charger_kw: float, hours: int) -> Fleet:
+    n = 2
+    start_s = int(START.timestamp())
+    return Fleet(
+        site_index=np.zeros(n, dtype=np.int64),
+        battery_kwh=np.full(n, 100.0),
+        soc_arrival=np.full(n, 0.2),
+        soc_target=np.full(n, 0.35),  # 15 kWh each
+        soc_min=np.full(n, 0.1),
+        soc_max=np.full(n, 1.0),
+        max_charge_kw=np.full(n, charger_kw),
+        max_discharge_kw=np.zeros(n),
+        charge_efficiency=np.ones(n),
+        discharge_efficiency=np.ones(n),
+        arrival_s=np.full(n, start_s, dtype=np.int64),
+        departure_s=np.full(n, start_s + hours * 3600, dtype=np.int64),
+        v2g_opt_in=np.zeros(n, dtype=bool),
+        charger_kind=np.zeros(n, dtype=np.int8),
+    )
+
+
+def _caps(cap_kw: float, steps: int) -> SiteCaps:
+    cap = np.full((1, steps), cap_kw)
+    return SiteCaps(
+        import_cap_kw=cap,
+        import_limit_kw=np.array([OWN_LIMIT_KW]),
+        reserved_kw=OWN_LIMIT_KW - cap,
+        export_limit_kw=np.array([0.0]),
+    )
+
+
+def test_the_energy_a_feeder_has_no_room_for_is_a_maximum_flow() -> None:
+    grid = TimeGrid(START, timedelta(hours=1), 4)
+    # Two vehicles needing 15 kWh each over 2 h through a 10 kW cap: 20 kWh fit, 10 do not.
+    assert feeder_shortfall_kwh(_two_vehicles(11.0, 2), grid, _caps(10.0, 4)) == pytest.approx(10.0)
+    # With 4 h the cap carries all 30 kWh.
+    assert feeder_shortfall_kwh(_two_vehicles(11.0, 4), grid, _caps(10.0, 4)) == 0.0
+    # A 3 kW charger for 2 h reaches only 6 of its 15 kWh whatever the feeder: that part is
+    # the vehicle's own, not the feeder's (12 kWh fit through a 10 kW cap).
+    assert feeder_shortfall_kwh(_two_vehicles(3.0, 2), grid, _caps(10.0, 4)) == 0.0
+    assert feeder_shortfall_kwh(_two_vehicles(3.0, 2), grid, _caps(5.0, 4)) == pytest.approx(2.0)

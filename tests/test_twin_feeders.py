@@ -27,7 +27,7 @@ def feeder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--vehicles",
             VEHICLES,
             "--planners",
-            "uncontrolled,tou",
+            "uncontrolled,tou,mpc",
             "--feeders",
             "3",
         ]
@@ -61,6 +61,23 @@ def test_each_run_reports_its_feeders_in_the_summary(feeder_run: Path) -> None:
     assert uncontrolled["feeder_worst_loading"] > tou["feeder_worst_loading"]  # type: ignore[operator]
 
 
+def test_mpc_within_the_feeders_limits_removes_the_overloads_and_meets_the_needs(
+    feeder_run: Path,
+) -> None:
+    uncontrolled = _city(feeder_run, "uncontrolled")
+    mpc = _city(feeder_run, "mpc")
+    assert uncontrolled["feeder_steps_overloaded"] > 0  # type: ignore[operator]
+    assert mpc["feeder_steps_overloaded"] == 0
+    assert mpc["feeder_steps_voltage_out"] == 0
+    assert mpc["feeder_worst_loading"] <= 1.0  # type: ignore[operator]
+    # The needs a plan could meet are met (what arrivals unknown at planning time cost:
+    # at most a thousandth of the energy asked).
+    short = mpc["unmet_energy_kwh"] - mpc["unavoidable_shortfall_kwh"]  # type: ignore[operator]
+    assert short <= 1e-3 * mpc["required_energy_kwh"]  # type: ignore[operator]
+    assert mpc["feeder_shortfall_kwh"] >= 0.0  # type: ignore[operator]
+    assert uncontrolled["feeder_shortfall_kwh"] == 0.0  # it never sees the feeders
+
+
 def test_the_report_shows_the_feeders_section(feeder_run: Path) -> None:
     report = (feeder_run / "report.html").read_text()
     section = report[report.index('<section id="feeders">') :]
@@ -69,6 +86,7 @@ def test_the_report_shows_the_feeders_section(feeder_run: Path) -> None:
     assert "3 feeders a city" in section
     assert section.count("<tr><td>uncontrolled</td>") == 1
     assert section.count("<tr><td>tou</td>") == 1
+    assert section.count("<tr><td>mpc</td>") == 1
     assert "Feeders under each planner&#x27;s charging" in section
     assert "data:image/png;base64," in section
 

@@ -35,8 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from v2ghub.model.case import CityCase
+from v2ghub.model.fleet import Fleet
 from v2ghub.model.sites import SiteLimits
+from v2ghub.model.time_grid import TimeGrid
 from v2ghub.network.feeders import VOLTAGE_BAND_PU, Feeder
 from v2ghub.network.power_flow import FlowResult, bus_powers, solve_day
 from v2ghub.units import WH_PER_KWH
@@ -176,7 +177,7 @@ def feeder_caps(feeders: Sequence[Feeder], sites: SiteLimits, load_scale: FloatA
     )
 
 
-def feeder_shortfall_kwh(case: CityCase, caps: SiteCaps) -> float:
+def feeder_shortfall_kwh(fleet: Fleet, grid: TimeGrid, caps: SiteCaps) -> float:
     """Energy short at departure (battery side, kWh) that the feeders' caps leave no room
     for, beyond what each vehicle's own plugged time and charger make unavoidable.
 
@@ -186,7 +187,6 @@ def feeder_shortfall_kwh(case: CityCase, caps: SiteCaps) -> float:
     cannot carry is the feeder's; it is given back on the battery side at the site's
     need-weighted charging efficiency.
     """
-    fleet, grid = case.fleet, case.grid
     first, end = grid.plugged_steps(fleet.arrival_s, fleet.departure_s)
     end = np.minimum(end, grid.length)
     steps = np.clip(end - first, 0, None)

@@ -102,7 +102,7 @@ def run_cases(
             else ()
         )
         caps = feeder_caps(city_feeders, case.sites, _load_scale(case)) if city_feeders else None
-        no_room_kwh = feeder_shortfall_kwh(case, caps) if caps is not None else 0.0
+        no_room_kwh = feeder_shortfall_kwh(case.fleet, case.grid, caps) if caps is not None else 0.0
         reach = None
         city_summaries = []
         for planner in planners:
