@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import resource
 import shutil
 import subprocess
@@ -306,6 +307,8 @@ def _measure(args: argparse.Namespace, folder: Path, *, with_api: bool) -> RunRe
                     str(args.api_rate),
                     "--watchers",
                     str(args.watchers),
+                    "--reader-niceness",
+                    str(args.reader_niceness),
                     "--out",
                     str(out),
                 ]
@@ -374,12 +377,20 @@ def main() -> None:
     parser.add_argument("--api-rate", type=float, default=4.0, help="reads a second per route")
     parser.add_argument("--watchers", type=int, default=20, help="live feeds held open")
     parser.add_argument("--rounds", type=int, default=2, help="pairs of runs, interleaved")
+    parser.add_argument(
+        "--reader-niceness",
+        type=int,
+        default=0,
+        help="run the reading process at this nice value (it stands in for browsers and "
+        "dashboards on other machines; 0: the server's own priority)",
+    )
     parser.add_argument("--read", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.read:
+        os.nice(args.reader_niceness)
         _read(args)
         return
     logging.basicConfig(level=logging.ERROR)
