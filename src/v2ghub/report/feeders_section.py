@@ -93,6 +93,9 @@ def feeders_png(results: Sequence[RunSummary]) -> bytes | None:
         voltage_ax.set_ylabel("lowest voltage (pu)")
         voltage_ax.set_title("Voltage duration")
         _grouped_bars(bars_ax, cities, overloads, colors)
+        for label in bars_ax.get_xticklabels():  # a narrow panel: slanted names
+            label.set_rotation(40)
+            label.set_horizontalalignment("right")
         bars_ax.set_ylabel("feeder-steps overloaded")
         bars_ax.set_title("Overloads per city")
         fig.suptitle("The feeders under the compounds, step by step")
@@ -219,16 +222,17 @@ def feeders_section(results: Sequence[RunSummary], figure: str = "") -> str:
     first = next(r.feeders for r in runs if r.feeders is not None)
     seconds = sum(s.power_flow_seconds for s in _totals(runs))
     caption = (
-        f"{first.feeders:,} feeders a city, each under one residential compound (and, on "
-        "CIGRE's feeder, a workplace): pandapower's Kerber suburb and village and CIGRE LV "
-        "networks, their own loads following the city's base load with the transformer at "
-        f"60% at the peak. An overload is a transformer or line above {OVERLOAD:.0%} of its "
-        f"rating; the band is {low:.2f}-{high:.2f} pu (GB/T 12325-2008). AC power flow at "
-        f"every step of every run: {seconds:,.1f} CPU s in all. The optimising planners plan "
-        "within the feeders' limits (a model linearised around each step's base case: "
-        "import caps per compound and step); uncontrolled, tou and v2g-rules stand for "
-        "today's chargers and do not see them. Energy short: what owners lacked at "
-        "departure beyond what their own plug time and charger made unavoidable."
+        f"{first.feeders:,} feeders a city, each under one residential compound of the "
+        "city (its charging shared among the feeder's households): pandapower's Kerber "
+        "suburb and village and CIGRE LV networks, their own loads following the city's "
+        "base load with the transformer at 60% at the peak. An overload is a transformer "
+        f"or line above {OVERLOAD:.0%} of its rating; the band is {low:.2f}-{high:.2f} pu "
+        "(GB/T 12325-2008). AC power flow at every step of every run: "
+        f"{seconds:,.1f} CPU s in all. The optimising planners plan within the feeders' "
+        "limits (a model linearised around each step's base case: import caps per "
+        "compound and step); uncontrolled, tou and v2g-rules stand for today's chargers "
+        "and do not see them. Energy short: what owners lacked at departure beyond what "
+        "their own plug time and charger made unavoidable."
     )
     return (
         '<section id="feeders"><h2>Feeders</h2>'
