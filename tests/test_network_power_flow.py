@@ -4,12 +4,15 @@ and how a city's sites sit on feeders (:mod:`v2ghub.network`)."""
 from __future__ import annotations
 
 import copy
+import os
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandapower as pp
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,8 +26,10 @@ from v2ghub.network.feeders import (
     build_network,
     feeder_day,
 )
+from v2ghub.network.pandapower_import import pandapower
 from v2ghub.network.power_flow import FeederModel, bus_powers, feeder_model, solve_day
 
+pp = pandapower()
 VM_TOLERANCE_PU = 1e-8
 LOADING_TOLERANCE = 1e-6  # of the rating
 
@@ -190,3 +195,13 @@ def test_feeders_from_bad_input_say_what_is_wrong(tmp_path: Path) -> None:
         build_network("file", seed=1, path=not_a_network)
     with pytest.raises(InputError, match="at least 0"):
         attach_sites(_compounds(1), -1, seed=1)
+
+
+def test_pandapower_leaves_pyarrows_time_zones_alone() -> None:
+    """pandapower's import (through pandera) sets PYARROW_IGNORE_TIMEZONE, with which
+    pyarrow takes 09:00 in Shanghai for 09:00 UTC: v2ghub's import of it takes it back."""
+    pandapower()
+    assert "PYARROW_IGNORE_TIMEZONE" not in os.environ
+    nine = datetime(2026, 7, 1, 9, tzinfo=ZoneInfo("Asia/Shanghai"))
+    utc = pa.array([nine], type=pa.timestamp("us", tz="UTC"))
+    assert utc[0].as_py() == datetime(2026, 7, 1, 1, tzinfo=ZoneInfo("UTC"))

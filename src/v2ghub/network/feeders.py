@@ -38,6 +38,7 @@ import scipy.sparse as sp
 
 from v2ghub.errors import InputError
 from v2ghub.model.sites import SiteLimits
+from v2ghub.network.pandapower_import import pandapower
 from v2ghub.network.power_flow import FeederModel, FlowResult, bus_powers, feeder_model, solve_day
 from v2ghub.units import KW_PER_MW
 
@@ -80,9 +81,7 @@ class FeederKind:
 
 
 def _pandapower_networks() -> Any:
-    from pandapower import networks  # noqa: PLC0415 - heavy: only with feeders
-
-    return networks
+    return pandapower().networks
 
 
 def _kerber(name: str) -> Callable[[], Any]:
@@ -171,10 +170,8 @@ def sees_feeders(planner: str) -> bool:
 def build_network(kind: str, *, seed: int, path: Path | None = None) -> Any:
     """A pandapower network: a standard ``kind`` built from ``seed``, or a user's JSON."""
     if path is not None:
-        import pandapower as pp  # noqa: PLC0415
-
         try:
-            return pp.from_json(str(path))
+            return pandapower().from_json(str(path))
         except Exception as error:  # pandapower's reader raises many kinds
             raise InputError(f"cannot read the pandapower network: {error}", file=path) from None
     try:

@@ -38,6 +38,7 @@ import scipy.sparse.linalg as spla
 from threadpoolctl import ThreadpoolController
 
 from v2ghub.errors import InputError
+from v2ghub.network.pandapower_import import pandapower
 
 FloatArray = npt.NDArray[np.float64]
 ComplexArray = npt.NDArray[np.complex128]
@@ -117,8 +118,7 @@ def feeder_model(net: Any, *, name: str = "feeder") -> FeederModel:
 
     Raises :class:`InputError` for a network pandapower cannot solve or that has no single
     slack bus."""
-    import pandapower as pp  # noqa: PLC0415 - heavy: only where feeders are asked for
-
+    pp = pandapower()
     try:
         # numba=False: pandapower would compile its Newton-Raphson (seconds) for one run.
         pp.runpp(
