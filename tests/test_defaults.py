@@ -14,6 +14,7 @@ from v2ghub.defaults import DEFAULTS
 from v2ghub.live import charger_config, command_line, live_problem
 from v2ghub.live.profiles16 import Rates
 from v2ghub.model import valley_rule
+from v2ghub.network import feeder_limits, feeders
 from v2ghub.planning import mpc, reserve
 from v2ghub.regulation import envelope, frequency_response
 from v2ghub.scenarios import config, sessions_csv
@@ -153,6 +154,18 @@ CODE_DEFAULTS: list[tuple[str, object, str]] = [
         "valley_rule.VALLEY_RULE_PENALTY_CNY_PER_KWH",
         valley_rule.VALLEY_RULE_PENALTY_CNY_PER_KWH,
         "VALLEY_RULE_PENALTY_CNY_PER_KWH",
+    ),
+    ("feeders.VOLTAGE_BAND_PU", feeders.VOLTAGE_BAND_PU, "FEEDER_VOLTAGE_BAND_PU"),
+    (
+        "feeders.BASE_PEAK_TRAFO_LOADING",
+        feeders.BASE_PEAK_TRAFO_LOADING,
+        "FEEDER_BASE_PEAK_TRAFO_LOADING",
+    ),
+    ("feeder_limits.LOADING_MARGIN", feeder_limits.LOADING_MARGIN, "FEEDER_LOADING_MARGIN"),
+    (
+        "feeder_limits.VOLTAGE_MARGIN_PU",
+        feeder_limits.VOLTAGE_MARGIN_PU,
+        "FEEDER_VOLTAGE_MARGIN_PU",
     ),
     ("RegulationOffer.hours", OFFER.hours, "REGULATION_HOURS"),
     ("RegulationOffer.step_s", OFFER.step_s, "REGULATION_SIGNAL_STEP_S"),

@@ -117,6 +117,16 @@ DEMAND_RESPONSE_START_HOUR = 18
 DEMAND_RESPONSE_END_HOUR = 19
 DEMAND_RESPONSE_KW_PER_VEHICLE = 0.5
 
+# --- Distribution feeders (`simulate --feeders`) -----------------------------------------
+FEEDER_VOLTAGE_BAND_PU = (0.90, 1.07)
+"""Bus voltages a feeder must keep, per unit of nominal."""
+FEEDER_BASE_PEAK_TRAFO_LOADING = 0.6
+"""The most loaded transformer's loading from a feeder's own loads at the city's peak."""
+FEEDER_LOADING_MARGIN = 0.01
+"""Of each rating, kept free by the planners' feeder caps for what linearisation leaves out."""
+FEEDER_VOLTAGE_MARGIN_PU = 0.002
+"""Of the voltage band, kept free by the planners' feeder caps."""
+
 _EFFICIENCY = "share (0-1)"
 _SOC = "share of the battery (0-1)"
 _AC_EFFICIENCY_SOURCE = (
@@ -336,6 +346,34 @@ DEFAULTS: tuple[Default, ...] = (
         DEMAND_RESPONSE_KW_PER_VEHICLE,
         "kW per plugged vehicle",
         "assumption: half a kW below the baseline, not a programme's rule",
+    ),
+    Default(
+        "FEEDER_VOLTAGE_BAND_PU",
+        FEEDER_VOLTAGE_BAND_PU,
+        "pu of nominal (low, high)",
+        "GB/T 12325-2008: 220 V single-phase supply within +7% and -10% of nominal (the "
+        "households on a low-voltage feeder) [S]",
+    ),
+    Default(
+        "FEEDER_BASE_PEAK_TRAFO_LOADING",
+        FEEDER_BASE_PEAK_TRAFO_LOADING,
+        "share of the rating (0-1)",
+        "assumption: distribution transformers are sized with room for growth (50-70% peak "
+        "utilisation is usual planning practice) [M]; the test feeders' rated loads are design "
+        "values (the Kerber village's alone fill 88%)",
+    ),
+    Default(
+        "FEEDER_LOADING_MARGIN",
+        FEEDER_LOADING_MARGIN,
+        "share of a rating (0-1)",
+        "measured: charging at the caps puts the binding element at 99.0% of its rating in "
+        "AC on the three standard feeders (tests/test_feeder_limits.py)",
+    ),
+    Default(
+        "FEEDER_VOLTAGE_MARGIN_PU",
+        FEEDER_VOLTAGE_MARGIN_PU,
+        "pu",
+        "choice: the voltage's counterpart of the loading margin (a fifth of a percent)",
     ),
 )
 """Every default above, with its unit and source."""

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from v2ghub import defaults
 from v2ghub.model.fleet import Fleet
 from v2ghub.model.sites import SiteLimits
 from v2ghub.model.time_grid import TimeGrid
@@ -44,9 +45,9 @@ from v2ghub.units import WH_PER_KWH
 
 FloatArray = npt.NDArray[np.float64]
 
-LOADING_MARGIN = 0.01
+LOADING_MARGIN = defaults.FEEDER_LOADING_MARGIN
 """Of each rating, kept free for what the linear model leaves out."""
-VOLTAGE_MARGIN_PU = 0.002
+VOLTAGE_MARGIN_PU = defaults.FEEDER_VOLTAGE_MARGIN_PU
 PROBE_KW = 50.0
 """The step of the finite differences: about what a few home chargers draw."""
 MOVES = 1e-9

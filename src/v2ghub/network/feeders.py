@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from v2ghub import defaults
 from v2ghub.errors import InputError
 from v2ghub.model.sites import SiteLimits
 from v2ghub.network.pandapower_import import pandapower
@@ -45,12 +46,12 @@ from v2ghub.units import KW_PER_MW
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-VOLTAGE_BAND_PU = (0.90, 1.07)
+VOLTAGE_BAND_PU = defaults.FEEDER_VOLTAGE_BAND_PU
 """GB/T 12325-2008, for the 220 V single-phase supply of the households on these feeders:
 +7% and -10% of nominal."""
 OVERLOAD = 1.0
 """A branch's current over its rating above which it is overloaded."""
-BASE_PEAK_TRAFO_LOADING = 0.6
+BASE_PEAK_TRAFO_LOADING = defaults.FEEDER_BASE_PEAK_TRAFO_LOADING
 """The most loaded transformer's loading from the loads alone at the city's peak hour: a
 distribution transformer is sized with room for growth (planned peak utilisation of
 50-70% is usual practice)."""
