@@ -144,20 +144,21 @@ def _write_regulation_files(folder: Path, *, starts_at: datetime) -> tuple[Path,
     return sites, commitments, signal_file
 
 
-def _regulation_fleet(url: str, passwords: dict[str, str]) -> FleetConfig:
-    config = make_fleet_config(
-        url=url,
-        count=len(passwords),
-        max_power_kw=11.0,
-        seed=5,
-        meter_interval_s=2.0,
-        vehicles_per_station=1,
-        first_arrival_within_s=1.0,
-        dwell_h=(4.0, 4.0),
-        arrival_soc=(0.5, 0.5),
-        target_soc=(0.6, 0.6),
-        min_soc=0.2,
-    )
+def _regulation_fleet(url: str, passwords: dict[str, str], **fleet: Any) -> FleetConfig:
+    """One V2X station per password, 11 kW, plugged within a second (``fleet``: other
+    :func:`make_fleet_config` settings)."""
+    settings: dict[str, Any] = {
+        "max_power_kw": 11.0,
+        "seed": 5,
+        "meter_interval_s": 2.0,
+        "vehicles_per_station": 1,
+        "first_arrival_within_s": 1.0,
+        "dwell_h": (4.0, 4.0),
+        "arrival_soc": (0.5, 0.5),
+        "target_soc": (0.6, 0.6),
+        "min_soc": 0.2,
+    } | fleet
+    config = make_fleet_config(url=url, count=len(passwords), **settings)
     stations = tuple(
         replace(s, password=passwords[s.station_id], v2x=True) for s in config.stations
     )

@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import subprocess
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,11 +24,11 @@ import httpx
 import numpy as np
 
 from tests.openadr_vtn import until
-from tests.test_serve_grid_services import _serve_command, running_serve
+from tests.test_serve_grid_services import _regulation_fleet, _serve_command, running_serve
 from v2ghub.api.context import RegulationLive
 from v2ghub.api.mirror import LoopSide, Mirror, MirrorPublisher, MirrorUpdate, RemoteControl
 from v2ghub.api.web_process import WEB_NICENESS
-from v2ghub.live.chargers import ChargerFleet, FleetConfig, make_fleet_config
+from v2ghub.live.chargers import ChargerFleet, FleetConfig
 from v2ghub.live.clock import SystemClock
 from v2ghub.live.live_state import LiveStatus, PlanSnapshot, SitePlan, SitePowerLog
 from v2ghub.live.metrics import LiveMetrics
@@ -143,21 +142,9 @@ def test_the_copy_comes_whole_once_per_change_and_commands_reach_the_loop() -> N
 def _urgent_fleet(url: str, passwords: dict[str, str]) -> FleetConfig:
     """Two vehicles that need more than their chargers can give before they leave: every
     planner charges them at full power at once, whatever the hour's prices."""
-    config = make_fleet_config(
-        url=url,
-        count=len(passwords),
-        max_power_kw=11.0,
-        seed=5,
-        meter_interval_s=2.0,
-        vehicles_per_station=1,
-        first_arrival_within_s=1.0,
-        dwell_h=(1.5, 1.5),
-        arrival_soc=(0.2, 0.2),
-        target_soc=(0.9, 0.9),
-        min_soc=0.1,
+    return _regulation_fleet(
+        url, passwords, dwell_h=(1.5, 1.5), arrival_soc=(0.2, 0.2), target_soc=(0.9, 0.9)
     )
-    stations = tuple(replace(s, password=passwords[s.station_id]) for s in config.stations)
-    return replace(config, stations=stations)
 
 
 def _free_port() -> int:

@@ -103,15 +103,16 @@ def live_context(
         run_folder=run_folder,
         control_interval_s=settings.control_interval_s,
         site_limits=_site_limits(settings),
-        unknown_site_limits=(
-            settings.unknown_site_import_limit_kw,
-            settings.unknown_site_export_limit_kw,
-        ),
+        unknown_site_limits=_unknown_site_limits(settings),
     )
 
 
 def _site_limits(settings: ControlSettings) -> dict[str, tuple[float, float]]:
     return {site.site_id: (site.import_limit_kw, site.export_limit_kw) for site in settings.sites}
+
+
+def _unknown_site_limits(settings: ControlSettings) -> tuple[float, float]:
+    return settings.unknown_site_import_limit_kw, settings.unknown_site_export_limit_kw
 
 
 @asynccontextmanager
@@ -177,10 +178,7 @@ async def served_web(
         run_folder=run_folder,
         control_interval_s=settings.control_interval_s,
         site_limits=_site_limits(settings),
-        unknown_site_limits=(
-            settings.unknown_site_import_limit_kw,
-            settings.unknown_site_export_limit_kw,
-        ),
+        unknown_site_limits=_unknown_site_limits(settings),
         power_log_keep=control.status.power_log.keep,
         log_level=logging.getLogger().getEffectiveLevel(),
     )
