@@ -328,14 +328,26 @@ def _envelope_rows(
             ]
 
 
-def _labels(names: Sequence[str], index: npt.ArrayLike) -> pa.Array:
-    """Text per row from a few names and each row's index into them, made by Arrow (no
-    Python string per row)."""
-    return pa.array(list(names), type=pa.string()).take(pa.array(np.asarray(index)))
+def _labels(names: Sequence[str], index: npt.ArrayLike) -> pa.DictionaryArray:
+    """Text per row from a few names and each row's index into them, as a dictionary array
+    of the distinct names (no string made per row)."""
+    distinct, position = np.unique(np.asarray(list(names), dtype=object), return_inverse=True)
+    codes = position.astype(np.int32)[np.asarray(index)]
+    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(distinct, type=pa.string()))
 
 
-def _repeated(name: str, n: int) -> pa.Array:
-    return _labels([name], np.zeros(n, dtype=np.int64))
+def _repeated(name: str, n: int) -> pa.DictionaryArray:
+    return _labels([name], np.zeros(n, dtype=np.int32))
+
+
+def _as_text(table: pa.Table) -> pa.Table:
+    """``table`` with its dictionary columns as plain text columns."""
+    return pa.table(
+        {
+            name: column.cast(pa.string()) if pa.types.is_dictionary(column.type) else column
+            for name, column in zip(table.column_names, table.columns, strict=True)
+        }
+    )
 
 
 def _session_ids(case: CityCase) -> pa.Array:
@@ -349,6 +361,11 @@ def _session_ids(case: CityCase) -> pa.Array:
 
 def sessions_table(result: RunResult) -> pa.Table:
     """Per-session outcomes of one run as an Arrow table."""
+    return _as_text(_coded_sessions_table(result))
+
+
+def _coded_sessions_table(result: RunResult) -> pa.Table:
+    """:func:`sessions_table` with its text columns of few values as dictionary arrays."""
     case = result.run.case
     fleet = case.fleet
     outcomes = result.outcomes
@@ -390,6 +407,11 @@ def meter_table(result: RunResult) -> pa.Table:
     (CNY/kWh). This is what ``v2ghub settle`` settles; the live aggregator's meter values
     take the same form.
     """
+    return _as_text(_coded_meter_table(result))
+
+
+def _coded_meter_table(result: RunResult) -> pa.Table:
+    """:func:`meter_table` with its text columns of few values as dictionary arrays."""
     case = result.run.case
     run = result.run
     prices = run.prices
@@ -419,6 +441,18 @@ def meter_table(result: RunResult) -> pa.Table:
     )
 
 
+# What TableWriter builds for each table: the text columns of few values (cities,
+# planners, sites, kinds, periods, prices) as dictionary arrays, which the Parquet writer
+# stores as the dictionary pages it would otherwise make by hashing every row's text.
+_CODED: dict[Callable[[RunResult], pa.Table], Callable[[RunResult], pa.Table]] = {
+    sessions_table: _coded_sessions_table,
+    meter_table: _coded_meter_table,
+}
+UNIQUE_COLUMNS = ("session_id",)
+"""Columns with a value per row: written without a dictionary or min-max statistics
+(hashing and comparing a million distinct ids costs more than they could ever save)."""
+
+
 class TableWriter:
     """Appends one Arrow table per run to a Parquet file as the runs finish.
 
@@ -426,11 +460,15 @@ class TableWriter:
     Each table is written by a thread of its own while the next run simulates (Arrow
     writes without holding the interpreter), in order; a failed write is raised by the next
     call or on leaving. Use as a context manager.
+
+    Dictionary columns are written as dictionary pages and without the Arrow schema in the
+    footer, so that they read back as the text columns ``table_of`` stands for; columns
+    with a value per row (:data:`UNIQUE_COLUMNS`) have neither dictionary nor statistics.
     """
 
     def __init__(self, path: Path, table_of: Callable[[RunResult], pa.Table]) -> None:
         self.path = path
-        self.table_of = table_of
+        self.table_of = _CODED.get(table_of, table_of)
         self._writer: pq.ParquetWriter | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
         self._pending: Future[None] | None = None
@@ -443,7 +481,7 @@ class TableWriter:
 
     def _append(self, table: pa.Table) -> None:
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, table.schema)
+            self._writer = _parquet_writer(self.path, table.schema)
         self._writer.write_table(table)
 
     def _wait(self) -> None:
@@ -469,6 +507,20 @@ class TableWriter:
             self._pool.shutdown(wait=True)
             if self._writer is not None:
                 self._writer.close()
+
+
+def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """A Parquet writer for tables of ``schema`` (see :class:`TableWriter`)."""
+    coded = [field.name for field in schema if pa.types.is_dictionary(field.type)]
+    if not coded:
+        return pq.ParquetWriter(path, schema)
+    return pq.ParquetWriter(
+        path,
+        schema,
+        store_schema=False,
+        use_dictionary=[name for name in schema.names if name not in UNIQUE_COLUMNS],
+        write_statistics=[name for name in schema.names if name not in UNIQUE_COLUMNS],
+    )
 
 
 def _mw(kw: float) -> str:
