@@ -221,6 +221,34 @@ def test_a_fleet_without_chemistry_is_lfp() -> None:
     assert default.tolist() == lfp.tolist()
 
 
+def test_a_mixed_fleet_fades_each_vehicle_as_a_fleet_of_its_chemistry() -> None:
+    n = 6
+    soc = np.linspace(0.2, 0.9, n)
+    battery_kwh = np.linspace(40.0, 80.0, n)
+    charged_kwh = np.linspace(5.0, 70.0, n)
+    c_rate = np.full(n, 0.15)
+    mixed = np.array([Chemistry.LFP, Chemistry.NMC] * (n // 2), dtype=np.int8)
+
+    def fades(chemistry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calendar = calendar_fade(MODEL, chemistry=chemistry, mean_soc=soc, days=np.ones(n))
+        cycle = cycle_fade(
+            MODEL,
+            chemistry=chemistry,
+            battery_kwh=battery_kwh,
+            charged_kwh=charged_kwh,
+            c_rate=c_rate,
+            mean_soc=soc,
+        )
+        return calendar, cycle
+
+    for kind in (Chemistry.LFP, Chemistry.NMC):
+        rows = mixed == kind
+        one = fades(np.full(n, kind, dtype=np.int8))
+        for of_mixed, of_one in zip(fades(mixed), one, strict=True):
+            assert of_mixed[rows].tolist() == of_one[rows].tolist()
+            assert (of_one > 0).all()
+
+
 # ------------------------------------------------------------------ data
 
 
