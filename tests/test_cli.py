@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pyarrow.parquet as pq
 import pytest
@@ -332,3 +335,56 @@ def test_a_bad_signal_file_is_named_with_its_row(
     assert _simulate(tmp_path / "out", "--regulation-signal", str(signal)) == 2
     err = capsys.readouterr().err
     assert f"{signal}: row 3, field signal" in err
+
+
+def _command(
+    *args: str, code: str = "from v2ghub.cli import main; main()"
+) -> CompletedProcess[str]:
+    """Run ``code`` (by default the installed command's entry) with ``args`` as its
+    command line, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_the_command_ends_with_its_output_flushed_and_its_exit_code(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = _command(
+        "simulate",
+        "--quiet",
+        "--cities",
+        "Shenzhen",
+        "--vehicles",
+        "20",
+        "--planners",
+        "tou",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    # The last line reaches the pipe, though the process skips the interpreter's exit.
+    assert done.stdout.startswith("wrote ")
+    assert re.search(r"settlement\.json in [0-9.]+ s\n$", done.stdout)
+    assert pq.read_table(out / "sessions.parquet").num_rows == 20
+    refused = _command("simulate", "--quiet", "--cities", "Atlantis", "--out", str(out))
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: field simulation.cities: unknown city 'Atlantis'")
+
+
+def test_leave_lets_running_threads_finish() -> None:
+    code = (
+        "import threading, time\n"
+        "from v2ghub.cli import leave\n"
+        "def late() -> None:\n"
+        "    time.sleep(0.3)\n"
+        "    print('finished', flush=True)\n"
+        "threading.Thread(target=late).start()\n"
+        "print('leaving', end=' ')\n"
+        "leave(3)\n"
+    )
+    done = _command(code=code)
+    assert (done.returncode, done.stdout) == (3, "leaving finished\n")

@@ -5,13 +5,15 @@ command imports its part of the library only when it runs."""
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 from rich.console import Console
 
@@ -510,8 +512,19 @@ def _service_command(args: argparse.Namespace, console: Console) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``v2ghub`` command."""
+    """Entry point of the ``v2ghub`` command: the exit code of the command ``argv`` names.
+
+    Without ``argv`` (the installed command, which reads ``sys.argv``), a ``simulate``
+    that has written its results ends the process at once (:func:`leave`).
+    """
     args = build_parser().parse_args(argv)
+    code = _run(args)
+    if argv is None and args.command == "simulate":
+        leave(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     # Wide enough for the summary table when the output is a file or a pipe.
     console = Console(width=None if sys.stdout.isatty() else 120)
     errors = Console(stderr=True)
@@ -537,6 +550,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors.print("interrupted")
         return 130
     return 0
+
+
+def leave(code: int) -> NoReturn:
+    """End the process with exit ``code``, its output flushed, without the interpreter's
+    teardown where nothing needs it.
+
+    The teardown frees every module and object one by one: about 0.5 s of CPU after a
+    million-vehicle ``simulate``, for memory the system takes back whole anyway. It runs
+    as usual (``sys.exit``) when the output cannot be flushed or something still needs
+    it: Ray started in this process, child processes, or threads other than daemons.
+    """
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: the interpreter says so, as always
+        sys.exit(code)
+    if _needs_teardown():
+        sys.exit(code)
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    os._exit(code)
+
+
+def _needs_teardown() -> bool:
+    """Whether anything the interpreter's exit would finish is still running."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return True
+    processes = sys.modules.get("multiprocessing")
+    if processes is not None and processes.active_children():
+        return True
+    main_thread = threading.main_thread()
+    return any(
+        thread is not main_thread and not thread.daemon and thread.is_alive()
+        for thread in threading.enumerate()
+    )
 
 
 if __name__ == "__main__":
