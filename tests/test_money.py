@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from v2ghub.settlement.money import bills_fen, energy_wh, fen_to_cny, price_nano, round_fen
+from v2ghub.settlement.money import (
+    bills_fen,
+    energy_wh,
+    fen_to_cny,
+    price_nano,
+    round_fen,
+    row_sums,
+)
 
 
 def test_meter_rounds_half_away_from_zero() -> None:
@@ -96,3 +103,16 @@ def test_vectorised_bill_equals_decimal_arithmetic(
         export_price_cny_per_kwh=export_prices,
     )
     assert fen_to_cny(int(bill[0])) == rounded
+
+
+@given(st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=1, max_size=50))
+def test_meter_reading_is_the_half_away_rounding_of_the_kwh_times_1000(kwh: list[float]) -> None:
+    energy_kwh = np.array(kwh)
+    by_definition = np.sign(energy_kwh) * np.floor(np.abs(energy_kwh) * 1000 + 0.5)
+    assert energy_wh(energy_kwh).tolist() == by_definition.astype(np.int64).tolist()
+
+
+@given(st.lists(st.lists(st.integers(-(2**40), 2**40), min_size=3, max_size=3), max_size=20))
+def test_row_sums_add_each_rows_levels(lines: list[list[int]]) -> None:
+    array = np.array(lines, dtype=np.int64).reshape(len(lines), 3)
+    assert row_sums(array).tolist() == [sum(row) for row in lines]

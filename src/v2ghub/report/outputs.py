@@ -34,7 +34,7 @@ from v2ghub.model.case import CityCase
 from v2ghub.model.fleet import ChargerKind
 from v2ghub.report.wear_columns import WEAR_TOTALS, wear_columns
 from v2ghub.settlement.kpis import VALLEY_SHARE_RULE, VALLEY_SHARE_RULE_PRIVATE
-from v2ghub.settlement.money import energy_wh, fen_to_cny
+from v2ghub.settlement.money import fen_to_cny
 from v2ghub.sim.metrics import (
     CityMetrics,
     RunResult,
@@ -415,8 +415,8 @@ def _coded_meter_table(result: RunResult) -> pa.Table:
     case = result.run.case
     run = result.run
     prices = run.prices
-    import_wh = energy_wh(run.import_kwh_by_level)
-    export_wh = energy_wh(run.export_kwh_by_level)
+    import_wh = result.outcomes.import_wh
+    export_wh = result.outcomes.export_wh
     session, level = np.nonzero((import_wh != 0) | (export_wh != 0))
     fleet = case.fleet
     kinds = [k.name.lower() for k in ChargerKind]

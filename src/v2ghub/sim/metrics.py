@@ -55,7 +55,8 @@ def fold_daily(values: FloatArray, steps_per_day: int, days: int) -> FloatArray:
 
 @dataclass(frozen=True)
 class SessionOutcomes:
-    """Per session: energy asked for, delivered and missing; bill in fen."""
+    """Per session: energy asked for, delivered and missing; bill in fen; the metered
+    energy it was billed for, per price level (``(sessions, levels)``, integer Wh)."""
 
     required_kwh: FloatArray
     delivered_kwh: FloatArray
@@ -64,6 +65,8 @@ class SessionOutcomes:
     charged_kwh: FloatArray
     discharged_kwh: FloatArray
     bill_fen: npt.NDArray[np.int64]
+    import_wh: npt.NDArray[np.int64]
+    export_wh: npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -203,9 +206,11 @@ def session_outcomes(run: SimulationRun) -> SessionOutcomes:
     )
     unmet = np.maximum(target - run.energy_final_kwh, 0.0)
     unmet = np.where(unmet > UNMET_TOLERANCE_KWH, unmet, 0.0)
+    import_wh = energy_wh(run.import_kwh_by_level)
+    export_wh = energy_wh(run.export_kwh_by_level)
     bill = bills_fen(
-        import_wh=energy_wh(run.import_kwh_by_level),
-        export_wh=energy_wh(run.export_kwh_by_level),
+        import_wh=import_wh,
+        export_wh=export_wh,
         import_price_cny_per_kwh=run.prices.import_price_cny_per_kwh,
         export_price_cny_per_kwh=run.prices.export_price_cny_per_kwh,
     )
@@ -217,6 +222,8 @@ def session_outcomes(run: SimulationRun) -> SessionOutcomes:
         charged_kwh=run.energy_charged_kwh,
         discharged_kwh=run.energy_discharged_kwh,
         bill_fen=bill,
+        import_wh=import_wh,
+        export_wh=export_wh,
     )
 
 
@@ -340,7 +347,7 @@ def evaluate(run: SimulationRun) -> RunResult:
     """Derive outcomes, daily curves and metrics of a run."""
     outcomes = session_outcomes(run)
     curves = daily_curves(run)
-    wear = session_wear(run, ageing_model())
+    wear = session_wear(run, ageing_model(), export_wh=outcomes.export_wh)
     metrics = replace(city_metrics(run, outcomes, curves), **wear.totals())
     return RunResult(run=run, outcomes=outcomes, curves=curves, metrics=metrics, wear=wear)
 

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from v2ghub.model.battery_ageing import AgeingModel, calendar_fade, cycle_fade
-from v2ghub.settlement.money import amount_fen, energy_wh, fen_to_cny, price_nano
+from v2ghub.settlement.money import amount_fen, energy_wh, fen_to_cny, price_nano, row_sums
 from v2ghub.sim.run_state import SimulationRun
 from v2ghub.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 
@@ -108,8 +108,14 @@ def day_mean_soc(run: SimulationRun) -> tuple[FloatArray, FloatArray]:
     return np.clip(mean_soc, 0.0, 1.0), day_h * SECONDS_PER_HOUR / SECONDS_PER_DAY
 
 
-def session_wear(run: SimulationRun, model: AgeingModel) -> SessionWear:
-    """The wear of every session of ``run`` (see the module for what each part means)."""
+def session_wear(
+    run: SimulationRun, model: AgeingModel, *, export_wh: IntArray | None = None
+) -> SessionWear:
+    """The wear of every session of ``run`` (see the module for what each part means).
+
+    ``export_wh``: the run's metered export per session and price level (integer Wh),
+    when already read (:func:`~v2ghub.settlement.money.energy_wh` of its export kWh).
+    """
     fleet = run.case.fleet
     mean_soc, days = day_mean_soc(run)
     charged_kwh = run.energy_charged_kwh * fleet.charge_efficiency
@@ -132,14 +138,16 @@ def session_wear(run: SimulationRun, model: AgeingModel) -> SessionWear:
     calendar = calendar_fade(model, chemistry=fleet.chemistry, mean_soc=mean_soc, days=days)
     v2g_fade_kwh = v2g * fleet.battery_kwh
     export_nano = price_nano(run.prices.export_price_cny_per_kwh)
-    payment = amount_fen(energy_wh(run.export_kwh_by_level), export_nano[None, :]).sum(axis=1)
+    if export_wh is None:
+        export_wh = energy_wh(run.export_kwh_by_level)
+    payment = row_sums(amount_fen(export_wh, export_nano[None, :]))
     return SessionWear(
         mean_soc=mean_soc,
         calendar_fade_kwh=calendar * fleet.battery_kwh,
         cycle_fade_kwh=cycle * fleet.battery_kwh,
         v2g_fade_kwh=v2g_fade_kwh,
         v2g_fade_value_fen=value_fen(v2g_fade_kwh, model),
-        v2g_payment_fen=np.asarray(payment, dtype=np.int64),
+        v2g_payment_fen=payment,
     )
 
 
