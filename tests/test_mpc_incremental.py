@@ -229,14 +229,49 @@ def test_the_held_charging_counts_as_metered_for_the_valley_rule() -> None:
     assert free_rule.private_charged_kwh == pytest.approx(charged[[0, 2]].sum())
 
 
-def test_problem_rows_keeps_the_horizon_and_refuses_forecast_rows() -> None:
+def test_problem_rows_keeps_the_horizon_and_the_forecast_rows_last() -> None:
     two = TWO_SITES.rows(np.array([2, 0]))
     assert two.vehicle_index.tolist() == [2, 0]
     assert two.energy_kwh.tolist() == [30.0, 10.0]
     assert two.grid == TWO_SITES.grid
+    assert two.expected_count == 0
     np.testing.assert_array_equal(two.import_limit_kw, TWO_SITES.import_limit_kw)
-    with pytest.raises(ValueError, match="plugged rows only"):
-        replace(TWO_SITES, expected_count=1).rows(np.array([2]))
+    forecast = replace(TWO_SITES, expected_count=1)  # row 2 stands for sessions to come
+    kept = forecast.rows(np.array([0, 2]))
+    assert kept.expected_count == 1
+    assert kept.n_plugged == 1
+    assert kept.energy_kwh.tolist() == [10.0, 30.0]
+    assert forecast.rows(np.array([1])).expected_count == 0
+    with pytest.raises(ValueError, match="plugged rows first, then forecast rows"):
+        forecast.rows(np.array([2, 0]))
+
+
+def test_the_groups_expected_later_are_planned_afresh_beside_the_held_vehicles() -> None:
+    power_kw, held, later = held_and_next(TWO_SITES)
+    # Sessions expected at the limited site in two hours, for the rest of the horizon.
+    expected = with_arrival(later, site=1, max_charge_kw=20.0)
+    arrival = expected.arrival_step.copy()
+    arrival[3] = 2
+    expected = replace(
+        expected,
+        vehicle_index=np.append(later.vehicle_index, -1),
+        arrival_step=arrival,
+        expected_count=1,
+    )
+    partial = held.partial(expected, most_free_share=1.0)
+    assert partial is not None
+    assert partial.free_rows.tolist() == [3]  # the vehicles keep their plans
+    assert partial.problem.expected_count == 1
+    assert partial.problem.arrival_step.tolist() == [2]
+    np.testing.assert_allclose(partial.held_power_kw[:3], power_kw[:, 1:])
+    load = partial.problem.site_load_kw
+    assert load is not None
+    np.testing.assert_allclose(load[1], power_kw[2, 1:])
+    # A forecast row short of its target names no site: it is no vehicle.
+    never = np.zeros((4, expected.grid.length))
+    assert short_sites(expected, never).tolist() == [1]  # vehicle 2 is short at site 1
+    never[2] = 7.0
+    assert short_sites(expected, never).tolist() == []
 
 
 @FEW

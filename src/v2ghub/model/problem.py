@@ -191,11 +191,12 @@ class Problem:
         return self.grid.dt_h
 
     def rows(self, index: IntArray) -> Problem:
-        """The problem of the vehicle rows ``index`` only (plugged rows; the forecast rows
-        are dropped), with the same horizon, sites, prices and signals."""
+        """The problem of the rows ``index`` only, with the same horizon, sites, prices and
+        signals: plugged rows, then any forecast rows (which stay forecast rows)."""
         index = np.asarray(index, dtype=np.int64)
-        if index.size and index.max() >= self.n_plugged:
-            raise ValueError("Problem.rows takes plugged rows only, not forecast rows")
+        forecast = index >= self.n_plugged
+        if np.any(forecast[:-1] > forecast[1:]):
+            raise ValueError("Problem.rows takes the plugged rows first, then forecast rows")
         per_vehicle = {
             f.name: getattr(self, f.name)[index]
             for f in fields(self)
@@ -205,7 +206,7 @@ class Problem:
         rule = self.valley_rule
         if rule is not None:
             rule = replace(rule, private=rule.private[index])
-        return replace(self, **per_vehicle, expected_count=0, valley_rule=rule)
+        return replace(self, **per_vehicle, expected_count=int(forecast.sum()), valley_rule=rule)
 
 
 @dataclass(frozen=True)

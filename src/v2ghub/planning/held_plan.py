@@ -104,11 +104,12 @@ class HeldPlan:
         free_sites: IntArray | None = None,
     ) -> PartialProblem | None:
         """The problem of what changed (module docstring), or None when the whole problem
-        is better planned anew: not on this plan's grid, forecast rows present, or more
-        than ``most_free_share`` of the vehicles free. Every vehicle of ``free_sites`` is
-        free."""
+        is better planned anew: not on this plan's grid, or more than ``most_free_share``
+        of the rows free. Every vehicle of ``free_sites`` is free, and so is every forecast
+        row (a plan holds vehicles only: the groups expected later are forecast afresh at
+        every instant)."""
         k = self.offset(problem)
-        if k is None or problem.expected_count or k >= self.power_kw.shape[1]:
+        if k is None or k >= self.power_kw.shape[1]:
             return None
         n, horizon = problem.n_vehicles, problem.grid.length
         held, row = self._known(problem.vehicle_index)
@@ -210,6 +211,7 @@ def short_sites(
     unavoidable_kwh = np.maximum(problem.target_energy_kwh - reachable_kwh, 0.0)
     limited = np.isfinite(problem.import_limit_kw) | np.isfinite(problem.export_limit_kw)
     cost_energy = (short_kwh > unavoidable_kwh + SHORT_TOLERANCE_KWH) & limited[problem.site_index]
+    cost_energy[problem.n_plugged :] = False  # a forecast row is no vehicle
     if leaving_by is not None:
         cost_energy &= problem.departure_step <= leaving_by
     return np.unique(problem.site_index[cost_energy])

@@ -61,7 +61,8 @@ class Simulator:
     site_caps:
         What the feeders under the sites allow them step by step
         (:mod:`v2ghub.network.feeder_limits`): every problem the planner gets carries the
-        caps' room as load at the sites, and their limits.
+        caps' room as load at the sites, and their limits; a planner that asks for the
+        sessions expected later is told of those at the capped sites.
     """
 
     def __init__(
@@ -100,8 +101,7 @@ class Simulator:
                 fleet=run.fleet,
                 first_step=run.first_step,
                 end_step=run.end_step,
-                site_limited=np.isfinite(self.case.sites.import_limit_kw)
-                | np.isfinite(self.case.sites.export_limit_kw),
+                site_limited=self._site_limited(),
                 steps_per_group=max(1, round(1 / self.case.grid.dt_h)),
             )
             if capabilities_of(self.planner).expected_arrivals
@@ -117,6 +117,15 @@ class Simulator:
             regulation=self.regulation,
             demand_response=self.demand_response,
         )
+
+    def _site_limited(self) -> npt.NDArray[np.bool_]:
+        """Per site, whether a planner that asks is told of the sessions expected there:
+        where a feeder caps the sites, the capped sites (a compound's evening arrivals
+        need the night's room under its cap); else every site with a limit."""
+        if self.site_caps is not None:
+            return np.asarray(np.isfinite(self.site_caps.import_cap_kw).any(axis=1))
+        sites = self.case.sites
+        return np.asarray(np.isfinite(sites.import_limit_kw) | np.isfinite(sites.export_limit_kw))
 
     def _step(self, run: _Run, step: int) -> None:
         """One step: plug in, plan when due, answer an event, envelope, apply and meter."""
