@@ -195,6 +195,11 @@ def test_feeders_from_bad_input_say_what_is_wrong(tmp_path: Path) -> None:
         build_network("file", seed=1, path=not_a_network)
     with pytest.raises(InputError, match="at least 0"):
         attach_sites(_compounds(1), -1, seed=1)
+    # Rooftop PV as a static generator: the batched model has loads only, so it refuses.
+    with_pv = copy.deepcopy(_network("cigre-lv"))
+    pp.create_sgen(with_pv, int(with_pv.load.bus.iloc[0]), p_mw=0.01)
+    with pytest.raises(InputError, match=r"found 1 external grids and 1 generators in service"):
+        feeder_model(with_pv, name="pv")
 
 
 def test_pandapower_leaves_pyarrows_time_zones_alone() -> None:

@@ -188,6 +188,18 @@ def build_network(kind: str, *, seed: int, path: Path | None = None) -> Any:
         random.setstate(state)
 
 
+def check_network_file(path: Path) -> None:
+    """Refuse a user's network the feeders cannot use, before anything is built from it
+    (:class:`InputError` naming the file): one that does not read, that pandapower cannot
+    solve, or that :func:`~v2ghub.network.power_flow.feeder_model` does not take."""
+    try:
+        feeder_model(build_network("file", seed=0, path=path), name="network")
+    except InputError as error:
+        if error.file is not None:
+            raise
+        raise InputError(error.problem, file=path) from None
+
+
 def attach_sites(
     sites: SiteLimits,
     n_feeders: int,

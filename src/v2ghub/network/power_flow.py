@@ -119,6 +119,13 @@ def feeder_model(net: Any, *, name: str = "feeder") -> FeederModel:
     Raises :class:`InputError` for a network pandapower cannot solve or that has no single
     slack bus."""
     pp = pandapower()
+    grids = int(net.ext_grid.in_service.sum())
+    generators = int(net.gen.in_service.sum()) + int(net.sgen.in_service.sum())
+    if grids != 1 or generators:
+        raise InputError(
+            f"feeder {name}: one external grid and no generators are supported (found "
+            f"{grids} external grids and {generators} generators in service)"
+        )
     try:
         # numba=False: pandapower would compile its Newton-Raphson (seconds) for one run.
         pp.runpp(
@@ -132,8 +139,8 @@ def feeder_model(net: Any, *, name: str = "feeder") -> FeederModel:
         raise InputError(f"feeder {name}: pandapower's power flow failed: {error}") from None
     ppc = net._ppc
     internal = ppc["internal"]
-    ref = np.asarray(internal["ref"], dtype=np.int64)
-    if ref.size != 1 or len(internal["pv"]):
+    ref = np.asarray(internal.get("ref", ()), dtype=np.int64)
+    if ref.size != 1 or len(internal.get("pv", ())):
         raise InputError(
             f"feeder {name}: one external grid and no generator buses are supported "
             f"(found {ref.size} slack and {len(internal['pv'])} voltage-controlled buses)"

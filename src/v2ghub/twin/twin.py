@@ -14,7 +14,7 @@ from v2ghub import __version__
 from v2ghub.errors import InputError
 from v2ghub.model.case import CityCase
 from v2ghub.model.problem import Planner, capabilities_of
-from v2ghub.network.feeders import FeederOptions
+from v2ghub.network.feeders import FeederOptions, check_network_file
 from v2ghub.planning import make_planner
 from v2ghub.regulation.demand_response import DemandResponseEvent
 from v2ghub.scale.coordination import JACOBI_ROUNDS
@@ -178,6 +178,9 @@ class Twin:
         :class:`~v2ghub.errors.InputError`)."""
         if self.sharded:
             self._check_shardable()
+        network_file = self.scenario.settings.simulation.feeder_network
+        if self.scenario.settings.simulation.feeders and network_file is not None:
+            check_network_file(network_file)
         largest = self.scenario.largest_fleet
         for planner in self.planners:
             made = make_planner(planner) if isinstance(planner, str) else planner
