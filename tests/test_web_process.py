@@ -12,11 +12,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
 import socket
 import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -137,6 +139,49 @@ def test_the_copy_comes_whole_once_per_change_and_commands_reach_the_loop() -> N
     ours.close()
     assert not publisher.send()  # the web process's end is gone: said once, not raised
     theirs.close()
+
+
+async def test_a_web_process_slow_to_read_never_holds_the_chargers_event_loop() -> None:
+    ours, theirs = multiprocessing.get_context("spawn").Pipe(duplex=True)
+    # An update far larger than the pipe's buffer: writing it waits for the reader.
+    measured = {f"CP-{k}": float(k) for k in range(100_000)}
+    side = LoopSide(
+        status=LiveStatus(),
+        connected=frozenset,
+        measured=lambda: measured,
+        metrics=LiveMetrics(),
+        trigger=lambda _: None,
+    )
+    publisher = MirrorPublisher(ours, side, interval_s=0.05)
+    loop_ran = threading.Event()
+    waited: list[bool] = []
+    received: list[MirrorUpdate] = []
+
+    def slow_reader() -> None:
+        # It reads only once the loop has run on (or after a deadline, so that a loop
+        # held by the write fails the test instead of hanging it), then to the end.
+        waited.append(loop_ran.wait(DEADLINE_S))
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                received.append(theirs.recv())
+
+    reader = threading.Thread(target=slow_reader, daemon=True)
+    reader.start()
+    publishing = asyncio.create_task(publisher.run())
+    await asyncio.sleep(0.2)  # the first update is being written: the reader has not read
+    loop_ran.set()
+    await until(lambda: len(received) >= 2, timeout_s=DEADLINE_S, what="two updates")
+    publishing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await publishing
+    sent = publisher.updates_gathered
+    ours.close()
+    await asyncio.to_thread(reader.join, DEADLINE_S)
+    theirs.close()
+    assert waited == [True]  # the loop ran while the write waited
+    # Every update gathered was written, in order, before the run ended.
+    assert len(received) == sent
+    assert all(update.measured_kw == measured for update in received)
 
 
 def _urgent_fleet(url: str, passwords: dict[str, str]) -> FleetConfig:

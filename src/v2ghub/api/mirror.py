@@ -9,7 +9,11 @@ loop's memory in the same process now comes over one duplex pipe:
   the loop replaced them (each is one object, replaced whole, so an identity check says
   so), the site power rows appended since the last update, the loop's counts, the
   stations connected and their metered power, the grid services' figures and the OCPP
-  side's metrics text;
+  side's metrics text. The update is gathered on the chargers' event loop (references and
+  small copies) and pickled and written by a thread of its own: with a plan for 1,000
+  chargers an update is about 270 kB, and writing it on the loop held every charger's
+  message for as long as the web process took to read it (4.8 ms a write at the median,
+  32 ms at the 99th percentile);
 - from the web process (:class:`RemoteControl`), the commands the API gives the loop: a
   re-plan (a grid event written) and recorded regulation signal samples to broadcast.
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +46,8 @@ LOG = logging.getLogger("v2ghub.api")
 
 MIRROR_INTERVAL_S = 0.5
 """Wall seconds between two updates of the web process's copy."""
+WRITER_STOP_TIMEOUT_S = 5.0
+"""At the end, the longest the updates still queued may take to be written."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,9 @@ class MirrorPublisher:
         self._sent_latest: object = _NOTHING
         self._sent_setpoints: object = _NOTHING
         self._broken = False
+        self._outbox: queue.SimpleQueue[MirrorUpdate | None] = queue.SimpleQueue()
+        self.updates_gathered = 0
+        """Updates :meth:`run` has handed to its writer thread."""
         side.status.power_log.listen(self._rows.extend)
 
     def update(self) -> MirrorUpdate:
@@ -131,27 +141,47 @@ class MirrorPublisher:
         )
 
     def send(self) -> bool:
-        """Send one update; False once the web process has gone."""
+        """Send one update now, on the caller's thread; False once the web process has
+        gone."""
+        return self._write(self.update())
+
+    def _write(self, update: MirrorUpdate) -> bool:
         if self._broken:
             return False
         try:
-            self._connection.send(self.update())
+            self._connection.send(update)
         except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
             self._broken = True
             LOG.warning("the web API's process has gone: its copy of the loop is no longer kept")
             return False
         return True
 
+    def _write_queued(self) -> None:
+        """The writer thread: send the updates in order until told to stop (None)."""
+        while (update := self._outbox.get()) is not None:
+            if not self._write(update):
+                return
+
     async def run(self) -> None:
-        """Send updates until cancelled, and take commands as they come."""
+        """Gather an update every interval and hand it to the writer thread until
+        cancelled; take commands as they come."""
         loop = asyncio.get_running_loop()
         loop.add_reader(self._connection.fileno(), self._take_command)
+        writer = threading.Thread(
+            target=self._write_queued, name="v2ghub-web-mirror-writer", daemon=True
+        )
+        writer.start()
         try:
-            while self.send():
+            while not self._broken:
+                self._outbox.put(self.update())
+                self.updates_gathered += 1
                 await asyncio.sleep(self._interval_s)
         finally:
             with contextlib.suppress(ValueError, OSError):
                 loop.remove_reader(self._connection.fileno())
+            self._outbox.put(None)
+            # What is queued is written before the pipe closes (the web process reads on).
+            await asyncio.shield(asyncio.to_thread(writer.join, WRITER_STOP_TIMEOUT_S))
 
     def _take_command(self) -> None:
         try:
