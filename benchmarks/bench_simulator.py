@@ -58,15 +58,16 @@ def _baseline_seconds(n: int, steps: int) -> float:
 
 # The child reports its own peak: /proc's VmHWM starts afresh at exec, whereas ru_maxrss
 # would count the benchmark's own memory, which the child holds between fork and exec.
+# It then ends as the installed command does (``leave``: no interpreter teardown).
 CHILD = """
 import sys
-from v2ghub.cli import main
+from v2ghub.cli import leave, main
 code = main(sys.argv[2:])
 with open("/proc/self/status", encoding="ascii") as status:
     peak_kib = next(line.split()[1] for line in status if line.startswith("VmHWM"))
 with open(sys.argv[1], "w", encoding="ascii") as out:
     out.write(peak_kib)
-sys.exit(code)
+leave(code)
 """
 
 
