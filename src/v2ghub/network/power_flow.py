@@ -116,8 +116,8 @@ class FlowResult:
 def feeder_model(net: Any, *, name: str = "feeder") -> FeederModel:
     """The batched model of a pandapower network (its base case solved once by pandapower).
 
-    Raises :class:`InputError` for a network pandapower cannot solve or that has no single
-    slack bus."""
+    Raises :class:`InputError` for a network pandapower cannot solve, or with other than one
+    external grid, or with generators (the model has loads only)."""
     pp = pandapower()
     grids = int(net.ext_grid.in_service.sum())
     generators = int(net.gen.in_service.sum()) + int(net.sgen.in_service.sum())
@@ -140,10 +140,11 @@ def feeder_model(net: Any, *, name: str = "feeder") -> FeederModel:
     ppc = net._ppc
     internal = ppc["internal"]
     ref = np.asarray(internal.get("ref", ()), dtype=np.int64)
-    if ref.size != 1 or len(internal.get("pv", ())):
+    voltage_controlled = len(internal.get("pv", ()))
+    if ref.size != 1 or voltage_controlled:
         raise InputError(
             f"feeder {name}: one external grid and no generator buses are supported "
-            f"(found {ref.size} slack and {len(internal['pv'])} voltage-controlled buses)"
+            f"(found {ref.size} slack and {voltage_controlled} voltage-controlled buses)"
         )
     bus_table = np.asarray(internal["bus"])
     slack = int(ref[0])

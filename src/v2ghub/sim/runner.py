@@ -92,7 +92,8 @@ def run_cases(
     honours what was sold, and each run's summary carries what the sales paid. With
     ``feeders``, each city's compounds get that many distribution feeders (built once per
     city) and each run's summary what its charging did to them (AC power flow at every
-    step, :mod:`v2ghub.network`).
+    step, :mod:`v2ghub.network`); the planners that see them plan within their caps, and
+    a receding-horizon one is told the sessions expected later at the capped sites.
     """
     summaries = []
     for case in cases:

@@ -174,8 +174,8 @@ class Twin:
 
     def check(self) -> None:
         """Refuse a planner that cannot take the scenario's fleets at every control
-        instant, and, when sharded, what sharding does not cover yet (raises
-        :class:`~v2ghub.errors.InputError`)."""
+        instant, a feeder network file the feeders cannot use, and, when sharded, what
+        sharding does not cover yet (raises :class:`~v2ghub.errors.InputError`)."""
         if self.sharded:
             self._check_shardable()
         network_file = self.scenario.settings.simulation.feeder_network
