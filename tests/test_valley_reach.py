@@ -97,6 +97,36 @@ def test_a_binding_transformer_limits_the_reach_where_the_bound_counted_v2g() ->
     assert highest_share(lender, everyone) <= bounded_share(lender, everyone) + 1e-9
 
 
+def test_a_feeders_cap_in_the_valley_lowers_the_reach_exactly_and_in_the_bound() -> None:
+    # A feeder leaves the 10-kW transformer only 6 kW in the first two valley hours (its
+    # households' load takes 4 kW there, as the feeder caps say): 32 kWh of valley import,
+    # not 40, for 60 kWh of need.
+    everyone = np.ones(3, dtype=np.bool_)
+    load = np.zeros((1, 8))
+    load[0, :2] = 4.0
+    capped = _home_site(max_discharge_kw=np.zeros(3), site_load_kw=load)
+    assert highest_share(capped, everyone) == pytest.approx(32 / 60, abs=1e-7)
+    assert bounded_share(capped, everyone) == pytest.approx(32 / 60, abs=1e-7)
+
+
+def test_the_twin_reach_under_feeders_keeps_their_caps() -> None:
+    from v2ghub.network.feeder_limits import feeder_caps  # noqa: PLC0415
+    from v2ghub.network.feeders import attach_sites, base_load_scale  # noqa: PLC0415
+
+    case = next(iter(Scenario.pilot_cities(cities=["Shenzhen"], vehicles_per_city=1200).cases()))
+    feeders = attach_sites(case.sites, 3, seed=1, city=case.city)
+    base_load_kw = np.asarray(case.signals.base_load_kw[: case.grid.length])
+    caps = feeder_caps(feeders, case.sites, base_load_scale(base_load_kw, 96))
+    free = valley_reach(case, settle=False)
+    capped = valley_reach(case, settle=False, caps=caps)
+    assert capped.exact
+    assert free.exact
+    # The compounds' night room is smaller under the feeders: less of their charging can
+    # fall in the valley.
+    assert capped.private_share < free.private_share - 1e-3
+    assert capped.share <= free.share + 1e-9
+
+
 def test_cycling_a_v2g_battery_in_the_valley_counts_only_with_split_steps() -> None:
     # One V2G vehicle plugged for the valley alone with 7 kWh of room: charging it full
     # is all a plan without valley discharge can count, and it needs nothing, so its share

@@ -122,7 +122,7 @@ def run_cases(
             if caps is not None and sees_feeders(run_planner.name):
                 run_planner = _expecting_arrivals(run_planner)
             if reach is None and capabilities_of(run_planner).valley_rule:
-                reach = valley_reach(case, settle=False)
+                reach = valley_reach(case, settle=False, caps=caps)
             day = (
                 clear_demand_response(
                     cleared,
@@ -176,7 +176,9 @@ def run_cases(
         if reach is not None:
             # Did the day allow the rule? A run that met it says so; else look for a plan.
             met = any(r.metrics.valley_rule_met for r in city_summaries)
-            reach = replace(reach, stepwise_plan_meets_rule=True) if met else settled(case, reach)
+            reach = (
+                replace(reach, stepwise_plan_meets_rule=True) if met else settled(case, reach, caps)
+            )
         summaries += with_valley_rule(city_summaries, reach)
     return summaries
 

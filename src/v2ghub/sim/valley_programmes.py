@@ -11,7 +11,8 @@ variables of :mod:`v2ghub.planning.lp` (per session ``i`` and plugged step ``t``
     c[i,t] / max_charge_kw + d[i,t] / max_discharge_kw <= 1          (V2G sessions)
     energy_min_kwh <= e[i,t] <= energy_max_kwh
     e[i,last] + u[i] >= min(target_energy_kwh, what the session reaches alone at full power)
-    -export_limit_kw[s] <= sum over i at site s of (c - d)[i,t] <= import_limit_kw[s]
+    -export_limit_kw[s] <= site_load_kw[s,t] + sum over i at site s of (c - d)[i,t]
+                         <= import_limit_kw[s]
 
 A charger sets one power a step, charging or discharging: the row on ``c / max + d / max``
 is that choice's convex hull, which lets a V2G session split a step between charging and
@@ -262,8 +263,9 @@ def _build(problem: Problem, rows: IntArray) -> _Block:
         entries_row += [limit_row, limit_row[v2g_pairs]]
         entries_col += [c_col, d_col]
         entries += [np.ones(k), -np.ones(m)]
-        row_lower.append(np.full(problem.grid.length, -problem.export_limit_kw[site]))
-        row_upper.append(np.full(problem.grid.length, problem.import_limit_kw[site]))
+        room_up_kw, room_down_kw = problem.site_room_kw()  # the limits less other load
+        row_lower.append(-room_down_kw[site])
+        row_upper.append(room_up_kw[site])
         n_rows += problem.grid.length
     # One power a step: c / max_charge + d / max_discharge <= 1 for V2G pairs.
     hull_row = n_rows + np.arange(m, dtype=np.int64)

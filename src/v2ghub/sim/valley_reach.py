@@ -54,6 +54,7 @@ from v2ghub.model.valley_rule import (
     VALLEY_SHARE_RULE_PRIVATE,
     valley_steps,
 )
+from v2ghub.network.feeder_limits import SiteCaps
 from v2ghub.planning.fast import FastPlanner
 from v2ghub.planning.stepping import make_feasible
 from v2ghub.planning.valley_rule_prices import ClassPrices
@@ -88,15 +89,20 @@ class ValleyReach:
 
 
 def valley_reach(
-    case: CityCase, *, exact_max_sessions: int = EXACT_MAX_SESSIONS, settle: bool = True
+    case: CityCase,
+    *,
+    exact_max_sessions: int = EXACT_MAX_SESSIONS,
+    settle: bool = True,
+    caps: SiteCaps | None = None,
 ) -> ValleyReach:
     """The hindsight reach of the valley rule in ``case`` (see the module docstring).
 
     ``settle``: also look for a plan at whole steps that meets both rules, where both
     shares reach the rule (else leave that to :func:`settled`, for a city where some
-    planner missed the rule: the search costs as much as the shares again).
+    planner missed the rule: the search costs as much as the shares again). ``caps``: the
+    feeders' caps on the sites, step by step, which every plan then keeps too.
     """
-    problem = day_problem(case)
+    problem = day_problem(case, caps)
     private = case.fleet.charger_kind[_planned(case)] == ChargerKind.HOME
     everyone = np.ones(problem.n_vehicles, dtype=np.bool_)
     if case.fleet.n_sessions > exact_max_sessions:
@@ -113,12 +119,12 @@ def valley_reach(
     return _settle(programmes, private, reach) if settle else reach
 
 
-def settled(case: CityCase, reach: ValleyReach) -> ValleyReach:
+def settled(case: CityCase, reach: ValleyReach, caps: SiteCaps | None = None) -> ValleyReach:
     """``reach`` with the search for a plan at whole steps done, where it is wanted."""
     if not _unsettled(reach):
         return reach
     private = case.fleet.charger_kind[_planned(case)] == ChargerKind.HOME
-    return _settle(ReachProgrammes(day_problem(case)), private, reach)
+    return _settle(ReachProgrammes(day_problem(case, caps)), private, reach)
 
 
 def _unsettled(reach: ValleyReach) -> bool:
@@ -213,8 +219,10 @@ def _planned(case: CityCase) -> npt.NDArray[np.int64]:
     return np.flatnonzero(end > first).astype(np.int64)
 
 
-def day_problem(case: CityCase) -> Problem:
-    """The whole day as one problem: every session plugged for a step, known in advance."""
+def day_problem(case: CityCase, caps: SiteCaps | None = None) -> Problem:
+    """The whole day as one problem: every session plugged for a step, known in advance;
+    with ``caps``, the sites' limits are the feeders' (their room as load at the sites,
+    as the planners see them)."""
     fleet, grid, signals = case.fleet, case.grid, case.signals
     first, end = grid.plugged_steps(fleet.arrival_s, fleet.departure_s)
     rows = _planned(case)
@@ -234,8 +242,9 @@ def day_problem(case: CityCase) -> Problem:
         discharge_efficiency=fleet.discharge_efficiency[rows],
         departure_step=np.minimum(end[rows], grid.length).astype(np.int64),
         arrival_step=first[rows].astype(np.int64),
-        import_limit_kw=case.sites.import_limit_kw,
-        export_limit_kw=case.sites.export_limit_kw,
+        import_limit_kw=case.sites.import_limit_kw if caps is None else caps.import_limit_kw,
+        export_limit_kw=case.sites.export_limit_kw if caps is None else caps.export_limit_kw,
+        site_load_kw=None if caps is None else caps.window(0, grid.length),
         import_price_cny_per_kwh=zeros,
         export_price_cny_per_kwh=zeros,
         period_kind=case.tariff.price_levels(grid).kind,
@@ -251,10 +260,12 @@ def bounded_share(problem: Problem, members: BoolArray) -> float:
     valley_kwh, other_kwh = _vehicle_bounds(problem, members)
     valley_kwh = np.where(members, valley_kwh, 0.0)
     other_kwh = np.where(members, other_kwh, 0.0)
-    # A limited site imports at most its limit in each valley step, plus what its own V2G
-    # vehicles could discharge then (energy moved between its vehicles counts as charged),
-    # and no more than its plugged members' chargers take. What the cap keeps out of the
-    # valley, the members still need, so it is charged outside.
+    # A limited site imports at most its limit in each valley step (less the load there
+    # that is not the fleet's), plus what its own V2G vehicles could discharge then
+    # (energy moved between its vehicles counts as charged), and no more than its plugged
+    # members' chargers take. What the cap keeps out of the valley, the members still
+    # need, so it is charged outside.
+    room_kw, _ = problem.site_room_kw()
     n_sites = problem.import_limit_kw.shape[0]
     site = problem.site_index
     dt_h = problem.dt_h
@@ -267,7 +278,7 @@ def bounded_share(problem: Problem, members: BoolArray) -> float:
         discharger_kw = np.bincount(
             site, np.where(plugged, problem.max_discharge_kw, 0.0), minlength=n_sites
         )
-        cap_kwh += np.minimum(charger_kw, problem.import_limit_kw + discharger_kw) * dt_h
+        cap_kwh += np.minimum(charger_kw, np.maximum(room_kw[:, step], 0.0) + discharger_kw) * dt_h
     site_valley = np.minimum(np.bincount(site, valley_kwh, minlength=n_sites), cap_kwh)
     # The least charging each member needs: its target's energy at the charger, or what
     # it can get at all if that is less.
