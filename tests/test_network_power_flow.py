@@ -24,6 +24,7 @@ from v2ghub.network.feeders import (
     FEEDER_KINDS,
     attach_sites,
     build_network,
+    check_network_file,
     feeder_day,
 )
 from v2ghub.network.pandapower_import import pandapower
@@ -200,6 +201,30 @@ def test_feeders_from_bad_input_say_what_is_wrong(tmp_path: Path) -> None:
     pp.create_sgen(with_pv, int(with_pv.load.bus.iloc[0]), p_mw=0.01)
     with pytest.raises(InputError, match=r"found 1 external grids and 1 generators in service"):
         feeder_model(with_pv, name="pv")
+
+
+def test_a_good_network_file_is_checked_once_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import v2ghub.network.feeders as feeders_module  # noqa: PLC0415
+
+    network = tmp_path / "feeder.json"
+    pp.to_json(_network("cigre-lv"), str(network))
+    models = []
+    real_model = feeders_module.feeder_model
+
+    def counted(net: Any, *, name: str) -> FeederModel:
+        models.append(name)
+        return real_model(net, name=name)
+
+    monkeypatch.setattr(feeders_module, "feeder_model", counted)
+    check_network_file(network)
+    check_network_file(network)  # the command line checks, then the run: one build
+    assert models == ["network"]
+    stamp = network.stat().st_mtime_ns
+    os.utime(network, ns=(stamp + 10**9, stamp + 10**9))
+    check_network_file(network)
+    assert models == ["network", "network"]
 
 
 def test_pandapower_leaves_pyarrows_time_zones_alone() -> None:

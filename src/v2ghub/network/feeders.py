@@ -26,6 +26,7 @@ deviation GB/T 12325-2008 allows the households' 220 V single-phase supply (+7%,
 from __future__ import annotations
 
 import copy
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -191,7 +192,17 @@ def build_network(kind: str, *, seed: int, path: Path | None = None) -> Any:
 def check_network_file(path: Path) -> None:
     """Refuse a user's network the feeders cannot use, before anything is built from it
     (:class:`InputError` naming the file): one that does not read, that pandapower cannot
-    solve, or that :func:`~v2ghub.network.power_flow.feeder_model` does not take."""
+    solve, or that :func:`~v2ghub.network.power_flow.feeder_model` does not take. A file
+    found good is not checked again until it changes."""
+    try:
+        modified_ns = path.stat().st_mtime_ns
+    except OSError:
+        modified_ns = -1  # the reader says what is wrong
+    _check_network(path, modified_ns)
+
+
+@functools.cache
+def _check_network(path: Path, modified_ns: int) -> None:
     try:
         feeder_model(build_network("file", seed=0, path=path), name="network")
     except InputError as error:
