@@ -211,7 +211,7 @@ def test_a_good_network_file_is_checked_once_until_it_changes(
     network = tmp_path / "feeder.json"
     pp.to_json(_network("cigre-lv"), str(network))
     models = []
-    real_model = feeders_module.feeder_model
+    real_model = feeder_model
 
     def counted(net: Any, *, name: str) -> FeederModel:
         models.append(name)
