@@ -263,9 +263,14 @@ def _build(problem: Problem, rows: IntArray) -> _Block:
         entries_row += [limit_row, limit_row[v2g_pairs]]
         entries_col += [c_col, d_col]
         entries += [np.ones(k), -np.ones(m)]
-        room_up_kw, room_down_kw = problem.site_room_kw()  # the limits less other load
-        row_lower.append(-room_down_kw[site])
-        row_upper.append(room_up_kw[site])
+        # The limits bound the site's other load plus the sessions' power.
+        load_kw = (
+            np.zeros(problem.grid.length)
+            if problem.site_load_kw is None
+            else problem.site_load_kw[site]
+        )
+        row_lower.append(-problem.export_limit_kw[site] - load_kw)
+        row_upper.append(problem.import_limit_kw[site] - load_kw)
         n_rows += problem.grid.length
     # One power a step: c / max_charge + d / max_discharge <= 1 for V2G pairs.
     hull_row = n_rows + np.arange(m, dtype=np.int64)
